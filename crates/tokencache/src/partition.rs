@@ -1,0 +1,212 @@
+//! Partition keys: which L2 key (and L1 entry) holds which credentials.
+//!
+//! The keys are those of Microsoft.Identity.Web / MSAL, so that an unencrypted
+//! cache can be shared with them (DESIGN.md section 4):
+//!
+//! | partition | key |
+//! |---|---|
+//! | user | MSAL home account id, `"{oid}.{tid}"` (`uid.utid` from `client_info` when present) |
+//! | app | `"{client_id}_{tenant_id}_AppTokenCache"` |
+//! | OBO | base64url (no padding) of SHA-256 of the raw incoming assertion |
+//!
+//! tokencache's own keys (link sets, revocation stamps) are namespaced `tc:` and
+//! carry the user's hash tag `{oid.tid}` so that, in Redis Cluster, all of one
+//! user's own keys share a slot. Pure: no I/O.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::sync::Arc;
+
+/// What kind of credentials a partition holds; decides its default expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PartitionKind {
+    /// A signed-in user's tokens (auth code, refresh, silent).
+    User,
+    /// An application's own tokens (client credentials).
+    App,
+    /// Tokens a web API obtained on behalf of a user, keyed by the incoming assertion.
+    Obo,
+    /// A long-running OBO session keyed by a caller-chosen session key.
+    OboSession,
+}
+
+impl PartitionKind {
+    /// A short lower-case name (`user`, `app`, `obo`, `obo-session`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartitionKind::User => "user",
+            PartitionKind::App => "app",
+            PartitionKind::Obo => "obo",
+            PartitionKind::OboSession => "obo-session",
+        }
+    }
+}
+
+impl fmt::Display for PartitionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The key of one partition, without the store prefix. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PartitionKey {
+    kind: PartitionKind,
+    key: Arc<str>,
+}
+
+impl PartitionKey {
+    /// The user partition of a home account id (`oid.tid` or `uid.utid`).
+    pub fn user(home_account_id: &str) -> Self {
+        Self::new(PartitionKind::User, home_account_id)
+    }
+
+    /// The app partition of a client in a tenant.
+    pub fn app(client_id: &str, tenant_id: &str) -> Self {
+        Self::new(
+            PartitionKind::App,
+            &format!("{client_id}_{tenant_id}_AppTokenCache"),
+        )
+    }
+
+    /// The OBO partition of a raw incoming assertion (the bearer token the API received).
+    pub fn obo(assertion: &str) -> Self {
+        Self::new(PartitionKind::Obo, &assertion_hash(assertion))
+    }
+
+    /// A long-running OBO session partition, keyed by a caller-chosen session key.
+    pub fn obo_session(session_key: &str) -> Self {
+        Self::new(PartitionKind::OboSession, session_key)
+    }
+
+    /// A key of a given kind taken as it is (for tools that list a store).
+    pub fn new(kind: PartitionKind, key: &str) -> Self {
+        Self {
+            kind,
+            key: Arc::from(key),
+        }
+    }
+
+    /// The kind of partition.
+    pub fn kind(&self) -> PartitionKind {
+        self.kind
+    }
+
+    /// The key as MSAL / Microsoft.Identity.Web writes it (no prefix).
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+}
+
+impl fmt::Debug for PartitionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Keys are hashes or account ids, never token secrets.
+        write!(f, "{}:{}", self.kind, self.key)
+    }
+}
+
+impl fmt::Display for PartitionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key)
+    }
+}
+
+/// base64url (no padding) of SHA-256 of the raw assertion, as MSAL.NET and msal-node
+/// compute the OBO partition key and the `user_assertion_hash` field.
+pub fn assertion_hash(assertion: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(assertion.as_bytes()))
+}
+
+/// Builds full store keys: the optional prefix ("instance name") in front of every key,
+/// and tokencache's own `tc:` keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySpace {
+    prefix: String,
+}
+
+impl KeySpace {
+    /// A key space with a prefix put in front of every key (may be empty).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The full store key of a partition.
+    pub fn partition(&self, key: &PartitionKey) -> String {
+        self.partition_str(key.as_str())
+    }
+
+    /// The full store key of a partition given as its bare key.
+    pub fn partition_str(&self, key: &str) -> String {
+        let mut full = String::with_capacity(self.prefix.len() + key.len());
+        full.push_str(&self.prefix);
+        full.push_str(key);
+        full
+    }
+
+    /// The link set of a user: keys of the OBO partitions derived from the user's tokens.
+    pub fn link_set(&self, home_account_id: &str) -> String {
+        format!("{}tc:links:{{{}}}", self.prefix, home_account_id)
+    }
+
+    /// The revocation stamp of a user: when the user last signed out.
+    pub fn revocation(&self, home_account_id: &str) -> String {
+        format!("{}tc:revoked:{{{}}}", self.prefix, home_account_id)
+    }
+
+    /// The backplane channel name.
+    pub fn backplane_channel(&self) -> String {
+        format!("{}tc:backplane", self.prefix)
+    }
+
+    /// Strips the prefix from a full store key; `None` when the key is not in this space.
+    pub fn strip<'a>(&self, full: &'a str) -> Option<&'a str> {
+        full.strip_prefix(self.prefix.as_str())
+    }
+
+    /// Whether a full store key (with prefix) is one of tokencache's own keys.
+    pub fn is_own_key(&self, full: &str) -> bool {
+        self.strip(full).is_some_and(|k| k.starts_with("tc:"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_msal() {
+        assert_eq!(PartitionKey::user("oid.tid").as_str(), "oid.tid");
+        assert_eq!(
+            PartitionKey::app("cid", "tid").as_str(),
+            "cid_tid_AppTokenCache"
+        );
+        // echo -n "abc" | sha256 | base64url: ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0
+        assert_eq!(
+            PartitionKey::obo("abc").as_str(),
+            "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
+        );
+        assert_eq!(PartitionKey::obo("abc").kind(), PartitionKind::Obo);
+    }
+
+    #[test]
+    fn key_space_prefixes_everything() {
+        let ks = KeySpace::new("app1:");
+        let k = PartitionKey::user("o.t");
+        assert_eq!(ks.partition(&k), "app1:o.t");
+        assert_eq!(ks.link_set("o.t"), "app1:tc:links:{o.t}");
+        assert_eq!(ks.revocation("o.t"), "app1:tc:revoked:{o.t}");
+        assert!(ks.is_own_key("app1:tc:links:{o.t}"));
+        assert!(!ks.is_own_key("app1:o.t"));
+        assert!(!ks.is_own_key("other:tc:x"));
+        assert_eq!(ks.strip("app1:o.t"), Some("o.t"));
+    }
+}

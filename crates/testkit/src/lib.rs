@@ -1,0 +1,411 @@
+//! Test support for tokencache: throwaway `redis-server` processes and a 3-master
+//! Redis Cluster on loopback, started by the tests themselves and killed on drop.
+//!
+//! Tests never skip silently: when `redis-server` is not on `PATH`, [`RedisServer::start`]
+//! and [`RedisCluster::start`] panic with a message that says how to install it.
+//! [`redis_available`] tells beforehand.
+
+#![warn(missing_docs)]
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The message given when `redis-server` cannot be found.
+const NOT_FOUND: &str =
+    "redis-server not found on PATH; install the Debian package redis-server (.ci/run does this)";
+
+/// How long a server gets to answer `PING` after it was started.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `redis-server` and `redis-cli` can be run from `PATH`.
+pub fn redis_available() -> bool {
+    ["redis-server", "redis-cli"].iter().all(|bin| {
+        Command::new(bin)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    })
+}
+
+/// Panics (with the install hint) when Redis is missing. Whether or not `CI` is set,
+/// a test that needs Redis fails rather than skips.
+fn require_redis() {
+    if !redis_available() {
+        let ci = std::env::var("CI")
+            .map(|v| !v.is_empty() && v != "false")
+            .unwrap_or(false);
+        if ci {
+            panic!("{NOT_FOUND} [CI]");
+        }
+        panic!("{NOT_FOUND}");
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; the caller races for it).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+        .expect("bind 127.0.0.1:0 to find a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Runs `redis-cli -p port args...` and returns its standard output, trimmed.
+fn run_cli(port: u16, extra: &[&str], args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .arg("-h")
+        .arg("127.0.0.1")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(extra)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run redis-cli: {e}; {NOT_FOUND}"));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// One `redis-server` process on loopback, with its own temporary directory.
+/// Killed when dropped.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    password: Option<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a plain server (no password, no persistence) on a free loopback port and
+    /// waits until it answers `PING`.
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line arguments (for instance
+    /// `["--requirepass", "secret"]`; a `--requirepass` is then used by [`Self::cli`]).
+    pub fn start_with(args: &[&str]) -> RedisServer {
+        require_redis();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let password = args
+            .iter()
+            .position(|a| a == "--requirepass")
+            .and_then(|i| args.get(i + 1).cloned());
+        let mut last_err = String::new();
+        // The free port may be taken between probing and binding: retry with another.
+        for _ in 0..5 {
+            let dir = tempfile::Builder::new()
+                .prefix("testkit-redis-")
+                .tempdir()
+                .expect("create a temporary directory for redis-server");
+            let mut server = RedisServer {
+                port: free_port(),
+                dir,
+                args: args.clone(),
+                password: password.clone(),
+                child: None,
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("redis-server did not start after 5 attempts: {last_err}");
+    }
+
+    /// Spawns the process on `self.port` and waits for `PING`.
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut cmd = Command::new("redis-server");
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--save")
+            .arg("")
+            .arg("--appendonly")
+            .arg("no")
+            .arg("--daemonize")
+            .arg("no")
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run redis-server: {e}; {NOT_FOUND}"))?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    /// Waits until the server answers PING (or a NOAUTH error, which also means it is up).
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    let log = std::fs::read_to_string(self.dir.path().join("redis.log"))
+                        .unwrap_or_default();
+                    let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+                    return Err(format!(
+                        "redis-server on port {} exited with {status}: {tail}",
+                        self.port
+                    ));
+                }
+            }
+            if TcpStream::connect_timeout(
+                &SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port).into(),
+                Duration::from_millis(200),
+            )
+            .is_ok()
+            {
+                let pong = self.cli(&["PING"]);
+                if pong == "PONG" || pong.contains("NOAUTH") {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                return Err(format!(
+                    "redis-server on port {} did not answer PING",
+                    self.port
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The port it listens on (kept across [`Self::stop`] and [`Self::restart`]).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT` (no credentials).
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the server; the port number is kept for [`Self::restart`].
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts the server again on the same port (after [`Self::stop`]), empty.
+    /// Retries for a while in case the port is still held by the old socket.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => {
+                    panic!("redis-server could not restart on port {}: {e}", self.port)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Runs `redis-cli` against this server (with its password, if any) and returns
+    /// the trimmed standard output, e.g. `cli(&["PTTL", "k"])`.
+    pub fn cli(&self, args: &[&str]) -> String {
+        match &self.password {
+            Some(p) => run_cli(self.port, &["-a", p.as_str(), "--no-auth-warning"], args),
+            None => run_cli(self.port, &[], args),
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A 3-master Redis Cluster (no replicas) on loopback. Killed when dropped.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three cluster-enabled servers, joins them with
+    /// `redis-cli --cluster create`, and waits until every node says `cluster_state:ok`.
+    pub fn start() -> RedisCluster {
+        require_redis();
+        let mut last_err = String::new();
+        for _ in 0..3 {
+            let nodes: Vec<RedisServer> = (0..3)
+                .map(|_| {
+                    // Each server has its own --dir, where nodes.conf is written.
+                    RedisServer::start_with(&[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "5000",
+                    ])
+                })
+                .collect();
+            let cluster = RedisCluster { nodes };
+            match cluster.create() {
+                Ok(()) => return cluster,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("Redis Cluster did not form: {last_err}");
+    }
+
+    fn create(&self) -> Result<(), String> {
+        let addrs: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run redis-cli: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            ));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = self.nodes.iter().all(|n| {
+                let info = n.cli(&["CLUSTER", "INFO"]);
+                info.contains("cluster_state:ok")
+                    && n.cli(&["CLUSTER", "SLOTS"]).lines().count() > 0
+                    && Self::knows_all(n, self.nodes.len())
+            });
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("cluster_state did not become ok on every node".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether a node sees `count` connected masters.
+    fn knows_all(node: &RedisServer, count: usize) -> bool {
+        let nodes = node.cli(&["CLUSTER", "NODES"]);
+        nodes
+            .lines()
+            .filter(|l| l.contains("master") && l.contains("connected"))
+            .count()
+            == count
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`.
+    pub fn url(&self) -> String {
+        format!("redis+cluster://{}", self.seeds().join(","))
+    }
+
+    /// The `127.0.0.1:PORT` of each node.
+    pub fn seeds(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect()
+    }
+
+    /// The nodes, for per-node checks.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// Runs `redis-cli` with `args` on every node; one output per node.
+    pub fn cli_all(&self, args: &[&str]) -> Vec<String> {
+        self.nodes.iter().map(|n| n.cli(args)).collect()
+    }
+
+    /// Runs `redis-cli -c` (follows redirections) with `args` against the first node.
+    pub fn cli(&self, args: &[&str]) -> String {
+        run_cli(self.nodes[0].port(), &["-c"], args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_port_is_nonzero() {
+        assert_ne!(free_port(), 0);
+    }
+
+    #[test]
+    fn server_starts_stops_and_restarts_on_the_same_port() {
+        let mut s = RedisServer::start();
+        assert_eq!(s.cli(&["PING"]), "PONG");
+        s.cli(&["SET", "k", "v"]);
+        assert_eq!(s.cli(&["GET", "k"]), "v");
+        let port = s.port();
+        s.stop();
+        assert!(!s.is_running());
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+        s.restart();
+        assert_eq!(s.port(), port);
+        assert_eq!(s.cli(&["PING"]), "PONG");
+        // Not persisted: the restarted server is empty.
+        assert_eq!(s.cli(&["GET", "k"]), "");
+    }
+
+    #[test]
+    fn password_is_required_and_used_by_cli() {
+        let s = RedisServer::start_with(&["--requirepass", "s3cret"]);
+        assert_eq!(s.cli(&["PING"]), "PONG");
+        let raw = run_cli(s.port(), &[], &["PING"]);
+        assert!(raw.contains("NOAUTH"), "{raw}");
+    }
+
+    #[test]
+    fn cluster_forms_with_three_masters() {
+        let c = RedisCluster::start();
+        assert!(c.url().starts_with("redis+cluster://127.0.0.1:"));
+        assert_eq!(c.url().matches(',').count(), 2);
+        for info in c.cli_all(&["CLUSTER", "INFO"]) {
+            assert!(info.contains("cluster_state:ok"), "{info}");
+        }
+        c.cli(&["SET", "a", "1"]);
+        c.cli(&["SET", "b", "2"]);
+        assert_eq!(c.cli(&["GET", "b"]), "2");
+    }
+}

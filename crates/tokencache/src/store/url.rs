@@ -1,0 +1,444 @@
+//! Store selection by URL.
+//!
+//! | URL | store |
+//! |---|---|
+//! | `redb:///abs/path/file.redb` | [`EmbeddedStore`] in that file (the folder is created) |
+//! | (none) | [`EmbeddedStore`] in [`default_embedded_path`] |
+//! | `memory://` | [`MemoryStore`] |
+//! | `redis://[user:pass@]host[:port][/db]`, `rediss://…` | [`RedisStore`] standalone |
+//! | `redis+cluster://[user:pass@]h:p,h:p[,…]`, `rediss+cluster://…` | [`RedisStore`] Cluster |
+//!
+//! Redis URLs accept `?connect_timeout_ms=N&response_timeout_ms=N` (defaults 2000) and
+//! `tls_ca_file=/path/ca.pem` (a private CA to trust for `rediss://`);
+//! other query parameters are passed to redis-rs for standalone URLs (e.g.
+//! `protocol=resp3`). The [`fmt::Display`] of a [`StoreUrl`] never shows a password.
+
+use super::embedded::EmbeddedStore;
+use super::memory::MemoryStore;
+use super::redis::{RedisOptions, RedisStore};
+use super::{SharedStore, StoreError, StoreErrorKind, StoreResult};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The schemes [`StoreUrl::parse`] accepts, for error messages.
+const ACCEPTED: &str =
+    "redb:///path/file.redb, memory://, redis://, rediss://, redis+cluster://, rediss+cluster://";
+
+/// A parsed store location.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// An embedded redb file.
+    Embedded {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An in-process store.
+    Memory,
+    /// Redis, standalone or Cluster.
+    Redis {
+        /// `rediss://`: TLS.
+        tls: bool,
+        /// A Cluster (seed nodes in `hosts`).
+        cluster: bool,
+        /// `host:port` of each node (one for standalone).
+        hosts: Vec<String>,
+        /// The ACL user name, if any.
+        username: Option<String>,
+        /// The password, if any (never displayed).
+        password: Option<String>,
+        /// The path and query after the hosts (`/db?…`), as written.
+        rest: String,
+        /// Connection timeouts taken from the query.
+        connect_timeout: Option<Duration>,
+        /// Response timeout taken from the query.
+        response_timeout: Option<Duration>,
+        /// A PEM file of root certificates to trust (`tls_ca_file=`).
+        tls_ca_file: Option<PathBuf>,
+    },
+}
+
+fn config(message: impl Into<String>) -> StoreError {
+    StoreError::new(StoreErrorKind::Config, "store url", message)
+}
+
+/// The default embedded store file: `tokencache/tokencache.redb` in the user's cache
+/// folder (`dirs::cache_dir()`, e.g. `~/.cache` on Linux), or in the temporary
+/// folder when there is none.
+pub fn default_embedded_path() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("tokencache")
+        .join("tokencache.redb")
+}
+
+/// Our own query parameters: connect timeout, response timeout, CA file.
+type OwnParams = (Option<Duration>, Option<Duration>, Option<PathBuf>);
+
+/// Takes our own parameters out of a query string; returns the rest and them.
+fn take_params(query: &str) -> StoreResult<(String, OwnParams)> {
+    let mut keep = Vec::new();
+    let (mut connect, mut response, mut ca) = (None, None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == "tls_ca_file" {
+            ca = Some(PathBuf::from(v));
+            continue;
+        }
+        let slot = match k {
+            "connect_timeout_ms" => &mut connect,
+            "response_timeout_ms" => &mut response,
+            _ => {
+                keep.push(pair);
+                continue;
+            }
+        };
+        let ms: u64 = v
+            .parse()
+            .map_err(|_| config(format!("{k} must be a number of milliseconds, got {v:?}")))?;
+        *slot = Some(Duration::from_millis(ms));
+    }
+    Ok((keep.join("&"), (connect, response, ca)))
+}
+
+impl StoreUrl {
+    /// Parses a store URL (see the module docs for the forms).
+    ///
+    /// # Errors
+    /// `Config` for an unknown scheme (naming the accepted ones), a relative or empty
+    /// redb path, a Redis URL without host, or bad timeout values. The message never
+    /// repeats a password.
+    pub fn parse(s: &str) -> StoreResult<StoreUrl> {
+        let s = s.trim();
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return Err(config(format!(
+                "not a store URL (no scheme); accepted: {ACCEPTED}"
+            )));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "memory" => Ok(StoreUrl::Memory),
+            "redb" => {
+                let path = PathBuf::from(rest);
+                if rest.is_empty() || !path.is_absolute() {
+                    return Err(config(format!(
+                        "a redb URL needs an absolute path, as in redb:///var/cache/tokencache.redb (got {rest:?})"
+                    )));
+                }
+                Ok(StoreUrl::Embedded { path })
+            }
+            sch @ ("redis" | "rediss" | "redis+cluster" | "rediss+cluster") => {
+                let tls = sch.starts_with("rediss");
+                let cluster = sch.ends_with("+cluster");
+                let end = rest.find(['/', '?']).unwrap_or(rest.len());
+                let (authority, tail) = rest.split_at(end);
+                let (userinfo, hostlist) = match authority.rsplit_once('@') {
+                    Some((u, h)) => (Some(u), h),
+                    None => (None, authority),
+                };
+                let (username, password) = match userinfo {
+                    None => (None, None),
+                    Some(u) => {
+                        let (user, pass) = match u.split_once(':') {
+                            Some((user, pass)) => (user, Some(pass)),
+                            None => (u, None),
+                        };
+                        let decode = |v: &str| {
+                            url::form_urlencoded::parse(
+                                format!("x={}", v.replace('+', "%2B")).as_bytes(),
+                            )
+                            .next()
+                            .map(|(_, v)| v.into_owned())
+                            .unwrap_or_default()
+                        };
+                        (
+                            Some(decode(user)).filter(|u| !u.is_empty()),
+                            pass.map(decode).filter(|p| !p.is_empty()),
+                        )
+                    }
+                };
+                let mut hosts = Vec::new();
+                for h in hostlist.split(',') {
+                    let h = h.trim();
+                    if h.is_empty() {
+                        return Err(config(format!(
+                            "a {sch}:// URL needs host[:port]{}",
+                            if cluster {
+                                " seeds separated by commas"
+                            } else {
+                                ""
+                            }
+                        )));
+                    }
+                    let with_port = if h.starts_with('[') {
+                        if h.contains("]:") {
+                            h.to_owned()
+                        } else {
+                            format!("{h}:6379")
+                        }
+                    } else if h.contains(':') {
+                        h.to_owned()
+                    } else {
+                        format!("{h}:6379")
+                    };
+                    hosts.push(with_port);
+                }
+                if !cluster && hosts.len() != 1 {
+                    return Err(config(format!(
+                        "a {sch}:// URL names one host; for several use {sch}+cluster://"
+                    )));
+                }
+                let (path, query) = match tail.split_once('?') {
+                    Some((p, q)) => (p, q),
+                    None => (tail, ""),
+                };
+                let (query, (connect_timeout, response_timeout, tls_ca_file)) = take_params(query)?;
+                let rest = if query.is_empty() {
+                    path.to_owned()
+                } else {
+                    format!("{path}?{query}")
+                };
+                Ok(StoreUrl::Redis {
+                    tls,
+                    cluster,
+                    hosts,
+                    username,
+                    password,
+                    rest,
+                    connect_timeout,
+                    response_timeout,
+                    tls_ca_file,
+                })
+            }
+            other => Err(config(format!(
+                "unknown store URL scheme {other:?}; accepted: {ACCEPTED}"
+            ))),
+        }
+    }
+
+    /// The URL redis-rs gets for one node (with credentials; never log it).
+    fn node_url(&self, host: &str) -> Option<String> {
+        let StoreUrl::Redis {
+            tls,
+            username,
+            password,
+            rest,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let enc = |v: &str| {
+            v.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        let auth = match (username, password) {
+            (None, None) => String::new(),
+            (Some(u), None) => format!("{}@", enc(u)),
+            (u, Some(p)) => format!("{}:{}@", enc(u.as_deref().unwrap_or("")), enc(p)),
+        };
+        let scheme = if *tls { "rediss" } else { "redis" };
+        Some(format!("{scheme}://{auth}{host}{rest}"))
+    }
+
+    /// Opens the store this URL names. Redis stores connect lazily (this returns at
+    /// once even if Redis is down); the embedded store creates its folder and file.
+    ///
+    /// # Errors
+    /// `Config` when the store cannot be set up (bad Redis URL, unopenable file).
+    pub async fn open(&self) -> StoreResult<SharedStore> {
+        match self {
+            StoreUrl::Memory => Ok(Arc::new(MemoryStore::new())),
+            StoreUrl::Embedded { path } => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::new(
+                            StoreErrorKind::Config,
+                            path.display().to_string(),
+                            format!("cannot create the folder of the store file: {e}"),
+                        )
+                    })?;
+                }
+                Ok(Arc::new(EmbeddedStore::open(path).await?))
+            }
+            StoreUrl::Redis {
+                cluster,
+                hosts,
+                connect_timeout,
+                response_timeout,
+                tls_ca_file,
+                ..
+            } => {
+                let tls_ca_pem = match tls_ca_file {
+                    Some(f) => Some(std::fs::read(f).map_err(|e| {
+                        StoreError::new(
+                            StoreErrorKind::Config,
+                            f.display().to_string(),
+                            format!("cannot read tls_ca_file: {e}"),
+                        )
+                    })?),
+                    None => None,
+                };
+                let defaults = RedisOptions::default();
+                let options = RedisOptions {
+                    connect_timeout: connect_timeout.unwrap_or(defaults.connect_timeout),
+                    response_timeout: response_timeout.unwrap_or(defaults.response_timeout),
+                    tls_ca_pem,
+                    ..defaults
+                };
+                let urls: Vec<String> = hosts.iter().filter_map(|h| self.node_url(h)).collect();
+                let store = if *cluster {
+                    RedisStore::cluster(&urls, options)?
+                } else {
+                    RedisStore::standalone(&urls[0], options)?
+                };
+                Ok(Arc::new(store))
+            }
+        }
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Memory => f.write_str("memory://"),
+            StoreUrl::Embedded { path } => write!(f, "redb://{}", path.display()),
+            StoreUrl::Redis {
+                tls,
+                cluster,
+                hosts,
+                username,
+                password,
+                rest,
+                ..
+            } => {
+                let scheme = match (tls, cluster) {
+                    (false, false) => "redis",
+                    (true, false) => "rediss",
+                    (false, true) => "redis+cluster",
+                    (true, true) => "rediss+cluster",
+                };
+                write!(f, "{scheme}://")?;
+                match (username, password) {
+                    (None, None) => {}
+                    (Some(u), None) => write!(f, "{u}@")?,
+                    (u, Some(_)) => write!(f, "{}:***@", u.as_deref().unwrap_or(""))?,
+                }
+                write!(f, "{}{}", hosts.join(","), rest)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Same as Display: never the password.
+        write!(f, "StoreUrl({self})")
+    }
+}
+
+/// Opens the store named by `url`; an empty string opens the embedded store at
+/// [`default_embedded_path`]. See [`StoreUrl`] for the forms.
+///
+/// # Errors
+/// As [`StoreUrl::parse`] and [`StoreUrl::open`].
+pub async fn open(url: &str) -> StoreResult<SharedStore> {
+    let parsed = if url.trim().is_empty() {
+        StoreUrl::Embedded {
+            path: default_embedded_path(),
+        }
+    } else {
+        StoreUrl::parse(url)?
+    };
+    parsed.open().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        assert_eq!(StoreUrl::parse("memory://").unwrap(), StoreUrl::Memory);
+        assert_eq!(
+            StoreUrl::parse("redb:///var/x/t.redb").unwrap(),
+            StoreUrl::Embedded {
+                path: PathBuf::from("/var/x/t.redb")
+            }
+        );
+        assert!(StoreUrl::parse("redb://rel/t.redb").is_err());
+        let u = StoreUrl::parse("redis://127.0.0.1:7000/2?connect_timeout_ms=150").unwrap();
+        let StoreUrl::Redis {
+            hosts,
+            cluster,
+            tls,
+            rest,
+            connect_timeout,
+            ..
+        } = &u
+        else {
+            panic!("{u}")
+        };
+        assert_eq!(hosts, &["127.0.0.1:7000"]);
+        assert!(!cluster && !tls);
+        assert_eq!(rest, "/2");
+        assert_eq!(*connect_timeout, Some(Duration::from_millis(150)));
+        assert_eq!(u.to_string(), "redis://127.0.0.1:7000/2");
+        let c = StoreUrl::parse("rediss+cluster://a:1,b,c:3").unwrap();
+        let StoreUrl::Redis {
+            hosts,
+            cluster,
+            tls,
+            ..
+        } = &c
+        else {
+            panic!()
+        };
+        assert_eq!(hosts, &["a:1", "b:6379", "c:3"]);
+        assert!(*cluster && *tls);
+        assert!(StoreUrl::parse("redis://a:1,b:2").is_err());
+        assert!(StoreUrl::parse("redis://").is_err());
+        assert!(StoreUrl::parse("redis://h?connect_timeout_ms=x").is_err());
+    }
+
+    #[test]
+    fn unknown_scheme_names_the_accepted_ones() {
+        let e = StoreUrl::parse("postgres://x").unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::Config);
+        assert!(e.message.contains("redis+cluster://"), "{e}");
+        assert!(StoreUrl::parse("just-a-path").is_err());
+    }
+
+    #[test]
+    fn passwords_are_hidden_and_round_trip() {
+        let u = StoreUrl::parse("redis://alice:p%40ss+w0rd%20x@h:1/0").unwrap();
+        let shown = format!("{u} {u:?}");
+        assert!(
+            !shown.contains("p%40ss") && !shown.contains("p@ss"),
+            "{shown}"
+        );
+        assert!(shown.contains("redis://alice:***@h:1/0"), "{shown}");
+        let StoreUrl::Redis { password, .. } = &u else {
+            panic!()
+        };
+        assert_eq!(password.as_deref(), Some("p@ss+w0rd x"));
+        let node = u.node_url("h:1").unwrap();
+        let info = redis::IntoConnectionInfo::into_connection_info(node.as_str()).unwrap();
+        assert_eq!(info.redis_settings().password(), Some("p@ss+w0rd x"));
+        assert_eq!(info.redis_settings().username(), Some("alice"));
+        let only_pass = StoreUrl::parse("redis://:secret@h").unwrap();
+        assert_eq!(only_pass.to_string(), "redis://:***@h:6379");
+    }
+
+    #[test]
+    fn default_path_is_in_a_tokencache_folder() {
+        let p = default_embedded_path();
+        assert!(p.ends_with("tokencache/tokencache.redb"), "{}", p.display());
+    }
+}

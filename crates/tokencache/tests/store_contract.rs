@@ -1,0 +1,281 @@
+//! One contract, every backend: memory, embedded (redb), Redis standalone and Redis
+//! Cluster (real servers started by testkit). Short real TTLs, one shared wait.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use testkit::{RedisCluster, RedisServer};
+use tokencache::store::redis::key_slot;
+use tokencache::store::{
+    EmbeddedStore, MemoryStore, RedisOptions, RedisStore, Store, StoreErrorKind,
+};
+
+/// Reads the raw `PTTL` of a key on the real server (Redis backends only).
+type RawPttl = Box<dyn Fn(&str) -> i64 + Send + Sync>;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+async fn scan_all(store: &dyn Store, prefix: &str, count: usize) -> BTreeSet<String> {
+    let mut cursor = 0;
+    let mut keys = BTreeSet::new();
+    let mut pages = 0;
+    loop {
+        let (next, page) = store.scan(prefix, cursor, count).await.expect("scan");
+        keys.extend(page);
+        pages += 1;
+        assert!(pages < 10_000, "scan does not end");
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+/// The contract every [`Store`] meets. `ns` keeps keys of concurrent runs apart.
+async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
+    let k = |s: &str| format!("{ns}:{s}");
+    store.health().await.expect("health");
+    assert!(!store.endpoint().is_empty());
+
+    // get / set / overwrite.
+    assert_eq!(store.get(&k("a")).await.unwrap(), None);
+    store.set(&k("a"), b"one", None).await.unwrap();
+    let v = store.get(&k("a")).await.unwrap().expect("a");
+    assert_eq!(v.bytes, b"one");
+    assert_eq!(v.ttl, None);
+    store.set(&k("a"), b"two", Some(ms(60_000))).await.unwrap();
+    let v = store.get(&k("a")).await.unwrap().expect("a");
+    assert_eq!(v.bytes, b"two");
+    let ttl = v.ttl.expect("ttl after set with ttl");
+    assert!(ttl <= ms(60_000) && ttl > ms(55_000), "{ttl:?}");
+    if let Some(p) = &pttl {
+        let raw = p(&k("a"));
+        assert!(raw > 55_000 && raw <= 60_000, "raw PTTL {raw}");
+    }
+    // A set without TTL removes the old TTL.
+    store.set(&k("a"), b"three", None).await.unwrap();
+    assert_eq!(store.get(&k("a")).await.unwrap().unwrap().ttl, None);
+    if let Some(p) = &pttl {
+        assert_eq!(p(&k("a")), -1);
+    }
+    // Binary values survive as they are.
+    let binary: Vec<u8> = (0..=255u8).collect();
+    store.set(&k("bin"), &binary, None).await.unwrap();
+    assert_eq!(store.get(&k("bin")).await.unwrap().unwrap().bytes, binary);
+
+    // get_and_touch extends and returns the new TTL.
+    store.set(&k("slide"), b"s", Some(ms(5_000))).await.unwrap();
+    let v = store
+        .get_and_touch(&k("slide"), ms(90_000))
+        .await
+        .unwrap()
+        .expect("slide");
+    assert_eq!(v.bytes, b"s");
+    assert_eq!(v.ttl, Some(ms(90_000)));
+    let ttl = store.get(&k("slide")).await.unwrap().unwrap().ttl.unwrap();
+    assert!(ttl > ms(85_000), "{ttl:?}");
+    if let Some(p) = &pttl {
+        assert!(p(&k("slide")) > 85_000);
+    }
+    assert_eq!(
+        store.get_and_touch(&k("missing"), ms(1_000)).await.unwrap(),
+        None
+    );
+
+    // touch.
+    assert!(store.touch(&k("a"), ms(120_000)).await.unwrap());
+    let ttl = store.get(&k("a")).await.unwrap().unwrap().ttl.unwrap();
+    assert!(ttl > ms(115_000) && ttl <= ms(120_000), "{ttl:?}");
+    assert!(!store.touch(&k("missing"), ms(1_000)).await.unwrap());
+
+    // remove.
+    assert!(store.remove(&k("bin")).await.unwrap());
+    assert!(!store.remove(&k("bin")).await.unwrap());
+    assert_eq!(store.get(&k("bin")).await.unwrap(), None);
+
+    // remove_many across hash slots (a missing key does not count).
+    let many: Vec<String> = (0..20).map(|i| k(&format!("many{i}"))).collect();
+    let slots: BTreeSet<u16> = many.iter().map(|m| key_slot(m)).collect();
+    assert!(slots.len() > 5, "keys spread over slots");
+    for m in &many {
+        store.set(m, b"x", Some(ms(60_000))).await.unwrap();
+    }
+    let mut doomed = many.clone();
+    doomed.push(k("never-written"));
+    assert_eq!(store.remove_many(&doomed).await.unwrap(), 20);
+    for m in &many {
+        assert_eq!(store.get(m).await.unwrap(), None);
+    }
+    assert_eq!(store.remove_many(&[]).await.unwrap(), 0);
+
+    // Link sets: add, members, remove; the set goes with its last member.
+    let links = format!("{ns}:tc:links:{{o.t}}");
+    assert!(store.link_members(&links).await.unwrap().is_empty());
+    store
+        .link_add(&links, "obo1", Some(ms(60_000)))
+        .await
+        .unwrap();
+    store
+        .link_add(&links, "obo2", Some(ms(60_000)))
+        .await
+        .unwrap();
+    store
+        .link_add(&links, "obo1", Some(ms(60_000)))
+        .await
+        .unwrap();
+    let members: BTreeSet<String> = store
+        .link_members(&links)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(members, BTreeSet::from(["obo1".into(), "obo2".into()]));
+    if let Some(p) = &pttl {
+        let raw = p(&links);
+        assert!(raw > 55_000 && raw <= 60_000, "{raw}");
+    }
+    // A link set is not an entry (as in Redis: WRONGTYPE).
+    let e = store.get(&links).await.unwrap_err();
+    assert_eq!(e.kind, StoreErrorKind::Server, "{e}");
+    let e = store.link_add(&k("a"), "m", None).await.unwrap_err();
+    assert_eq!(e.kind, StoreErrorKind::Server, "{e}");
+    store
+        .link_remove(&links, &["obo1".into(), "nope".into()])
+        .await
+        .unwrap();
+    assert_eq!(store.link_members(&links).await.unwrap(), vec!["obo2"]);
+    store.link_remove(&links, &["obo2".into()]).await.unwrap();
+    assert!(store.link_members(&links).await.unwrap().is_empty());
+    assert!(!store.remove(&links).await.unwrap(), "empty set is gone");
+    store.link_remove(&links, &["x".into()]).await.unwrap();
+    // No TTL: lives forever, and a later TTL does not shorten it.
+    let forever = format!("{ns}:tc:links:{{forever}}");
+    store.link_add(&forever, "m", None).await.unwrap();
+    store.link_add(&forever, "n", Some(ms(200))).await.unwrap();
+    if let Some(p) = &pttl {
+        assert_eq!(p(&forever), -1);
+    }
+
+    // scan finds exactly the keys under a prefix, in pages.
+    let scan_prefix = format!("{ns}:scan:");
+    let mut expected = BTreeSet::new();
+    for i in 0..25 {
+        let key = format!("{scan_prefix}{i:02}");
+        store.set(&key, b"v", Some(ms(60_000))).await.unwrap();
+        expected.insert(key);
+    }
+    let set_key = format!("{scan_prefix}tc:links:{{u}}");
+    store
+        .link_add(&set_key, "m", Some(ms(60_000)))
+        .await
+        .unwrap();
+    expected.insert(set_key);
+    store.set(&format!("{ns}:scanx"), b"v", None).await.unwrap();
+    assert_eq!(scan_all(store, &scan_prefix, 7).await, expected);
+    assert_eq!(scan_all(store, &scan_prefix, 1000).await, expected);
+    // Glob characters in the prefix are literal.
+    let glob = format!("{ns}:g*[");
+    store.set(&format!("{glob}1"), b"v", None).await.unwrap();
+    store.set(&format!("{ns}:gX[1"), b"v", None).await.unwrap();
+    assert_eq!(
+        scan_all(store, &glob, 10).await,
+        BTreeSet::from([format!("{glob}1")])
+    );
+
+    // Expiry with real time: short TTLs, one shared wait.
+    store.set(&k("short"), b"s", Some(ms(300))).await.unwrap();
+    store
+        .set(&format!("{scan_prefix}short"), b"s", Some(ms(300)))
+        .await
+        .unwrap();
+    let shrink = format!("{ns}:tc:links:{{shrink}}");
+    store
+        .link_add(&shrink, "m1", Some(ms(1_500)))
+        .await
+        .unwrap();
+    store.link_add(&shrink, "m2", Some(ms(300))).await.unwrap(); // must not shorten
+    let grow = format!("{ns}:tc:links:{{grow}}");
+    store.link_add(&grow, "m1", Some(ms(300))).await.unwrap();
+    store.link_add(&grow, "m2", Some(ms(3_000))).await.unwrap(); // lengthens
+    if let Some(p) = &pttl {
+        assert!(p(&grow) > 2_500);
+        assert!(p(&shrink) > 1_000);
+    }
+    tokio::time::sleep(ms(700)).await;
+    assert_eq!(store.get(&k("short")).await.unwrap(), None);
+    assert_eq!(
+        store.get_and_touch(&k("short"), ms(60_000)).await.unwrap(),
+        None
+    );
+    assert!(!store.touch(&k("short"), ms(60_000)).await.unwrap());
+    assert!(!store.remove(&k("short")).await.unwrap());
+    assert_eq!(scan_all(store, &scan_prefix, 100).await, expected);
+    assert_eq!(store.link_members(&shrink).await.unwrap().len(), 2);
+    assert_eq!(store.link_members(&grow).await.unwrap().len(), 2);
+    tokio::time::sleep(ms(1_000)).await;
+    assert!(store.link_members(&shrink).await.unwrap().is_empty());
+    assert_eq!(store.link_members(&grow).await.unwrap().len(), 2);
+    assert_eq!(store.link_members(&forever).await.unwrap().len(), 2);
+    // An expired key can be written again.
+    store.set(&k("short"), b"again", None).await.unwrap();
+    assert_eq!(
+        store.get(&k("short")).await.unwrap().unwrap().bytes,
+        b"again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_meets_the_contract() {
+    contract(&MemoryStore::new(), "mem", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("c.redb"))
+        .await
+        .unwrap();
+    contract(&store, "emb", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_standalone_meets_the_contract() {
+    let server = Arc::new(RedisServer::start());
+    let store = RedisStore::standalone(&server.url(), RedisOptions::default()).unwrap();
+    let s = server.clone();
+    let pttl: RawPttl = Box::new(move |key| s.cli(&["PTTL", key]).parse().expect("PTTL"));
+    contract(&store, "rs", Some(pttl)).await;
+    // Nothing else was written under another prefix.
+    let all = scan_all(&store, "", 50).await;
+    assert!(all.iter().all(|k| k.starts_with("rs:")), "{all:?}");
+    assert_eq!(server.cli(&["GET", "rs:a"]), "three");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_meets_the_contract() {
+    let cluster = Arc::new(RedisCluster::start());
+    let seeds: Vec<String> = cluster
+        .seeds()
+        .iter()
+        .map(|s| format!("redis://{s}"))
+        .collect();
+    let store = RedisStore::cluster(&seeds, RedisOptions::default()).unwrap();
+    assert!(store.is_cluster());
+    let c = cluster.clone();
+    let pttl: RawPttl = Box::new(move |key| c.cli(&["PTTL", key]).parse().expect("PTTL"));
+    contract(&store, "rc", Some(pttl)).await;
+    // The scanned keys really live on several masters, and a full scan sees each of
+    // them once per master that holds it.
+    let per_node: Vec<usize> = cluster
+        .cli_all(&["--scan", "--pattern", "rc:scan:*"])
+        .iter()
+        .map(|out| out.lines().filter(|l| !l.is_empty()).count())
+        .collect();
+    assert_eq!(per_node.iter().sum::<usize>(), 26, "{per_node:?}");
+    assert!(
+        per_node.iter().filter(|&&n| n > 0).count() >= 2,
+        "{per_node:?}"
+    );
+}

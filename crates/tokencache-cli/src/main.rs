@@ -1,0 +1,53 @@
+//! `tokencache`: the command-line tool over the tokencache library.
+//!
+//! A thin clap layer: each subcommand lives in its own module and uses only the
+//! library's public API. Exit codes: 0 success, 1 "not found" answers, 2 bad input or
+//! failure (one line on stderr, never a backtrace).
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod bench;
+mod partition_cmd;
+
+/// Cache OAuth 2.0 / OpenID Connect tokens in process and in a shared store.
+#[derive(Parser, Debug)]
+#[command(name = "tokencache", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Look inside a partition blob (MSAL V3 JSON) without showing any secret.
+    #[command(subcommand)]
+    Partition(partition_cmd::PartitionCommand),
+    /// Measure L1 and L2 hits side by side with their raw baselines.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    // Keep panics (which would be bugs) to one line: no backtrace for users.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error: {info}");
+    }));
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TOKENCACHE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Partition(cmd) => partition_cmd::run(cmd),
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+/// Prints a one-line error and returns exit code 2.
+pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}

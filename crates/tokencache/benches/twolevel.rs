@@ -1,0 +1,116 @@
+//! Two-level benchmarks (DESIGN.md section 11), each next to its raw baseline:
+//!
+//! * `l1_hit/find_access_token` vs `l1_hit/bare_hashmap_get`
+//! * `l2_hit/<store>/find_access_token` (L1 off: get + parse + lookup) vs
+//!   `l2_hit/<store>/raw_get` of the same bytes on the same kind of connection
+//! * `write/<store>/save_token_response`
+//!
+//! The Redis group starts its own `redis-server` on loopback (testkit).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use tokencache::sample::{self, CLIENT_ID, ENVIRONMENT, TENANT};
+use tokencache::store::{self, SharedStore};
+use tokencache::{Lookup, Partition, SaveFor, SaveRequest, TokenCache};
+
+const OID: &str = "00000000-0000-0000-66f3-3332eca7ea81";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn seeded(store: SharedStore, l1: bool) -> (TokenCache, String) {
+    let mut b = TokenCache::builder().store(store);
+    if !l1 {
+        b = b.disable_l1();
+    }
+    let cache = b.build().await.unwrap();
+    let mut home = String::new();
+    for scopes in sample::USER_SCOPES {
+        let resp = sample::user_response(OID, TENANT, scopes, now(), 3600).unwrap();
+        let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, scopes);
+        home = cache.save_token_response(&req, &resp).await.unwrap().partition;
+    }
+    (cache, home)
+}
+
+fn l1_hit(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let store = rt.block_on(store::open("memory://")).unwrap();
+    let (cache, home) = rt.block_on(seeded(store.clone(), true));
+    let scopes = sample::USER_SCOPES[1];
+    let lookup = Lookup::user(CLIENT_ID, &home, scopes);
+    assert!(rt.block_on(cache.find_access_token(&lookup)).unwrap().is_some());
+    let blob = rt.block_on(store.get(&home)).unwrap().unwrap().bytes;
+    let mut map: HashMap<String, Arc<Partition>> = HashMap::new();
+    let parsed = Arc::new(Partition::parse(&blob).unwrap());
+    for i in 0..1000 {
+        map.insert(format!("{i:08}.{TENANT}"), parsed.clone());
+    }
+    map.insert(home.clone(), parsed);
+
+    let mut g = c.benchmark_group("l1_hit");
+    g.bench_function("find_access_token", |b| {
+        b.iter(|| rt.block_on(cache.find_access_token(black_box(&lookup))).unwrap())
+    });
+    g.bench_function("bare_hashmap_get", |b| b.iter(|| map.get(black_box(home.as_str())).cloned()));
+    g.finish();
+}
+
+fn l2_group(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: SharedStore, raw: impl Fn(&str) -> usize) {
+    let (_writer, home) = rt.block_on(seeded(store.clone(), true));
+    let (reader, _) = rt.block_on(seeded(store.clone(), false));
+    let scopes = sample::USER_SCOPES[1];
+    let lookup = Lookup::user(CLIENT_ID, &home, scopes);
+    assert!(rt.block_on(reader.find_access_token(&lookup)).unwrap().is_some());
+    let size = rt.block_on(store.get(&home)).unwrap().unwrap().bytes.len();
+    assert_eq!(raw(&home), size);
+
+    let mut g = c.benchmark_group(format!("l2_hit/{name}"));
+    g.bench_function("find_access_token", |b| {
+        b.iter(|| rt.block_on(reader.find_access_token(black_box(&lookup))).unwrap())
+    });
+    g.bench_function("raw_get", |b| b.iter(|| raw(black_box(&home))));
+    g.finish();
+
+    let mut g = c.benchmark_group(format!("write/{name}"));
+    let resp = sample::user_response(OID, TENANT, scopes, now(), 3600).unwrap();
+    let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, scopes);
+    g.bench_function("save_token_response", |b| {
+        b.iter(|| rt.block_on(reader.save_token_response(&req, black_box(&resp))).unwrap())
+    });
+    g.finish();
+}
+
+fn l2_embedded(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redb://{}", dir.path().join("bench.redb").display());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let store = rt.block_on(store::open(&url)).unwrap();
+    // The embedded store's own get is the raw baseline: the same bytes, no parse.
+    let raw = |k: &str| rt.block_on(store.get(k)).unwrap().map_or(0, |v| v.bytes.len());
+    l2_group(c, "embedded", &rt, store.clone(), raw);
+}
+
+fn l2_redis(c: &mut Criterion) {
+    let server = testkit::RedisServer::start();
+    let url = server.url();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let conn = rt.block_on(redis::aio::ConnectionManager::new(client)).unwrap();
+    let raw = |k: &str| {
+        let mut conn = conn.clone();
+        let v: Option<Vec<u8>> = rt.block_on(redis::cmd("GET").arg(k).query_async(&mut conn)).unwrap();
+        v.map_or(0, |v| v.len())
+    };
+    let store = rt.block_on(store::open(&url)).unwrap();
+    l2_group(c, "redis", &rt, store, raw);
+}
+
+criterion_group!(benches, l1_hit, l2_embedded, l2_redis);
+criterion_main!(benches);

@@ -1,0 +1,586 @@
+//! The public [`TokenCache`] API.
+//!
+//! A token cache for confidential clients: find a cached access token, save a token
+//! response, remove an account. It knows which partition each grant belongs to (user,
+//! app, OBO) and what the token-derived expiry of each is; everything below it only
+//! moves partitions.
+//!
+//! ```
+//! # async fn demo() -> Result<(), tokencache::Error> {
+//! use tokencache::{Lookup, SaveFor, SaveRequest, TokenCache, TokenResponse};
+//!
+//! // The embedded store in a temporary folder; `TokenCache::builder().build()` uses
+//! // a file in the platform cache folder, `.store_url("redis://...")` a shared Redis.
+//! let dir = std::env::temp_dir().join(format!("tokencache-doc-{}", std::process::id()));
+//! let cache = TokenCache::builder()
+//!     .store_url(&format!("redb://{}", dir.join("cache.redb").display()))
+//!     .build()
+//!     .await?;
+//!
+//! // A daemon saves the response of a client-credentials grant...
+//! let response = TokenResponse::from_json(
+//!     br#"{"access_token":"eyJ0eXAi.fake.token","token_type":"Bearer","expires_in":3600}"#,
+//! )?;
+//! let scopes = ["https://graph.microsoft.com/.default"];
+//! let request = SaveRequest::new("my-client-id", SaveFor::App, "login.microsoftonline.com", "my-tenant", &scopes);
+//! cache.save_token_response(&request, &response).await?;
+//!
+//! // ...and finds it again, from memory, in well under a microsecond.
+//! let token = cache
+//!     .find_access_token(&Lookup::app("my-client-id", "my-tenant", &scopes))
+//!     .await?
+//!     .expect("cached");
+//! assert!(token.expires_on > 0);
+//! # drop(cache); let _ = std::fs::remove_dir_all(&dir);
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::error::Error;
+use crate::memory::L1Options;
+use crate::partition::{assertion_hash, PartitionKind};
+use crate::schema::{AccessTokenQuery, Partition, RefreshTokenQuery, Secret, TokenRequest, TokenResponse};
+use crate::store::{self, SharedStore};
+use crate::twolevel::{EntryContext, ExpiryOptions, Stats, TwoLevel, TwoLevelOptions, WriteOutcome};
+
+/// Whose tokens a lookup is for: decides the partition.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// A signed-in user, by MSAL home account id (`oid.tid`, or `uid.utid`).
+    User(&'a str),
+    /// The application itself (client credentials) in a tenant.
+    App {
+        /// The tenant id.
+        tenant: &'a str,
+    },
+    /// A web API calling on behalf of the user who sent this bearer token.
+    Obo {
+        /// The raw incoming assertion (never logged; only its hash is kept).
+        assertion: &'a str,
+    },
+    /// A long-running OBO session, keyed by a caller-chosen session key.
+    OboSession {
+        /// The session key.
+        session_key: &'a str,
+    },
+}
+
+impl std::fmt::Debug for Subject<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::User(id) => write!(f, "User({id})"),
+            Subject::App { tenant } => write!(f, "App({tenant})"),
+            Subject::Obo { .. } => f.write_str("Obo(<assertion>)"),
+            Subject::OboSession { session_key } => write!(f, "OboSession({session_key})"),
+        }
+    }
+}
+
+/// What to look up: a token for a client, a subject and scopes.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup<'a> {
+    /// The client (application) id that acquired the token.
+    pub client_id: &'a str,
+    /// Whose token.
+    pub subject: Subject<'a>,
+    /// Scopes wanted; all must be in the token's target (case-insensitive).
+    pub scopes: &'a [&'a str],
+    /// The tenant (realm); `None` = any. For [`Subject::App`] the subject's tenant is used.
+    pub tenant: Option<&'a str>,
+    /// The authority host; `None` = any.
+    pub environment: Option<&'a str>,
+    /// `None` = Bearer.
+    pub token_type: Option<&'a str>,
+}
+
+impl<'a> Lookup<'a> {
+    /// A user's token.
+    pub fn user(client_id: &'a str, home_account_id: &'a str, scopes: &'a [&'a str]) -> Self {
+        Self::new(client_id, Subject::User(home_account_id), scopes)
+    }
+
+    /// An app token (client credentials).
+    pub fn app(client_id: &'a str, tenant: &'a str, scopes: &'a [&'a str]) -> Self {
+        let mut l = Self::new(client_id, Subject::App { tenant }, scopes);
+        l.tenant = Some(tenant);
+        l
+    }
+
+    /// A token acquired on behalf of the sender of `assertion`.
+    pub fn obo(client_id: &'a str, assertion: &'a str, scopes: &'a [&'a str]) -> Self {
+        Self::new(client_id, Subject::Obo { assertion }, scopes)
+    }
+
+    /// Any subject.
+    pub fn new(client_id: &'a str, subject: Subject<'a>, scopes: &'a [&'a str]) -> Self {
+        Self {
+            client_id,
+            subject,
+            scopes,
+            tenant: None,
+            environment: None,
+            token_type: None,
+        }
+    }
+
+    /// Restricts to a tenant.
+    pub fn tenant(mut self, tenant: &'a str) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+}
+
+/// Whose tokens a token response holds, when saving it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SaveFor<'a> {
+    /// A user's (auth code, refresh token): the partition is the home account id read
+    /// from the response (`client_info`, else the id token).
+    User,
+    /// The application's own (client credentials).
+    App,
+    /// On behalf of the sender of this incoming assertion.
+    Obo {
+        /// The raw incoming assertion.
+        assertion: &'a str,
+    },
+    /// A long-running OBO session.
+    OboSession {
+        /// The session key.
+        session_key: &'a str,
+    },
+}
+
+impl std::fmt::Debug for SaveFor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SaveFor::User => f.write_str("User"),
+            SaveFor::App => f.write_str("App"),
+            SaveFor::Obo { .. } => f.write_str("Obo(<assertion>)"),
+            SaveFor::OboSession { session_key } => write!(f, "OboSession({session_key})"),
+        }
+    }
+}
+
+/// The request a token response answered.
+#[derive(Debug, Clone, Copy)]
+pub struct SaveRequest<'a> {
+    /// The client id that made the request.
+    pub client_id: &'a str,
+    /// Whose tokens.
+    pub subject: SaveFor<'a>,
+    /// The authority host (e.g. `login.microsoftonline.com`).
+    pub environment: &'a str,
+    /// The tenant the request went to.
+    pub tenant: &'a str,
+    /// The scopes requested (the response's `scope` echo wins when present).
+    pub scopes: &'a [&'a str],
+}
+
+impl<'a> SaveRequest<'a> {
+    /// A request description.
+    pub fn new(
+        client_id: &'a str,
+        subject: SaveFor<'a>,
+        environment: &'a str,
+        tenant: &'a str,
+        scopes: &'a [&'a str],
+    ) -> Self {
+        Self {
+            client_id,
+            subject,
+            environment,
+            tenant,
+            scopes,
+        }
+    }
+}
+
+/// A cached access token, as a lookup returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedToken {
+    /// The token itself (redacted in `Debug`).
+    pub secret: Secret,
+    /// `Bearer` unless the token says otherwise.
+    pub token_type: String,
+    /// Expiry, Unix seconds.
+    pub expires_on: i64,
+    /// When the provider suggests refreshing, Unix seconds.
+    pub refresh_on: Option<i64>,
+    /// `refresh_on` has passed: still valid, but acquire a new one soon.
+    pub needs_refresh: bool,
+}
+
+/// What a save did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// The partition key the tokens went to (no prefix).
+    pub partition: String,
+    /// The user's home account id, when the response names one.
+    pub home_account_id: Option<String>,
+    /// The write: stored, reached L2, TTL.
+    pub write: WriteOutcome,
+}
+
+/// Builds a [`TokenCache`].
+#[derive(Debug)]
+pub struct TokenCacheBuilder {
+    store: Option<SharedStore>,
+    url: Option<String>,
+    clock: SharedClock,
+    options: TwoLevelOptions,
+    skew: Duration,
+}
+
+impl TokenCacheBuilder {
+    /// Uses this store for L2.
+    pub fn store(mut self, store: SharedStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Opens L2 from a URL (`redb:///path`, `redis://…`, `rediss://…`,
+    /// `redis+cluster://h:p,h:p`, `memory://`). Default: the embedded store in the
+    /// platform cache folder.
+    pub fn store_url(mut self, url: &str) -> Self {
+        self.url = Some(url.to_string());
+        self
+    }
+
+    /// Puts `prefix` in front of every L2 key (Redis "instance name").
+    pub fn key_prefix(mut self, prefix: &str) -> Self {
+        self.options.key_prefix = prefix.to_string();
+        self
+    }
+
+    /// Caps L1 at `bytes` (summed serialized partition sizes). Default 256 MiB.
+    pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
+        self.options.l1 = Some(L1Options { max_bytes: bytes });
+        self
+    }
+
+    /// Turns L1 off: every read goes to L2 (for measurements; tokencache keeps replicas
+    /// coherent without this).
+    pub fn disable_l1(mut self) -> Self {
+        self.options.l1 = None;
+        self
+    }
+
+    /// Sets the expiry rules.
+    pub fn expiry(mut self, expiry: ExpiryOptions) -> Self {
+        self.options.expiry = expiry;
+        self
+    }
+
+    /// Bounds every L2 call. Default 1 s.
+    pub fn l2_timeout(mut self, timeout: Duration) -> Self {
+        self.options.l2_timeout = timeout;
+        self
+    }
+
+    /// A token expiring within `skew` is not returned. Default 5 minutes.
+    pub fn skew(mut self, skew: Duration) -> Self {
+        self.skew = skew;
+        self
+    }
+
+    /// Uses this clock (tests, simulation).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Opens the store and builds the cache.
+    pub async fn build(self) -> Result<TokenCache, Error> {
+        let store = match (self.store, self.url) {
+            (Some(s), _) => s,
+            (None, Some(url)) => store::open(&url).await?,
+            (None, None) => store::open("").await?,
+        };
+        Ok(TokenCache {
+            two: Arc::new(TwoLevel::new(store, self.clock, self.options)),
+            skew_secs: self.skew.as_secs() as i64,
+        })
+    }
+}
+
+/// The token cache: L1 in process over a shared L2 store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TokenCache {
+    two: Arc<TwoLevel>,
+    skew_secs: i64,
+}
+
+/// A resolved partition: kind, bare key, and the OBO assertion hash if any.
+struct Target {
+    kind: PartitionKind,
+    key: String,
+    ctx: EntryContext,
+    assertion_hash: Option<String>,
+}
+
+impl TokenCache {
+    /// A builder with the defaults (embedded store, 256 MiB L1, token-derived expiry).
+    pub fn builder() -> TokenCacheBuilder {
+        TokenCacheBuilder {
+            store: None,
+            url: None,
+            clock: Arc::new(SystemClock),
+            options: TwoLevelOptions::default(),
+            skew: Duration::from_secs(300),
+        }
+    }
+
+    /// The two-level layer underneath (stats, L1, store).
+    pub fn two_level(&self) -> &Arc<TwoLevel> {
+        &self.two
+    }
+
+    /// Counters: hits and misses per level, L2 errors.
+    pub fn stats(&self) -> Stats {
+        self.two.stats()
+    }
+
+    /// The cached access token for `lookup`, or `None` (then acquire a new one).
+    /// L2 failures are not errors here: they are logged and read as a miss.
+    pub async fn find_access_token(&self, lookup: &Lookup<'_>) -> Result<Option<CachedToken>, Error> {
+        if lookup.client_id.is_empty() || lookup.scopes.is_empty() {
+            return Err(Error::InvalidRequest("a lookup needs a client id and at least one scope".into()));
+        }
+        // The user case avoids any allocation before the L1 lookup.
+        let (kind, hash, ctx);
+        let key: &str = match lookup.subject {
+            Subject::User(id) => {
+                (kind, hash, ctx) = (PartitionKind::User, None, EntryContext::default());
+                id
+            }
+            Subject::OboSession { session_key } => {
+                (kind, hash, ctx) = (PartitionKind::OboSession, None, EntryContext::default());
+                session_key
+            }
+            Subject::App { .. } | Subject::Obo { .. } => {
+                let t = self.lookup_target(&lookup.subject, lookup.client_id);
+                return self.find_in(&t.key, t.kind, t.ctx, lookup, t.assertion_hash.as_deref()).await;
+            }
+        };
+        self.find_in(key, kind, ctx, lookup, hash).await
+    }
+
+    async fn find_in(
+        &self,
+        key: &str,
+        kind: PartitionKind,
+        ctx: EntryContext,
+        lookup: &Lookup<'_>,
+        assertion_hash: Option<&str>,
+    ) -> Result<Option<CachedToken>, Error> {
+        let Some(partition) = self.two.get(kind, key, ctx).await else {
+            return Ok(None);
+        };
+        let now = self.two.clock().now_secs();
+        let query = AccessTokenQuery {
+            client_id: lookup.client_id,
+            scopes: lookup.scopes,
+            realm: lookup.tenant,
+            home_account_id: match lookup.subject {
+                Subject::User(id) => Some(id),
+                _ => None,
+            },
+            environment: lookup.environment,
+            token_type: lookup.token_type,
+            key_id: None,
+            user_assertion_hash: assertion_hash,
+            skew_secs: self.skew_secs,
+        };
+        Ok(partition.find_access_token(&query, now).map(|at| CachedToken {
+            secret: at.secret.clone(),
+            token_type: at.token_type.clone().unwrap_or_else(|| "Bearer".to_string()),
+            expires_on: at.expires_on,
+            refresh_on: at.refresh_on,
+            needs_refresh: at.needs_refresh(now),
+        }))
+    }
+
+    fn lookup_target(&self, subject: &Subject<'_>, client_id: &str) -> Target {
+        match *subject {
+            Subject::User(id) => Target {
+                kind: PartitionKind::User,
+                key: id.to_string(),
+                ctx: EntryContext::default(),
+                assertion_hash: None,
+            },
+            Subject::App { tenant } => Target {
+                kind: PartitionKind::App,
+                key: crate::partition::PartitionKey::app(client_id, tenant).as_str().to_string(),
+                ctx: EntryContext::default(),
+                assertion_hash: None,
+            },
+            Subject::Obo { assertion } => {
+                let hash = assertion_hash(assertion);
+                Target {
+                    kind: PartitionKind::Obo,
+                    key: hash.clone(),
+                    ctx: EntryContext {
+                        assertion_exp: jwt_exp(assertion),
+                    },
+                    assertion_hash: Some(hash),
+                }
+            }
+            Subject::OboSession { session_key } => Target {
+                kind: PartitionKind::OboSession,
+                key: session_key.to_string(),
+                ctx: EntryContext::default(),
+                assertion_hash: None,
+            },
+        }
+    }
+
+    /// Saves a token response into the right partition of both levels.
+    pub async fn save_token_response(&self, request: &SaveRequest<'_>, response: &TokenResponse) -> Result<Saved, Error> {
+        if request.client_id.is_empty() || request.environment.is_empty() || request.tenant.is_empty() {
+            return Err(Error::InvalidRequest(
+                "a save needs a client id, an authority host and a tenant".into(),
+            ));
+        }
+        let (target, assertion) = match request.subject {
+            SaveFor::User => {
+                let Some(home) = response_home_account_id(response)? else {
+                    return Err(Error::InvalidRequest(
+                        "a user token response needs client_info or an id_token to name its account".into(),
+                    ));
+                };
+                (self.lookup_target(&Subject::User(&home), request.client_id), None)
+            }
+            SaveFor::App => (
+                self.lookup_target(&Subject::App { tenant: request.tenant }, request.client_id),
+                None,
+            ),
+            SaveFor::Obo { assertion } => (
+                self.lookup_target(&Subject::Obo { assertion }, request.client_id),
+                Some(assertion),
+            ),
+            SaveFor::OboSession { session_key } => (
+                self.lookup_target(&Subject::OboSession { session_key }, request.client_id),
+                None,
+            ),
+        };
+        let req = TokenRequest {
+            client_id: request.client_id,
+            environment: request.environment,
+            realm: request.tenant,
+            scopes: request.scopes,
+            user_assertion: assertion,
+        };
+        let now = self.two.clock().now_secs();
+        let (added, write) = self
+            .two
+            .update(target.kind, &target.key, target.ctx, |p: &mut Partition| {
+                p.add_token_response(&req, response, now).map_err(Error::from)
+            })
+            .await?;
+        Ok(Saved {
+            partition: target.key,
+            home_account_id: added.home_account_id,
+            write,
+        })
+    }
+
+    /// The refresh token of a user for a client (a family refresh token is accepted
+    /// when `family_id` is given).
+    pub async fn find_refresh_token(
+        &self,
+        client_id: &str,
+        home_account_id: &str,
+        family_id: Option<&str>,
+    ) -> Result<Option<Secret>, Error> {
+        let Some(partition) = self.two.get(PartitionKind::User, home_account_id, EntryContext::default()).await else {
+            return Ok(None);
+        };
+        let query = RefreshTokenQuery {
+            client_id,
+            home_account_id,
+            environment: None,
+            family_id,
+            user_assertion_hash: None,
+        };
+        Ok(partition.find_refresh_token(&query).map(|rt| rt.secret.clone()))
+    }
+
+    /// The decoded partition of a subject, for inspection.
+    pub async fn partition(&self, subject: &Subject<'_>, client_id: &str) -> Option<Arc<Partition>> {
+        let t = self.lookup_target(subject, client_id);
+        self.two.get(t.kind, &t.key, t.ctx).await
+    }
+
+    /// Removes a user's credentials for `client_id` (as MSAL's `RemoveAccount`), in L1
+    /// and L2. When no credentials are left, the partition is removed from L2 (not
+    /// written empty). Returns how many records went.
+    pub async fn remove_account(&self, client_id: &str, home_account_id: &str) -> Result<usize, Error> {
+        let (removed, _) = self
+            .two
+            .update(PartitionKind::User, home_account_id, EntryContext::default(), |p: &mut Partition| {
+                Ok(p.remove_account(client_id, home_account_id))
+            })
+            .await?;
+        Ok(removed)
+    }
+
+    /// Removes a user's whole partition (every client) from L1 and L2.
+    pub async fn remove_user_partition(&self, home_account_id: &str) -> bool {
+        self.two.remove(home_account_id).await
+    }
+}
+
+/// The home account id a user token response names: `uid.utid` from `client_info`,
+/// else the id token's `sub` (as MSAL does).
+fn response_home_account_id(response: &TokenResponse) -> Result<Option<String>, Error> {
+    if let Some(raw) = response.client_info.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+        if let Some(home) = crate::schema::ClientInfo::decode(raw)?.home_account_id() {
+            return Ok(Some(home));
+        }
+    }
+    match &response.id_token {
+        Some(t) => Ok(crate::schema::decode_jwt_claims(t.expose())?.sub),
+        None => Ok(None),
+    }
+}
+
+/// `exp` of a JWT, read without verification (the API already validated the token it
+/// received); `None` for opaque tokens.
+fn jwt_exp(token: &str) -> Option<i64> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        exp: Option<serde_json::Value>,
+    }
+    let claims: Claims = serde_json::from_slice(&bytes).ok()?;
+    match claims.exp? {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(payload: &str) -> String {
+        format!("eyJhbGciOiJub25lIn0.{}.sig", URL_SAFE_NO_PAD.encode(payload))
+    }
+
+    #[test]
+    fn reads_exp_of_jwt_assertions() {
+        assert_eq!(jwt_exp(&jwt(r#"{"exp":1700000000}"#)), Some(1_700_000_000));
+        assert_eq!(jwt_exp(&jwt(r#"{"exp":"1700000001"}"#)), Some(1_700_000_001));
+        assert_eq!(jwt_exp(&jwt(r#"{"sub":"x"}"#)), None);
+        assert_eq!(jwt_exp("opaque-token"), None);
+        assert_eq!(jwt_exp("a.!!!.c"), None);
+    }
+}

@@ -1,0 +1,23 @@
+//! The crate's top-level error.
+
+use crate::schema::SchemaError;
+use crate::store::StoreError;
+
+/// Anything a [`TokenCache`](crate::TokenCache) call can fail with.
+///
+/// L2 failures during reads are not errors for the caller (the cache falls back to
+/// L1 or a miss); they surface here only from calls that cannot do without L2
+/// (opening a store, administrative removal).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A blob or token response could not be understood.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// The L2 store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The request itself is not valid (an empty client id, no scopes...).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+}

@@ -1,0 +1,44 @@
+//! # tokencache
+//!
+//! A two-level cache for OAuth 2.0 / OpenID Connect tokens, for web apps and web APIs
+//! that call other APIs on behalf of their users (and daemons that call as themselves).
+//!
+//! * **L1** lives in the process: byte-bounded, holds *decoded* partitions, so a hit
+//!   costs no parsing, no copy and no network.
+//! * **L2** is shared by every replica: Redis (standalone or Cluster), or an embedded
+//!   redb file when there is one machine.
+//!
+//! Blobs are MSAL "V3" unified-cache JSON under Microsoft.Identity.Web's keys, so a
+//! Rust service can share a cache with .NET, Python and Node services.
+//!
+//! # Layout
+//!
+//! | module | role |
+//! |---|---|
+//! | [`schema`] | MSAL V3 JSON ⇄ typed records; lookups. Pure. |
+//! | [`partition`] | partition keys (user, app, OBO) and tokencache's own keys. Pure. |
+//! | [`memory`] | L1: byte-bounded, per-entry expiry, `Arc` of decoded partitions. |
+//! | [`store`] | the [`Store`](store::Store) trait; embedded (redb), Redis, memory backends. |
+//! | [`twolevel`] | L1 + L2: read path, write path, expiry, single-flight. |
+//! | [`cache`] | the public [`TokenCache`] API. |
+//! | [`clock`] | the injected time source. |
+#![warn(missing_docs)]
+
+pub mod cache;
+pub mod clock;
+pub mod memory;
+pub mod partition;
+pub mod schema;
+pub mod store;
+pub mod sample;
+pub mod twolevel;
+mod error;
+
+pub use cache::{CachedToken, Lookup, SaveFor, SaveRequest, Saved, Subject, TokenCache, TokenCacheBuilder};
+pub use error::Error;
+pub use schema::{Partition, Secret, TokenResponse};
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

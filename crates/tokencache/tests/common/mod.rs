@@ -1,0 +1,109 @@
+//! Shared helpers for the two-level and cache tests.
+#![allow(dead_code)]
+
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokencache::store::{SharedStore, Store, StoreError, StoreErrorKind, StoreResult, StoreValue};
+
+/// Wraps a store: counts calls, can add a delay and fail on demand.
+#[derive(Debug)]
+pub struct Counting {
+    pub inner: SharedStore,
+    pub gets: AtomicU64,
+    pub sets: AtomicU64,
+    pub touches: AtomicU64,
+    pub removes: AtomicU64,
+    pub delay: Duration,
+    pub failing: AtomicBool,
+}
+
+impl Counting {
+    pub fn new(inner: SharedStore, delay: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            gets: AtomicU64::new(0),
+            sets: AtomicU64::new(0),
+            touches: AtomicU64::new(0),
+            removes: AtomicU64::new(0),
+            delay,
+            failing: AtomicBool::new(false),
+        })
+    }
+
+    pub fn fail(&self, on: bool) {
+        self.failing.store(on, Ordering::SeqCst);
+    }
+
+    async fn pre(&self) -> StoreResult<()> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::new(StoreErrorKind::Connection, "test", "connection refused"));
+        }
+        Ok(())
+    }
+
+    pub fn n(c: &AtomicU64) -> u64 {
+        c.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Store for Counting {
+    async fn get(&self, key: &str) -> StoreResult<Option<StoreValue>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.pre().await?;
+        self.inner.get(key).await
+    }
+    async fn get_and_touch(&self, key: &str, ttl: Duration) -> StoreResult<Option<StoreValue>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.touches.fetch_add(1, Ordering::SeqCst);
+        self.pre().await?;
+        self.inner.get_and_touch(key, ttl).await
+    }
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
+        self.sets.fetch_add(1, Ordering::SeqCst);
+        self.pre().await?;
+        self.inner.set(key, value, ttl).await
+    }
+    async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
+        self.touches.fetch_add(1, Ordering::SeqCst);
+        self.pre().await?;
+        self.inner.touch(key, ttl).await
+    }
+    async fn remove(&self, key: &str) -> StoreResult<bool> {
+        self.removes.fetch_add(1, Ordering::SeqCst);
+        self.pre().await?;
+        self.inner.remove(key).await
+    }
+    async fn remove_many(&self, keys: &[String]) -> StoreResult<u64> {
+        self.pre().await?;
+        self.inner.remove_many(keys).await
+    }
+    async fn link_add(&self, set_key: &str, member: &str, ttl: Option<Duration>) -> StoreResult<()> {
+        self.pre().await?;
+        self.inner.link_add(set_key, member, ttl).await
+    }
+    async fn link_members(&self, set_key: &str) -> StoreResult<Vec<String>> {
+        self.pre().await?;
+        self.inner.link_members(set_key).await
+    }
+    async fn link_remove(&self, set_key: &str, members: &[String]) -> StoreResult<()> {
+        self.pre().await?;
+        self.inner.link_remove(set_key, members).await
+    }
+    async fn health(&self) -> StoreResult<()> {
+        self.pre().await?;
+        self.inner.health().await
+    }
+    async fn scan(&self, prefix: &str, cursor: u64, count: usize) -> StoreResult<(u64, Vec<String>)> {
+        self.pre().await?;
+        self.inner.scan(prefix, cursor, count).await
+    }
+    fn endpoint(&self) -> String {
+        format!("counting({})", self.inner.endpoint())
+    }
+}

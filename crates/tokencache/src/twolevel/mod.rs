@@ -400,6 +400,16 @@ impl TwoLevel {
         }
     }
 
+    /// Runs one L2 call through the failure policy (today: the timeout; failures are
+    /// counted and logged). Every L2 call of the crate goes through here.
+    pub async fn call<T>(&self, operation: &'static str, call: impl std::future::Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        let r = self.l2(call).await;
+        if let Err(e) = &r {
+            self.l2_failed(operation, e);
+        }
+        r
+    }
+
     /// Runs one L2 call under the timeout.
     async fn l2<T>(&self, call: impl std::future::Future<Output = StoreResult<T>>) -> StoreResult<T> {
         match tokio::time::timeout(self.l2_timeout, call).await {

@@ -34,7 +34,7 @@ pub mod sample;
 pub mod twolevel;
 mod error;
 
-pub use cache::{CachedToken, Lookup, SaveFor, SaveRequest, Saved, Subject, TokenCache, TokenCacheBuilder};
+pub use cache::{CachedToken, Lookup, SaveFor, SaveRequest, Saved, SignOut, Subject, TokenCache, TokenCacheBuilder};
 pub use error::Error;
 pub use schema::{Partition, Secret, TokenResponse};
 

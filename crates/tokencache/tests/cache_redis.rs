@@ -81,7 +81,7 @@ async fn layout_and_ttls_on_a_real_redis() {
     assert_eq!(other.stats().l2_hits, 2);
 
     // Removing the last credentials removes the key.
-    cache.remove_account(CLIENT_ID, &home).await.unwrap();
+    cache.remove_client_credentials(CLIENT_ID, &home).await.unwrap();
     assert_eq!(server.cli(&["EXISTS", &home]).trim(), "0");
 }
 
@@ -125,7 +125,7 @@ async fn cluster_backend_saves_reads_and_expires() {
         assert!(ttl > 80 * 24 * 3600 * 1000, "RT lifetime TTL (90 d) in cluster, got {ttl}");
     }
     for home in &homes {
-        cache.remove_account(CLIENT_ID, home).await.unwrap();
+        cache.remove_client_credentials(CLIENT_ID, home).await.unwrap();
         assert_eq!(cluster.cli(&["EXISTS", home]).trim(), "0");
     }
 }

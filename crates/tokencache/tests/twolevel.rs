@@ -220,7 +220,7 @@ async fn removing_the_last_credential_removes_the_partition_from_l2() {
     let cache = rig.cache(ExpiryOptions::default()).await;
     let home = save_user(&cache, rig.now(), GRAPH).await;
     assert!(rig.store.get(&home).await.unwrap().is_some());
-    let removed = cache.remove_account(CLIENT_ID, &home).await.unwrap();
+    let removed = cache.remove_client_credentials(CLIENT_ID, &home).await.unwrap();
     assert!(removed >= 3, "AT, RT and id token at least, got {removed}");
     assert!(rig.store.get(&home).await.unwrap().is_none(), "not written empty: removed");
     assert!(cache.find_access_token(&Lookup::user(CLIENT_ID, &home, GRAPH)).await.unwrap().is_none());

@@ -36,8 +36,7 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +44,9 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::error::Error;
 use crate::memory::L1Options;
 use crate::partition::{assertion_hash, PartitionKind};
-use crate::schema::{AccessTokenQuery, Partition, RefreshTokenQuery, Secret, TokenRequest, TokenResponse};
+use crate::schema::{
+    decode_jwt_claims, AccessTokenQuery, Partition, RefreshTokenQuery, Secret, TokenRequest, TokenResponse,
+};
 use crate::store::{self, SharedStore};
 use crate::twolevel::{EntryContext, ExpiryOptions, Stats, TwoLevel, TwoLevelOptions, WriteOutcome};
 
@@ -149,10 +150,12 @@ pub enum SaveFor<'a> {
         /// The raw incoming assertion.
         assertion: &'a str,
     },
-    /// A long-running OBO session.
+    /// A long-running OBO session, linked to its user so that sign-out removes it.
     OboSession {
         /// The session key.
         session_key: &'a str,
+        /// The user's home account id (`oid.tid`).
+        user: &'a str,
     },
 }
 
@@ -162,7 +165,7 @@ impl std::fmt::Debug for SaveFor<'_> {
             SaveFor::User => f.write_str("User"),
             SaveFor::App => f.write_str("App"),
             SaveFor::Obo { .. } => f.write_str("Obo(<assertion>)"),
-            SaveFor::OboSession { session_key } => write!(f, "OboSession({session_key})"),
+            SaveFor::OboSession { session_key, user } => write!(f, "OboSession({session_key}, {user})"),
         }
     }
 }
@@ -305,6 +308,8 @@ impl TokenCacheBuilder {
         Ok(TokenCache {
             two: Arc::new(TwoLevel::new(store, self.clock, self.options)),
             skew_secs: self.skew.as_secs() as i64,
+            revoked: Arc::default(),
+            any_revoked: Arc::default(),
         })
     }
 }
@@ -314,6 +319,22 @@ impl TokenCacheBuilder {
 pub struct TokenCache {
     two: Arc<TwoLevel>,
     skew_secs: i64,
+    /// Users signed out, with the time (Unix seconds): their older tokens are refused.
+    revoked: Arc<std::sync::RwLock<HashMap<String, i64>>>,
+    /// Whether `revoked` has anything (keeps the hit path free of the lock).
+    any_revoked: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What a sign-out removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignOut {
+    /// OBO partitions that were linked to the user.
+    pub obo_partitions: usize,
+    /// Keys L2 actually deleted (user partition, OBO partitions, link set).
+    pub l2_keys_removed: u64,
+    /// Every L2 step succeeded (false: L2 failed; this replica's L1 is clean and the
+    /// stamp refuses older tokens here, but L2 may still hold keys).
+    pub l2_complete: bool,
 }
 
 /// A resolved partition: kind, bare key, and the OBO assertion hash if any.
@@ -322,6 +343,8 @@ struct Target {
     key: String,
     ctx: EntryContext,
     assertion_hash: Option<String>,
+    /// The user an OBO partition was derived from (`oid.tid`), for the link set.
+    owner: Option<String>,
 }
 
 impl TokenCache {
@@ -365,10 +388,13 @@ impl TokenCache {
             }
             Subject::App { .. } | Subject::Obo { .. } => {
                 let t = self.lookup_target(&lookup.subject, lookup.client_id);
-                return self.find_in(&t.key, t.kind, t.ctx, lookup, t.assertion_hash.as_deref()).await;
+                return self
+                    .find_in(&t.key, t.kind, t.ctx, lookup, t.assertion_hash.as_deref(), t.owner.as_deref())
+                    .await;
             }
         };
-        self.find_in(key, kind, ctx, lookup, hash).await
+        let owner = matches!(kind, PartitionKind::User).then_some(key);
+        self.find_in(key, kind, ctx, lookup, hash, owner).await
     }
 
     async fn find_in(
@@ -378,10 +404,18 @@ impl TokenCache {
         ctx: EntryContext,
         lookup: &Lookup<'_>,
         assertion_hash: Option<&str>,
+        owner: Option<&str>,
     ) -> Result<Option<CachedToken>, Error> {
         let Some(partition) = self.two.get(kind, key, ctx).await else {
             return Ok(None);
         };
+        let revoked_at = owner.and_then(|o| self.revocation_of(o));
+        if let Some(stamp) = revoked_at {
+            if partition.last_cached_at().is_none_or(|t| t <= stamp) {
+                self.two.forget_local(key); // all of it predates the sign-out
+                return Ok(None);
+            }
+        }
         let now = self.two.clock().now_secs();
         let query = AccessTokenQuery {
             client_id: lookup.client_id,
@@ -397,7 +431,13 @@ impl TokenCache {
             user_assertion_hash: assertion_hash,
             skew_secs: self.skew_secs,
         };
-        Ok(partition.find_access_token(&query, now).map(|at| CachedToken {
+        let found = partition.find_access_token(&query, now);
+        if let (Some(at), Some(stamp)) = (found, revoked_at) {
+            if at.cached_at <= stamp {
+                return Ok(None);
+            }
+        }
+        Ok(found.map(|at| CachedToken {
             secret: at.secret.clone(),
             token_type: at.token_type.clone().unwrap_or_else(|| "Bearer".to_string()),
             expires_on: at.expires_on,
@@ -413,22 +453,32 @@ impl TokenCache {
                 key: id.to_string(),
                 ctx: EntryContext::default(),
                 assertion_hash: None,
+                owner: Some(id.to_string()),
             },
             Subject::App { tenant } => Target {
                 kind: PartitionKind::App,
                 key: crate::partition::PartitionKey::app(client_id, tenant).as_str().to_string(),
                 ctx: EntryContext::default(),
                 assertion_hash: None,
+                owner: None,
             },
             Subject::Obo { assertion } => {
                 let hash = assertion_hash(assertion);
+                // The API validated the assertion before using it; here its claims only
+                // name the user (for the link) and its end (for the deadline).
+                let claims = decode_jwt_claims(assertion).ok();
+                let owner = claims.as_ref().and_then(|c| match (&c.oid, &c.tid) {
+                    (Some(oid), Some(tid)) => Some(format!("{oid}.{tid}")),
+                    _ => None,
+                });
                 Target {
                     kind: PartitionKind::Obo,
                     key: hash.clone(),
                     ctx: EntryContext {
-                        assertion_exp: jwt_exp(assertion),
+                        assertion_exp: claims.and_then(|c| c.exp),
                     },
                     assertion_hash: Some(hash),
+                    owner,
                 }
             }
             Subject::OboSession { session_key } => Target {
@@ -436,6 +486,7 @@ impl TokenCache {
                 key: session_key.to_string(),
                 ctx: EntryContext::default(),
                 assertion_hash: None,
+                owner: None,
             },
         }
     }
@@ -464,10 +515,11 @@ impl TokenCache {
                 self.lookup_target(&Subject::Obo { assertion }, request.client_id),
                 Some(assertion),
             ),
-            SaveFor::OboSession { session_key } => (
-                self.lookup_target(&Subject::OboSession { session_key }, request.client_id),
-                None,
-            ),
+            SaveFor::OboSession { session_key, user } => {
+                let mut t = self.lookup_target(&Subject::OboSession { session_key }, request.client_id);
+                t.owner = Some(user.to_string());
+                (t, None)
+            }
         };
         let req = TokenRequest {
             client_id: request.client_id,
@@ -483,11 +535,102 @@ impl TokenCache {
                 p.add_token_response(&req, response, now).map_err(Error::from)
             })
             .await?;
+        if matches!(target.kind, PartitionKind::Obo | PartitionKind::OboSession) && write.stored {
+            match &target.owner {
+                Some(owner) => self.link(owner, &target.key, write.ttl).await,
+                None => tracing::warn!(
+                    partition = %target.key,
+                    "OBO partition saved without a user to link it to (the assertion names no oid/tid): sign-out cannot remove it; it ends with its deadline"
+                ),
+            }
+        }
         Ok(Saved {
             partition: target.key,
             home_account_id: added.home_account_id,
             write,
         })
+    }
+
+    /// Records that OBO partition `key` belongs to `owner`: its full key joins the
+    /// owner's link set, which lives at least as long as the partition.
+    async fn link(&self, owner: &str, key: &str, ttl: Option<Duration>) {
+        let keys = self.two.keys();
+        let set = keys.link_set(owner);
+        let member = keys.partition_str(key);
+        let store = self.two.store();
+        // A failed link is logged by `call`; the partition still ends with its deadline.
+        let _ = self.two.call("link_add", store.link_add(&set, &member, ttl)).await;
+    }
+
+    /// Signs a user out of every cache that shares this L2: removes the user partition,
+    /// every OBO partition linked to the user and the link set, from L2 (one call, O(k)
+    /// keys, never a scan) and from this replica's L1, and writes a revocation stamp so
+    /// that tokens cached before now are refused even where an L1 still holds them.
+    /// Idempotent. L2 failures are reported in the outcome, not as an error.
+    pub async fn remove_account(&self, home_account_id: &str) -> Result<SignOut, Error> {
+        if home_account_id.is_empty() {
+            return Err(Error::InvalidRequest("sign-out needs a home account id".into()));
+        }
+        let keys = self.two.keys().clone();
+        let store = self.two.store().clone();
+        let now = self.two.clock().now_secs();
+        self.revoke_locally(home_account_id, now);
+        let stamp_ttl = Some(self.two.expiry().refresh_token_lifetime);
+        let stamp_written = self
+            .two
+            .call("set", store.set(&keys.revocation(home_account_id), now.to_string().as_bytes(), stamp_ttl))
+            .await
+            .is_ok();
+        let set = keys.link_set(home_account_id);
+        let (members, links_read) = match self.two.call("link_members", store.link_members(&set)).await {
+            Ok(m) => (m, true),
+            Err(_) => (Vec::new(), false),
+        };
+        let mut doomed = Vec::with_capacity(members.len() + 2);
+        doomed.push(keys.partition_str(home_account_id));
+        doomed.extend(members.iter().cloned());
+        doomed.push(set);
+        self.two.forget_local(home_account_id);
+        for member in &members {
+            if let Some(bare) = keys.strip(member) {
+                self.two.forget_local(bare);
+            }
+        }
+        let removed = self.two.call("remove_many", store.remove_many(&doomed)).await;
+        Ok(SignOut {
+            obo_partitions: members.len(),
+            l2_keys_removed: removed.as_ref().copied().unwrap_or(0),
+            l2_complete: stamp_written && links_read && removed.is_ok(),
+        })
+    }
+
+    /// Makes this replica refuse tokens of `home_account_id` cached at or before
+    /// `stamp` (Unix seconds). Called by [`remove_account`](Self::remove_account); a replica that
+    /// learns of another's sign-out calls it too (see [`refresh_revocation`](Self::refresh_revocation)).
+    pub fn revoke_locally(&self, home_account_id: &str, stamp: i64) {
+        let mut map = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(home_account_id.to_string()).or_insert(stamp);
+        *entry = (*entry).max(stamp);
+        self.any_revoked.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Reads the user's revocation stamp from L2 and applies it locally; returns it.
+    pub async fn refresh_revocation(&self, home_account_id: &str) -> Result<Option<i64>, Error> {
+        let key = self.two.keys().revocation(home_account_id);
+        let value = self.two.call("get", self.two.store().get(&key)).await?;
+        let stamp = value.and_then(|v| std::str::from_utf8(&v.bytes).ok()?.trim().parse::<i64>().ok());
+        if let Some(s) = stamp {
+            self.revoke_locally(home_account_id, s);
+        }
+        Ok(stamp)
+    }
+
+    /// The revocation stamp of a user known to this replica.
+    fn revocation_of(&self, owner: &str) -> Option<i64> {
+        if !self.any_revoked.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        self.revoked.read().unwrap_or_else(|p| p.into_inner()).get(owner).copied()
     }
 
     /// The refresh token of a user for a client (a family refresh token is accepted
@@ -501,6 +644,13 @@ impl TokenCache {
         let Some(partition) = self.two.get(PartitionKind::User, home_account_id, EntryContext::default()).await else {
             return Ok(None);
         };
+        if let Some(stamp) = self.revocation_of(home_account_id) {
+            // refresh tokens carry no reliable cached_at: the partition's last write decides
+            if partition.last_cached_at().is_none_or(|t| t <= stamp) {
+                self.two.forget_local(home_account_id);
+                return Ok(None);
+            }
+        }
         let query = RefreshTokenQuery {
             client_id,
             home_account_id,
@@ -517,10 +667,12 @@ impl TokenCache {
         self.two.get(t.kind, &t.key, t.ctx).await
     }
 
-    /// Removes a user's credentials for `client_id` (as MSAL's `RemoveAccount`), in L1
-    /// and L2. When no credentials are left, the partition is removed from L2 (not
-    /// written empty). Returns how many records went.
-    pub async fn remove_account(&self, client_id: &str, home_account_id: &str) -> Result<usize, Error> {
+    /// Removes a user's credentials for one `client_id` only (MSAL's `RemoveAccount` of
+    /// one app in a shared partition), in L1 and L2; linked OBO partitions stay (use
+    /// [`remove_account`](Self::remove_account) to sign the user out). When no
+    /// credentials are left, the partition is removed from L2, not written empty.
+    /// Returns how many records went.
+    pub async fn remove_client_credentials(&self, client_id: &str, home_account_id: &str) -> Result<usize, Error> {
         let (removed, _) = self
             .two
             .update(PartitionKind::User, home_account_id, EntryContext::default(), |p: &mut Partition| {
@@ -528,11 +680,6 @@ impl TokenCache {
             })
             .await?;
         Ok(removed)
-    }
-
-    /// Removes a user's whole partition (every client) from L1 and L2.
-    pub async fn remove_user_partition(&self, home_account_id: &str) -> bool {
-        self.two.remove(home_account_id).await
     }
 }
 
@@ -547,40 +694,5 @@ fn response_home_account_id(response: &TokenResponse) -> Result<Option<String>, 
     match &response.id_token {
         Some(t) => Ok(crate::schema::decode_jwt_claims(t.expose())?.sub),
         None => Ok(None),
-    }
-}
-
-/// `exp` of a JWT, read without verification (the API already validated the token it
-/// received); `None` for opaque tokens.
-fn jwt_exp(token: &str) -> Option<i64> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    #[derive(serde::Deserialize)]
-    struct Claims {
-        exp: Option<serde_json::Value>,
-    }
-    let claims: Claims = serde_json::from_slice(&bytes).ok()?;
-    match claims.exp? {
-        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        serde_json::Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn jwt(payload: &str) -> String {
-        format!("eyJhbGciOiJub25lIn0.{}.sig", URL_SAFE_NO_PAD.encode(payload))
-    }
-
-    #[test]
-    fn reads_exp_of_jwt_assertions() {
-        assert_eq!(jwt_exp(&jwt(r#"{"exp":1700000000}"#)), Some(1_700_000_000));
-        assert_eq!(jwt_exp(&jwt(r#"{"exp":"1700000001"}"#)), Some(1_700_000_001));
-        assert_eq!(jwt_exp(&jwt(r#"{"sub":"x"}"#)), None);
-        assert_eq!(jwt_exp("opaque-token"), None);
-        assert_eq!(jwt_exp("a.!!!.c"), None);
     }
 }

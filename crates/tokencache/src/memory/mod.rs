@@ -156,9 +156,14 @@ impl<V> Expiry<Arc<str>, Arc<L1Entry<V>>> for DeadlineExpiry {
     }
 }
 
+/// foldhash: keys are account ids and hashes chosen by the identity provider, not by
+/// an attacker who can also read timings; with per-process random seeds it is
+/// "minimally DoS-resistant" and several times faster than SipHash on 70-byte keys.
+type Hasher = foldhash::fast::RandomState;
+
 /// The in-process cache of decoded values, keyed by full store key.
 pub struct MemoryCache<V: Send + Sync + 'static> {
-    cache: Cache<Arc<str>, Arc<L1Entry<V>>>,
+    cache: Cache<Arc<str>, Arc<L1Entry<V>>, Hasher>,
     clock: SharedClock,
 }
 
@@ -180,7 +185,7 @@ impl<V: Send + Sync + 'static> MemoryCache<V> {
             .expire_after(DeadlineExpiry {
                 clock: clock.clone(),
             })
-            .build();
+            .build_with_hasher(Hasher::default());
         Self { cache, clock }
     }
 
@@ -244,7 +249,7 @@ impl<V: Send + Sync + 'static> MemoryCache<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{Clock, ManualClock};
 
     fn l1(max: u64) -> (MemoryCache<String>, ManualClock) {
         let clock = ManualClock::at_secs(1_000_000);

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod bench;
+mod load;
 mod partition_cmd;
 
 /// Cache OAuth 2.0 / OpenID Connect tokens in process and in a shared store.
@@ -25,6 +26,9 @@ enum Command {
     Partition(partition_cmd::PartitionCommand),
     /// Measure L1 and L2 hits side by side with their raw baselines.
     Bench(bench::BenchArgs),
+    /// Drive the cache like a web app (lookups, saves, sign-outs) for a bounded time,
+    /// optionally with injected L2 faults, and report whether L2 caught up.
+    Load(load::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Partition(cmd) => partition_cmd::run(cmd),
         Command::Bench(args) => bench::run(args),
+        Command::Load(args) => load::run(args),
     }
 }
 

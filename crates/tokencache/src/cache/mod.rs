@@ -280,7 +280,7 @@ impl TokenCacheBuilder {
         self
     }
 
-    /// Bounds every L2 call. Default 1 s.
+    /// Bounds every L2 call. Default 250 ms (see [`crate::twolevel::DEFAULT_L2_TIMEOUT`]).
     pub fn l2_timeout(mut self, timeout: Duration) -> Self {
         self.options.l2_timeout = timeout;
         self
@@ -311,6 +311,47 @@ impl TokenCacheBuilder {
             revoked: Arc::default(),
             any_revoked: Arc::default(),
         })
+    }
+
+    // ---- L2 failure policy (DESIGN.md section 6; see `crate::twolevel`) ----
+
+    /// Decides, per failed L2 call, whether to retry it (after a bounded backoff, see
+    /// [`l2_retry`](Self::l2_retry)) or give up (a read is a miss, a write is queued).
+    /// Default: give up at once.
+    pub fn on_l2_failure(
+        mut self,
+        callback: impl Fn(&crate::twolevel::L2Failure<'_>) -> crate::twolevel::L2Decision + Send + Sync + 'static,
+    ) -> Self {
+        self.options.policy.on_l2_failure = Some(Arc::new(callback));
+        self
+    }
+
+    /// Bounds the retries `on_l2_failure` may ask for. Default 2 retries, 20 ms doubling
+    /// to at most 200 ms.
+    pub fn l2_retry(mut self, retry: crate::twolevel::RetryOptions) -> Self {
+        self.options.policy.retry = retry;
+        self
+    }
+
+    /// Sets the circuit breaker in front of L2. Default: opens after 5 failures in a
+    /// row, probes after 1 s, doubling up to 10 s while probes fail.
+    pub fn l2_breaker(mut self, breaker: crate::twolevel::BreakerOptions) -> Self {
+        self.options.breaker = breaker;
+        self
+    }
+
+    /// Caps the recovery queue (writes L2 did not take, latest per key) at `keys`;
+    /// when full the oldest is dropped and counted. Default 10,000.
+    pub fn recovery_queue_capacity(mut self, keys: usize) -> Self {
+        self.options.queue_capacity = keys;
+        self
+    }
+
+    /// Whether to probe L2 when the cache is built (reports a wrong host, password or
+    /// TLS setting at once, in the log; the cache works from L1 either way). Default true.
+    pub fn probe_l2_at_start(mut self, probe: bool) -> Self {
+        self.options.probe_at_start = probe;
+        self
     }
 }
 
@@ -596,7 +637,9 @@ impl TokenCache {
                 self.two.forget_local(bare);
             }
         }
-        let removed = self.two.call("remove_many", store.remove_many(&doomed)).await;
+        // remove_keys holds the keys' locks and queues what L2 does not take, so a
+        // queued write from before the sign-out can never put a partition back.
+        let removed = self.two.remove_keys(&doomed).await;
         Ok(SignOut {
             obo_partitions: members.len(),
             l2_keys_removed: removed.as_ref().copied().unwrap_or(0),

@@ -17,6 +17,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod chaos;
 pub mod embedded;
 pub mod memory;
 pub mod redis;

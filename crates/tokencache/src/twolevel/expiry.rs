@@ -84,7 +84,9 @@ pub struct Deadline {
 impl Deadline {
     /// The deadline if the entry is read or written at `now_ms`.
     pub fn at(&self, now_ms: u64) -> Option<u64> {
-        let sliding = self.sliding.map(|s| now_ms.saturating_add(s.as_millis() as u64));
+        let sliding = self
+            .sliding
+            .map(|s| now_ms.saturating_add(s.as_millis() as u64));
         min_opt(self.hard_ms, sliding)
     }
 
@@ -123,7 +125,9 @@ impl ExpiryOptions {
             PartitionKind::App => latest_at,
             PartitionKind::Obo => match (self.obo_expiry, ctx.assertion_exp.map(secs_to_ms)) {
                 (OboExpiry::AssertionExpiry, Some(exp)) => Some(exp),
-                (OboExpiry::LatestAccessToken, Some(exp)) => Some(latest_at.map_or(exp, |a| a.max(exp))),
+                (OboExpiry::LatestAccessToken, Some(exp)) => {
+                    Some(latest_at.map_or(exp, |a| a.max(exp)))
+                }
                 (_, None) => latest_at,
             },
             PartitionKind::User | PartitionKind::OboSession => {

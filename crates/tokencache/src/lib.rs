@@ -21,6 +21,8 @@
 //! | [`store`] | the [`Store`](store::Store) trait; embedded (redb), Redis, memory backends. |
 //! | [`twolevel`] | L1 + L2: read path, write path, expiry, single-flight. |
 //! | [`cache`] | the public [`TokenCache`] API. |
+//! | [`signout`] | sign-out entry points: framework-neutral, axum routes, OIDC front- and back-channel logout. |
+//! | [`sample`] | realistic fake token responses (benchmarks, docs, simulation). |
 //! | [`clock`] | the injected time source. |
 #![warn(missing_docs)]
 
@@ -31,6 +33,7 @@ pub mod partition;
 pub mod schema;
 pub mod store;
 pub mod sample;
+pub mod signout;
 pub mod twolevel;
 mod error;
 

@@ -167,6 +167,25 @@ impl KeySpace {
         format!("{}tc:backplane", self.prefix)
     }
 
+    /// The session index entry of a provider session: `(issuer, sid)` → the home account
+    /// id that signed in with it (front- and back-channel logout carry only `sid`).
+    /// `{prefix}tc:sid:{hash(issuer)}:{sid}`, the issuer as base64url(SHA-256).
+    pub fn session_by_sid(&self, issuer: &str, sid: &str) -> String {
+        format!("{}tc:sid:{}:{}", self.prefix, assertion_hash(issuer), sid)
+    }
+
+    /// The session index entry of a provider subject: `(issuer, sub)` → home account id.
+    /// `{prefix}tc:sub:{hash(issuer)}:{sub}`.
+    pub fn session_by_sub(&self, issuer: &str, sub: &str) -> String {
+        format!("{}tc:sub:{}:{}", self.prefix, assertion_hash(issuer), sub)
+    }
+
+    /// The marker of an accepted logout token (`jti` of `issuer`), kept to refuse replays.
+    /// `{prefix}tc:jti:{hash(issuer)}:{jti}`.
+    pub fn logout_jti(&self, issuer: &str, jti: &str) -> String {
+        format!("{}tc:jti:{}:{}", self.prefix, assertion_hash(issuer), jti)
+    }
+
     /// Strips the prefix from a full store key; `None` when the key is not in this space.
     pub fn strip<'a>(&self, full: &'a str) -> Option<&'a str> {
         full.strip_prefix(self.prefix.as_str())
@@ -208,5 +227,20 @@ mod tests {
         assert!(!ks.is_own_key("app1:o.t"));
         assert!(!ks.is_own_key("other:tc:x"));
         assert_eq!(ks.strip("app1:o.t"), Some("o.t"));
+    }
+
+    #[test]
+    fn session_and_logout_keys_are_own_keys() {
+        let ks = KeySpace::new("app1:");
+        let iss = "https://login.example/tenant/v2.0";
+        let h = assertion_hash(iss);
+        assert_eq!(ks.session_by_sid(iss, "s1"), format!("app1:tc:sid:{h}:s1"));
+        assert_eq!(ks.session_by_sub(iss, "u1"), format!("app1:tc:sub:{h}:u1"));
+        assert_eq!(ks.logout_jti(iss, "j1"), format!("app1:tc:jti:{h}:j1"));
+        assert!(ks.is_own_key(&ks.session_by_sid(iss, "s1")));
+        assert_ne!(
+            ks.session_by_sid(iss, "x"),
+            ks.session_by_sid("https://other", "x")
+        );
     }
 }

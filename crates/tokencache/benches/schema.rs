@@ -31,27 +31,36 @@ fn user_partition() -> Partition {
         &format!(
             r#"{{"aud":"{CID}","iss":"https://login.microsoftonline.com/{TID}/v2.0","oid":"{OID}","tid":"{TID}","sub":"fake-subject","preferred_username":"ada@contoso.example","name":"Ada Lovelace"}}"#
         ),
-        900,
+        750,
     );
     let resources: [&[&str]; 3] = [
-        &["https://graph.microsoft.com/User.Read", "https://graph.microsoft.com/Mail.Read"],
-        &["api://orders-api/Orders.Read", "api://orders-api/Orders.Write"],
+        &[
+            "https://graph.microsoft.com/User.Read",
+            "https://graph.microsoft.com/Mail.Read",
+        ],
+        &[
+            "api://orders-api/Orders.Read",
+            "api://orders-api/Orders.Write",
+        ],
         &["https://storage.azure.com/user_impersonation"],
     ];
     for (i, scopes) in resources.iter().enumerate() {
         let resp = TokenResponse {
             access_token: Some(Secret::new(fake_jwt(
                 &format!(r#"{{"aud":"resource-{i}","oid":"{OID}","tid":"{TID}","scp":"x"}}"#),
-                1250,
+                700,
             ))),
             token_type: Some("Bearer".into()),
             expires_in: Some(3600 + i as i64),
             ext_expires_in: Some(7200),
             refresh_in: None,
-            refresh_token: Some(Secret::new(fake_jwt("{}", 750))),
+            refresh_token: Some(Secret::new(fake_jwt("{}", 600))),
             id_token: Some(Secret::new(id_token.clone())),
             client_info: Some(client_info.clone()),
-            scope: Some(format!("{} openid profile offline_access", scopes.join(" "))),
+            scope: Some(format!(
+                "{} openid profile offline_access",
+                scopes.join(" ")
+            )),
             foci: None,
             extra: Default::default(),
         };
@@ -80,7 +89,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("parse_user_partition", |b| {
         b.iter(|| Partition::parse(black_box(&blob)).expect("parses"))
     });
-    g.bench_function("to_vec_user_partition", |b| b.iter(|| black_box(&p).to_vec()));
+    g.bench_function("to_vec_user_partition", |b| {
+        b.iter(|| black_box(&p).to_vec())
+    });
     g.bench_function("parse_via_serde_json_value_for_reference", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&blob)).expect("json"))
     });
@@ -94,7 +105,11 @@ fn bench(c: &mut Criterion) {
         ..AccessTokenQuery::new(CID, &scopes)
     };
     c.bench_function("schema/find_access_token", |b| {
-        b.iter(|| black_box(&p).find_access_token(black_box(&q), NOW).is_some())
+        b.iter(|| {
+            black_box(&p)
+                .find_access_token(black_box(&q), NOW)
+                .is_some()
+        })
     });
 }
 

@@ -167,12 +167,20 @@ impl Ctx<'_> {
         } else if self.key.is_empty() {
             format!("{}.{}", self.section, sanitize(field))
         } else {
-            format!("{}.{}.{}", self.section, sanitize(self.key), sanitize(field))
+            format!(
+                "{}.{}.{}",
+                self.section,
+                sanitize(self.key),
+                sanitize(field)
+            )
         }
     }
 
     pub(crate) fn wrong<E: de::Error>(&self, field: &str, expected: &'static str) -> E {
-        fail(self.slot, SchemaError::wrong_type(self.path(field), expected))
+        fail(
+            self.slot,
+            SchemaError::wrong_type(self.path(field), expected),
+        )
     }
 
     pub(crate) fn missing<E: de::Error>(&self, field: &'static str) -> E {

@@ -26,8 +26,10 @@
 //!   does **not** find app tokens written with `""` (nor those MSAL.NET writes, which omit
 //!   the field); msal-node requires `""` and does not find `null`. No single value serves
 //!   both; we write `""` (MSAL.NET and msal-node read it).
-//! * msal-node reads only `userAssertionHash`, so it does not find OBO tokens written with
-//!   `user_assertion_hash` (the MSAL.NET spelling, written here).
+//! * msal-node reads only `userAssertionHash`, MSAL.NET only `user_assertion_hash`: OBO
+//!   access tokens are written with both (each reader ignores the other's field).
+//! * msal-node stores the cloud's preferred host (`login.windows.net`) whatever authority
+//!   host was used: environments are compared as clouds ([`same_cloud`]), not strings.
 //! * `refresh_on` is set only from the response's `refresh_in` (as MSAL Python and
 //!   msal-node do for token endpoint responses); no `expires_in / 2` heuristic.
 //!
@@ -39,6 +41,7 @@ mod error;
 mod records;
 mod response;
 mod secret;
+mod section;
 #[cfg(test)]
 mod tests;
 
@@ -53,12 +56,12 @@ pub use secret::Secret;
 use crate::partition::assertion_hash;
 use de::{reject_scalars_and_seq, AnyValue, Ctx, Key, Slot};
 use records::{is_bearer, SectionSeed};
+use section::Section;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -74,11 +77,11 @@ pub const DEFAULT_EXPIRES_IN: i64 = 600;
 /// `Debug` shows records with redacted secrets and only the names of unknown fields.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Partition {
-    access_tokens: BTreeMap<String, AccessToken>,
-    refresh_tokens: BTreeMap<String, RefreshToken>,
-    id_tokens: BTreeMap<String, IdToken>,
-    accounts: BTreeMap<String, Account>,
-    app_metadata: BTreeMap<String, AppMetadata>,
+    access_tokens: Section<AccessToken>,
+    refresh_tokens: Section<RefreshToken>,
+    id_tokens: Section<IdToken>,
+    accounts: Section<Account>,
+    app_metadata: Section<AppMetadata>,
     unknown: Extra,
 }
 
@@ -179,8 +182,21 @@ fn target_has(target: &str, scope: &str) -> bool {
         .any(|t| t.eq_ignore_ascii_case(scope))
 }
 
-fn targets_intersect(a: &str, b: &str) -> bool {
-    a.split_ascii_whitespace().any(|s| target_has(b, s))
+/// OpenID Connect scopes that every user response echoes.
+const OIDC_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
+
+fn is_oidc_scope(s: &str) -> bool {
+    OIDC_SCOPES.iter().any(|o| o.eq_ignore_ascii_case(s))
+}
+
+/// Whether a new target overlaps an old one, as msal-common decides: the OIDC scopes
+/// (`openid profile offline_access`) do not count, unless the new target has nothing
+/// else.
+fn targets_intersect(old: &str, new: &str) -> bool {
+    let only_oidc = new.split_ascii_whitespace().all(is_oidc_scope);
+    new.split_ascii_whitespace()
+        .filter(|s| only_oidc || !is_oidc_scope(s))
+        .any(|s| target_has(old, s))
 }
 
 /// Access tokens that need a query part we do not model (MSAL's extended cache keys,
@@ -210,7 +226,7 @@ fn opt_eq(stored: Option<&str>, wanted: Option<&str>) -> bool {
 /// which a new access token replaces overlapping ones.
 fn same_at_slot(a: &AccessToken, b: &AccessToken) -> bool {
     eq_ci(&a.home_account_id, &b.home_account_id)
-        && eq_ci(&a.environment, &b.environment)
+        && same_cloud(&a.environment, &b.environment)
         && eq_ci(&a.client_id, &b.client_id)
         && eq_ci(&a.realm, &b.realm)
         && token_type_eq(a.token_type.as_deref(), b.token_type.as_deref())
@@ -230,20 +246,49 @@ fn token_type_eq(a: Option<&str>, b: Option<&str>) -> bool {
 }
 
 impl AccessTokenQuery<'_> {
-    fn matches(&self, at: &AccessToken) -> bool {
-        eq_ci(&at.client_id, self.client_id)
+    /// The most selective test first: in a user partition every access token has the
+    /// same client, account and realm, and only the target tells them apart.
+    fn matches(&self, at: &AccessToken, any_account: bool) -> bool {
+        split_scopes(self.scopes).all(|s| target_has(&at.target, s))
+            && eq_ci(&at.client_id, self.client_id)
             && match self.home_account_id {
+                _ if any_account => true,
                 Some(h) => eq_ci(&at.home_account_id, h),
-                None => at.home_account_id.is_empty(),
+                // An OBO lookup is by assertion hash, whatever account the token names
+                // (MSAL.NET and msal-node ignore it there); otherwise: app tokens only.
+                None => self.user_assertion_hash.is_some() || at.home_account_id.is_empty(),
             }
             && self.realm.is_none_or(|r| eq_ci(&at.realm, r))
-            && self.environment.is_none_or(|e| eq_ci(&at.environment, e))
+            && self
+                .environment
+                .is_none_or(|e| same_cloud(&at.environment, e))
             && token_type_eq(at.token_type.as_deref(), self.token_type)
             && opt_eq(at.key_id.as_deref(), self.key_id)
             && opt_eq(at.user_assertion_hash.as_deref(), self.user_assertion_hash)
             && !has_extended_key(at)
-            && split_scopes(self.scopes).all(|s| target_has(&at.target, s))
     }
+}
+
+/// Host names of one cloud that MSAL treats as the same environment (msal-common's
+/// built-in instance metadata): msal-node stores the preferred cache host
+/// (`login.windows.net`) whatever authority host was used.
+const CLOUD_ALIASES: [&[&str]; 3] = [
+    &[
+        "login.microsoftonline.com",
+        "login.windows.net",
+        "login.microsoft.com",
+        "sts.windows.net",
+    ],
+    &["login.partner.microsoftonline.cn", "login.chinacloudapi.cn"],
+    &["login.microsoftonline.us", "login.usgovcloudapi.net"],
+];
+
+/// Whether two environments are the same cloud: equal ignoring case, or aliases.
+pub fn same_cloud(a: &str, b: &str) -> bool {
+    eq_ci(a, b)
+        || CLOUD_ALIASES
+            .iter()
+            .any(|group| group.iter().any(|h| eq_ci(h, a)) && group.iter().any(|h| eq_ci(h, b)))
 }
 
 impl Partition {
@@ -518,7 +563,21 @@ impl Partition {
     pub fn find_access_token(&self, q: &AccessTokenQuery<'_>, now: i64) -> Option<&AccessToken> {
         self.access_tokens
             .values()
-            .filter(|at| !at.is_expired(now, q.skew_secs) && q.matches(at))
+            .filter(|at| !at.is_expired(now, q.skew_secs) && q.matches(at, false))
+            .max_by_key(|at| at.expires_on)
+    }
+
+    /// Like [`find_access_token`](Self::find_access_token), but `q.home_account_id` is
+    /// ignored: any account's token matches. For partitions that hold one user's tokens
+    /// under a key the caller chose (long-running OBO sessions).
+    pub fn find_access_token_for_any_account(
+        &self,
+        q: &AccessTokenQuery<'_>,
+        now: i64,
+    ) -> Option<&AccessToken> {
+        self.access_tokens
+            .values()
+            .filter(|at| !at.is_expired(now, q.skew_secs) && q.matches(at, true))
             .max_by_key(|at| at.expires_on)
     }
 
@@ -527,7 +586,7 @@ impl Partition {
     pub fn find_refresh_token(&self, q: &RefreshTokenQuery<'_>) -> Option<&RefreshToken> {
         let base = |rt: &&RefreshToken| {
             eq_ci(&rt.home_account_id, q.home_account_id)
-                && q.environment.is_none_or(|e| eq_ci(&rt.environment, e))
+                && q.environment.is_none_or(|e| same_cloud(&rt.environment, e))
                 && opt_eq(rt.user_assertion_hash.as_deref(), q.user_assertion_hash)
         };
         let own = self
@@ -591,8 +650,7 @@ impl Partition {
         resp: &TokenResponse,
         now: i64,
     ) -> Result<Added, SchemaError> {
-        if resp.access_token.is_none() && resp.refresh_token.is_none() && resp.id_token.is_none()
-        {
+        if resp.access_token.is_none() && resp.refresh_token.is_none() && resp.id_token.is_none() {
             return Err(SchemaError::MissingField {
                 path: "token_response".to_owned(),
                 field: "access_token",
@@ -652,8 +710,9 @@ impl Partition {
                 user_assertion_hash: uah.clone(),
                 extra: Extra::default(),
             };
-            self.access_tokens
-                .retain(|_, old| !(same_at_slot(old, &at) && targets_intersect(&old.target, &at.target)));
+            self.access_tokens.retain(|_, old| {
+                !(same_at_slot(old, &at) && targets_intersect(&old.target, &at.target))
+            });
             added.access_token_key = Some(self.insert_access_token(at));
             added.expires_on = Some(expires_on);
         }
@@ -662,7 +721,7 @@ impl Partition {
             let family_id = resp.foci.clone().filter(|f| !f.trim().is_empty());
             self.refresh_tokens.retain(|_, old| {
                 let same_user = eq_ci(&old.home_account_id, &hid_str)
-                    && eq_ci(&old.environment, &env)
+                    && same_cloud(&old.environment, &env)
                     && opt_eq(old.user_assertion_hash.as_deref(), uah.as_deref());
                 let same_slot = eq_ci(&old.client_id, req.client_id)
                     || (family_id.is_some() && old.family_id == family_id);
@@ -684,7 +743,7 @@ impl Partition {
         if let Some(secret) = &resp.id_token {
             self.id_tokens.retain(|_, old| {
                 !(eq_ci(&old.home_account_id, &hid_str)
-                    && eq_ci(&old.environment, &env)
+                    && same_cloud(&old.environment, &env)
                     && eq_ci(&old.client_id, req.client_id)
                     && eq_ci(&old.realm, &realm))
             });
@@ -699,7 +758,14 @@ impl Partition {
         }
 
         if hid.is_some() {
-            self.upsert_account(&hid_str, &env, &realm, claims.as_ref(), client_info.as_ref(), resp);
+            self.upsert_account(
+                &hid_str,
+                &env,
+                &realm,
+                claims.as_ref(),
+                client_info.as_ref(),
+                resp,
+            );
             let mut meta = AppMetadata {
                 client_id: req.client_id.to_owned(),
                 environment: env.clone(),
@@ -709,7 +775,9 @@ impl Partition {
             let old: Vec<String> = self
                 .app_metadata
                 .iter()
-                .filter(|(_, m)| eq_ci(&m.client_id, req.client_id) && eq_ci(&m.environment, &env))
+                .filter(|(_, m)| {
+                    eq_ci(&m.client_id, req.client_id) && same_cloud(&m.environment, &env)
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in old {
@@ -757,7 +825,9 @@ impl Partition {
             .accounts
             .iter()
             .filter(|(_, a)| {
-                eq_ci(&a.home_account_id, hid) && eq_ci(&a.environment, env) && eq_ci(&a.realm, realm)
+                eq_ci(&a.home_account_id, hid)
+                    && same_cloud(&a.environment, env)
+                    && eq_ci(&a.realm, realm)
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -979,7 +1049,7 @@ impl PartitionSeed<'_> {
     fn section<'de, A: MapAccess<'de>, T: records::Record>(
         &self,
         map: &mut A,
-    ) -> Result<BTreeMap<String, T>, A::Error> {
+    ) -> Result<Section<T>, A::Error> {
         map.next_value_seed(SectionSeed::<T> {
             slot: self.slot,
             _t: PhantomData,

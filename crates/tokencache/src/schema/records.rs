@@ -3,11 +3,11 @@
 
 use super::de::{reject_scalars_and_seq, AnyValue, Ctx, Key, Secs, Slot};
 use super::secret::Secret;
+use super::section::Section;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
@@ -80,8 +80,8 @@ pub struct AccessToken {
     /// Key id of a key-bound (PoP, SSH) token; written as `kid` (MSAL.NET), read from
     /// `kid` or `key_id`.
     pub key_id: Option<String>,
-    /// OBO: base64url SHA-256 of the incoming assertion; written as `user_assertion_hash`,
-    /// read from that or msal-node's `userAssertionHash`.
+    /// OBO: base64url SHA-256 of the incoming assertion; written under both
+    /// `user_assertion_hash` (MSAL.NET) and `userAssertionHash` (msal-node), read from either.
     pub user_assertion_hash: Option<String>,
     /// Unknown fields, kept verbatim.
     pub extra: Extra,
@@ -328,16 +328,16 @@ impl Serialize for AccessToken {
         if let Some(v) = self.refresh_on {
             m.serialize_entry("refresh_on", &Secs(v))?;
         }
-        if let Some(t) = self.token_type.as_deref() {
-            if !is_bearer(Some(t)) {
-                m.serialize_entry("token_type", t)?;
-            }
-        }
+        // Written always (MSAL Python and MSAL.NET write it; a rewrite of their blob
+        // keeps it).
+        m.serialize_entry("token_type", self.token_type.as_deref().unwrap_or("Bearer"))?;
         if let Some(k) = &self.key_id {
             m.serialize_entry("kid", k)?;
         }
         if let Some(h) = &self.user_assertion_hash {
+            // Both spellings: MSAL.NET reads the first, msal-node only the second.
             m.serialize_entry("user_assertion_hash", h)?;
+            m.serialize_entry("userAssertionHash", h)?;
         }
         write_extra(&mut m, &self.extra, AT_KNOWN)?;
         m.end()
@@ -739,19 +739,19 @@ pub(crate) struct SectionSeed<'a, T> {
 }
 
 impl<'de, T: Record> DeserializeSeed<'de> for SectionSeed<'_, T> {
-    type Value = BTreeMap<String, T>;
+    type Value = Section<T>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de, T: Record> Visitor<'de> for SectionSeed<'_, T> {
-    type Value = BTreeMap<String, T>;
+    type Value = Section<T>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object of records")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = BTreeMap::new();
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
         while let Some(k) = map.next_key::<Key<'de>>()? {
             let key = k.into_owned();
             let rec = map.next_value_seed(RecordSeed::<T> {
@@ -759,12 +759,12 @@ impl<'de, T: Record> Visitor<'de> for SectionSeed<'_, T> {
                 slot: self.slot,
                 _t: std::marker::PhantomData,
             })?;
-            out.insert(key, rec);
+            out.push((key, rec));
         }
-        Ok(out)
+        Ok(Section::from_parsed(out))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(BTreeMap::new())
+        Ok(Section::default())
     }
     reject_scalars_and_seq!();
 }

@@ -60,6 +60,25 @@ pub struct TokenResponse {
 }
 
 impl TokenResponse {
+    /// The home account id the response names, as MSAL derives it: `uid.utid` from
+    /// `client_info`, else the id token's `sub`; `None` for app tokens.
+    pub fn home_account_id(&self) -> Result<Option<String>, SchemaError> {
+        if let Some(raw) = self
+            .client_info
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            if let Some(home) = ClientInfo::decode(raw)?.home_account_id() {
+                return Ok(Some(home));
+            }
+        }
+        match &self.id_token {
+            Some(t) => Ok(decode_jwt_claims(t.expose())?.sub),
+            None => Ok(None),
+        }
+    }
+
     /// Parses a token endpoint JSON body. Input over 16 MiB is rejected before parsing.
     pub fn from_json(bytes: &[u8]) -> Result<TokenResponse, SchemaError> {
         if bytes.len() > MAX_BLOB_BYTES {
@@ -222,11 +241,12 @@ pub fn decode_jwt_claims(jwt: &str) -> Result<JwtClaims, SchemaError> {
             })
         }
     };
-    let bytes = B64URL
-        .decode(payload.trim_end_matches('='))
-        .map_err(|_| SchemaError::BadIdToken {
-            reason: "payload is not base64url",
-        })?;
+    let bytes =
+        B64URL
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| SchemaError::BadIdToken {
+                reason: "payload is not base64url",
+            })?;
     let map: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&bytes).map_err(|_| SchemaError::BadIdToken {
             reason: "payload is not a JSON object",
@@ -283,4 +303,3 @@ impl ClientInfo {
         }
     }
 }
-

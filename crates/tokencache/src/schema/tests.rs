@@ -77,8 +77,12 @@ fn secret_is_redacted_everywhere() {
     assert_eq!(back, s);
 
     let mut p = Partition::new();
-    p.add_token_response(&req(&["User.Read"]), &user_response("AT-SECRET-VALUE", "User.Read"), NOW)
-        .unwrap();
+    p.add_token_response(
+        &req(&["User.Read"]),
+        &user_response("AT-SECRET-VALUE", "User.Read"),
+        NOW,
+    )
+    .unwrap();
     let dbg = format!("{p:?}");
     assert!(!dbg.contains("AT-SECRET-VALUE"));
     assert!(!dbg.contains("fake-rt-1"));
@@ -109,7 +113,10 @@ fn credential_keys_match_msal_net() {
         user_assertion_hash: None,
         extra: Extra::default(),
     };
-    assert_eq!(at.key(), "uid.utid-login.windows.net-accesstoken-cid-tid-a b");
+    assert_eq!(
+        at.key(),
+        "uid.utid-login.windows.net-accesstoken-cid-tid-a b"
+    );
     let pop = AccessToken {
         token_type: Some("pop".into()),
         ..at.clone()
@@ -188,7 +195,9 @@ fn user_response_round_trips_through_find() {
         format!("{h}-{ENV}-accesstoken-{CID}-{TID}-mail.read user.read openid profile")
     );
 
-    let at = p.find_access_token(&user_query(&h, &["user.read"]), NOW).unwrap();
+    let at = p
+        .find_access_token(&user_query(&h, &["user.read"]), NOW)
+        .unwrap();
     assert_eq!(at.secret.expose(), "at-1");
     assert_eq!(at.target, "Mail.Read User.Read openid profile");
     assert_eq!(at.cached_at, NOW);
@@ -196,10 +205,14 @@ fn user_response_round_trips_through_find() {
     assert_eq!(at.refresh_on, None);
     assert_eq!(at.realm, TID);
 
-    let rt = p.find_refresh_token(&RefreshTokenQuery::new(CID, &h)).unwrap();
+    let rt = p
+        .find_refresh_token(&RefreshTokenQuery::new(CID, &h))
+        .unwrap();
     assert_eq!(rt.secret.expose(), "fake-rt-1");
     assert_eq!(rt.last_modification_time, Some(NOW));
-    assert!(p.find_refresh_token(&RefreshTokenQuery::new(CID2, &h)).is_none());
+    assert!(p
+        .find_refresh_token(&RefreshTokenQuery::new(CID2, &h))
+        .is_none());
 
     let idt = p.find_id_token(CID, &h, Some(TID)).unwrap();
     assert_eq!(idt.realm, TID);
@@ -221,7 +234,10 @@ fn user_response_round_trips_through_find() {
     let text = std::str::from_utf8(&blob).unwrap();
     assert!(text.contains(&format!("\"cached_at\":\"{NOW}\"")));
     assert!(text.contains(&format!("\"expires_on\":\"{}\"", NOW + 3600)));
-    assert!(!text.contains("token_type"), "Bearer is omitted like MSAL.NET");
+    assert!(
+        text.contains(r#""token_type":"Bearer""#),
+        "token_type is written, as MSAL.NET and MSAL Python do"
+    );
     assert!(!text.contains('\n'));
     assert_eq!(Partition::parse(&blob).unwrap(), p);
 }
@@ -231,7 +247,8 @@ fn requested_scopes_are_the_target_without_scope_echo() {
     let mut p = Partition::new();
     let mut resp = user_response("at", "");
     resp.scope = None;
-    p.add_token_response(&req(&["b", "A", "b"]), &resp, NOW).unwrap();
+    p.add_token_response(&req(&["b", "A", "b"]), &resp, NOW)
+        .unwrap();
     let at = p.access_tokens().next().unwrap();
     assert_eq!(at.target, "A b");
 }
@@ -249,15 +266,22 @@ fn app_token_round_trip_and_isolation() {
     assert_eq!(added.home_account_id, None);
     assert_eq!(
         added.access_token_key.as_deref(),
-        Some(format!("-{ENV}-accesstoken-{CID}-{TID}-https://graph.microsoft.com/.default").as_str())
+        Some(
+            format!("-{ENV}-accesstoken-{CID}-{TID}-https://graph.microsoft.com/.default").as_str()
+        )
     );
     let q = AccessTokenQuery {
         realm: Some(TID),
         environment: Some("Login.MicrosoftOnline.com"),
         ..AccessTokenQuery::new(CID, &scopes)
     };
-    assert_eq!(p.find_access_token(&q, NOW).unwrap().secret.expose(), "app-at");
-    assert!(p.find_access_token(&user_query("someone", &scopes), NOW).is_none());
+    assert_eq!(
+        p.find_access_token(&q, NOW).unwrap().secret.expose(),
+        "app-at"
+    );
+    assert!(p
+        .find_access_token(&user_query("someone", &scopes), NOW)
+        .is_none());
     assert!(p
         .find_access_token(&AccessTokenQuery::new(CID2, &scopes), NOW)
         .is_none());
@@ -296,12 +320,18 @@ fn obo_tokens_carry_the_assertion_hash() {
     let h = hid();
     let scopes = ["api://downstream/.default"];
     let plain = user_query(&h, &scopes);
-    assert!(p.find_access_token(&plain, NOW).is_none(), "OBO token is not a user token");
+    assert!(
+        p.find_access_token(&plain, NOW).is_none(),
+        "OBO token is not a user token"
+    );
     let obo = AccessTokenQuery {
         user_assertion_hash: Some(&hash),
         ..plain
     };
-    assert_eq!(p.find_access_token(&obo, NOW).unwrap().secret.expose(), "obo-at");
+    assert_eq!(
+        p.find_access_token(&obo, NOW).unwrap().secret.expose(),
+        "obo-at"
+    );
     let wrong = AccessTokenQuery {
         user_assertion_hash: Some("other"),
         ..plain
@@ -321,15 +351,21 @@ fn scopes_are_a_case_insensitive_subset() {
     )
     .unwrap();
     let h = hid();
-    assert!(p.find_access_token(&user_query(&h, &["API://X/read"]), NOW).is_some());
+    assert!(p
+        .find_access_token(&user_query(&h, &["API://X/read"]), NOW)
+        .is_some());
     assert!(p
         .find_access_token(&user_query(&h, &["api://x/write", "api://x/read"]), NOW)
         .is_some());
-    assert!(p.find_access_token(&user_query(&h, &["api://x/Read api://x/Write"]), NOW).is_some());
+    assert!(p
+        .find_access_token(&user_query(&h, &["api://x/Read api://x/Write"]), NOW)
+        .is_some());
     assert!(p
         .find_access_token(&user_query(&h, &["api://x/Read", "api://x/Delete"]), NOW)
         .is_none());
-    assert!(p.find_access_token(&user_query(&h, &["api://x/Rea"]), NOW).is_none());
+    assert!(p
+        .find_access_token(&user_query(&h, &["api://x/Rea"]), NOW)
+        .is_none());
 }
 
 #[test]
@@ -376,16 +412,39 @@ fn refresh_on_is_reported_but_token_still_served() {
 fn overlapping_access_tokens_are_replaced() {
     let mut p = Partition::new();
     let h = hid();
-    p.add_token_response(&req(&[]), &user_response("ab", "a b"), NOW).unwrap();
-    p.add_token_response(&req(&[]), &user_response("bc", "B c"), NOW + 1).unwrap();
+    p.add_token_response(&req(&[]), &user_response("ab", "a b"), NOW)
+        .unwrap();
+    p.add_token_response(&req(&[]), &user_response("bc", "B c"), NOW + 1)
+        .unwrap();
     assert_eq!(p.access_tokens().count(), 1);
     assert!(p.find_access_token(&user_query(&h, &["a"]), NOW).is_none());
     assert_eq!(
-        p.find_access_token(&user_query(&h, &["b"]), NOW).unwrap().secret.expose(),
+        p.find_access_token(&user_query(&h, &["b"]), NOW)
+            .unwrap()
+            .secret
+            .expose(),
         "bc"
     );
-    p.add_token_response(&req(&[]), &user_response("d", "d"), NOW).unwrap();
+    p.add_token_response(&req(&[]), &user_response("d", "d"), NOW)
+        .unwrap();
     assert_eq!(p.access_tokens().count(), 2);
+    // The OIDC scopes every user response echoes do not make targets overlap.
+    p.add_token_response(
+        &req(&[]),
+        &user_response("e", "e openid profile offline_access"),
+        NOW,
+    )
+    .unwrap();
+    p.add_token_response(&req(&[]), &user_response("f", "f openid profile"), NOW)
+        .unwrap();
+    assert_eq!(p.access_tokens().count(), 4);
+    assert!(p.find_access_token(&user_query(&h, &["e"]), NOW).is_some());
+    assert!(p
+        .find_access_token(&user_query(&h, &["openid", "f"]), NOW)
+        .is_some());
+    p.remove_account(CID, &h);
+    p.add_token_response(&req(&[]), &user_response("d", "d"), NOW)
+        .unwrap();
     // Another tenant is another slot.
     let mut resp = user_response("other-tenant", "d");
     resp.id_token = None;
@@ -394,21 +453,23 @@ fn overlapping_access_tokens_are_replaced() {
         ..req(&[])
     };
     p.add_token_response(&other, &resp, NOW).unwrap();
-    assert_eq!(p.access_tokens().count(), 3);
+    assert_eq!(p.access_tokens().count(), 2);
     // Another client is another slot.
     let c2 = TokenRequest {
         client_id: CID2,
         ..req(&[])
     };
-    p.add_token_response(&c2, &user_response("c2", "d"), NOW).unwrap();
-    assert_eq!(p.access_tokens().count(), 4);
+    p.add_token_response(&c2, &user_response("c2", "d"), NOW)
+        .unwrap();
+    assert_eq!(p.access_tokens().count(), 3);
 }
 
 #[test]
 fn accounts_and_refresh_tokens_are_never_duplicated() {
     let mut p = Partition::new();
     let h = hid();
-    p.add_token_response(&req(&[]), &user_response("1", "a"), NOW).unwrap();
+    p.add_token_response(&req(&[]), &user_response("1", "a"), NOW)
+        .unwrap();
     // Unknown fields of an existing account survive an update.
     let key = p.accounts().next().unwrap().key();
     p.accounts
@@ -422,7 +483,10 @@ fn accounts_and_refresh_tokens_are_never_duplicated() {
     p.add_token_response(&req(&[]), &second, NOW + 10).unwrap();
     assert_eq!(p.accounts().count(), 1);
     let acc = p.find_account(&h).unwrap();
-    assert_eq!(acc.username, "ada@contoso.example", "kept from the first response");
+    assert_eq!(
+        acc.username, "ada@contoso.example",
+        "kept from the first response"
+    );
     assert_eq!(acc.extra.get("given_name"), Some(&json!("Ada")));
     assert_eq!(p.refresh_tokens().count(), 1);
     assert_eq!(
@@ -464,12 +528,14 @@ fn family_refresh_tokens_serve_other_clients() {
 fn remove_account_counts_and_keeps_shared_account() {
     let mut p = Partition::new();
     let h = hid();
-    p.add_token_response(&req(&[]), &user_response("1", "a"), NOW).unwrap();
+    p.add_token_response(&req(&[]), &user_response("1", "a"), NOW)
+        .unwrap();
     let c2 = TokenRequest {
         client_id: CID2,
         ..req(&[])
     };
-    p.add_token_response(&c2, &user_response("2", "a"), NOW).unwrap();
+    p.add_token_response(&c2, &user_response("2", "a"), NOW)
+        .unwrap();
     assert_eq!(p.accounts().count(), 1);
     // AT + RT + IdT of client 1; the account stays (client 2 still refers to the user).
     assert_eq!(p.remove_account(CID, &h), 3);
@@ -489,13 +555,13 @@ fn home_account_id_falls_back_to_sub() {
     let mut p = Partition::new();
     let resp = TokenResponse {
         access_token: Some(Secret::new("at")),
-        id_token: Some(Secret::new(fake_jwt(&json!({"sub": "user-42", "email": "u@example.org"})))),
+        id_token: Some(Secret::new(fake_jwt(
+            &json!({"sub": "user-42", "email": "u@example.org"}),
+        ))),
         expires_in: Some(100),
         ..TokenResponse::default()
     };
-    let added = p
-        .add_token_response(&req(&["openid"]), &resp, NOW)
-        .unwrap();
+    let added = p.add_token_response(&req(&["openid"]), &resp, NOW).unwrap();
     assert_eq!(added.home_account_id.as_deref(), Some("user-42"));
     let acc = p.find_account("user-42").unwrap();
     assert_eq!(acc.local_account_id, "user-42");
@@ -536,7 +602,13 @@ fn bad_id_token_client_info_and_empty_response_are_typed_errors() {
     let err = p
         .add_token_response(&req(&[]), &TokenResponse::default(), NOW)
         .unwrap_err();
-    assert!(matches!(err, SchemaError::MissingField { field: "access_token", .. }));
+    assert!(matches!(
+        err,
+        SchemaError::MissingField {
+            field: "access_token",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -664,7 +736,10 @@ fn reads_msal_node_blobs() {
         key_id: Some("kid-1"),
         ..AccessTokenQuery::new("cid", &["user.read"])
     };
-    assert_eq!(p.find_access_token(&ssh_q, NOW).unwrap().secret.expose(), "fake-ssh");
+    assert_eq!(
+        p.find_access_token(&ssh_q, NOW).unwrap().secret.expose(),
+        "fake-ssh"
+    );
 
     assert!(p
         .find_refresh_token(&RefreshTokenQuery::new("cid", "uid.utid"))
@@ -676,10 +751,17 @@ fn reads_msal_node_blobs() {
     // Re-written the MSAL.NET way, keys as read, aliases normalized, extras kept.
     let text = String::from_utf8(p.to_vec()).unwrap();
     assert!(text.contains(r#""user_assertion_hash":"hash-1""#));
-    assert!(!text.contains("userAssertionHash"));
+    assert!(
+        text.contains(r#""userAssertionHash":"hash-1""#),
+        "msal-node's spelling is written too"
+    );
+    assert_eq!(text.matches("hash-1").count(), 2, "each spelling once");
     assert!(text.contains(r#""kid":"kid-1""#));
     assert!(text.contains("tenantProfiles"));
-    assert!(text.contains("-utid-user.read mail.read-\""), "keys kept as read");
+    assert!(
+        text.contains("-utid-user.read mail.read-\""),
+        "keys kept as read"
+    );
     assert_eq!(Partition::parse(text.as_bytes()).unwrap(), p);
 }
 
@@ -788,7 +870,9 @@ fn empty_inputs_are_empty_partitions() {
 #[test]
 fn bad_blobs_are_typed_errors() {
     match Partition::parse(b"{\"AccessToken\": x}") {
-        Err(SchemaError::NotJson { line: 1, column, .. }) => assert!(column > 0),
+        Err(SchemaError::NotJson {
+            line: 1, column, ..
+        }) => assert!(column > 0),
         other => panic!("unexpected {other:?}"),
     }
     assert!(matches!(
@@ -809,34 +893,41 @@ fn bad_blobs_are_typed_errors() {
         Err(SchemaError::TooLarge { .. })
     ));
 
-    let err = Partition::parse(
-        br#"{"AccessToken":{"my-key":{"secret":"TOPSECRET","expires_on":true}}}"#,
-    )
-    .unwrap_err();
+    let err =
+        Partition::parse(br#"{"AccessToken":{"my-key":{"secret":"TOPSECRET","expires_on":true}}}"#)
+            .unwrap_err();
     assert_eq!(
         err.to_string(),
         "AccessToken.my-key.expires_on: expected string of seconds (line 1 column 65)"
     );
-    let err = Partition::parse(
-        br#"{"AccessToken":{"k":{"secret":"s","expires_on":"TOPSECRET"}}}"#,
-    )
-    .unwrap_err();
+    let err = Partition::parse(br#"{"AccessToken":{"k":{"secret":"s","expires_on":"TOPSECRET"}}}"#)
+        .unwrap_err();
     assert!(matches!(err, SchemaError::WrongType { .. }));
     assert!(!err.to_string().contains("TOPSECRET"));
     let err = Partition::parse(br#"{"RefreshToken":{"k":{"secret":12345}}}"#).unwrap_err();
-    assert!(err.to_string().starts_with("RefreshToken.k.secret: expected string"));
+    assert!(err
+        .to_string()
+        .starts_with("RefreshToken.k.secret: expected string"));
     let err = Partition::parse(br#"{"IdToken":{"k":"TOPSECRET"}}"#).unwrap_err();
     assert!(err.to_string().starts_with("IdToken.k: expected object"));
     assert!(!err.to_string().contains("TOPSECRET"));
     let err = Partition::parse(br#"{"Account":["TOPSECRET"]}"#).unwrap_err();
-    assert!(err.to_string().starts_with("Account: expected object of records"));
+    assert!(err
+        .to_string()
+        .starts_with("Account: expected object of records"));
     let err = Partition::parse(br#""TOPSECRET""#).unwrap_err();
     assert!(!err.to_string().contains("TOPSECRET"));
     assert!(matches!(err, SchemaError::WrongType { .. }));
     let err = Partition::parse(br#"{"AccessToken":{"k":{"expires_on":"1"}}}"#).unwrap_err();
     assert_eq!(err.to_string(), "AccessToken.k: missing field `secret`");
     let err = Partition::parse(br#"{"AccessToken":{"k":{"secret":"s"}}}"#).unwrap_err();
-    assert!(matches!(err, SchemaError::MissingField { field: "expires_on", .. }));
+    assert!(matches!(
+        err,
+        SchemaError::MissingField {
+            field: "expires_on",
+            ..
+        }
+    ));
     // Control characters in keys cannot break the one-line message.
     let err = Partition::parse(br#"{"IdToken":{"a\nb":1}}"#).unwrap_err();
     assert!(!err.to_string().contains('\n'));
@@ -857,8 +948,14 @@ fn timestamps_are_read_leniently() {
     let at = p.access_tokens().next().unwrap();
     assert_eq!(at.cached_at, 1_700_000_000);
     assert_eq!(at.expires_on, 1_700_003_600);
-    assert_eq!(at.extended_expires_on, Some(1_700_007_200), "legacy ext_expires_on");
+    assert_eq!(
+        at.extended_expires_on,
+        Some(1_700_007_200),
+        "legacy ext_expires_on"
+    );
     assert_eq!(at.refresh_on, None);
     assert_eq!(at.credential_type, "AccessToken");
-    assert!(Partition::parse(br#"{"AccessToken":{"k":{"secret":"s","expires_on":1e300}}}"#).is_err());
+    assert!(
+        Partition::parse(br#"{"AccessToken":{"k":{"secret":"s","expires_on":1e300}}}"#).is_err()
+    );
 }

@@ -45,10 +45,13 @@ use crate::error::Error;
 use crate::memory::L1Options;
 use crate::partition::{assertion_hash, PartitionKind};
 use crate::schema::{
-    decode_jwt_claims, AccessTokenQuery, Partition, RefreshTokenQuery, Secret, TokenRequest, TokenResponse,
+    decode_jwt_claims, AccessTokenQuery, Partition, RefreshTokenQuery, Secret, TokenRequest,
+    TokenResponse,
 };
 use crate::store::{self, SharedStore};
-use crate::twolevel::{EntryContext, ExpiryOptions, Stats, TwoLevel, TwoLevelOptions, WriteOutcome};
+use crate::twolevel::{
+    EntryContext, ExpiryOptions, Stats, TwoLevel, TwoLevelOptions, WriteOutcome,
+};
 
 /// Whose tokens a lookup is for: decides the partition.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -165,7 +168,9 @@ impl std::fmt::Debug for SaveFor<'_> {
             SaveFor::User => f.write_str("User"),
             SaveFor::App => f.write_str("App"),
             SaveFor::Obo { .. } => f.write_str("Obo(<assertion>)"),
-            SaveFor::OboSession { session_key, user } => write!(f, "OboSession({session_key}, {user})"),
+            SaveFor::OboSession { session_key, user } => {
+                write!(f, "OboSession({session_key}, {user})")
+            }
         }
     }
 }
@@ -320,7 +325,10 @@ impl TokenCacheBuilder {
     /// Default: give up at once.
     pub fn on_l2_failure(
         mut self,
-        callback: impl Fn(&crate::twolevel::L2Failure<'_>) -> crate::twolevel::L2Decision + Send + Sync + 'static,
+        callback: impl Fn(&crate::twolevel::L2Failure<'_>) -> crate::twolevel::L2Decision
+            + Send
+            + Sync
+            + 'static,
     ) -> Self {
         self.options.policy.on_l2_failure = Some(Arc::new(callback));
         self
@@ -412,9 +420,14 @@ impl TokenCache {
 
     /// The cached access token for `lookup`, or `None` (then acquire a new one).
     /// L2 failures are not errors here: they are logged and read as a miss.
-    pub async fn find_access_token(&self, lookup: &Lookup<'_>) -> Result<Option<CachedToken>, Error> {
+    pub async fn find_access_token(
+        &self,
+        lookup: &Lookup<'_>,
+    ) -> Result<Option<CachedToken>, Error> {
         if lookup.client_id.is_empty() || lookup.scopes.is_empty() {
-            return Err(Error::InvalidRequest("a lookup needs a client id and at least one scope".into()));
+            return Err(Error::InvalidRequest(
+                "a lookup needs a client id and at least one scope".into(),
+            ));
         }
         // The user case avoids any allocation before the L1 lookup.
         let (kind, hash, ctx);
@@ -430,7 +443,14 @@ impl TokenCache {
             Subject::App { .. } | Subject::Obo { .. } => {
                 let t = self.lookup_target(&lookup.subject, lookup.client_id);
                 return self
-                    .find_in(&t.key, t.kind, t.ctx, lookup, t.assertion_hash.as_deref(), t.owner.as_deref())
+                    .find_in(
+                        &t.key,
+                        t.kind,
+                        t.ctx,
+                        lookup,
+                        t.assertion_hash.as_deref(),
+                        t.owner.as_deref(),
+                    )
                     .await;
             }
         };
@@ -472,7 +492,11 @@ impl TokenCache {
             user_assertion_hash: assertion_hash,
             skew_secs: self.skew_secs,
         };
-        let found = partition.find_access_token(&query, now);
+        let found = if kind == PartitionKind::OboSession {
+            partition.find_access_token_for_any_account(&query, now)
+        } else {
+            partition.find_access_token(&query, now)
+        };
         if let (Some(at), Some(stamp)) = (found, revoked_at) {
             if at.cached_at <= stamp {
                 return Ok(None);
@@ -480,7 +504,10 @@ impl TokenCache {
         }
         Ok(found.map(|at| CachedToken {
             secret: at.secret.clone(),
-            token_type: at.token_type.clone().unwrap_or_else(|| "Bearer".to_string()),
+            token_type: at
+                .token_type
+                .clone()
+                .unwrap_or_else(|| "Bearer".to_string()),
             expires_on: at.expires_on,
             refresh_on: at.refresh_on,
             needs_refresh: at.needs_refresh(now),
@@ -498,7 +525,9 @@ impl TokenCache {
             },
             Subject::App { tenant } => Target {
                 kind: PartitionKind::App,
-                key: crate::partition::PartitionKey::app(client_id, tenant).as_str().to_string(),
+                key: crate::partition::PartitionKey::app(client_id, tenant)
+                    .as_str()
+                    .to_string(),
                 ctx: EntryContext::default(),
                 assertion_hash: None,
                 owner: None,
@@ -533,23 +562,38 @@ impl TokenCache {
     }
 
     /// Saves a token response into the right partition of both levels.
-    pub async fn save_token_response(&self, request: &SaveRequest<'_>, response: &TokenResponse) -> Result<Saved, Error> {
-        if request.client_id.is_empty() || request.environment.is_empty() || request.tenant.is_empty() {
+    pub async fn save_token_response(
+        &self,
+        request: &SaveRequest<'_>,
+        response: &TokenResponse,
+    ) -> Result<Saved, Error> {
+        if request.client_id.is_empty()
+            || request.environment.is_empty()
+            || request.tenant.is_empty()
+        {
             return Err(Error::InvalidRequest(
                 "a save needs a client id, an authority host and a tenant".into(),
             ));
         }
         let (target, assertion) = match request.subject {
             SaveFor::User => {
-                let Some(home) = response_home_account_id(response)? else {
+                let Some(home) = response.home_account_id()? else {
                     return Err(Error::InvalidRequest(
                         "a user token response needs client_info or an id_token to name its account".into(),
                     ));
                 };
-                (self.lookup_target(&Subject::User(&home), request.client_id), None)
+                (
+                    self.lookup_target(&Subject::User(&home), request.client_id),
+                    None,
+                )
             }
             SaveFor::App => (
-                self.lookup_target(&Subject::App { tenant: request.tenant }, request.client_id),
+                self.lookup_target(
+                    &Subject::App {
+                        tenant: request.tenant,
+                    },
+                    request.client_id,
+                ),
                 None,
             ),
             SaveFor::Obo { assertion } => (
@@ -557,7 +601,8 @@ impl TokenCache {
                 Some(assertion),
             ),
             SaveFor::OboSession { session_key, user } => {
-                let mut t = self.lookup_target(&Subject::OboSession { session_key }, request.client_id);
+                let mut t =
+                    self.lookup_target(&Subject::OboSession { session_key }, request.client_id);
                 t.owner = Some(user.to_string());
                 (t, None)
             }
@@ -573,7 +618,8 @@ impl TokenCache {
         let (added, write) = self
             .two
             .update(target.kind, &target.key, target.ctx, |p: &mut Partition| {
-                p.add_token_response(&req, response, now).map_err(Error::from)
+                p.add_token_response(&req, response, now)
+                    .map_err(Error::from)
             })
             .await?;
         if matches!(target.kind, PartitionKind::Obo | PartitionKind::OboSession) && write.stored {
@@ -600,7 +646,10 @@ impl TokenCache {
         let member = keys.partition_str(key);
         let store = self.two.store();
         // A failed link is logged by `call`; the partition still ends with its deadline.
-        let _ = self.two.call("link_add", store.link_add(&set, &member, ttl)).await;
+        let _ = self
+            .two
+            .call("link_add", store.link_add(&set, &member, ttl))
+            .await;
     }
 
     /// Signs a user out of every cache that shares this L2: removes the user partition,
@@ -610,7 +659,9 @@ impl TokenCache {
     /// Idempotent. L2 failures are reported in the outcome, not as an error.
     pub async fn remove_account(&self, home_account_id: &str) -> Result<SignOut, Error> {
         if home_account_id.is_empty() {
-            return Err(Error::InvalidRequest("sign-out needs a home account id".into()));
+            return Err(Error::InvalidRequest(
+                "sign-out needs a home account id".into(),
+            ));
         }
         let keys = self.two.keys().clone();
         let store = self.two.store().clone();
@@ -619,11 +670,22 @@ impl TokenCache {
         let stamp_ttl = Some(self.two.expiry().refresh_token_lifetime);
         let stamp_written = self
             .two
-            .call("set", store.set(&keys.revocation(home_account_id), now.to_string().as_bytes(), stamp_ttl))
+            .call(
+                "set",
+                store.set(
+                    &keys.revocation(home_account_id),
+                    now.to_string().as_bytes(),
+                    stamp_ttl,
+                ),
+            )
             .await
             .is_ok();
         let set = keys.link_set(home_account_id);
-        let (members, links_read) = match self.two.call("link_members", store.link_members(&set)).await {
+        let (members, links_read) = match self
+            .two
+            .call("link_members", store.link_members(&set))
+            .await
+        {
             Ok(m) => (m, true),
             Err(_) => (Vec::new(), false),
         };
@@ -654,14 +716,21 @@ impl TokenCache {
         let mut map = self.revoked.write().unwrap_or_else(|p| p.into_inner());
         let entry = map.entry(home_account_id.to_string()).or_insert(stamp);
         *entry = (*entry).max(stamp);
-        self.any_revoked.store(true, std::sync::atomic::Ordering::Release);
+        self.any_revoked
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Reads the user's revocation stamp from L2 and applies it locally; returns it.
     pub async fn refresh_revocation(&self, home_account_id: &str) -> Result<Option<i64>, Error> {
         let key = self.two.keys().revocation(home_account_id);
         let value = self.two.call("get", self.two.store().get(&key)).await?;
-        let stamp = value.and_then(|v| std::str::from_utf8(&v.bytes).ok()?.trim().parse::<i64>().ok());
+        let stamp = value.and_then(|v| {
+            std::str::from_utf8(&v.bytes)
+                .ok()?
+                .trim()
+                .parse::<i64>()
+                .ok()
+        });
         if let Some(s) = stamp {
             self.revoke_locally(home_account_id, s);
         }
@@ -673,7 +742,11 @@ impl TokenCache {
         if !self.any_revoked.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
-        self.revoked.read().unwrap_or_else(|p| p.into_inner()).get(owner).copied()
+        self.revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(owner)
+            .copied()
     }
 
     /// The refresh token of a user for a client (a family refresh token is accepted
@@ -684,7 +757,15 @@ impl TokenCache {
         home_account_id: &str,
         family_id: Option<&str>,
     ) -> Result<Option<Secret>, Error> {
-        let Some(partition) = self.two.get(PartitionKind::User, home_account_id, EntryContext::default()).await else {
+        let Some(partition) = self
+            .two
+            .get(
+                PartitionKind::User,
+                home_account_id,
+                EntryContext::default(),
+            )
+            .await
+        else {
             return Ok(None);
         };
         if let Some(stamp) = self.revocation_of(home_account_id) {
@@ -701,11 +782,17 @@ impl TokenCache {
             family_id,
             user_assertion_hash: None,
         };
-        Ok(partition.find_refresh_token(&query).map(|rt| rt.secret.clone()))
+        Ok(partition
+            .find_refresh_token(&query)
+            .map(|rt| rt.secret.clone()))
     }
 
     /// The decoded partition of a subject, for inspection.
-    pub async fn partition(&self, subject: &Subject<'_>, client_id: &str) -> Option<Arc<Partition>> {
+    pub async fn partition(
+        &self,
+        subject: &Subject<'_>,
+        client_id: &str,
+    ) -> Option<Arc<Partition>> {
         let t = self.lookup_target(subject, client_id);
         self.two.get(t.kind, &t.key, t.ctx).await
     }
@@ -715,27 +802,20 @@ impl TokenCache {
     /// [`remove_account`](Self::remove_account) to sign the user out). When no
     /// credentials are left, the partition is removed from L2, not written empty.
     /// Returns how many records went.
-    pub async fn remove_client_credentials(&self, client_id: &str, home_account_id: &str) -> Result<usize, Error> {
+    pub async fn remove_client_credentials(
+        &self,
+        client_id: &str,
+        home_account_id: &str,
+    ) -> Result<usize, Error> {
         let (removed, _) = self
             .two
-            .update(PartitionKind::User, home_account_id, EntryContext::default(), |p: &mut Partition| {
-                Ok(p.remove_account(client_id, home_account_id))
-            })
+            .update(
+                PartitionKind::User,
+                home_account_id,
+                EntryContext::default(),
+                |p: &mut Partition| Ok(p.remove_account(client_id, home_account_id)),
+            )
             .await?;
         Ok(removed)
-    }
-}
-
-/// The home account id a user token response names: `uid.utid` from `client_info`,
-/// else the id token's `sub` (as MSAL does).
-fn response_home_account_id(response: &TokenResponse) -> Result<Option<String>, Error> {
-    if let Some(raw) = response.client_info.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
-        if let Some(home) = crate::schema::ClientInfo::decode(raw)?.home_account_id() {
-            return Ok(Some(home));
-        }
-    }
-    match &response.id_token {
-        Some(t) => Ok(crate::schema::decode_jwt_claims(t.expose())?.sub),
-        None => Ok(None),
     }
 }

@@ -8,8 +8,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod bench;
+mod inspect;
 mod load;
 mod partition_cmd;
+mod purge;
+mod simulate;
 
 /// Cache OAuth 2.0 / OpenID Connect tokens in process and in a shared store.
 #[derive(Parser, Debug)]
@@ -29,6 +32,13 @@ enum Command {
     /// Drive the cache like a web app (lookups, saves, sign-outs) for a bounded time,
     /// optionally with injected L2 faults, and report whether L2 caught up.
     Load(load::LoadArgs),
+    /// Replay the seed scenario on a virtual clock under Microsoft.Identity.Web's policies
+    /// and tokencache's, and count live and orphaned partitions in L2.
+    Simulate(simulate::SimulateArgs),
+    /// Report what a live cache holds: partitions by kind, bytes, TTLs, link sets, orphans.
+    Inspect(inspect::InspectArgs),
+    /// Sign a user out administratively: the user partition and every linked OBO partition.
+    Purge(purge::PurgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +58,9 @@ fn main() -> ExitCode {
         Command::Partition(cmd) => partition_cmd::run(cmd),
         Command::Bench(args) => bench::run(args),
         Command::Load(args) => load::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Purge(args) => purge::run(args),
     }
 }
 

@@ -1,0 +1,121 @@
+//! Counting what L2 holds: every key under a policy's prefix is listed with `SCAN`
+//! (through [`Store::scan`](tokencache::store::Store::scan)) and read, so the numbers
+//! are the store's, not the simulation's bookkeeping. The world only says what each
+//! key is and whether it can still be used.
+
+use tokencache::store::SharedStore;
+
+use super::world::World;
+
+/// What one policy's L2 held at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// Every key under the prefix (partitions and tokencache's own keys).
+    pub keys: u64,
+    /// Partitions that can still be used, per [`KeyKind`].
+    pub live: [u64; 4],
+    /// Partitions that can never be used again, per [`KeyKind`].
+    pub orphaned: [u64; 4],
+    /// Bytes (key + value) of live partitions.
+    pub live_bytes: u64,
+    /// Bytes (key + value) of orphaned partitions.
+    pub orphaned_bytes: u64,
+    /// tokencache's own keys (link sets, revocation stamps).
+    pub own_keys: u64,
+    /// Their bytes (key + members or value).
+    pub own_bytes: u64,
+    /// Keys the world never produced (should be none).
+    pub unknown: u64,
+}
+
+impl Tally {
+    /// Live partitions, all kinds.
+    pub(crate) fn live_total(&self) -> u64 {
+        self.live.iter().sum()
+    }
+    /// Orphaned partitions, all kinds.
+    pub(crate) fn orphaned_total(&self) -> u64 {
+        self.orphaned.iter().sum()
+    }
+}
+
+/// Scans `prefix` in `store` and judges every partition at `now_ms`.
+pub(crate) async fn tally(
+    store: &SharedStore,
+    prefix: &str,
+    world: &World,
+    now_ms: u64,
+) -> Result<Tally, String> {
+    let mut t = Tally::default();
+    let mut cursor = 0u64;
+    loop {
+        let (next, page) = store
+            .scan(prefix, cursor, 500)
+            .await
+            .map_err(|e| e.to_string())?;
+        for full in page {
+            let bare = full.strip_prefix(prefix).unwrap_or(&full);
+            if bare.starts_with("tc:links:") {
+                let members = store.link_members(&full).await.map_err(|e| e.to_string())?;
+                if members.is_empty() {
+                    continue; // gone between SCAN and read
+                }
+                t.keys += 1;
+                t.own_keys += 1;
+                t.own_bytes += (full.len() + members.iter().map(String::len).sum::<usize>()) as u64;
+                continue;
+            }
+            let Some(value) = store.get(&full).await.map_err(|e| e.to_string())? else {
+                continue; // expired between SCAN and GET
+            };
+            let bytes = (full.len() + value.bytes.len()) as u64;
+            t.keys += 1;
+            if bare.starts_with("tc:") {
+                t.own_keys += 1;
+                t.own_bytes += bytes;
+                continue;
+            }
+            match world.judge(bare, now_ms) {
+                Some((kind, true)) => {
+                    t.live[kind.index()] += 1;
+                    t.live_bytes += bytes;
+                }
+                Some((kind, false)) => {
+                    t.orphaned[kind.index()] += 1;
+                    t.orphaned_bytes += bytes;
+                }
+                None => {
+                    t.unknown += 1;
+                    t.orphaned_bytes += bytes;
+                }
+            }
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    Ok(t)
+}
+
+/// Removes every key under `prefix` (the simulation's own keys only): lists them with
+/// SCAN, then deletes them 500 at a time.
+pub(crate) async fn clear(store: &SharedStore, prefix: &str) -> Result<u64, String> {
+    let (mut cursor, mut keys) = (0u64, Vec::new());
+    loop {
+        let (next, page) = store
+            .scan(prefix, cursor, 500)
+            .await
+            .map_err(|e| e.to_string())?;
+        keys.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let mut removed = 0;
+    for chunk in keys.chunks(500) {
+        removed += store.remove_many(chunk).await.map_err(|e| e.to_string())?;
+    }
+    Ok(removed)
+}

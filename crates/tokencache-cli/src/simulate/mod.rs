@@ -1,0 +1,536 @@
+//! `tokencache simulate`: the seed scenario on a virtual clock, under three policies.
+//!
+//! Users sign in to a web app and out of it (or just leave, or come back), the web app
+//! calls a web API with the user's hourly-rotating access token, the web API acquires
+//! OBO tokens for each incoming token, some long-running OBO jobs, and app tokens. The
+//! same traffic ([`workload`]) runs against three policies ([`policy`]) in three key
+//! prefixes of one L2 store, and every sample point counts, by scanning the store, the
+//! live and orphaned partitions and their bytes ([`measure`]; "orphaned" as judged by
+//! [`world`], DESIGN.md section 12). Prints a table, writes an SVG chart, and ends with
+//! one machine-readable line:
+//! `orphaned: msidweb-default=<n> msidweb-sliding=<n> tokencache=<n>`.
+//!
+//! Time: on the embedded and memory stores a [`ManualClock`] drives the libraries *and*
+//! the store's expiry, so a run is exact and deterministic for a seed. On Redis (which
+//! expires by its own clock) the run is paced (see [`paced`]).
+
+mod chart;
+mod measure;
+mod paced;
+mod policy;
+mod workload;
+mod world;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokencache::clock::{Clock, ManualClock, SharedClock};
+use tokencache::store::{self, EmbeddedOptions, EmbeddedStore, MemoryStore, SharedStore, StoreUrl};
+
+use measure::Tally;
+use paced::{PacedClock, PacedStore};
+use policy::{MsIdWeb, Policy, TcPolicy};
+use workload::{EventKind, Shape};
+use world::{KeyKind, World};
+
+/// Arguments of `simulate`.
+#[derive(Args, Debug)]
+pub(crate) struct SimulateArgs {
+    /// The L2 store. Default: an embedded (redb) file in a fresh temporary folder (in
+    /// RAM when /dev/shm exists), removed afterwards. Also `redb:///path/file.redb`,
+    /// `memory://`, and `redis://…` / `redis+cluster://…`, which run paced (see --pace).
+    #[arg(long)]
+    store: Option<String>,
+    /// Users signing in for the first time per 24 virtual hours.
+    #[arg(long, default_value_t = 300)]
+    users: u32,
+    /// The horizon, in virtual hours.
+    #[arg(long, default_value_t = 72)]
+    hours: u32,
+    /// The seed of the traffic: the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How long a refresh token stays usable after its last use, in hours (Entra: 90 days;
+    /// short here so that the run sees it pass).
+    #[arg(long, default_value_t = 24)]
+    refresh_token_hours: u64,
+    /// The sliding window of the `msidweb-sliding` policy, in minutes.
+    #[arg(long, default_value_t = 90)]
+    sliding_minutes: u64,
+    /// Shortest lifetime of access tokens and incoming assertions, in minutes; each lives
+    /// 1 to 1.5 times this (Entra: 60-90 min), so they rotate about hourly.
+    #[arg(long, default_value_t = 60)]
+    token_minutes: u64,
+    /// Minutes of virtual time between two counts of L2.
+    #[arg(long, default_value_t = 60)]
+    sample_minutes: u64,
+    /// Share of visits that end with a sign-out (the others just leave).
+    #[arg(long, default_value_t = 0.35)]
+    sign_out_share: f64,
+    /// Share of visits after which the user comes back (after 30 min to 36 h).
+    #[arg(long, default_value_t = 0.6)]
+    return_share: f64,
+    /// Share of visits that start a long-running OBO job (1 to 8 h).
+    #[arg(long, default_value_t = 0.15)]
+    session_share: f64,
+    /// Where to write the SVG chart of L2 keys over time.
+    #[arg(long, default_value = "simulate.svg")]
+    chart: PathBuf,
+    /// On Redis only: virtual seconds per real second (the run takes hours × 3600 / pace s).
+    #[arg(long, default_value_t = 3600)]
+    pace: u64,
+    /// Leave the simulated keys in the store (default: removed at the end).
+    #[arg(long)]
+    keep: bool,
+}
+
+/// The virtual start: 2026-01-01T00:00:00Z.
+const START_SECS: i64 = 1_767_225_600;
+
+/// The policies, in report order: name, key prefix, chart colour.
+const POLICIES: [(&str, &str, &str); 3] = [
+    ("msidweb-default", "tcsim:msidweb-default:", "#d62728"),
+    ("msidweb-sliding", "tcsim:msidweb-sliding:", "#ff7f0e"),
+    ("tokencache", "tcsim:tokencache:", "#1f77b4"),
+];
+
+/// How time moves.
+enum Time {
+    /// Set by the simulation (embedded, memory): exact and repeatable.
+    Manual(ManualClock),
+    /// Runs by itself, faster than real time (Redis).
+    Paced(Arc<PacedClock>),
+}
+
+impl Time {
+    fn shared(&self) -> SharedClock {
+        match self {
+            Time::Manual(c) => Arc::new(c.clone()),
+            Time::Paced(c) => c.clone(),
+        }
+    }
+
+    fn now_millis(&self) -> u64 {
+        match self {
+            Time::Manual(c) => c.now_millis(),
+            Time::Paced(c) => c.now_millis(),
+        }
+    }
+
+    /// Moves (or waits) until virtual `ms`.
+    async fn reach(&self, ms: u64) {
+        match self {
+            Time::Manual(c) => {
+                if c.now_millis() < ms {
+                    c.set_millis(ms);
+                }
+            }
+            Time::Paced(c) => {
+                let wait = c.real_until(ms);
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+/// The opened store and what goes with it.
+struct Opened {
+    store: SharedStore,
+    time: Time,
+    /// The embedded store, to sweep expired entries at each sample (its sweeper runs on
+    /// real time, so it is off here).
+    embedded: Option<Arc<EmbeddedStore>>,
+    /// A temporary folder to delete at the end.
+    _tmp: Option<tempfile::TempDir>,
+    label: String,
+}
+
+async fn open(args: &SimulateArgs) -> Result<Opened, String> {
+    let start_ms = START_SECS as u64 * 1000;
+    let (path, tmp) = match &args.store {
+        None => {
+            let shm = std::path::Path::new("/dev/shm");
+            let builder = tempfile::Builder::new()
+                .prefix("tokencache-simulate-")
+                .tempdir_in(if shm.is_dir() {
+                    shm.to_path_buf()
+                } else {
+                    std::env::temp_dir()
+                });
+            let tmp = builder.map_err(|e| format!("cannot make a temporary folder: {e}"))?;
+            (Some(tmp.path().join("simulate.redb")), Some(tmp))
+        }
+        Some(url) => match StoreUrl::parse(url).map_err(|e| e.to_string())? {
+            StoreUrl::Embedded { path } => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                }
+                (Some(path), None)
+            }
+            StoreUrl::Memory => {
+                let clock = ManualClock::new(start_ms);
+                let store: SharedStore = Arc::new(MemoryStore::with_clock(Arc::new(clock.clone())));
+                return Ok(Opened {
+                    store,
+                    time: Time::Manual(clock),
+                    embedded: None,
+                    _tmp: None,
+                    label: "memory (virtual clock)".into(),
+                });
+            }
+            redis @ StoreUrl::Redis { .. } => {
+                let factor = args.pace.max(1) as f64;
+                let inner = store::open(url).await.map_err(|e| e.to_string())?;
+                inner.health().await.map_err(|e| e.to_string())?;
+                let store: SharedStore = Arc::new(PacedStore::new(inner, factor));
+                return Ok(Opened {
+                    store,
+                    time: Time::Paced(Arc::new(PacedClock::new(start_ms, factor))),
+                    embedded: None,
+                    _tmp: None,
+                    label: format!(
+                        "{redis} (paced: {} virtual s per real s; Redis expires the keys)",
+                        args.pace.max(1)
+                    ),
+                });
+            }
+        },
+    };
+    let path = path.ok_or("no store path")?;
+    let clock = ManualClock::new(start_ms);
+    let embedded = Arc::new(
+        EmbeddedStore::open_with(
+            &path,
+            EmbeddedOptions {
+                clock: Arc::new(clock.clone()),
+                sweep_interval: None,
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?,
+    );
+    let label = if tmp.is_some() {
+        "embedded redb (temporary file, virtual clock)".to_string()
+    } else {
+        format!("embedded redb {} (virtual clock)", path.display())
+    };
+    Ok(Opened {
+        store: embedded.clone(),
+        time: Time::Manual(clock),
+        embedded: Some(embedded),
+        _tmp: tmp,
+        label,
+    })
+}
+
+/// One sample: the virtual hour and each policy's tally.
+struct Sample {
+    hour: f64,
+    tallies: Vec<Tally>,
+}
+
+pub(crate) fn run(args: SimulateArgs) -> ExitCode {
+    if let Err(e) = validate(&args) {
+        return crate::fail(e);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return crate::fail(format!("cannot start the runtime: {e}")),
+    };
+    match rt.block_on(simulate(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => crate::fail(e),
+    }
+}
+
+fn validate(a: &SimulateArgs) -> Result<(), String> {
+    let share = |name: &str, v: f64| {
+        if (0.0..=1.0).contains(&v) {
+            Ok(())
+        } else {
+            Err(format!("--{name} must be between 0 and 1, got {v}"))
+        }
+    };
+    share("sign-out-share", a.sign_out_share)?;
+    share("return-share", a.return_share)?;
+    share("session-share", a.session_share)?;
+    if a.users == 0 || a.hours == 0 || a.hours > 24 * 365 {
+        return Err("--users must be at least 1 and --hours between 1 and 8760".into());
+    }
+    if a.refresh_token_hours == 0 || a.sliding_minutes == 0 || a.sample_minutes == 0 {
+        return Err(
+            "--refresh-token-hours, --sliding-minutes and --sample-minutes must be at least 1"
+                .into(),
+        );
+    }
+    if a.token_minutes < 10 {
+        return Err(
+            "--token-minutes must be at least 10 (tokens are renewed 5 minutes before they expire)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+async fn simulate(args: SimulateArgs) -> Result<(), String> {
+    let began = Instant::now();
+    let opened = open(&args).await?;
+    let store = opened.store.clone();
+    let clock = opened.time.shared();
+    for (_, prefix, _) in POLICIES {
+        measure::clear(&store, prefix).await?;
+    }
+    let shape = Shape {
+        users_per_day: args.users,
+        hours: args.hours,
+        sign_out_share: args.sign_out_share,
+        return_share: args.return_share,
+        session_share: args.session_share,
+        seed: args.seed,
+    };
+    let traffic = workload::generate(&shape, args.sample_minutes * 60);
+    let rt_lifetime = args.refresh_token_hours * 3600;
+    let lifetime = args.token_minutes * 60;
+    let mut world = World::new(
+        traffic.users.clone(),
+        traffic.jobs.clone(),
+        rt_lifetime as i64,
+        lifetime as i64,
+        args.seed,
+    );
+    let sliding = Duration::from_secs(args.sliding_minutes * 60);
+    let mut policies = vec![
+        Policy::MsIdWeb(MsIdWeb::new(
+            store.clone(),
+            clock.clone(),
+            POLICIES[0].1,
+            None,
+        )),
+        Policy::MsIdWeb(MsIdWeb::new(
+            store.clone(),
+            clock.clone(),
+            POLICIES[1].1,
+            Some(sliding),
+        )),
+        Policy::TokenCache(Box::new(
+            TcPolicy::new(
+                store.clone(),
+                clock.clone(),
+                POLICIES[2].1,
+                Duration::from_secs(rt_lifetime),
+            )
+            .await?,
+        )),
+    ];
+
+    let bar = ProgressBar::with_draw_target(
+        Some(traffic.events.len() as u64),
+        ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} simulate [{bar:40}] {pos}/{len} events, {msg} ({elapsed})",
+        )
+        .map_err(|e| e.to_string())?
+        .progress_chars("=> "),
+    );
+    let mut samples: Vec<Sample> = Vec::new();
+    let (mut sign_ins, mut jobs_started) = (0u64, 0u64);
+    for (i, event) in traffic.events.iter().enumerate() {
+        let at_ms = (START_SECS as u64 + event.at) * 1000;
+        opened.time.reach(at_ms).await;
+        let now = (opened.time.now_millis() / 1000) as i64;
+        let steps = match event.kind {
+            EventKind::Call { user } => world.call(user, now)?,
+            EventKind::EndVisit { user, sign_out } => world.end_visit(user, sign_out, now),
+            EventKind::JobTick { job } => world.job_tick(job, now)?,
+            EventKind::Sample => {
+                if let Some(e) = &opened.embedded {
+                    e.sweep().await.map_err(|e| e.to_string())?;
+                }
+                let now_ms = opened.time.now_millis();
+                let mut tallies = Vec::with_capacity(policies.len());
+                for (_, prefix, _) in POLICIES {
+                    tallies.push(measure::tally(&store, prefix, &world, now_ms).await?);
+                }
+                samples.push(Sample {
+                    hour: event.at as f64 / 3600.0,
+                    tallies,
+                });
+                bar.set_message(format!("hour {}", event.at / 3600));
+                Vec::new()
+            }
+        };
+        for step in &steps {
+            match step {
+                world::Step::SignIn { .. } => sign_ins += 1,
+                world::Step::JobStart { .. } => jobs_started += 1,
+                _ => {}
+            }
+            for p in policies.iter_mut() {
+                p.apply(step, now).await?;
+            }
+        }
+        if i % 256 == 0 {
+            bar.set_position(i as u64);
+        }
+    }
+    bar.finish_and_clear();
+
+    let last = samples.last().ok_or("no sample was taken")?;
+    let unknown: u64 = last.tallies.iter().map(|t| t.unknown).sum();
+    let l2_errors: u64 = policies.iter().map(Policy::l2_errors).sum();
+
+    // --- report ---
+    println!(
+        "tokencache simulate: {} users ({} new per day) over {} virtual hours, seed {}",
+        traffic.users.len(),
+        args.users,
+        args.hours,
+        args.seed
+    );
+    println!(
+        "  refresh tokens live {} h after their last use; access tokens and incoming assertions {}-{} min; sliding window {} min",
+        args.refresh_token_hours,
+        args.token_minutes,
+        args.token_minutes * 3 / 2,
+        args.sliding_minutes
+    );
+    println!(
+        "  traffic: {} visits, {} sign-ins, {} sign-outs, {} web API calls, {} long-running OBO jobs",
+        traffic.visits, sign_ins, traffic.sign_outs, traffic.calls, jobs_started
+    );
+    println!("  store: {}", opened.label);
+    println!();
+    println!("L2 over time: all keys / orphaned partitions");
+    print!("{:>6}", "hour");
+    for (name, _, _) in POLICIES {
+        print!("  {name:>22}");
+    }
+    println!();
+    let every = (samples.len() / 12).max(1);
+    for (k, s) in samples.iter().enumerate() {
+        if k % every != 0 && k + 1 != samples.len() {
+            continue;
+        }
+        print!("{:>6}", format!("{:.0}", s.hour));
+        for t in &s.tallies {
+            print!("  {:>22}", format!("{} / {}", t.keys, t.orphaned_total()));
+        }
+        println!();
+    }
+    println!();
+    println!("At the end (hour {}):", args.hours);
+    println!(
+        "{:<16} {:>6} {:>6} {:>17} {:>9} {:>17} {:>10} {:>10} {:>8} {:>9} {:>10}",
+        "policy",
+        "keys",
+        "live",
+        "(u/obo/sess/app)",
+        "orphaned",
+        "(u/obo/sess/app)",
+        "live KB",
+        "orphan KB",
+        "tc keys",
+        "lost RTs",
+        "extra reqs"
+    );
+    for ((name, _, _), (t, p)) in POLICIES.iter().zip(last.tallies.iter().zip(&policies)) {
+        let split = |v: &[u64; 4]| {
+            KeyKind::ALL
+                .iter()
+                .map(|k| v[k.index()].to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let losses = p.losses();
+        println!(
+            "{:<16} {:>6} {:>6} {:>17} {:>9} {:>17} {:>10.1} {:>10.1} {:>8} {:>9} {:>10}",
+            name,
+            t.keys,
+            t.live_total(),
+            split(&t.live),
+            t.orphaned_total(),
+            split(&t.orphaned),
+            t.live_bytes as f64 / 1024.0,
+            t.orphaned_bytes as f64 / 1024.0,
+            t.own_keys,
+            losses.lost_refresh_tokens,
+            losses.extra_token_requests
+        );
+    }
+    println!();
+    println!(
+        "  orphaned: stored but never usable again (OBO: incoming assertion expired; user and"
+    );
+    println!("  long-running OBO: refresh token past its lifetime, or the user signed out).");
+    println!(
+        "  lost RTs: refresh tokens still valid but gone from L2 (the user had to sign in again)."
+    );
+    println!("  extra reqs: access tokens still valid but gone from L2 (one more token request).");
+    println!("  tc keys: tokencache's link sets and revocation stamps. Bytes are key + value.");
+    if unknown > 0 {
+        println!("  warning: {unknown} keys in L2 were not produced by this run");
+    }
+    if l2_errors > 0 {
+        println!("  warning: {l2_errors} L2 errors during the run (the counts may be off)");
+    }
+
+    let series: Vec<chart::Series<'_>> = POLICIES
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _, color))| chart::Series {
+            name,
+            color,
+            keys: samples
+                .iter()
+                .map(|s| (s.hour, s.tallies[i].keys as f64))
+                .collect(),
+            orphaned: samples
+                .iter()
+                .map(|s| (s.hour, s.tallies[i].orphaned_total() as f64))
+                .collect(),
+        })
+        .collect();
+    let doc = chart::svg(
+        "L2 keys over time: Microsoft.Identity.Web's policies vs tokencache",
+        &format!(
+            "{} users ({}/day), {} h, seed {}; refresh tokens {} h, sliding window {} min; solid: all keys, dashed: orphaned",
+            traffic.users.len(),
+            args.users,
+            args.hours,
+            args.seed,
+            args.refresh_token_hours,
+            args.sliding_minutes
+        ),
+        f64::from(args.hours),
+        &series,
+    );
+    std::fs::write(&args.chart, doc)
+        .map_err(|e| format!("cannot write {}: {e}", args.chart.display()))?;
+    println!("chart: {}", args.chart.display());
+    if !args.keep {
+        for (_, prefix, _) in POLICIES {
+            measure::clear(&store, prefix).await?;
+        }
+    }
+    println!("elapsed: {:.1} s", began.elapsed().as_secs_f64());
+    let line = POLICIES
+        .iter()
+        .zip(&last.tallies)
+        .map(|((name, _, _), t)| format!("{name}={}", t.orphaned_total()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    println!("orphaned: {line}");
+    Ok(())
+}

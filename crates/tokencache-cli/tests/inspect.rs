@@ -1,0 +1,235 @@
+//! `tokencache inspect` and `tokencache purge` against a real redis-server holding a
+//! cache prepared with the library: two users, an app, OBO partitions (one made an
+//! orphan by deleting its user's link set), a long-running OBO session, and a foreign
+//! user partition with no expiry (as Microsoft.Identity.Web writes them).
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+use testkit::RedisServer;
+use tokencache::sample::{self, CLIENT_ID, ENVIRONMENT, TENANT};
+use tokencache::{SaveFor, SaveRequest, TokenCache};
+
+const API_CLIENT: &str = "0b7e1f4e-5a43-4d1c-9d3b-a91000000001";
+const DOWNSTREAM: &[&str] = &["api://downstream/Orders.Read"];
+const GRAPH: &[&str] = &["https://graph.microsoft.com/User.Read"];
+const ALICE: &str = "a11ce000-0000-0000-0000-000000000001";
+const BOB: &str = "b0b00000-0000-0000-0000-000000000002";
+const FOREIGN: &str = "f0e1d2c3-0000-0000-0000-000000000003";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn tokencache(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(args)
+        .output()
+        .expect("run tokencache")
+}
+
+/// The machine-readable last line `word: k=v ...` as a map.
+fn last_line(out: &Output, word: &str) -> BTreeMap<String, String> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}\n{stdout}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let rest = last
+        .strip_prefix(&format!("{word}: "))
+        .unwrap_or_else(|| panic!("last line {last:?} in\n{stdout}"));
+    rest.split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn counts(m: &BTreeMap<String, String>, keys: &[&str]) -> Vec<(String, String)> {
+    keys.iter()
+        .map(|k| (k.to_string(), m[*k].clone()))
+        .collect()
+}
+
+fn expect(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn prepare(url: &str) -> (String, String) {
+    let web_app = TokenCache::builder().store_url(url).build().await.unwrap();
+    let web_api = TokenCache::builder().store_url(url).build().await.unwrap();
+    let t = now();
+    let mut homes = Vec::new();
+    for (oid, obo_count) in [(ALICE, 3), (BOB, 1)] {
+        let resp = sample::user_response(oid, TENANT, GRAPH, t, 3600).unwrap();
+        let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, GRAPH);
+        let home = web_app
+            .save_token_response(&req, &resp)
+            .await
+            .unwrap()
+            .partition;
+        for i in 0..obo_count {
+            let assertion = sample::incoming_assertion(oid, TENANT, t + i, t + 3600 + i);
+            let resp = sample::obo_response(oid, TENANT, DOWNSTREAM, t, 3600).unwrap();
+            let req = SaveRequest::new(
+                API_CLIENT,
+                SaveFor::Obo {
+                    assertion: &assertion,
+                },
+                ENVIRONMENT,
+                TENANT,
+                DOWNSTREAM,
+            );
+            web_api.save_token_response(&req, &resp).await.unwrap();
+        }
+        homes.push(home);
+    }
+    // Alice also has a long-running OBO session.
+    let resp = sample::user_response(ALICE, TENANT, DOWNSTREAM, t, 3600).unwrap();
+    let subject = SaveFor::OboSession {
+        session_key: "lro-alice-report",
+        user: &homes[0],
+    };
+    let req = SaveRequest::new(API_CLIENT, subject, ENVIRONMENT, TENANT, DOWNSTREAM);
+    web_api.save_token_response(&req, &resp).await.unwrap();
+    // The web API's app token.
+    let resp = sample::app_response("api://inventory-api/.default", t, 3600).unwrap();
+    let scopes = ["api://inventory-api/.default"];
+    let req = SaveRequest::new(API_CLIENT, SaveFor::App, ENVIRONMENT, TENANT, &scopes);
+    web_api.save_token_response(&req, &resp).await.unwrap();
+    (homes[0].clone(), homes[1].clone())
+}
+
+#[test]
+fn inspect_counts_a_prepared_cache_and_purge_signs_a_user_out() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (alice, bob) = rt.block_on(prepare(&url));
+    // Bob's link set disappears (as if written by a cache that keeps none): his OBO
+    // partition becomes an orphan that no sign-out can reach.
+    assert_eq!(server.cli(&["DEL", &format!("tc:links:{{{bob}}}")]), "1");
+    // A user partition as Microsoft.Identity.Web writes it by default: no expiry.
+    let foreign = format!("{FOREIGN}.{TENANT}");
+    assert_eq!(
+        server.cli(&["SET", &foreign, r#"{"AccessToken":{},"RefreshToken":{}}"#]),
+        "OK"
+    );
+
+    let report = tokencache(&["inspect", "--store", &url, "--page", "3"]);
+    let m = last_line(&report, "inspect");
+    let keys = [
+        "keys",
+        "user",
+        "app",
+        "obo",
+        "obo-session",
+        "other",
+        "link-sets",
+        "stamps",
+        "no-expiry",
+        "orphan-obo",
+        "dangling-links",
+        "plaintext",
+        "not-json",
+    ];
+    assert_eq!(
+        counts(&m, &keys),
+        expect(&[
+            ("keys", "10"), // 3 users, 1 app, 4 OBO, 1 session, Alice's link set
+            ("user", "3"),
+            ("app", "1"),
+            ("obo", "4"),
+            ("obo-session", "1"),
+            ("other", "0"),
+            ("link-sets", "1"),
+            ("stamps", "0"),
+            ("no-expiry", "1"),
+            ("orphan-obo", "1"),
+            ("dangling-links", "0"),
+            ("plaintext", "9"),
+            ("not-json", "0"),
+        ])
+    );
+    let text = String::from_utf8_lossy(&report.stdout);
+    // Secrets never appear: the refresh token of the samples starts with "0.AR".
+    assert!(!text.contains("0.AR") && !text.contains("eyJ"), "{text}");
+    // The orphan is listed by its hash.
+    let bob_assertion_hash = {
+        let t = text
+            .lines()
+            .find(|l| l.starts_with("  ") && l.contains("ttl"))
+            .unwrap();
+        t.split_whitespace().next().unwrap().to_string()
+    };
+    assert_eq!(bob_assertion_hash.len(), 43);
+
+    let purged = tokencache(&["purge", "--user", &alice, "--store", &url]);
+    let p = last_line(&purged, "purge");
+    assert_eq!(p["obo-partitions"], "4", "3 OBO partitions and the session");
+    assert_eq!(
+        p["l2-keys-removed"], "6",
+        "user partition, 4 linked partitions, link set"
+    );
+    assert_eq!(p["complete"], "true");
+
+    let after = last_line(&tokencache(&["inspect", "--store", &url]), "inspect");
+    assert_eq!(
+        counts(
+            &after,
+            &[
+                "user",
+                "app",
+                "obo",
+                "obo-session",
+                "link-sets",
+                "stamps",
+                "orphan-obo"
+            ]
+        ),
+        expect(&[
+            ("user", "2"),
+            ("app", "1"),
+            ("obo", "1"),
+            ("obo-session", "0"),
+            ("link-sets", "0"),
+            ("stamps", "1"),
+            ("orphan-obo", "1"),
+        ])
+    );
+    let left = server.cli(&["--scan"]);
+    assert_eq!(
+        left.lines().filter(|k| k.contains(ALICE)).count(),
+        1,
+        "only the stamp: {left}"
+    );
+
+    // Purging again is harmless.
+    let again = last_line(
+        &tokencache(&["purge", "--user", &alice, "--store", &url]),
+        "purge",
+    );
+    assert_eq!(
+        (
+            again["obo-partitions"].as_str(),
+            again["l2-keys-removed"].as_str()
+        ),
+        ("0", "0")
+    );
+}
+
+#[test]
+fn purge_refuses_a_malformed_user() {
+    let out = tokencache(&["purge", "--user", "not-a-home-id", "--store", "memory://"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OID.TID"));
+}

@@ -39,7 +39,10 @@ impl Series {
 }
 
 pub(crate) fn run(args: BenchArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return crate::fail(format!("cannot start the runtime: {e}")),
     };
@@ -56,8 +59,13 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         Some(u) => u.clone(),
         None => format!("redb://{}", tmp.path().join("bench.redb").display()),
     };
-    let store = store::open(&url).await.map_err(|e| format!("cannot open {url}: {e}"))?;
-    store.health().await.map_err(|e| format!("store {url} does not answer: {e}"))?;
+    let store = store::open(&url)
+        .await
+        .map_err(|e| format!("cannot open {url}: {e}"))?;
+    store
+        .health()
+        .await
+        .map_err(|e| format!("store {url} does not answer: {e}"))?;
     let prefix = format!("tcbench:{}:", std::process::id());
 
     // One realistic ~7 KB user partition, saved through the cache like an app would.
@@ -74,9 +82,19 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut home = String::new();
     for scopes in sample::USER_SCOPES {
-        let resp = sample::user_response(oid, sample::TENANT, scopes, now, 3600).map_err(|e| e.to_string())?;
-        let req = SaveRequest::new(sample::CLIENT_ID, SaveFor::User, sample::ENVIRONMENT, sample::TENANT, scopes);
-        let saved = writer.save_token_response(&req, &resp).await.map_err(|e| e.to_string())?;
+        let resp = sample::user_response(oid, sample::TENANT, scopes, now, 3600)
+            .map_err(|e| e.to_string())?;
+        let req = SaveRequest::new(
+            sample::CLIENT_ID,
+            SaveFor::User,
+            sample::ENVIRONMENT,
+            sample::TENANT,
+            scopes,
+        );
+        let saved = writer
+            .save_token_response(&req, &resp)
+            .await
+            .map_err(|e| e.to_string())?;
         home = saved.partition;
     }
     let full_key = format!("{prefix}{home}");
@@ -88,7 +106,11 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         .bytes;
     let scopes: &[&str] = sample::USER_SCOPES[1];
     let lookup = Lookup::user(sample::CLIENT_ID, &home, scopes);
-    println!("store: {}  partition: {} bytes  runtime: current-thread", store.endpoint(), blob.len());
+    println!(
+        "store: {}  partition: {} bytes  runtime: current-thread",
+        store.endpoint(),
+        blob.len()
+    );
 
     // Phase 1: L1 hit vs a bare HashMap lookup of the same key.
     let (mut l1, mut map) = l1_phase(&writer, &lookup, &home, &blob, seconds).await?;
@@ -113,7 +135,8 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let raw = RawGet::connect(&url, store.clone()).await?;
-    let (mut l2, mut base) = l2_phase(&reader, &lookup, &raw, &full_key, blob.len(), seconds).await?;
+    let (mut l2, mut base) =
+        l2_phase(&reader, &lookup, &raw, &full_key, blob.len(), seconds).await?;
     let ratio = l2.quantile(0.5) / base.quantile(0.5);
     println!(
         "L2 hit  find_access_token: median {:>8.0} ns  p99 {:>8.0} ns",
@@ -185,7 +208,12 @@ async fn l2_phase(
     while Instant::now() < end {
         for _ in 0..20 {
             let t = Instant::now();
-            black_box(cache.find_access_token(lookup).await.map_err(|e| e.to_string())?);
+            black_box(
+                cache
+                    .find_access_token(lookup)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
             ours.0.push(t.elapsed().as_nanos() as f64);
         }
         for _ in 0..20 {
@@ -219,14 +247,21 @@ impl RawGet {
             .or_else(|| url.strip_prefix("rediss+cluster://").map(|r| ("rediss", r)))
         {
             let (scheme, hosts) = rest;
-            let nodes: Vec<String> = hosts.split(',').map(|h| format!("{scheme}://{h}")).collect();
+            let nodes: Vec<String> = hosts
+                .split(',')
+                .map(|h| format!("{scheme}://{h}"))
+                .collect();
             let client = redis::cluster::ClusterClient::new(nodes).map_err(err)?;
-            return Ok(RawGet::Cluster(client.get_async_connection().await.map_err(err)?));
+            return Ok(RawGet::Cluster(
+                client.get_async_connection().await.map_err(err)?,
+            ));
         }
         if url.starts_with("redis://") || url.starts_with("rediss://") {
             let client = redis::Client::open(url).map_err(err)?;
             return Ok(RawGet::Redis(
-                redis::aio::ConnectionManager::new(client).await.map_err(err)?,
+                redis::aio::ConnectionManager::new(client)
+                    .await
+                    .map_err(err)?,
             ));
         }
         Ok(RawGet::Store(store))
@@ -244,13 +279,25 @@ impl RawGet {
         let bytes: Option<Vec<u8>> = match self {
             RawGet::Redis(c) => {
                 let mut c = c.clone();
-                redis::cmd("GET").arg(key).query_async(&mut c).await.map_err(|e| e.to_string())?
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut c)
+                    .await
+                    .map_err(|e| e.to_string())?
             }
             RawGet::Cluster(c) => {
                 let mut c = c.clone();
-                redis::cmd("GET").arg(key).query_async(&mut c).await.map_err(|e| e.to_string())?
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut c)
+                    .await
+                    .map_err(|e| e.to_string())?
             }
-            RawGet::Store(s) => s.get(key).await.map_err(|e| e.to_string())?.map(|v| v.bytes),
+            RawGet::Store(s) => s
+                .get(key)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|v| v.bytes),
         };
         Ok(black_box(bytes).map_or(0, |b| b.len()))
     }

@@ -72,7 +72,11 @@ fn find(args: FindArgs) -> ExitCode {
     let mut accounts: Vec<Option<&str>> = match args.account.as_deref() {
         Some(a) => vec![Some(a)],
         None => std::iter::once(None)
-            .chain(partition.access_tokens().map(|at| Some(at.home_account_id.as_str())))
+            .chain(
+                partition
+                    .access_tokens()
+                    .map(|at| Some(at.home_account_id.as_str())),
+            )
             .collect(),
     };
     accounts.dedup();
@@ -128,12 +132,13 @@ fn load(file: &str) -> Result<Partition, String> {
     let read = if file == "-" {
         std::io::stdin().take(MAX_INPUT + 1).read_to_end(&mut bytes)
     } else {
-        std::fs::File::open(file)
-            .and_then(|f| f.take(MAX_INPUT + 1).read_to_end(&mut bytes))
+        std::fs::File::open(file).and_then(|f| f.take(MAX_INPUT + 1).read_to_end(&mut bytes))
     };
     read.map_err(|e| format!("cannot read {file}: {e}"))?;
     if bytes.len() as u64 > MAX_INPUT {
-        return Err(format!("{file}: input larger than {MAX_INPUT} bytes; not a token cache blob"));
+        return Err(format!(
+            "{file}: input larger than {MAX_INPUT} bytes; not a token cache blob"
+        ));
     }
     Partition::parse(&bytes).map_err(|e| format!("{file}: {e}"))
 }

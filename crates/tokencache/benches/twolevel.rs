@@ -34,18 +34,28 @@ async fn seeded(store: SharedStore, l1: bool) -> (TokenCache, String) {
     for scopes in sample::USER_SCOPES {
         let resp = sample::user_response(OID, TENANT, scopes, now(), 3600).unwrap();
         let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, scopes);
-        home = cache.save_token_response(&req, &resp).await.unwrap().partition;
+        home = cache
+            .save_token_response(&req, &resp)
+            .await
+            .unwrap()
+            .partition;
     }
     (cache, home)
 }
 
 fn l1_hit(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let store = rt.block_on(store::open("memory://")).unwrap();
     let (cache, home) = rt.block_on(seeded(store.clone(), true));
     let scopes = sample::USER_SCOPES[1];
     let lookup = Lookup::user(CLIENT_ID, &home, scopes);
-    assert!(rt.block_on(cache.find_access_token(&lookup)).unwrap().is_some());
+    assert!(rt
+        .block_on(cache.find_access_token(&lookup))
+        .unwrap()
+        .is_some());
     let blob = rt.block_on(store.get(&home)).unwrap().unwrap().bytes;
     let mut map: HashMap<String, Arc<Partition>> = HashMap::new();
     let parsed = Arc::new(Partition::parse(&blob).unwrap());
@@ -56,24 +66,41 @@ fn l1_hit(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("l1_hit");
     g.bench_function("find_access_token", |b| {
-        b.iter(|| rt.block_on(cache.find_access_token(black_box(&lookup))).unwrap())
+        b.iter(|| {
+            rt.block_on(cache.find_access_token(black_box(&lookup)))
+                .unwrap()
+        })
     });
-    g.bench_function("bare_hashmap_get", |b| b.iter(|| map.get(black_box(home.as_str())).cloned()));
+    g.bench_function("bare_hashmap_get", |b| {
+        b.iter(|| map.get(black_box(home.as_str())).cloned())
+    });
     g.finish();
 }
 
-fn l2_group(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: SharedStore, raw: impl Fn(&str) -> usize) {
+fn l2_group(
+    c: &mut Criterion,
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    store: SharedStore,
+    raw: impl Fn(&str) -> usize,
+) {
     let (_writer, home) = rt.block_on(seeded(store.clone(), true));
     let (reader, _) = rt.block_on(seeded(store.clone(), false));
     let scopes = sample::USER_SCOPES[1];
     let lookup = Lookup::user(CLIENT_ID, &home, scopes);
-    assert!(rt.block_on(reader.find_access_token(&lookup)).unwrap().is_some());
+    assert!(rt
+        .block_on(reader.find_access_token(&lookup))
+        .unwrap()
+        .is_some());
     let size = rt.block_on(store.get(&home)).unwrap().unwrap().bytes.len();
     assert_eq!(raw(&home), size);
 
     let mut g = c.benchmark_group(format!("l2_hit/{name}"));
     g.bench_function("find_access_token", |b| {
-        b.iter(|| rt.block_on(reader.find_access_token(black_box(&lookup))).unwrap())
+        b.iter(|| {
+            rt.block_on(reader.find_access_token(black_box(&lookup)))
+                .unwrap()
+        })
     });
     g.bench_function("raw_get", |b| b.iter(|| raw(black_box(&home))));
     g.finish();
@@ -82,7 +109,10 @@ fn l2_group(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: 
     let resp = sample::user_response(OID, TENANT, scopes, now(), 3600).unwrap();
     let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, scopes);
     g.bench_function("save_token_response", |b| {
-        b.iter(|| rt.block_on(reader.save_token_response(&req, black_box(&resp))).unwrap())
+        b.iter(|| {
+            rt.block_on(reader.save_token_response(&req, black_box(&resp)))
+                .unwrap()
+        })
     });
     g.finish();
 }
@@ -90,22 +120,36 @@ fn l2_group(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: 
 fn l2_embedded(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("redb://{}", dir.path().join("bench.redb").display());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let store = rt.block_on(store::open(&url)).unwrap();
     // The embedded store's own get is the raw baseline: the same bytes, no parse.
-    let raw = |k: &str| rt.block_on(store.get(k)).unwrap().map_or(0, |v| v.bytes.len());
+    let raw = |k: &str| {
+        rt.block_on(store.get(k))
+            .unwrap()
+            .map_or(0, |v| v.bytes.len())
+    };
     l2_group(c, "embedded", &rt, store.clone(), raw);
 }
 
 fn l2_redis(c: &mut Criterion) {
     let server = testkit::RedisServer::start();
     let url = server.url();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let client = redis::Client::open(url.as_str()).unwrap();
-    let conn = rt.block_on(redis::aio::ConnectionManager::new(client)).unwrap();
+    let conn = rt
+        .block_on(redis::aio::ConnectionManager::new(client))
+        .unwrap();
     let raw = |k: &str| {
         let mut conn = conn.clone();
-        let v: Option<Vec<u8>> = rt.block_on(redis::cmd("GET").arg(k).query_async(&mut conn)).unwrap();
+        let v: Option<Vec<u8>> = rt
+            .block_on(redis::cmd("GET").arg(k).query_async(&mut conn))
+            .unwrap();
         v.map_or(0, |v| v.len())
     };
     let store = rt.block_on(store::open(&url)).unwrap();

@@ -28,16 +28,19 @@
 
 pub mod cache;
 pub mod clock;
+mod error;
 pub mod memory;
 pub mod partition;
-pub mod schema;
-pub mod store;
 pub mod sample;
+pub mod schema;
 pub mod signout;
+pub mod store;
 pub mod twolevel;
-mod error;
 
-pub use cache::{CachedToken, Lookup, SaveFor, SaveRequest, Saved, SignOut, Subject, TokenCache, TokenCacheBuilder};
+pub use cache::{
+    CachedToken, Lookup, SaveFor, SaveRequest, Saved, SignOut, Subject, TokenCache,
+    TokenCacheBuilder,
+};
 pub use error::Error;
 pub use schema::{Partition, Secret, TokenResponse};
 

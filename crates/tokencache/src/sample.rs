@@ -17,7 +17,10 @@ pub const CLIENT_ID: &str = "6e2ab7a5-4c3b-4d0e-9a51-3b0b1c2d9f10";
 pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 /// Three resources' scopes, as a web app typically requests them.
 pub const USER_SCOPES: [&[&str]; 3] = [
-    &["https://graph.microsoft.com/User.Read", "https://graph.microsoft.com/Mail.Read"],
+    &[
+        "https://graph.microsoft.com/User.Read",
+        "https://graph.microsoft.com/Mail.Read",
+    ],
     &["api://orders-api/Orders.ReadWrite"],
     &["https://storage.azure.com/user_impersonation"],
 ];
@@ -28,14 +31,18 @@ pub fn fake_jwt(claims: Value, size: usize) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"RS256","kid":"fake-key-1"}"#);
     let signature = URL_SAFE_NO_PAD.encode([0x5au8; 256]);
     let mut claims = claims;
-    let base = URL_SAFE_NO_PAD.encode(claims.to_string()).len() + header.len() + signature.len() + 2;
+    let base =
+        URL_SAFE_NO_PAD.encode(claims.to_string()).len() + header.len() + signature.len() + 2;
     if size > base + 16 {
         let pad = (size - base - 16) * 3 / 4;
         if let Some(obj) = claims.as_object_mut() {
             obj.insert("xms_pad".into(), Value::String("p".repeat(pad)));
         }
     }
-    format!("{header}.{}.{signature}", URL_SAFE_NO_PAD.encode(claims.to_string()))
+    format!(
+        "{header}.{}.{signature}",
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
 }
 
 /// `client_info` as Entra ID sends it: base64url of `{"uid":…,"utid":…}`.
@@ -45,7 +52,13 @@ pub fn client_info(oid: &str, tid: &str) -> String {
 
 /// A user token response (access, refresh and id token, `client_info`) for `oid` in
 /// `tid`, for `scopes`, issued at `now` and valid `expires_in` seconds.
-pub fn user_response(oid: &str, tid: &str, scopes: &[&str], now: i64, expires_in: i64) -> Result<TokenResponse, SchemaError> {
+pub fn user_response(
+    oid: &str,
+    tid: &str,
+    scopes: &[&str],
+    now: i64,
+    expires_in: i64,
+) -> Result<TokenResponse, SchemaError> {
     let at = fake_jwt(
         json!({"aud": scopes.first().copied().unwrap_or("api"), "iss": format!("https://sts.windows.net/{tid}/"),
                "iat": now, "nbf": now, "exp": now + expires_in, "oid": oid, "tid": tid,
@@ -82,7 +95,13 @@ pub fn app_response(scope: &str, now: i64, expires_in: i64) -> Result<TokenRespo
 }
 
 /// An OBO token response (access token only, as Entra ID gives for plain OBO).
-pub fn obo_response(oid: &str, tid: &str, scopes: &[&str], now: i64, expires_in: i64) -> Result<TokenResponse, SchemaError> {
+pub fn obo_response(
+    oid: &str,
+    tid: &str,
+    scopes: &[&str],
+    now: i64,
+    expires_in: i64,
+) -> Result<TokenResponse, SchemaError> {
     let at = fake_jwt(
         json!({"aud": scopes.first().copied().unwrap_or("api"), "iat": now, "exp": now + expires_in,
                "oid": oid, "tid": tid, "scp": scopes.join(" ")}),

@@ -24,7 +24,10 @@ unsafe impl GlobalAlloc for Counting {
         System.dealloc(ptr, layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -40,7 +43,10 @@ fn a_cached_partition_costs_at_most_one_and_a_half_times_its_blob() {
     let blobs: Vec<Vec<u8>> = (0..N)
         .map(|i| {
             let oid = format!("{i:08}-0000-0000-0000-000000000000");
-            sample::user_partition(&oid, sample::TENANT, now).unwrap().0.to_vec()
+            sample::user_partition(&oid, sample::TENANT, now)
+                .unwrap()
+                .0
+                .to_vec()
         })
         .collect();
     let serialized: usize = blobs.iter().map(Vec::len).sum();
@@ -51,14 +57,25 @@ fn a_cached_partition_costs_at_most_one_and_a_half_times_its_blob() {
     l1.run_pending_tasks();
 
     let before = LIVE.load(Ordering::SeqCst);
-    let decoded: Vec<Arc<Partition>> = blobs.iter().map(|b| Arc::new(Partition::parse(b).unwrap())).collect();
+    let decoded: Vec<Arc<Partition>> = blobs
+        .iter()
+        .map(|b| Arc::new(Partition::parse(b).unwrap()))
+        .collect();
     let parsed = (LIVE.load(Ordering::SeqCst) - before) as f64;
     for (i, (p, blob)) in decoded.into_iter().zip(&blobs).enumerate() {
-        l1.insert(&format!("{i:08}.{}", sample::TENANT), p, blob.len(), u64::MAX / 2);
+        l1.insert(
+            &format!("{i:08}.{}", sample::TENANT),
+            p,
+            blob.len(),
+            u64::MAX / 2,
+        );
     }
     l1.run_pending_tasks();
     let held = (LIVE.load(Ordering::SeqCst) - before) as f64;
-    println!("decoded partitions alone: {:.0} heap bytes each", parsed / N as f64);
+    println!(
+        "decoded partitions alone: {:.0} heap bytes each",
+        parsed / N as f64
+    );
     let ratio = held / serialized as f64;
     println!(
         "L1 memory: {N} partitions, {} serialized bytes each on average, {:.0} heap bytes each: ratio {ratio:.2}",

@@ -26,8 +26,15 @@ impl Rig {
     fn new(delay_ms: u64) -> Self {
         let clock = ManualClock::at_secs(T0);
         let store = Arc::new(MemoryStore::with_clock(Arc::new(clock.clone())));
-        let counting = Counting::new(store.clone() as SharedStore, Duration::from_millis(delay_ms));
-        Self { clock, store, counting }
+        let counting = Counting::new(
+            store.clone() as SharedStore,
+            Duration::from_millis(delay_ms),
+        );
+        Self {
+            clock,
+            store,
+            counting,
+        }
     }
 
     async fn cache(&self, expiry: ExpiryOptions) -> TokenCache {
@@ -52,7 +59,11 @@ async fn save_user(cache: &TokenCache, now: i64, scopes: &[&str]) -> String {
 async fn save_user_for(cache: &TokenCache, now: i64, scopes: &[&str], expires_in: i64) -> String {
     let resp = sample::user_response(OID, TENANT, scopes, now, expires_in).unwrap();
     let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, scopes);
-    cache.save_token_response(&req, &resp).await.unwrap().partition
+    cache
+        .save_token_response(&req, &resp)
+        .await
+        .unwrap()
+        .partition
 }
 
 const GRAPH: &[&str] = &["https://graph.microsoft.com/User.Read"];
@@ -66,17 +77,37 @@ async fn read_path_fills_l1_from_l2() {
 
     let reader = rig.cache(ExpiryOptions::default()).await;
     let lookup = Lookup::user(CLIENT_ID, &home, GRAPH);
-    let first = reader.find_access_token(&lookup).await.unwrap().expect("L2 hit");
-    let second = reader.find_access_token(&lookup).await.unwrap().expect("L1 hit");
+    let first = reader
+        .find_access_token(&lookup)
+        .await
+        .unwrap()
+        .expect("L2 hit");
+    let second = reader
+        .find_access_token(&lookup)
+        .await
+        .unwrap()
+        .expect("L1 hit");
     assert_eq!(first, second);
     let s = reader.stats();
     assert_eq!((s.l1_hits, s.l1_misses, s.l2_hits), (1, 1, 1));
 
     // another client id, another user, a scope outside the target: no token
-    assert!(reader.find_access_token(&Lookup::user("other-client", &home, GRAPH)).await.unwrap().is_none());
-    assert!(reader.find_access_token(&Lookup::user(CLIENT_ID, "x.y", GRAPH)).await.unwrap().is_none());
+    assert!(reader
+        .find_access_token(&Lookup::user("other-client", &home, GRAPH))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(reader
+        .find_access_token(&Lookup::user(CLIENT_ID, "x.y", GRAPH))
+        .await
+        .unwrap()
+        .is_none());
     let mail = ["https://graph.microsoft.com/Mail.Send"];
-    assert!(reader.find_access_token(&Lookup::user(CLIENT_ID, &home, &mail)).await.unwrap().is_none());
+    assert!(reader
+        .find_access_token(&Lookup::user(CLIENT_ID, &home, &mail))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,13 +121,20 @@ async fn a_thousand_concurrent_misses_read_l2_once() {
     for _ in 0..1000 {
         let (r, h) = (reader.clone(), home.clone());
         tasks.push(tokio::spawn(async move {
-            r.find_access_token(&Lookup::user(CLIENT_ID, &h, GRAPH)).await.unwrap().is_some()
+            r.find_access_token(&Lookup::user(CLIENT_ID, &h, GRAPH))
+                .await
+                .unwrap()
+                .is_some()
         }));
     }
     for t in tasks {
         assert!(t.await.unwrap());
     }
-    assert_eq!(Counting::n(&rig.counting.gets) - gets_before, 1, "one L2 read for 1000 callers");
+    assert_eq!(
+        Counting::n(&rig.counting.gets) - gets_before,
+        1,
+        "one L2 read for 1000 callers"
+    );
 }
 
 #[tokio::test]
@@ -113,9 +151,15 @@ async fn entries_are_never_served_after_their_deadline() {
     let lookup = Lookup::app(CLIENT_ID, TENANT, &scopes);
     assert!(cache.find_access_token(&lookup).await.unwrap().is_some());
     rig.clock.advance_secs(3600 - 301);
-    assert!(cache.find_access_token(&lookup).await.unwrap().is_some(), "still valid with 5 min skew");
+    assert!(
+        cache.find_access_token(&lookup).await.unwrap().is_some(),
+        "still valid with 5 min skew"
+    );
     rig.clock.advance_secs(2);
-    assert!(cache.find_access_token(&lookup).await.unwrap().is_none(), "inside the skew");
+    assert!(
+        cache.find_access_token(&lookup).await.unwrap().is_none(),
+        "inside the skew"
+    );
     rig.clock.advance_secs(300);
     // past the deadline: neither level has it
     let l1 = cache.two_level().l1().unwrap();
@@ -131,15 +175,34 @@ async fn obo_partitions_end_with_the_incoming_assertion() {
     let assertion = sample::incoming_assertion(OID, TENANT, now, now + 1800);
     let scopes = ["api://downstream/.default"];
     let resp = sample::obo_response(OID, TENANT, &scopes, now, 3600).unwrap();
-    let req = SaveRequest::new(CLIENT_ID, SaveFor::Obo { assertion: &assertion }, ENVIRONMENT, TENANT, &scopes);
+    let req = SaveRequest::new(
+        CLIENT_ID,
+        SaveFor::Obo {
+            assertion: &assertion,
+        },
+        ENVIRONMENT,
+        TENANT,
+        &scopes,
+    );
     let saved = cache.save_token_response(&req, &resp).await.unwrap();
-    assert_eq!(saved.partition, tokencache::partition::assertion_hash(&assertion));
-    assert_eq!(saved.write.ttl, Some(Duration::from_secs(1800)), "assertion exp, not the AT's 3600");
+    assert_eq!(
+        saved.partition,
+        tokencache::partition::assertion_hash(&assertion)
+    );
+    assert_eq!(
+        saved.write.ttl,
+        Some(Duration::from_secs(1800)),
+        "assertion exp, not the AT's 3600"
+    );
     let lookup = Lookup::obo(CLIENT_ID, &assertion, &scopes);
     assert!(cache.find_access_token(&lookup).await.unwrap().is_some());
     // another assertion of the same user does not see it
     let other = sample::incoming_assertion(OID, TENANT, now + 1, now + 1800);
-    assert!(cache.find_access_token(&Lookup::obo(CLIENT_ID, &other, &scopes)).await.unwrap().is_none());
+    assert!(cache
+        .find_access_token(&Lookup::obo(CLIENT_ID, &other, &scopes))
+        .await
+        .unwrap()
+        .is_none());
     rig.clock.advance_secs(1800);
     assert!(cache.find_access_token(&lookup).await.unwrap().is_none());
 }
@@ -196,7 +259,11 @@ async fn sliding_touches_l2_at_most_once_per_fraction_of_the_window() {
     for _ in 0..100 {
         assert!(cache.find_access_token(&lookup).await.unwrap().is_some());
     }
-    assert_eq!(Counting::n(&rig.counting.touches), touches, "L1 hits within the interval cost no round trip");
+    assert_eq!(
+        Counting::n(&rig.counting.touches),
+        touches,
+        "L1 hits within the interval cost no round trip"
+    );
     // The entry stays alive as long as it is read at least once per window.
     for _ in 0..20 {
         rig.clock.advance_secs(300);
@@ -205,7 +272,10 @@ async fn sliding_touches_l2_at_most_once_per_fraction_of_the_window() {
         tokio::time::sleep(Duration::from_millis(5)).await; // let the background touch land
     }
     let touched = Counting::n(&rig.counting.touches) - touches;
-    assert!((1..=20).contains(&touched), "one touch per read past the interval, got {touched}");
+    assert!(
+        (1..=20).contains(&touched),
+        "one touch per read past the interval, got {touched}"
+    );
     // still alive in L2 after 100 minutes of regular reads (window is 10 minutes)
     assert!(rig.store.get(&home).await.unwrap().is_some());
     // and dead once nobody reads it for a window
@@ -220,10 +290,20 @@ async fn removing_the_last_credential_removes_the_partition_from_l2() {
     let cache = rig.cache(ExpiryOptions::default()).await;
     let home = save_user(&cache, rig.now(), GRAPH).await;
     assert!(rig.store.get(&home).await.unwrap().is_some());
-    let removed = cache.remove_client_credentials(CLIENT_ID, &home).await.unwrap();
+    let removed = cache
+        .remove_client_credentials(CLIENT_ID, &home)
+        .await
+        .unwrap();
     assert!(removed >= 3, "AT, RT and id token at least, got {removed}");
-    assert!(rig.store.get(&home).await.unwrap().is_none(), "not written empty: removed");
-    assert!(cache.find_access_token(&Lookup::user(CLIENT_ID, &home, GRAPH)).await.unwrap().is_none());
+    assert!(
+        rig.store.get(&home).await.unwrap().is_none(),
+        "not written empty: removed"
+    );
+    assert!(cache
+        .find_access_token(&Lookup::user(CLIENT_ID, &home, GRAPH))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -231,7 +311,12 @@ async fn corrupted_l2_values_are_a_miss_not_a_panic() {
     let rig = Rig::new(0);
     let cache = rig.cache(ExpiryOptions::default()).await;
     let key = format!("{OID}.{TENANT}");
-    for garbage in [&b"not json"[..], b"{\"AccessToken\": 5}", b"\xff\xfe", b"{\"AccessToken\":{\"k\":{\"secret\":1}}}"] {
+    for garbage in [
+        &b"not json"[..],
+        b"{\"AccessToken\": 5}",
+        b"\xff\xfe",
+        b"{\"AccessToken\":{\"k\":{\"secret\":1}}}",
+    ] {
         rig.store.set(&key, garbage, None).await.unwrap();
         let l = Lookup::user(CLIENT_ID, &key, GRAPH);
         assert!(cache.find_access_token(&l).await.unwrap().is_none());
@@ -240,7 +325,11 @@ async fn corrupted_l2_values_are_a_miss_not_a_panic() {
     // a save over a corrupted value replaces it
     let home = save_user(&cache, rig.now(), GRAPH).await;
     assert_eq!(home, key);
-    assert!(cache.find_access_token(&Lookup::user(CLIENT_ID, &key, GRAPH)).await.unwrap().is_some());
+    assert!(cache
+        .find_access_token(&Lookup::user(CLIENT_ID, &key, GRAPH))
+        .await
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test]
@@ -250,23 +339,46 @@ async fn l2_failures_fall_back_to_l1_or_a_miss() {
     let home = save_user(&cache, rig.now(), GRAPH).await;
     rig.counting.fail(true);
     // L1 still answers
-    assert!(cache.find_access_token(&Lookup::user(CLIENT_ID, &home, GRAPH)).await.unwrap().is_some());
+    assert!(cache
+        .find_access_token(&Lookup::user(CLIENT_ID, &home, GRAPH))
+        .await
+        .unwrap()
+        .is_some());
     // a cold cache gets a miss, not an error
     let cold = rig.cache(ExpiryOptions::default()).await;
-    assert!(cold.find_access_token(&Lookup::user(CLIENT_ID, &home, GRAPH)).await.unwrap().is_none());
+    assert!(cold
+        .find_access_token(&Lookup::user(CLIENT_ID, &home, GRAPH))
+        .await
+        .unwrap()
+        .is_none());
     assert!(cold.stats().l2_errors >= 1);
     // a write during the outage lands in L1 and reports that L2 did not take it
     let saved = {
-        let resp = sample::user_response(OID, TENANT, &["api://orders-api/Orders.ReadWrite"], rig.now(), 3600).unwrap();
+        let resp = sample::user_response(
+            OID,
+            TENANT,
+            &["api://orders-api/Orders.ReadWrite"],
+            rig.now(),
+            3600,
+        )
+        .unwrap();
         let scopes = ["api://orders-api/Orders.ReadWrite"];
         let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, &scopes);
         cache.save_token_response(&req, &resp).await.unwrap()
     };
     assert!(saved.write.stored && !saved.write.l2_written);
     // both tokens (the earlier from L1, the new one) are served
-    assert!(cache.find_access_token(&Lookup::user(CLIENT_ID, &home, GRAPH)).await.unwrap().is_some());
+    assert!(cache
+        .find_access_token(&Lookup::user(CLIENT_ID, &home, GRAPH))
+        .await
+        .unwrap()
+        .is_some());
     let scopes = ["api://orders-api/Orders.ReadWrite"];
-    assert!(cache.find_access_token(&Lookup::user(CLIENT_ID, &home, &scopes)).await.unwrap().is_some());
+    assert!(cache
+        .find_access_token(&Lookup::user(CLIENT_ID, &home, &scopes))
+        .await
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test]
@@ -287,6 +399,10 @@ async fn l1_is_bounded_in_bytes() {
     }
     let l1 = cache.two_level().l1().unwrap();
     l1.run_pending_tasks();
-    assert!(l1.weighted_bytes() <= 64 * 1024, "L1 holds {} bytes", l1.weighted_bytes());
+    assert!(
+        l1.weighted_bytes() <= 64 * 1024,
+        "L1 holds {} bytes",
+        l1.weighted_bytes()
+    );
     assert!(rig.store.len() == 100, "L2 holds all of them");
 }

@@ -203,7 +203,13 @@ impl<V: Send + Sync + 'static> MemoryCache<V> {
 
     /// Stores a value until `deadline_ms` (clock milliseconds), weighing `weight` bytes.
     /// A deadline already past removes the key instead. Returns the stored entry.
-    pub fn insert(&self, key: &str, value: Arc<V>, weight: usize, deadline_ms: u64) -> Option<Arc<L1Entry<V>>> {
+    pub fn insert(
+        &self,
+        key: &str,
+        value: Arc<V>,
+        weight: usize,
+        deadline_ms: u64,
+    ) -> Option<Arc<L1Entry<V>>> {
         let now = self.clock.now_millis();
         if deadline_ms <= now {
             self.cache.invalidate(key);
@@ -276,18 +282,25 @@ mod tests {
         clock.advance_millis(1);
         assert!(c.get("k").is_none(), "served at its deadline");
         // past deadlines are not stored
-        assert!(c.insert("k", Arc::new("v".into()), 10, clock.now_millis()).is_none());
+        assert!(c
+            .insert("k", Arc::new("v".into()), 10, clock.now_millis())
+            .is_none());
         assert!(c.get("k").is_none());
     }
 
     #[test]
     fn sliding_moves_the_deadline_and_one_claim_wins() {
         let (c, clock) = l1(1 << 20);
-        let e = c.insert("k", Arc::new("v".into()), 10, clock.now_millis() + 1000).unwrap();
+        let e = c
+            .insert("k", Arc::new("v".into()), 10, clock.now_millis() + 1000)
+            .unwrap();
         let seen = e.touched_ms();
         clock.advance_millis(800);
         assert!(e.claim_touch(seen, clock.now_millis()));
-        assert!(!e.claim_touch(seen, clock.now_millis()), "second claim must lose");
+        assert!(
+            !e.claim_touch(seen, clock.now_millis()),
+            "second claim must lose"
+        );
         e.set_deadline_ms(clock.now_millis() + 1000);
         clock.advance_millis(900);
         assert!(c.get("k").is_some());
@@ -297,11 +310,20 @@ mod tests {
     fn bounded_in_bytes() {
         let (c, clock) = l1(10_000);
         for i in 0..100 {
-            c.insert(&format!("k{i}"), Arc::new("v".into()), 1_000, clock.now_millis() + 60_000);
+            c.insert(
+                &format!("k{i}"),
+                Arc::new("v".into()),
+                1_000,
+                clock.now_millis() + 60_000,
+            );
             c.run_pending_tasks();
         }
         c.run_pending_tasks();
-        assert!(c.weighted_bytes() <= 10_000, "weighted {}", c.weighted_bytes());
+        assert!(
+            c.weighted_bytes() <= 10_000,
+            "weighted {}",
+            c.weighted_bytes()
+        );
         assert!(c.entry_count() <= 10);
     }
 

@@ -41,7 +41,11 @@ impl Counting {
             tokio::time::sleep(self.delay).await;
         }
         if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::new(StoreErrorKind::Connection, "test", "connection refused"));
+            return Err(StoreError::new(
+                StoreErrorKind::Connection,
+                "test",
+                "connection refused",
+            ));
         }
         Ok(())
     }
@@ -83,7 +87,12 @@ impl Store for Counting {
         self.pre().await?;
         self.inner.remove_many(keys).await
     }
-    async fn link_add(&self, set_key: &str, member: &str, ttl: Option<Duration>) -> StoreResult<()> {
+    async fn link_add(
+        &self,
+        set_key: &str,
+        member: &str,
+        ttl: Option<Duration>,
+    ) -> StoreResult<()> {
         self.pre().await?;
         self.inner.link_add(set_key, member, ttl).await
     }
@@ -99,7 +108,12 @@ impl Store for Counting {
         self.pre().await?;
         self.inner.health().await
     }
-    async fn scan(&self, prefix: &str, cursor: u64, count: usize) -> StoreResult<(u64, Vec<String>)> {
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: u64,
+        count: usize,
+    ) -> StoreResult<(u64, Vec<String>)> {
         self.pre().await?;
         self.inner.scan(prefix, cursor, count).await
     }

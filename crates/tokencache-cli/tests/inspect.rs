@@ -233,3 +233,49 @@ fn purge_refuses_a_malformed_user() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("OID.TID"));
 }
+
+/// The embedded store survives a restart of the process: this test process writes a
+/// user partition and an app partition to a redb file and closes it; a separate
+/// `tokencache` process then finds both, and purges the user across the restart.
+#[test]
+fn embedded_store_survives_a_process_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redb://{}", dir.path().join("cache.redb").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let home = rt.block_on(async {
+        let cache = TokenCache::builder().store_url(&url).build().await.unwrap();
+        let resp = sample::user_response(ALICE, TENANT, GRAPH, now(), 3600).unwrap();
+        let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, GRAPH);
+        let home = cache
+            .save_token_response(&req, &resp)
+            .await
+            .unwrap()
+            .partition;
+        let scopes = ["https://graph.microsoft.com/.default"];
+        let resp = sample::app_response(scopes[0], now(), 3600).unwrap();
+        let req = SaveRequest::new(CLIENT_ID, SaveFor::App, ENVIRONMENT, TENANT, &scopes);
+        cache.save_token_response(&req, &resp).await.unwrap();
+        home
+    });
+    drop(rt); // the store's file is closed with the last handle
+
+    let report = last_line(&tokencache(&["inspect", "--store", &url]), "inspect");
+    assert_eq!(
+        counts(&report, &["user", "app"]),
+        expect(&[("user", "1"), ("app", "1")])
+    );
+    let purged = tokencache(&["purge", "--user", &home, "--store", &url]);
+    assert!(
+        purged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&purged.stderr)
+    );
+    let report = last_line(&tokencache(&["inspect", "--store", &url]), "inspect");
+    assert_eq!(
+        counts(&report, &["user", "app"]),
+        expect(&[("user", "0"), ("app", "1")])
+    );
+}

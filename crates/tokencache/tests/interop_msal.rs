@@ -1142,3 +1142,66 @@ fn live_tokencache_obo_blob_read_by_node() {
         None
     );
 }
+
+/// The Microsoft.Identity.Web-shaped layout: a `TokenCache` over a real redis-server with no
+/// key prefix saves a user token response; `GET oid.tid` (read with redis-cli, as another
+/// service would) is MSAL V3 JSON in which MSAL Python's own lookup finds the token.
+#[test]
+fn live_redis_user_partition_read_by_python() {
+    ensure_peers();
+    let server = testkit::RedisServer::start();
+    let c = cases();
+    let scopes = Kind::User.scopes();
+    let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    let env = environment();
+    let body = serde_json::to_vec(&Kind::User.case()["response"]).unwrap();
+    let resp = TokenResponse::from_json(&body).expect("TokenResponse::from_json");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let saved = rt.block_on(async {
+        let cache = tokencache::TokenCache::builder()
+            .store_url(&server.url())
+            .clock(std::sync::Arc::new(
+                tokencache::clock::ManualClock::at_secs(now()),
+            ))
+            .build()
+            .await
+            .unwrap();
+        let req = tokencache::SaveRequest::new(
+            s(c, "client_id"),
+            tokencache::SaveFor::User,
+            &env,
+            s(c, "tenant"),
+            &scopes,
+        );
+        cache.save_token_response(&req, &resp).await.unwrap()
+    });
+    assert_eq!(
+        saved.partition,
+        home(),
+        "the partition key is the home account id"
+    );
+    let blob = server.cli(&["GET", home()]);
+    let blob = blob.trim_end();
+    assert!(blob.starts_with('{'), "GET {} returned no JSON", home());
+    let (app, search) = peer_find(
+        Peer::Python,
+        blob,
+        client_id(),
+        &v(&["User.Read"]),
+        Some(home()),
+        None,
+    );
+    assert_eq!(
+        search,
+        Some(Kind::User.access_token_fp()),
+        "MSAL Python's search misses the token in Redis"
+    );
+    assert_eq!(
+        app,
+        Some(Kind::User.access_token_fp()),
+        "MSAL Python's acquire_token_silent misses it"
+    );
+}

@@ -39,17 +39,7 @@ impl Series {
 }
 
 pub(crate) fn run(args: BenchArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return crate::fail(format!("cannot start the runtime: {e}")),
-    };
-    match rt.block_on(bench(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => crate::fail(e),
-    }
+    crate::block_on(crate::Runtime::CurrentThread, bench(args))
 }
 
 async fn bench(args: BenchArgs) -> Result<(), String> {

@@ -114,18 +114,7 @@ fn bucket(ttl: Option<Duration>) -> usize {
 }
 
 pub(crate) fn run(args: InspectArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return crate::fail(format!("cannot start the runtime: {e}")),
-    };
-    match rt.block_on(inspect(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => crate::fail(e),
-    }
+    crate::block_on(crate::Runtime::MultiThread, inspect(args))
 }
 
 fn spinner(what: &str) -> ProgressBar {

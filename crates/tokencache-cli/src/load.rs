@@ -62,20 +62,10 @@ enum Last {
 }
 
 pub(crate) fn run(args: LoadArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return crate::fail(format!("cannot start the runtime: {e}")),
-    };
-    match rt.block_on(load(args)) {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => crate::fail(e),
-    }
+    crate::block_on(crate::Runtime::MultiThread, async move {
+        println!("{}", load(args).await?);
+        Ok(())
+    })
 }
 
 fn now_secs() -> i64 {

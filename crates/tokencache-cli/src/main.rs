@@ -64,6 +64,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// Which Tokio runtime a command runs on.
+#[derive(Clone, Copy)]
+pub(crate) enum Runtime {
+    /// One thread: measurements (no hand-off between threads).
+    CurrentThread,
+    /// Worker threads: concurrent traffic, scans.
+    MultiThread,
+}
+
+/// Runs an async command to completion; its error becomes one line and exit code 2.
+pub(crate) fn block_on(
+    kind: Runtime,
+    command: impl std::future::Future<Output = Result<(), String>>,
+) -> ExitCode {
+    let built = match kind {
+        Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Runtime::MultiThread => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
+    };
+    let rt = match built {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    match rt.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
 /// Prints a one-line error and returns exit code 2.
 pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");

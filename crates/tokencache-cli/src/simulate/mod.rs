@@ -239,18 +239,7 @@ pub(crate) fn run(args: SimulateArgs) -> ExitCode {
     if let Err(e) = validate(&args) {
         return crate::fail(e);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return crate::fail(format!("cannot start the runtime: {e}")),
-    };
-    match rt.block_on(simulate(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => crate::fail(e),
-    }
+    crate::block_on(crate::Runtime::MultiThread, simulate(args))
 }
 
 fn validate(a: &SimulateArgs) -> Result<(), String> {

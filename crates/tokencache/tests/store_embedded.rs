@@ -197,3 +197,21 @@ async fn scan_cursor_survives_removal_of_returned_keys() {
     let e = s.scan("p", 987_654_321, 10).await.unwrap_err();
     assert_eq!(e.kind, StoreErrorKind::BadData);
 }
+
+/// Two opens of one file by URL in one process share the store (redb locks its file):
+/// both see each other's writes, and the file reopens once every handle is gone.
+#[tokio::test]
+async fn opening_one_file_twice_by_url_shares_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redb://{}", dir.path().join("shared.redb").display());
+    let a = tokencache::store::open(&url).await.unwrap();
+    let b = tokencache::store::open(&url).await.unwrap();
+    a.set("k", b"v", None).await.unwrap();
+    assert_eq!(b.get("k").await.unwrap().unwrap().bytes, b"v".to_vec());
+    drop((a, b));
+    let c = tokencache::store::open(&url).await.unwrap();
+    assert!(
+        c.get("k").await.unwrap().is_some(),
+        "the data survived the last handle"
+    );
+}

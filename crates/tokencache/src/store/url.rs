@@ -265,7 +265,7 @@ impl StoreUrl {
                         )
                     })?;
                 }
-                Ok(Arc::new(EmbeddedStore::open(path).await?))
+                Ok(open_embedded_shared(path).await?)
             }
             StoreUrl::Redis {
                 cluster,
@@ -357,6 +357,39 @@ pub async fn open(url: &str) -> StoreResult<SharedStore> {
         StoreUrl::parse(url)?
     };
     parsed.open().await
+}
+
+/// Embedded stores this process has open, by file. redb locks its file exclusively, so
+/// a second `open` of the same file (a second `TokenCache`, or one built while a dropped
+/// one's background task still holds the store) shares the open store instead of failing
+/// with "already open".
+fn open_embedded(
+) -> &'static tokio::sync::Mutex<Vec<(std::path::PathBuf, std::sync::Weak<EmbeddedStore>)>> {
+    static OPEN: std::sync::OnceLock<
+        tokio::sync::Mutex<Vec<(std::path::PathBuf, std::sync::Weak<EmbeddedStore>)>>,
+    > = std::sync::OnceLock::new();
+    OPEN.get_or_init(|| tokio::sync::Mutex::new(Vec::new()))
+}
+
+async fn open_embedded_shared(path: &std::path::Path) -> StoreResult<Arc<EmbeddedStore>> {
+    // The file may not exist yet: identify it by its canonical folder and its name.
+    let key = match (path.parent().map(std::fs::canonicalize), path.file_name()) {
+        (Some(Ok(dir)), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
+    };
+    // Held across the open so that two concurrent opens of one file share one store.
+    let mut open = open_embedded().lock().await;
+    open.retain(|(_, store)| store.strong_count() > 0);
+    if let Some(store) = open
+        .iter()
+        .find(|(p, _)| *p == key)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(store);
+    }
+    let store = Arc::new(EmbeddedStore::open(path).await?);
+    open.push((key, Arc::downgrade(&store)));
+    Ok(store)
 }
 
 #[cfg(test)]

@@ -359,15 +359,15 @@ pub async fn open(url: &str) -> StoreResult<SharedStore> {
     parsed.open().await
 }
 
+/// Open embedded stores (weak handles) by canonical file path.
+type OpenEmbedded = tokio::sync::Mutex<Vec<(std::path::PathBuf, std::sync::Weak<EmbeddedStore>)>>;
+
 /// Embedded stores this process has open, by file. redb locks its file exclusively, so
 /// a second `open` of the same file (a second `TokenCache`, or one built while a dropped
 /// one's background task still holds the store) shares the open store instead of failing
 /// with "already open".
-fn open_embedded(
-) -> &'static tokio::sync::Mutex<Vec<(std::path::PathBuf, std::sync::Weak<EmbeddedStore>)>> {
-    static OPEN: std::sync::OnceLock<
-        tokio::sync::Mutex<Vec<(std::path::PathBuf, std::sync::Weak<EmbeddedStore>)>>,
-    > = std::sync::OnceLock::new();
+fn open_embedded() -> &'static OpenEmbedded {
+    static OPEN: std::sync::OnceLock<OpenEmbedded> = std::sync::OnceLock::new();
     OPEN.get_or_init(|| tokio::sync::Mutex::new(Vec::new()))
 }
 

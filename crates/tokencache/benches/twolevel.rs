@@ -103,6 +103,10 @@ fn l2_group(
         })
     });
     g.bench_function("raw_get", |b| b.iter(|| raw(black_box(&home))));
+    // The backend alone (for Redis: GET + PTTL pipelined), without parse and lookup.
+    g.bench_function("store_get", |b| {
+        b.iter(|| rt.block_on(store.get(black_box(&home))).unwrap())
+    });
     g.finish();
 
     let mut g = c.benchmark_group(format!("write/{name}"));

@@ -54,6 +54,43 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
         let raw = p(&k("a"));
         assert!(raw > 55_000 && raw <= 60_000, "raw PTTL {raw}");
     }
+    // set_if_absent: written once; refused while the key lives (bytes or link set);
+    // written again after the entry expired.
+    assert!(store
+        .set_if_absent(&k("once"), b"1", Some(ms(300)))
+        .await
+        .unwrap());
+    assert!(!store
+        .set_if_absent(&k("once"), b"2", Some(ms(60_000)))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get(&k("once")).await.unwrap().unwrap().bytes,
+        b"1",
+        "not overwritten"
+    );
+    store
+        .link_add(&k("once-set"), "m", Some(ms(60_000)))
+        .await
+        .unwrap();
+    assert!(!store
+        .set_if_absent(&k("once-set"), b"1", None)
+        .await
+        .unwrap());
+    tokio::time::sleep(ms(450)).await;
+    assert!(
+        store
+            .set_if_absent(&k("once"), b"3", Some(ms(60_000)))
+            .await
+            .unwrap(),
+        "expired: free again"
+    );
+    assert_eq!(store.get(&k("once")).await.unwrap().unwrap().bytes, b"3");
+    store
+        .remove_many(&[k("once"), k("once-set")])
+        .await
+        .unwrap();
+
     // A set without TTL removes the old TTL.
     store.set(&k("a"), b"three", None).await.unwrap();
     assert_eq!(store.get(&k("a")).await.unwrap().unwrap().ttl, None);

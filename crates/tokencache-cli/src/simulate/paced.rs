@@ -94,6 +94,16 @@ impl Store for PacedStore {
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
         self.inner.set(key, value, ttl.map(|t| self.down(t))).await
     }
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        self.inner
+            .set_if_absent(key, value, ttl.map(|t| self.down(t)))
+            .await
+    }
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         self.inner.touch(key, self.down(ttl)).await
     }

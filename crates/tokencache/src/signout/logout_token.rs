@@ -478,12 +478,10 @@ fn non_empty_str(
     }
 }
 
-/// Remembers accepted token ids: in process (exact, no race), and in L2 when a cache is
-/// given (other replicas). The L2 check is a read then a write, not atomic: two
-/// replicas receiving the same token within one round trip may both accept it (the
-/// [`Store`](crate::store::Store) trait has no "set if absent"). A replayed logout
-/// token can only sign the same user out again, so this window is tolerated. An L2
-/// failure leaves the in-process check in force (logged).
+/// Remembers accepted token ids: in process (exact), and in L2 when a cache is given
+/// (other replicas), with one atomic [`set_if_absent`](crate::store::Store::set_if_absent)
+/// (Redis `SET NX PX`), so of replicas receiving the same token at once exactly one
+/// accepts it. An L2 failure leaves the in-process check in force (logged).
 #[derive(Debug)]
 struct ReplayGuard {
     /// jti key → remembered until (Unix seconds).
@@ -542,20 +540,22 @@ impl ReplayGuard {
             return Ok(());
         };
         let two = cache.two_level();
-        let store = two.store();
-        match two.call("get", store.get(&key)).await {
-            Ok(Some(_)) => {
+        let ttl = Duration::from_secs((until - now).max(1) as u64);
+        match two
+            .call(
+                "set_if_absent",
+                two.store().set_if_absent(&key, b"1", Some(ttl)),
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
                 tracing::info!(jti = %jti, "logout token refused: replayed (seen by another replica)");
                 return Err(replayed());
             }
-            Ok(None) => {}
             Err(e) => {
                 tracing::warn!(jti = %jti, error = %e, "replay check in L2 failed: checked in this process only")
             }
-        }
-        let ttl = Duration::from_secs((until - now).max(1) as u64);
-        if let Err(e) = two.call("set", store.set(&key, b"1", Some(ttl))).await {
-            tracing::warn!(jti = %jti, error = %e, "could not remember the logout token id in L2");
         }
         Ok(())
     }

@@ -265,6 +265,16 @@ impl Store for ChaosStore {
         self.inner.set(key, value, ttl).await
     }
 
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        self.chaos("set_if_absent").await?;
+        self.inner.set_if_absent(key, value, ttl).await
+    }
+
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         self.chaos("touch").await?;
         self.inner.touch(key, ttl).await

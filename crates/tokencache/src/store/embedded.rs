@@ -476,6 +476,36 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        let k = key.to_owned();
+        let v = value.to_vec();
+        self.run(move |db, now| {
+            // One write transaction: redb serializes writers, so check-and-set is atomic.
+            write(db, |t| {
+                let old = match t.entry(&k)? {
+                    Some((d, _)) if !expired(d, now) => return Ok(false),
+                    Some((d, _)) => Some(d),
+                    None => None,
+                };
+                match t.set_deadline(&k)? {
+                    Some(d) if !expired(d, now) => return Ok(false),
+                    Some(_) => {
+                        t.remove_set(&k, now)?;
+                    }
+                    None => {}
+                }
+                t.put_entry(&k, &v, encode_deadline(ttl, now), old)?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         let k = key.to_owned();
         self.run(move |db, now| {

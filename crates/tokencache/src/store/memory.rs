@@ -184,6 +184,28 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        let now = self.clock.now_millis();
+        let mut inner = self.lock();
+        if inner.map.get(key).is_some_and(|e| e.live(now)) {
+            return Ok(false);
+        }
+        inner.map.insert(
+            key.to_owned(),
+            Entry {
+                value: Value::Bytes(value.to_vec()),
+                deadline: ttl.map(|t| deadline(now, t)),
+            },
+        );
+        Self::wrote(&mut inner, now);
+        Ok(true)
+    }
+
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         let now = self.clock.now_millis();
         let mut inner = self.lock();

@@ -126,6 +126,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Writes a value with a TTL (`None`: no expiry), replacing any previous value and TTL.
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()>;
 
+    /// Writes a value only if no live entry (or link set) exists under `key`, atomically
+    /// (Redis `SET NX PX`); returns whether it was written. For "seen once" markers.
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool>;
+
     /// Sets the TTL of an existing entry; returns whether it existed.
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool>;
 

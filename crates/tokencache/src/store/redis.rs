@@ -532,6 +532,22 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("NX");
+        if let Some(t) = ttl {
+            cmd.arg("PX").arg(ttl_millis(t));
+        }
+        // OK when written, nil when the key exists.
+        let written: Option<String> = self.query(cmd).await?;
+        Ok(written.is_some())
+    }
+
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         let n: i64 = self
             .query(redis::cmd("PEXPIRE").arg(key).arg(ttl_millis(ttl)).clone())

@@ -214,8 +214,8 @@ impl<'a> SaveRequest<'a> {
 pub struct CachedToken {
     /// The token itself (redacted in `Debug`).
     pub secret: Secret,
-    /// `Bearer` unless the token says otherwise.
-    pub token_type: String,
+    /// `Bearer` unless the token says otherwise (borrowed: no allocation on the hit path).
+    pub token_type: std::borrow::Cow<'static, str>,
     /// Expiry, Unix seconds.
     pub expires_on: i64,
     /// When the provider suggests refreshing, Unix seconds.
@@ -467,7 +467,8 @@ impl TokenCache {
         assertion_hash: Option<&str>,
         owner: Option<&str>,
     ) -> Result<Option<CachedToken>, Error> {
-        let Some(partition) = self.two.get(kind, key, ctx).await else {
+        let now_ms = self.two.clock().now_millis();
+        let Some(partition) = self.two.get_at(kind, key, ctx, now_ms).await else {
             return Ok(None);
         };
         let revoked_at = owner.and_then(|o| self.revocation_of(o));
@@ -477,7 +478,7 @@ impl TokenCache {
                 return Ok(None);
             }
         }
-        let now = self.two.clock().now_secs();
+        let now = (now_ms / 1000) as i64;
         let query = AccessTokenQuery {
             client_id: lookup.client_id,
             scopes: lookup.scopes,
@@ -504,10 +505,10 @@ impl TokenCache {
         }
         Ok(found.map(|at| CachedToken {
             secret: at.secret.clone(),
-            token_type: at
-                .token_type
-                .clone()
-                .unwrap_or_else(|| "Bearer".to_string()),
+            token_type: match &at.token_type {
+                Some(t) => std::borrow::Cow::Owned(t.clone()),
+                None => std::borrow::Cow::Borrowed("Bearer"),
+            },
             expires_on: at.expires_on,
             refresh_on: at.refresh_on,
             needs_refresh: at.needs_refresh(now),

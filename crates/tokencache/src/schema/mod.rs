@@ -177,9 +177,14 @@ fn split_scopes<'s>(scopes: &'s [&'s str]) -> impl Iterator<Item = &'s str> + 's
 }
 
 fn target_has(target: &str, scope: &str) -> bool {
-    target
-        .split_ascii_whitespace()
-        .any(|t| t.eq_ignore_ascii_case(scope))
+    match target.len().cmp(&scope.len()) {
+        std::cmp::Ordering::Less => false,
+        // The common single-scope target (`api://x/.default`), no split needed.
+        std::cmp::Ordering::Equal => target.eq_ignore_ascii_case(scope),
+        std::cmp::Ordering::Greater => target
+            .split_ascii_whitespace()
+            .any(|t| t.len() == scope.len() && t.eq_ignore_ascii_case(scope)),
+    }
 }
 
 /// OpenID Connect scopes that every user response echoes.

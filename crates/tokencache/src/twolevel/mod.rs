@@ -432,9 +432,23 @@ impl TwoLevel {
         key: &str,
         ctx: EntryContext,
     ) -> Option<Arc<Partition>> {
+        let now_ms = self.core.clock.now_millis();
+        self.get_at(kind, key, ctx, now_ms).await
+    }
+
+    /// [`get`](Self::get) with "now" (clock milliseconds) already read by the caller, so
+    /// that an L1 hit reads the clock once.
+    #[inline]
+    pub async fn get_at(
+        self: &Arc<Self>,
+        kind: PartitionKind,
+        key: &str,
+        ctx: EntryContext,
+        now_ms: u64,
+    ) -> Option<Arc<Partition>> {
         let core = &self.core;
         if let Some(l1) = &core.l1 {
-            if let Some(entry) = l1.get(key) {
+            if let Some(entry) = l1.get_at(key, now_ms) {
                 bump(&core.counters.l1_hits);
                 core.metrics.l1_hits.increment(1);
                 core.slide(kind, key, &entry, &ctx);

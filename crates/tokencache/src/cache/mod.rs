@@ -43,7 +43,7 @@ use std::time::Duration;
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::Error;
 use crate::memory::L1Options;
-use crate::partition::{assertion_hash, PartitionKind};
+use crate::partition::{assertion_hash, PartitionKey, PartitionKind};
 use crate::schema::{
     decode_jwt_claims, AccessTokenQuery, Partition, RefreshTokenQuery, Secret, TokenRequest,
     TokenResponse,
@@ -391,7 +391,6 @@ struct Target {
     kind: PartitionKind,
     key: String,
     ctx: EntryContext,
-    assertion_hash: Option<String>,
     /// The user an OBO partition was derived from (`oid.tid`), for the link set.
     owner: Option<String>,
 }
@@ -429,49 +428,60 @@ impl TokenCache {
                 "a lookup needs a client id and at least one scope".into(),
             ));
         }
-        // The user case avoids any allocation before the L1 lookup.
-        let (kind, hash, ctx);
-        let key: &str = match lookup.subject {
+        // No allocation before the L1 lookup for users; OBO hashes the assertion (the
+        // key) and decodes its claims only for a miss or a pending revocation.
+        match lookup.subject {
             Subject::User(id) => {
-                (kind, hash, ctx) = (PartitionKind::User, None, EntryContext::default());
-                id
+                let owner = || Some(id.to_string());
+                self.find_in(
+                    id,
+                    PartitionKind::User,
+                    EntryContext::default,
+                    lookup,
+                    None,
+                    owner,
+                )
+                .await
             }
             Subject::OboSession { session_key } => {
-                (kind, hash, ctx) = (PartitionKind::OboSession, None, EntryContext::default());
-                session_key
+                let (kind, ctx) = (PartitionKind::OboSession, EntryContext::default);
+                self.find_in(session_key, kind, ctx, lookup, None, || None)
+                    .await
             }
-            Subject::App { .. } | Subject::Obo { .. } => {
-                let t = self.lookup_target(&lookup.subject, lookup.client_id);
-                return self
-                    .find_in(
-                        &t.key,
-                        t.kind,
-                        t.ctx,
-                        lookup,
-                        t.assertion_hash.as_deref(),
-                        t.owner.as_deref(),
-                    )
-                    .await;
+            Subject::App { tenant } => {
+                let key = PartitionKey::app(lookup.client_id, tenant);
+                let ctx = EntryContext::default;
+                self.find_in(key.as_str(), PartitionKind::App, ctx, lookup, None, || None)
+                    .await
             }
-        };
-        let owner = matches!(kind, PartitionKind::User).then_some(key);
-        self.find_in(key, kind, ctx, lookup, hash, owner).await
+            Subject::Obo { assertion } => {
+                let hash = assertion_hash(assertion);
+                let ctx = || obo_context(assertion);
+                let owner = || obo_owner(assertion);
+                self.find_in(&hash, PartitionKind::Obo, ctx, lookup, Some(&hash), owner)
+                    .await
+            }
+        }
     }
 
     async fn find_in(
         &self,
         key: &str,
         kind: PartitionKind,
-        ctx: EntryContext,
+        ctx: impl FnOnce() -> EntryContext,
         lookup: &Lookup<'_>,
         assertion_hash: Option<&str>,
-        owner: Option<&str>,
+        owner: impl FnOnce() -> Option<String>,
     ) -> Result<Option<CachedToken>, Error> {
         let now_ms = self.two.clock().now_millis();
-        let Some(partition) = self.two.get_at(kind, key, ctx, now_ms).await else {
+        let Some(partition) = self.two.get_lazy(kind, key, ctx, now_ms).await else {
             return Ok(None);
         };
-        let revoked_at = owner.and_then(|o| self.revocation_of(o));
+        let revoked_at = if self.any_revoked.load(std::sync::atomic::Ordering::Acquire) {
+            owner().and_then(|o| self.revocation_of(&o))
+        } else {
+            None
+        };
         if let Some(stamp) = revoked_at {
             if partition.last_cached_at().is_none_or(|t| t <= stamp) {
                 self.two.forget_local(key); // all of it predates the sign-out
@@ -521,42 +531,24 @@ impl TokenCache {
                 kind: PartitionKind::User,
                 key: id.to_string(),
                 ctx: EntryContext::default(),
-                assertion_hash: None,
                 owner: Some(id.to_string()),
             },
             Subject::App { tenant } => Target {
                 kind: PartitionKind::App,
-                key: crate::partition::PartitionKey::app(client_id, tenant)
-                    .as_str()
-                    .to_string(),
+                key: PartitionKey::app(client_id, tenant).as_str().to_string(),
                 ctx: EntryContext::default(),
-                assertion_hash: None,
                 owner: None,
             },
-            Subject::Obo { assertion } => {
-                let hash = assertion_hash(assertion);
-                // The API validated the assertion before using it; here its claims only
-                // name the user (for the link) and its end (for the deadline).
-                let claims = decode_jwt_claims(assertion).ok();
-                let owner = claims.as_ref().and_then(|c| match (&c.oid, &c.tid) {
-                    (Some(oid), Some(tid)) => Some(format!("{oid}.{tid}")),
-                    _ => None,
-                });
-                Target {
-                    kind: PartitionKind::Obo,
-                    key: hash.clone(),
-                    ctx: EntryContext {
-                        assertion_exp: claims.and_then(|c| c.exp),
-                    },
-                    assertion_hash: Some(hash),
-                    owner,
-                }
-            }
+            Subject::Obo { assertion } => Target {
+                kind: PartitionKind::Obo,
+                key: assertion_hash(assertion),
+                ctx: obo_context(assertion),
+                owner: obo_owner(assertion),
+            },
             Subject::OboSession { session_key } => Target {
                 kind: PartitionKind::OboSession,
                 key: session_key.to_string(),
                 ctx: EntryContext::default(),
-                assertion_hash: None,
                 owner: None,
             },
         }
@@ -818,5 +810,21 @@ impl TokenCache {
             )
             .await?;
         Ok(removed)
+    }
+}
+
+// The API validated the assertion before using it; here its claims only name the user
+// (for the link and revocation checks) and its end (for the deadline).
+
+/// The user an OBO assertion was issued to, `oid.tid`; `None` for opaque assertions.
+fn obo_owner(assertion: &str) -> Option<String> {
+    let c = decode_jwt_claims(assertion).ok()?;
+    Some(format!("{}.{}", c.oid?, c.tid?))
+}
+
+/// The deadline context of an OBO partition: the assertion's `exp`.
+fn obo_context(assertion: &str) -> EntryContext {
+    EntryContext {
+        assertion_exp: decode_jwt_claims(assertion).ok().and_then(|c| c.exp),
     }
 }

@@ -446,18 +446,32 @@ impl TwoLevel {
         ctx: EntryContext,
         now_ms: u64,
     ) -> Option<Arc<Partition>> {
+        self.get_lazy(kind, key, move || ctx, now_ms).await
+    }
+
+    /// [`get_at`](Self::get_at) with the entry context built only when it is needed: on
+    /// a miss (to compute the deadline of what is loaded) or for a due sliding touch. An
+    /// L1 hit of an OBO partition then never decodes the incoming assertion.
+    #[inline]
+    pub async fn get_lazy(
+        self: &Arc<Self>,
+        kind: PartitionKind,
+        key: &str,
+        ctx: impl FnOnce() -> EntryContext,
+        now_ms: u64,
+    ) -> Option<Arc<Partition>> {
         let core = &self.core;
         if let Some(l1) = &core.l1 {
             if let Some(entry) = l1.get_at(key, now_ms) {
                 bump(&core.counters.l1_hits);
                 core.metrics.l1_hits.increment(1);
-                core.slide(kind, key, &entry, &ctx);
+                core.slide(kind, key, &entry, ctx);
                 return Some(entry.value().clone());
             }
             bump(&core.counters.l1_misses);
             core.metrics.l1_misses.increment(1);
         }
-        core.load_shared(kind, key, ctx).await
+        core.load_shared(kind, key, ctx()).await
     }
 
     /// Changes the partition under `key` with `change`, then writes it through both
@@ -929,7 +943,7 @@ impl Core {
         kind: PartitionKind,
         key: &str,
         entry: &Arc<L1Entry<Partition>>,
-        ctx: &EntryContext,
+        ctx: impl FnOnce() -> EntryContext,
     ) {
         let Some(interval) = self.expiry.touch_interval() else {
             return;
@@ -939,7 +953,7 @@ impl Core {
         if now.saturating_sub(seen) < interval.as_millis() as u64 || !entry.claim_touch(seen, now) {
             return;
         }
-        let deadline = self.expiry.deadline(kind, entry.value(), ctx, now);
+        let deadline = self.expiry.deadline(kind, entry.value(), &ctx(), now);
         let Some(ttl) = deadline.ttl_at(now) else {
             return;
         };

@@ -8,6 +8,13 @@
 //! | user | MSAL home account id, `"{oid}.{tid}"` (`uid.utid` from `client_info` when present) |
 //! | app | `"{client_id}_{tenant_id}_AppTokenCache"` |
 //! | OBO | base64url (no padding) of SHA-256 of the raw incoming assertion |
+//! | long-running OBO session | `obo-session:` + base64url (no padding) of SHA-256 of the caller's session key |
+//!
+//! Session keys are chosen by the caller, so they are hashed into a namespace of their
+//! own: whatever a session key is (another user's `oid.tid`, a `tc:` key), it can
+//! never name another kind's partition or one of tokencache's own keys. User and app
+//! keys are checked ([`check_key`]) so that they never enter the `tc:` or
+//! `obo-session:` namespaces either.
 //!
 //! tokencache's own keys (link sets, revocation stamps) are namespaced `tc:` and
 //! carry the user's hash tag `{oid.tid}` so that, in Redis Cluster, all of one
@@ -76,9 +83,13 @@ impl PartitionKey {
         Self::new(PartitionKind::Obo, &assertion_hash(assertion))
     }
 
-    /// A long-running OBO session partition, keyed by a caller-chosen session key.
+    /// A long-running OBO session partition, keyed by a caller-chosen session key
+    /// (hashed into the `obo-session:` namespace; see the module docs).
     pub fn obo_session(session_key: &str) -> Self {
-        Self::new(PartitionKind::OboSession, session_key)
+        Self::new(
+            PartitionKind::OboSession,
+            &session_partition_key(session_key),
+        )
     }
 
     /// A key of a given kind taken as it is (for tools that list a store).
@@ -110,6 +121,51 @@ impl fmt::Debug for PartitionKey {
 impl fmt::Display for PartitionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.key)
+    }
+}
+
+/// Where long-running OBO session partitions live: `obo-session:{base64url(sha256(key))}`.
+pub const SESSION_NAMESPACE: &str = "obo-session:";
+
+/// The longest user or app partition key accepted (home account ids are ~73 bytes).
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// The partition key of a long-running OBO session (see [`SESSION_NAMESPACE`]).
+pub fn session_partition_key(session_key: &str) -> String {
+    let mut k = String::with_capacity(SESSION_NAMESPACE.len() + 43);
+    k.push_str(SESSION_NAMESPACE);
+    URL_SAFE_NO_PAD.encode_string(Sha256::digest(session_key.as_bytes()), &mut k);
+    k
+}
+
+/// Why a caller-given user or app partition key is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// Empty.
+    #[error("the key is empty")]
+    Empty,
+    /// Longer than [`MAX_KEY_LEN`].
+    #[error("the key is longer than {MAX_KEY_LEN} bytes")]
+    TooLong,
+    /// It would name one of tokencache's own keys (`tc:`) or a session partition.
+    #[error("the key is in a namespace reserved for tokencache (`tc:` or `obo-session:`)")]
+    Reserved,
+}
+
+/// Checks a user (home account id) or app partition key given by a caller: never
+/// empty, at most [`MAX_KEY_LEN`] bytes, and outside the reserved namespaces. Cheap
+/// enough for every lookup.
+#[inline]
+pub fn check_key(key: &str) -> Result<(), KeyError> {
+    if key.is_empty() {
+        Err(KeyError::Empty)
+    } else if key.len() > MAX_KEY_LEN {
+        Err(KeyError::TooLong)
+    } else if key.starts_with("tc:") || key.starts_with(SESSION_NAMESPACE) {
+        Err(KeyError::Reserved)
+    } else {
+        Ok(())
     }
 }
 
@@ -214,6 +270,32 @@ mod tests {
             "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
         );
         assert_eq!(PartitionKey::obo("abc").kind(), PartitionKind::Obo);
+    }
+
+    #[test]
+    fn session_keys_live_in_their_own_namespace() {
+        let victim = "00000000-0000-0000-0000-000000000001.tenant";
+        let k = PartitionKey::obo_session(victim);
+        assert_ne!(k.as_str(), victim);
+        assert!(k.as_str().starts_with(SESSION_NAMESPACE));
+        assert_eq!(k.as_str().len(), SESSION_NAMESPACE.len() + 43);
+        let ks = KeySpace::new("p:");
+        let link = ks.link_set("o.t");
+        let hostile = PartitionKey::obo_session(&link);
+        assert!(!ks.is_own_key(&ks.partition(&hostile)));
+        assert_ne!(ks.partition(&hostile), link);
+    }
+
+    #[test]
+    fn caller_keys_never_enter_reserved_namespaces() {
+        assert_eq!(check_key("oid.tid"), Ok(()));
+        assert_eq!(check_key(""), Err(KeyError::Empty));
+        assert_eq!(check_key("tc:links:{o.t}"), Err(KeyError::Reserved));
+        assert_eq!(check_key("obo-session:abc"), Err(KeyError::Reserved));
+        assert_eq!(
+            check_key(&"x".repeat(MAX_KEY_LEN + 1)),
+            Err(KeyError::TooLong)
+        );
     }
 
     #[test]

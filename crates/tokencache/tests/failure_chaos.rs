@@ -183,14 +183,15 @@ async fn a_slow_l2_is_cut_off_by_the_timeout() {
     assert!(!find(&cache, &oid(1), GRAPH).await);
     let saved = save(&cache, &oid(1), GRAPH, rig.now()).await;
     assert!(!saved.write.l2_written);
-    // two calls for the read, one for the write's read, one for its set: 100 ms each
+    // one call for the read, one for the write's read (whose failure queues the change
+    // instead of setting the whole key): 100 ms each
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "bounded by the timeout, not the 30 s delay"
     );
     let s = cache.stats();
     assert_eq!(s.l2_errors_by_class.timeout, s.l2_errors);
-    assert!(s.l2_errors >= 3, "{s:?}");
+    assert!(s.l2_errors >= 2, "{s:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -262,8 +263,8 @@ async fn the_breaker_opens_skips_l2_probes_and_closes() {
     assert_eq!(rig.chaos.calls(), calls, "no L2 call while open");
     assert_eq!(
         cache.stats().l2_skipped,
-        20 * 3,
-        "read + write's read + write's set"
+        20 * 2,
+        "read + write's read (a write whose read failed never sets the whole key)"
     );
     assert_eq!(two.queue_depth(), 20);
     // after open_for a probe goes through; it fails: open again (for longer)
@@ -317,6 +318,10 @@ async fn a_half_open_breaker_lets_one_probe_through() {
         "other calls skip L2 while the probe is out"
     );
     probe.await.unwrap();
+    // the probe (the load's, or the recovery task's if it went first) answers after
+    // the delay, and closes the breaker
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    settle().await;
     assert_eq!(two.breaker_state(), BreakerState::Closed);
 }
 
@@ -383,7 +388,7 @@ async fn the_latest_change_per_key_wins_removals_included() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_queued_write_never_overwrites_a_newer_value_from_another_replica() {
+async fn a_queued_change_never_overwrites_newer_values_from_another_replica() {
     let rig = Rig::new();
     let cache = rig.builder().build().await.unwrap();
     let other = rig.other_replica().await;
@@ -393,7 +398,9 @@ async fn a_queued_write_never_overwrites_a_newer_value_from_another_replica() {
     save(&other, &c, GRAPH, rig.now()).await;
     rig.chaos.fail_always(StoreErrorKind::Connection);
     rig.clock.advance_secs(60);
-    save(&cache, &a, GRAPH, rig.now()).await; // queued at T+60
+    // L2 cannot be read: these writes queue their changes, to be merged record by record
+    let saved = save(&cache, &a, GRAPH, rig.now()).await; // queued at T+60
+    assert!(saved.write.merged_later && !saved.write.l2_written);
     save(&cache, &b, MAIL, rig.now()).await; // queued at T+60, over b's older value
     cache.two_level().remove(&home(&c)).await; // queued removal at T+60
     rig.clock.advance_secs(60);
@@ -403,18 +410,29 @@ async fn a_queued_write_never_overwrites_a_newer_value_from_another_replica() {
     rig.chaos.fail_never();
     heal(&cache).await;
     let s = cache.stats();
-    assert_eq!((s.superseded, s.recovered), (2, 1), "{s:?}");
-    // a: the other replica's newer value stands (its MAIL token, not our GRAPH one)
+    assert_eq!((s.superseded, s.recovered), (1, 2), "{s:?}");
+    // a: both replicas' tokens are there: the other's newer MAIL token and our GRAPH one
     let pa = rig.in_l2(&a).await.unwrap();
-    assert!(has_token(&pa, &a, MAIL, rig.now()) && !has_token(&pa, &a, GRAPH, rig.now()));
+    assert!(has_token(&pa, &a, MAIL, rig.now()) && has_token(&pa, &a, GRAPH, rig.now()));
+    // and the refresh token is the other replica's newer one
+    let rt_other = other
+        .find_refresh_token(CLIENT_ID, &home(&a), None)
+        .await
+        .unwrap()
+        .unwrap();
+    let rt_l2 = pa.refresh_tokens().next().unwrap().secret.clone();
+    assert_eq!(
+        rt_other, rt_l2,
+        "a refresh token never goes back to an older one"
+    );
     // c: our older removal did not delete the newer tokens
     assert!(rig.in_l2(&c).await.is_some());
-    // b: L2 held an older value, so our queued write was applied
+    // b: our change merged into L2's older value
     let pb = rig.in_l2(&b).await.unwrap();
-    assert!(has_token(&pb, &b, MAIL, rig.now()));
-    // and this replica dropped its stale L1 copy of a: it now reads the newer value
+    assert!(has_token(&pb, &b, MAIL, rig.now()) && has_token(&pb, &b, GRAPH, rig.now()));
+    // this replica dropped its partial L1 copy of a: it now reads the merged value
     assert!(find(&cache, &a, MAIL).await);
-    assert!(!find(&cache, &a, GRAPH).await);
+    assert!(find(&cache, &a, GRAPH).await);
 }
 
 #[tokio::test(start_paused = true)]

@@ -25,7 +25,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use testkit::RedisServer;
-use tokencache::partition::assertion_hash;
+use tokencache::partition::{assertion_hash, PartitionKey};
 use tokencache::sample::{self, CLIENT_ID, ENVIRONMENT, TENANT};
 use tokencache::signout::axum::{router, SignOutState};
 use tokencache::signout::{
@@ -311,7 +311,7 @@ async fn present(cache: &TokenCache, user: &User) -> usize {
     let store = cache.two_level().store();
     let mut all = vec![
         keys.partition_str(&user.home),
-        keys.partition_str(&user.session),
+        keys.partition_str(PartitionKey::obo_session(&user.session).as_str()),
         keys.link_set(&user.home),
     ];
     all.extend(

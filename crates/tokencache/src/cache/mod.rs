@@ -43,14 +43,16 @@ use std::time::Duration;
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::Error;
 use crate::memory::L1Options;
-use crate::partition::{assertion_hash, PartitionKey, PartitionKind};
+use crate::partition::{
+    assertion_hash, check_key, session_partition_key, KeyError, PartitionKey, PartitionKind,
+};
 use crate::schema::{
     decode_jwt_claims, AccessTokenQuery, Partition, RefreshTokenQuery, Secret, TokenRequest,
     TokenResponse,
 };
 use crate::store::{self, SharedStore};
 use crate::twolevel::{
-    EntryContext, ExpiryOptions, Stats, TwoLevel, TwoLevelOptions, WriteOutcome,
+    EntryContext, ExpiryOptions, Stats, TwoLevel, TwoLevelOptions, WriteOutcome, MAX_TTL,
 };
 
 /// Whose tokens a lookup is for: decides the partition.
@@ -153,6 +155,16 @@ pub enum SaveFor<'a> {
         /// The raw incoming assertion.
         assertion: &'a str,
     },
+    /// On behalf of the sender of this incoming assertion, who is known to the web app
+    /// as `user` (its MSAL home account id): the partition is linked to that account, so
+    /// the web app's sign-out of `user` removes it even when the assertion names the
+    /// user differently (a B2B guest's assertion carries the resource tenant's ids).
+    OboFor {
+        /// The raw incoming assertion.
+        assertion: &'a str,
+        /// The user's home account id (`oid.tid` / `uid.utid`).
+        user: &'a str,
+    },
     /// A long-running OBO session, linked to its user so that sign-out removes it.
     OboSession {
         /// The session key.
@@ -168,6 +180,7 @@ impl std::fmt::Debug for SaveFor<'_> {
             SaveFor::User => f.write_str("User"),
             SaveFor::App => f.write_str("App"),
             SaveFor::Obo { .. } => f.write_str("Obo(<assertion>)"),
+            SaveFor::OboFor { user, .. } => write!(f, "OboFor(<assertion>, {user})"),
             SaveFor::OboSession { session_key, user } => {
                 write!(f, "OboSession({session_key}, {user})")
             }
@@ -315,6 +328,7 @@ impl TokenCacheBuilder {
             skew_secs: self.skew.as_secs() as i64,
             revoked: Arc::default(),
             any_revoked: Arc::default(),
+            revoked_pruned_at: Arc::default(),
         })
     }
 
@@ -372,6 +386,8 @@ pub struct TokenCache {
     revoked: Arc<std::sync::RwLock<HashMap<String, i64>>>,
     /// Whether `revoked` has anything (keeps the hit path free of the lock).
     any_revoked: Arc<std::sync::atomic::AtomicBool>,
+    /// `revoked`'s size after it was last pruned of expired stamps.
+    revoked_pruned_at: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What a sign-out removed.
@@ -432,6 +448,7 @@ impl TokenCache {
         // key) and decodes its claims only for a miss or a pending revocation.
         match lookup.subject {
             Subject::User(id) => {
+                check_key(id).map_err(|e| bad_key("home account id", e))?;
                 let owner = || Some(id.to_string());
                 self.find_in(
                     id,
@@ -444,12 +461,13 @@ impl TokenCache {
                 .await
             }
             Subject::OboSession { session_key } => {
+                let key = session_partition_key(session_key);
                 let (kind, ctx) = (PartitionKind::OboSession, EntryContext::default);
-                self.find_in(session_key, kind, ctx, lookup, None, || None)
-                    .await
+                self.find_in(&key, kind, ctx, lookup, None, || None).await
             }
             Subject::App { tenant } => {
                 let key = PartitionKey::app(lookup.client_id, tenant);
+                check_key(key.as_str()).map_err(|e| bad_key("app partition key", e))?;
                 let ctx = EntryContext::default;
                 self.find_in(key.as_str(), PartitionKind::App, ctx, lookup, None, || None)
                     .await
@@ -547,7 +565,7 @@ impl TokenCache {
             },
             Subject::OboSession { session_key } => Target {
                 kind: PartitionKind::OboSession,
-                key: session_key.to_string(),
+                key: session_partition_key(session_key),
                 ctx: EntryContext::default(),
                 owner: None,
             },
@@ -575,25 +593,37 @@ impl TokenCache {
                         "a user token response needs client_info or an id_token to name its account".into(),
                     ));
                 };
+                check_key(&home).map_err(|e| bad_key("home account id", e))?;
                 (
                     self.lookup_target(&Subject::User(&home), request.client_id),
                     None,
                 )
             }
-            SaveFor::App => (
-                self.lookup_target(
-                    &Subject::App {
-                        tenant: request.tenant,
-                    },
-                    request.client_id,
-                ),
-                None,
-            ),
+            SaveFor::App => {
+                let key = PartitionKey::app(request.client_id, request.tenant);
+                check_key(key.as_str()).map_err(|e| bad_key("app partition key", e))?;
+                (
+                    self.lookup_target(
+                        &Subject::App {
+                            tenant: request.tenant,
+                        },
+                        request.client_id,
+                    ),
+                    None,
+                )
+            }
             SaveFor::Obo { assertion } => (
                 self.lookup_target(&Subject::Obo { assertion }, request.client_id),
                 Some(assertion),
             ),
+            SaveFor::OboFor { assertion, user } => {
+                check_key(user).map_err(|e| bad_key("home account id", e))?;
+                let mut t = self.lookup_target(&Subject::Obo { assertion }, request.client_id);
+                t.owner = Some(user.to_string());
+                (t, Some(assertion))
+            }
             SaveFor::OboSession { session_key, user } => {
+                check_key(user).map_err(|e| bad_key("home account id", e))?;
                 let mut t =
                     self.lookup_target(&Subject::OboSession { session_key }, request.client_id);
                 t.owner = Some(user.to_string());
@@ -608,6 +638,20 @@ impl TokenCache {
             user_assertion: assertion,
         };
         let now = self.two.clock().now_secs();
+        let obo = matches!(target.kind, PartitionKind::Obo | PartitionKind::OboSession);
+        // Linked before the write, so that a save cancelled mid-way never leaves a
+        // partition its user's sign-out cannot find (a link to a partition that was not
+        // written is harmless: it is pruned). The TTL is what the partition will most
+        // likely get; it is extended after the write if the partition got longer.
+        let link_ttl = self.expected_ttl(&target, now);
+        match (&target.owner, obo) {
+            (Some(owner), true) => self.link(owner, &target.key, link_ttl).await,
+            (None, true) => tracing::warn!(
+                partition = %target.key,
+                "OBO partition saved without a user to link it to (the assertion names no oid/tid): sign-out cannot remove it; it ends with its deadline"
+            ),
+            _ => {}
+        }
         let (added, write) = self
             .two
             .update(target.kind, &target.key, target.ctx, |p: &mut Partition| {
@@ -615,13 +659,9 @@ impl TokenCache {
                     .map_err(Error::from)
             })
             .await?;
-        if matches!(target.kind, PartitionKind::Obo | PartitionKind::OboSession) && write.stored {
-            match &target.owner {
-                Some(owner) => self.link(owner, &target.key, write.ttl).await,
-                None => tracing::warn!(
-                    partition = %target.key,
-                    "OBO partition saved without a user to link it to (the assertion names no oid/tid): sign-out cannot remove it; it ends with its deadline"
-                ),
+        if let (Some(owner), true, true) = (&target.owner, obo, write.stored) {
+            if write.ttl.unwrap_or(MAX_TTL) > link_ttl.unwrap_or(MAX_TTL) {
+                self.link(owner, &target.key, write.ttl).await;
             }
         }
         Ok(Saved {
@@ -629,6 +669,18 @@ impl TokenCache {
             home_account_id: added.home_account_id,
             write,
         })
+    }
+
+    /// The TTL an OBO partition of `target` most likely gets when saved at `now`: the
+    /// assertion's end for plain OBO, a refresh-token lifetime for sessions.
+    fn expected_ttl(&self, target: &Target, now: i64) -> Option<Duration> {
+        let rt = self.two.expiry().refresh_token_lifetime.min(MAX_TTL);
+        match (target.kind, target.ctx.assertion_exp) {
+            (PartitionKind::Obo, Some(exp)) => Some(Duration::from_secs(
+                (exp.saturating_sub(now).max(1) as u64).min(MAX_TTL.as_secs()),
+            )),
+            _ => Some(rt),
+        }
     }
 
     /// Records that OBO partition `key` belongs to `owner`: its full key joins the
@@ -651,28 +703,39 @@ impl TokenCache {
     /// that tokens cached before now are refused even where an L1 still holds them.
     /// Idempotent. L2 failures are reported in the outcome, not as an error.
     pub async fn remove_account(&self, home_account_id: &str) -> Result<SignOut, Error> {
-        if home_account_id.is_empty() {
-            return Err(Error::InvalidRequest(
-                "sign-out needs a home account id".into(),
-            ));
+        check_key(home_account_id).map_err(|e| bad_key("home account id", e))?;
+        // A sign-out runs to its end even when the caller is dropped mid-way (a client
+        // that disconnects): half a sign-out would leave tokens nobody removes.
+        let this = self.clone();
+        let home = home_account_id.to_string();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => match rt
+                .spawn(async move { this.sign_out_now(&home).await })
+                .await
+            {
+                Ok(out) => Ok(out),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Err(Error::Store(crate::store::StoreError::new(
+                    crate::store::StoreErrorKind::Connection,
+                    self.two.store().endpoint(),
+                    "sign-out not finished: the runtime is shutting down",
+                ))),
+            },
+            Err(_) => Ok(self.sign_out_now(home_account_id).await),
         }
+    }
+
+    async fn sign_out_now(&self, home_account_id: &str) -> SignOut {
         let keys = self.two.keys().clone();
         let store = self.two.store().clone();
         let now = self.two.clock().now_secs();
         self.revoke_locally(home_account_id, now);
-        let stamp_ttl = Some(self.two.expiry().refresh_token_lifetime);
+        let stamp_ttl = Some(self.stamp_ttl());
+        // Queued when L2 does not take it, like the removals below.
         let stamp_written = self
             .two
-            .call(
-                "set",
-                store.set(
-                    &keys.revocation(home_account_id),
-                    now.to_string().as_bytes(),
-                    stamp_ttl,
-                ),
-            )
-            .await
-            .is_ok();
+            .write_revocation(&keys.revocation(home_account_id), now, stamp_ttl)
+            .await;
         let set = keys.link_set(home_account_id);
         let (members, links_read) = match self
             .two
@@ -695,11 +758,17 @@ impl TokenCache {
         // remove_keys holds the keys' locks and queues what L2 does not take, so a
         // queued write from before the sign-out can never put a partition back.
         let removed = self.two.remove_keys(&doomed).await;
-        Ok(SignOut {
+        SignOut {
             obo_partitions: members.len(),
             l2_keys_removed: removed.as_ref().copied().unwrap_or(0),
             l2_complete: stamp_written && links_read && removed.is_ok(),
-        })
+        }
+    }
+
+    /// How long a revocation stamp lives: as long as a token cached before it could
+    /// still be served (a refresh-token lifetime, at most [`MAX_TTL`]).
+    fn stamp_ttl(&self) -> Duration {
+        self.two.expiry().refresh_token_lifetime.min(MAX_TTL)
     }
 
     /// Makes this replica refuse tokens of `home_account_id` cached at or before
@@ -709,6 +778,18 @@ impl TokenCache {
         let mut map = self.revoked.write().unwrap_or_else(|p| p.into_inner());
         let entry = map.entry(home_account_id.to_string()).or_insert(stamp);
         *entry = (*entry).max(stamp);
+        // Stamps end with their TTL here as in L2: prune, amortized (when the map has
+        // doubled since the last pruning), so the map never only grows.
+        let mut pruned = self
+            .revoked_pruned_at
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if map.len() >= pruned.max(64) * 2 {
+            let horizon = self.two.clock().now_secs() - self.stamp_ttl().as_secs() as i64;
+            map.retain(|_, s| *s > horizon);
+            pruned = map.len();
+            self.revoked_pruned_at
+                .store(pruned, std::sync::atomic::Ordering::Relaxed);
+        }
         self.any_revoked
             .store(true, std::sync::atomic::Ordering::Release);
     }
@@ -735,11 +816,14 @@ impl TokenCache {
         if !self.any_revoked.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
-        self.revoked
+        let stamp = self
+            .revoked
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(owner)
-            .copied()
+            .copied()?;
+        let horizon = self.two.clock().now_secs() - self.stamp_ttl().as_secs() as i64;
+        (stamp > horizon).then_some(stamp)
     }
 
     /// The refresh token of a user for a client (a family refresh token is accepted
@@ -750,6 +834,7 @@ impl TokenCache {
         home_account_id: &str,
         family_id: Option<&str>,
     ) -> Result<Option<Secret>, Error> {
+        check_key(home_account_id).map_err(|e| bad_key("home account id", e))?;
         let Some(partition) = self
             .two
             .get(
@@ -800,6 +885,7 @@ impl TokenCache {
         client_id: &str,
         home_account_id: &str,
     ) -> Result<usize, Error> {
+        check_key(home_account_id).map_err(|e| bad_key("home account id", e))?;
         let (removed, _) = self
             .two
             .update(
@@ -816,10 +902,18 @@ impl TokenCache {
 // The API validated the assertion before using it; here its claims only name the user
 // (for the link and revocation checks) and its end (for the deadline).
 
-/// The user an OBO assertion was issued to, `oid.tid`; `None` for opaque assertions.
+/// The user an OBO assertion was issued to, by [`JwtClaims::home_account_id`]'s rule
+/// (a guest's `home_oid` and home tenant when the assertion names them, else `oid.tid`);
+/// `None` for opaque assertions.
+///
+/// [`JwtClaims::home_account_id`]: crate::schema::JwtClaims::home_account_id
 fn obo_owner(assertion: &str) -> Option<String> {
-    let c = decode_jwt_claims(assertion).ok()?;
-    Some(format!("{}.{}", c.oid?, c.tid?))
+    decode_jwt_claims(assertion).ok()?.home_account_id()
+}
+
+/// A caller-given key that cannot be a partition key.
+fn bad_key(what: &str, e: KeyError) -> Error {
+    Error::InvalidRequest(format!("{what} refused: {e}"))
 }
 
 /// The deadline context of an OBO partition: the assertion's `exp`.

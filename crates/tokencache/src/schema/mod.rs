@@ -36,6 +36,7 @@
 //! Secrets are [`Secret`]s: `Debug`/`Display` print a fingerprint, never the value.
 //! [`Partition::summary`] gives a secret-free JSON view for tools and logs.
 
+mod change;
 mod de;
 mod error;
 mod records;
@@ -45,6 +46,7 @@ mod section;
 #[cfg(test)]
 mod tests;
 
+pub use change::PartitionChange;
 pub use error::{SchemaError, MAX_BLOB_BYTES};
 pub use records::{
     AccessToken, Account, AppMetadata, Extra, IdToken, RefreshToken, AUTHORITY_TYPE_ADFS,

@@ -212,9 +212,34 @@ pub struct JwtClaims {
     pub name: Option<String>,
     /// `exp`: expiry (Unix seconds).
     pub exp: Option<i64>,
+    /// `home_oid` (Entra optional claim): a guest's object id in their home tenant.
+    pub home_oid: Option<String>,
+    /// `idp`: who authenticated the user; for Entra guests the home tenant's issuer
+    /// (`https://sts.windows.net/{home tenant id}/`).
+    pub idp: Option<String>,
 }
 
 impl JwtClaims {
+    /// The MSAL home account id of the user these claims describe, as far as they tell:
+    /// for an Entra B2B guest whose token carries `home_oid` and an `idp` of the form
+    /// `https://sts.windows.net/{tenant}/` (or `https://login.microsoftonline.com/{tenant}/…`),
+    /// `{home_oid}.{that tenant}`; otherwise `{oid}.{tid}`, which for a guest names the
+    /// user in the *resource* tenant (the web app then knows the user by another id: pass
+    /// it explicitly when saving). `None` when the claims carry neither.
+    pub fn home_account_id(&self) -> Option<String> {
+        let idp_tenant = self.idp.as_deref().and_then(|idp| {
+            let rest = idp
+                .strip_prefix("https://sts.windows.net/")
+                .or_else(|| idp.strip_prefix("https://login.microsoftonline.com/"))?;
+            let t = rest.split('/').next()?;
+            (!t.is_empty()).then_some(t)
+        });
+        if let (Some(home_oid), Some(tenant)) = (self.home_oid.as_deref(), idp_tenant) {
+            return Some(format!("{home_oid}.{tenant}"));
+        }
+        Some(format!("{}.{}", self.oid.as_deref()?, self.tid.as_deref()?))
+    }
+
     /// The username MSAL stores: `preferred_username`, else `upn`, else `email`.
     pub fn username(&self) -> Option<&str> {
         self.preferred_username
@@ -260,6 +285,8 @@ pub fn decode_jwt_claims(jwt: &str) -> Result<JwtClaims, SchemaError> {
         upn: s("upn"),
         email: s("email"),
         name: s("name"),
+        home_oid: s("home_oid"),
+        idp: s("idp"),
         exp: map.get("exp").and_then(|v| {
             v.as_i64()
                 .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))

@@ -53,6 +53,11 @@ impl<T> Section<T> {
         }
     }
 
+    /// The record under `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&T> {
+        self.position(key).ok().map(|i| &self.0[i].1)
+    }
+
     /// The record under `key`, to change in place.
     #[cfg(test)]
     pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut T> {

@@ -13,12 +13,21 @@
 //!   opaque or [`OboExpiry::LatestAccessToken`] is chosen;
 //! * user and long-running OBO partitions end a refresh-token lifetime after they
 //!   were last written (each use of the refresh token rewrites the partition), or at
-//!   their latest access-token expiry when they hold no refresh token.
+//!   their latest access-token expiry when they hold no refresh token, and a
+//!   refresh-token lifetime after their last write when they hold neither (an id token
+//!   alone);
+//! * every deadline is at most [`MAX_TTL`] after the partition was written, whatever
+//!   a token response claims (`expires_in` near `i64::MAX` would otherwise become a TTL
+//!   that Redis refuses). So every entry ends.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::partition::PartitionKind;
 use crate::schema::Partition;
+
+/// The longest any entry lives after it was written (400 days: longer than any refresh
+/// token lifetime providers issue). Deadlines beyond it are clamped to it.
+pub const MAX_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// How long an OBO partition lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -121,6 +130,7 @@ impl ExpiryOptions {
     ) -> Deadline {
         let written_ms = partition.last_cached_at().map(secs_to_ms).unwrap_or(now_ms);
         let latest_at = partition.latest_access_token_expiry().map(secs_to_ms);
+        let rt_life = written_ms.saturating_add(self.refresh_token_lifetime.as_millis() as u64);
         let token = match kind {
             PartitionKind::App => latest_at,
             PartitionKind::Obo => match (self.obo_expiry, ctx.assertion_exp.map(secs_to_ms)) {
@@ -132,12 +142,19 @@ impl ExpiryOptions {
             },
             PartitionKind::User | PartitionKind::OboSession => {
                 if partition.refresh_tokens().next().is_some() {
-                    Some(written_ms.saturating_add(self.refresh_token_lifetime.as_millis() as u64))
+                    Some(rt_life)
                 } else {
                     latest_at
                 }
             }
         };
+        // Nothing token-derived (an id token alone, an opaque assertion and no access
+        // token): the refresh-token lifetime. And never beyond MAX_TTL.
+        // (A `cached_at` in the future, from a hostile blob, is bounded by now.)
+        let max = written_ms
+            .min(now_ms)
+            .saturating_add(MAX_TTL.as_millis() as u64);
+        let token = Some(token.unwrap_or(rt_life).min(max));
         let absolute = self.absolute_expiration.map(|t| {
             t.duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)

@@ -55,34 +55,42 @@
 //! 40 ms, capped at 200 ms); a queue of 10,000 keys that drops the oldest when full.
 
 mod breaker;
+mod drain;
 mod expiry;
+mod gate;
 mod locks;
 mod metrics;
 mod policy;
+mod read;
 mod recovery;
+mod stats;
+mod write;
 
 pub use breaker::{BreakerOptions, BreakerState};
-pub use expiry::{Deadline, EntryContext, ExpiryOptions, OboExpiry};
+pub use expiry::{Deadline, EntryContext, ExpiryOptions, OboExpiry, MAX_TTL};
 pub use policy::{FailurePolicy, L2Decision, L2Failure, OnL2Failure, RetryOptions};
 
-use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::future::{BoxFuture, Shared};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::clock::SharedClock;
 use crate::error::Error;
-use crate::memory::{L1Entry, L1Options, MemoryCache};
+use crate::memory::{L1Options, MemoryCache};
 use crate::partition::{KeySpace, PartitionKind};
 use crate::schema::Partition;
-use crate::store::{SharedStore, StoreError, StoreErrorKind, StoreResult};
-use breaker::{Admit, Breaker, Transition};
+use crate::store::{SharedStore, StoreResult};
+use breaker::Breaker;
+use gate::Outage;
 use locks::KeyLocks;
 use metrics::Metrics;
-use recovery::{Queued, QueuedOp, RecoveryQueue};
+use recovery::{QueuedOp, RecoveryQueue};
+use stats::{bump, Counters};
+pub use stats::{ErrorsByClass, Stats};
 
 /// The default bound of every L2 call.
 pub const DEFAULT_L2_TIMEOUT: Duration = Duration::from_millis(250);
@@ -128,107 +136,6 @@ impl Default for TwoLevelOptions {
     }
 }
 
-/// Counters of what the cache did.
-#[derive(Debug, Default)]
-struct Counters {
-    l1_hits: AtomicU64,
-    l1_misses: AtomicU64,
-    l2_hits: AtomicU64,
-    l2_misses: AtomicU64,
-    l2_reads: AtomicU64,
-    l2_writes: AtomicU64,
-    l2_errors: AtomicU64,
-    errors_by_class: [AtomicU64; 5],
-    l2_skipped: AtomicU64,
-    l2_retries: AtomicU64,
-    breaker_opened: AtomicU64,
-    bad_blobs: AtomicU64,
-    queued: AtomicU64,
-    recovered: AtomicU64,
-    dropped_overflow: AtomicU64,
-    superseded: AtomicU64,
-    expired: AtomicU64,
-}
-
-fn class_index(kind: StoreErrorKind) -> usize {
-    match kind {
-        StoreErrorKind::Connection => 0,
-        StoreErrorKind::Timeout => 1,
-        StoreErrorKind::Server => 2,
-        StoreErrorKind::BadData => 3,
-        StoreErrorKind::Config => 4,
-    }
-}
-
-/// L2 errors by class.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ErrorsByClass {
-    /// Unreachable: refused, reset, DNS, TLS handshake.
-    pub connection: u64,
-    /// No answer within the timeout.
-    pub timeout: u64,
-    /// Error replies (auth, OOM, wrong type...).
-    pub server: u64,
-    /// Answers that could not be understood.
-    pub bad_data: u64,
-    /// The store cannot do what its configuration asks.
-    pub config: u64,
-}
-
-impl ErrorsByClass {
-    /// The count of one class.
-    pub fn get(&self, kind: StoreErrorKind) -> u64 {
-        match kind {
-            StoreErrorKind::Connection => self.connection,
-            StoreErrorKind::Timeout => self.timeout,
-            StoreErrorKind::Server => self.server,
-            StoreErrorKind::BadData => self.bad_data,
-            StoreErrorKind::Config => self.config,
-        }
-    }
-}
-
-/// A snapshot of the cache's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Reads answered by L1.
-    pub l1_hits: u64,
-    /// Reads L1 could not answer.
-    pub l1_misses: u64,
-    /// L2 reads that found a usable partition.
-    pub l2_hits: u64,
-    /// L2 reads that found nothing usable.
-    pub l2_misses: u64,
-    /// L2 `get` calls made (reads and the read half of writes).
-    pub l2_reads: u64,
-    /// L2 `set`/`remove` calls made.
-    pub l2_writes: u64,
-    /// L2 calls that failed or timed out (each attempt; skipped calls are not errors).
-    pub l2_errors: u64,
-    /// [`l2_errors`](Self::l2_errors) by class.
-    pub l2_errors_by_class: ErrorsByClass,
-    /// L2 calls skipped because the circuit breaker was open.
-    pub l2_skipped: u64,
-    /// Retries the `on_l2_failure` callback asked for.
-    pub l2_retries: u64,
-    /// Times the circuit breaker opened.
-    pub breaker_opened: u64,
-    /// L2 values that could not be parsed.
-    pub bad_blobs: u64,
-    /// Writes and removals that went to the recovery queue.
-    pub queued: u64,
-    /// Keys in the recovery queue now.
-    pub queue_depth: u64,
-    /// Queued changes L2 took after it recovered (or that a later write carried there).
-    pub recovered: u64,
-    /// Queued changes dropped because the queue was full.
-    pub dropped_overflow: u64,
-    /// Queued changes not applied because L2 held newer tokens (another replica's).
-    pub superseded: u64,
-    /// Queued writes whose deadline passed before L2 recovered (nothing to write).
-    pub expired: u64,
-}
-
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteOutcome {
@@ -239,27 +146,13 @@ pub struct WriteOutcome {
     pub l2_written: bool,
     /// The TTL given to L2 (`None`: no expiry).
     pub ttl: Option<Duration>,
+    /// L2 could not be read before the write, so the whole key was not written: the
+    /// change waits in the recovery queue and is merged, record by record, into L2's
+    /// partition when L2 is back (it never replaces records it did not see).
+    pub merged_later: bool,
 }
 
 type Loaded = Option<Arc<Partition>>;
-
-/// How one attempt at an L2 call went wrong.
-struct Attempted {
-    error: StoreError,
-    /// The breaker was open: L2 was not called.
-    skipped: bool,
-}
-
-/// The outage being lived through, for logging once and summing up at recovery.
-#[derive(Debug, Default)]
-struct Outage {
-    active: bool,
-    since: Option<tokio::time::Instant>,
-    failures: u64,
-    skipped: u64,
-    /// Counters when the outage began: (recovered, overflow, superseded, expired).
-    base: (u64, u64, u64, u64),
-}
 
 /// The two-level cache of partitions.
 pub struct TwoLevel {
@@ -304,28 +197,6 @@ impl fmt::Debug for TwoLevel {
             .field("queue_depth", &c.queue.len())
             .finish()
     }
-}
-
-/// Releases a half-open probe whose call was dropped before it answered.
-struct ProbeGuard<'a> {
-    breaker: &'a Breaker,
-    armed: bool,
-}
-
-impl Drop for ProbeGuard<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.breaker.on_abandoned_probe();
-        }
-    }
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
-fn load(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
 }
 
 impl TwoLevel {
@@ -508,6 +379,14 @@ impl TwoLevel {
         self.core.remove_keys(full_keys).await
     }
 
+    /// Writes a user's revocation stamp (`full_key`, prefix included): signed out at
+    /// `at` (Unix seconds), kept for `ttl`. What L2 does not take waits in the recovery
+    /// queue (and is drained as the later of it and L2's stamp). Returns whether L2 took
+    /// it now.
+    pub async fn write_revocation(&self, full_key: &str, at: i64, ttl: Option<Duration>) -> bool {
+        self.core.write_stamp(full_key, at, ttl).await
+    }
+
     /// Queues the removal of `full_key` (prefix included) for when L2 is healthy again,
     /// replacing any change of it queued earlier, and drops its partition from this
     /// replica's L1. For a removal that failed outside [`remove`](Self::remove) and
@@ -561,716 +440,9 @@ impl TwoLevel {
 }
 
 impl Core {
-    fn outage(&self) -> std::sync::MutexGuard<'_, Outage> {
-        self.outage.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn stats(&self) -> Stats {
-        let c = &self.counters;
-        let e = &c.errors_by_class;
-        Stats {
-            l1_hits: load(&c.l1_hits),
-            l1_misses: load(&c.l1_misses),
-            l2_hits: load(&c.l2_hits),
-            l2_misses: load(&c.l2_misses),
-            l2_reads: load(&c.l2_reads),
-            l2_writes: load(&c.l2_writes),
-            l2_errors: load(&c.l2_errors),
-            l2_errors_by_class: ErrorsByClass {
-                connection: load(&e[0]),
-                timeout: load(&e[1]),
-                server: load(&e[2]),
-                bad_data: load(&e[3]),
-                config: load(&e[4]),
-            },
-            l2_skipped: load(&c.l2_skipped),
-            l2_retries: load(&c.l2_retries),
-            breaker_opened: load(&c.breaker_opened),
-            bad_blobs: load(&c.bad_blobs),
-            queued: load(&c.queued),
-            queue_depth: self.queue.len() as u64,
-            recovered: load(&c.recovered),
-            dropped_overflow: load(&c.dropped_overflow),
-            superseded: load(&c.superseded),
-            expired: load(&c.expired),
-        }
-    }
-
-    fn forget_l1(&self, key: &str) {
+    pub(super) fn forget_l1(&self, key: &str) {
         if let Some(l1) = &self.l1 {
             l1.remove(key);
-        }
-    }
-
-    // ---- the gate every L2 call goes through -------------------------------------
-
-    async fn call<T>(
-        &self,
-        operation: &'static str,
-        call: impl Future<Output = StoreResult<T>>,
-    ) -> StoreResult<T> {
-        self.attempt(operation, call).await.map_err(|a| a.error)
-    }
-
-    async fn call_with<T, F, Fut>(&self, operation: &'static str, mut make: F) -> StoreResult<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = StoreResult<T>>,
-    {
-        let mut attempt = 1u32;
-        loop {
-            match self.attempt(operation, make()).await {
-                Ok(v) => return Ok(v),
-                Err(a) if a.skipped => return Err(a.error),
-                Err(a) => {
-                    let failure = L2Failure {
-                        operation,
-                        error: &a.error,
-                        attempt,
-                    };
-                    if !self.policy.should_retry(&failure) {
-                        return Err(a.error);
-                    }
-                    bump(&self.counters.l2_retries);
-                    self.metrics.l2_retries.increment(1);
-                    tokio::time::sleep(self.policy.retry.backoff(attempt)).await;
-                    attempt += 1;
-                }
-            }
-        }
-    }
-
-    /// One attempt: breaker, timeout, classification, counting, logging.
-    async fn attempt<T>(
-        &self,
-        operation: &'static str,
-        call: impl Future<Output = StoreResult<T>>,
-    ) -> Result<T, Attempted> {
-        let admit = self.breaker.admit();
-        if admit == Admit::Reject {
-            bump(&self.counters.l2_skipped);
-            self.metrics.l2_skipped.increment(1);
-            self.outage().skipped += 1;
-            self.ensure_recovery();
-            return Err(Attempted {
-                error: StoreError::new(
-                    StoreErrorKind::Connection,
-                    self.endpoint.clone(),
-                    "not called: the L2 circuit breaker is open",
-                ),
-                skipped: true,
-            });
-        }
-        let mut probe = ProbeGuard {
-            breaker: &self.breaker,
-            armed: admit == Admit::Probe,
-        };
-        let result = match tokio::time::timeout(self.l2_timeout, call).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::new(
-                StoreErrorKind::Timeout,
-                self.endpoint.clone(),
-                format!("no answer within {:?}", self.l2_timeout),
-            )),
-        };
-        probe.armed = false;
-        match result {
-            Ok(v) => {
-                self.breaker_moved(self.breaker.on_success(admit));
-                Ok(v)
-            }
-            Err(e) => {
-                self.failed(operation, &e, admit);
-                Err(Attempted {
-                    error: e,
-                    skipped: false,
-                })
-            }
-        }
-    }
-
-    fn breaker_moved(&self, t: Transition) {
-        match t {
-            Transition::None => return,
-            Transition::Opened => {
-                bump(&self.counters.breaker_opened);
-                self.metrics.breaker_opened.increment(1);
-                tracing::warn!(
-                    endpoint = %self.endpoint,
-                    failures = self.breaker_options.failure_threshold,
-                    "L2 circuit breaker opened at {} after {} failures in a row: L2 calls are skipped, reads served from L1, writes queued; probing in {:?}",
-                    self.endpoint,
-                    self.breaker_options.failure_threshold,
-                    self.breaker.probe_in(),
-                );
-            }
-            Transition::Closed => {
-                tracing::info!(endpoint = %self.endpoint, "L2 circuit breaker closed: a probe of {} succeeded", self.endpoint);
-            }
-        }
-        self.metrics
-            .breaker_state
-            .set(self.breaker.state().as_gauge());
-    }
-
-    fn failed(&self, operation: &'static str, e: &StoreError, admit: Admit) {
-        bump(&self.counters.l2_errors);
-        bump(&self.counters.errors_by_class[class_index(e.kind)]);
-        self.metrics.error(e.kind).increment(1);
-        if e.kind == StoreErrorKind::BadData {
-            // L2 answered: this says nothing about its health.
-            self.breaker_moved(self.breaker.on_success(admit));
-            tracing::warn!(operation, endpoint = %e.endpoint, cause = %e.message, "L2 answer could not be understood; treated as a miss");
-            return;
-        }
-        self.breaker_moved(self.breaker.on_failure(admit));
-        let first = {
-            let mut o = self.outage();
-            if o.active {
-                o.failures += 1;
-                false
-            } else {
-                let c = &self.counters;
-                *o = Outage {
-                    active: true,
-                    since: Some(tokio::time::Instant::now()),
-                    failures: 1,
-                    skipped: 0,
-                    base: (
-                        load(&c.recovered),
-                        load(&c.dropped_overflow),
-                        load(&c.superseded),
-                        load(&c.expired),
-                    ),
-                };
-                true
-            }
-        };
-        if first {
-            let what = match e.kind {
-                StoreErrorKind::Connection => "unreachable",
-                StoreErrorKind::Timeout => "not answering",
-                StoreErrorKind::Server => "refused a call",
-                StoreErrorKind::Config => "misconfigured",
-                StoreErrorKind::BadData => "answered nonsense",
-            };
-            tracing::error!(
-                operation,
-                endpoint = %e.endpoint,
-                class = %e.kind,
-                cause = %e.message,
-                "L2 {what} at {} ({}); serving from L1; {} writes queued",
-                e.endpoint,
-                e.message,
-                self.queue.len(),
-            );
-        } else {
-            tracing::debug!(operation, endpoint = %e.endpoint, class = %e.kind, cause = %e.message, "L2 still failing");
-        }
-        self.ensure_recovery();
-    }
-
-    // ---- recovery --------------------------------------------------------------
-
-    /// Queues a change of `full_key` (latest wins), counting what it displaced.
-    fn enqueue(&self, full_key: &str, op: QueuedOp) {
-        let written_at = self.clock.now_secs();
-        let pushed = self.queue.push(full_key, Queued { op, written_at });
-        bump(&self.counters.queued);
-        self.metrics.queued.increment(1);
-        if pushed.evicted {
-            bump(&self.counters.dropped_overflow);
-            self.metrics.dropped_overflow.increment(1);
-            tracing::debug!(
-                capacity = self.queue.len(),
-                "recovery queue full: the oldest queued change was dropped"
-            );
-        }
-        self.metrics.queue_depth.set(self.queue.len() as f64);
-        self.ensure_recovery();
-    }
-
-    /// Starts the recovery task unless one runs (needs a Tokio runtime).
-    fn ensure_recovery(&self) {
-        if self.recovering.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            self.recovering.store(false, Ordering::Release);
-            return;
-        };
-        handle.spawn(recovery_loop(self.me.clone()));
-    }
-
-    /// How long the recovery task waits before its next probe.
-    fn next_probe_wait(&self) -> Duration {
-        match self.breaker.state() {
-            BreakerState::Closed => self.breaker_options.open_for.max(Duration::from_millis(1)),
-            _ => self.breaker.probe_in().max(Duration::from_millis(1)),
-        }
-    }
-
-    /// Probe, then drain. True when L2 answered and nothing is left to do.
-    async fn recover_once(&self) -> bool {
-        let store = self.store.clone();
-        if self.call_with("health", || store.health()).await.is_err() {
-            return false;
-        }
-        while let Some(full) = self.queue.oldest_key() {
-            if !self.drain_key(&full).await {
-                return false;
-            }
-        }
-        self.end_outage();
-        true
-    }
-
-    fn end_outage(&self) {
-        let o = std::mem::take(&mut *self.outage());
-        if !o.active {
-            return;
-        }
-        let c = &self.counters;
-        let applied = load(&c.recovered) - o.base.0;
-        let overflow = load(&c.dropped_overflow) - o.base.1;
-        let superseded = load(&c.superseded) - o.base.2;
-        let expired = load(&c.expired) - o.base.3;
-        let secs = o.since.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
-        tracing::warn!(
-            endpoint = %self.endpoint,
-            outage_secs = secs,
-            failed_calls = o.failures,
-            skipped_calls = o.skipped,
-            applied,
-            dropped = overflow + superseded + expired,
-            dropped_overflow = overflow,
-            superseded,
-            expired,
-            "L2 at {} is back after {:.1} s ({} failed and {} skipped calls): {} queued writes applied, {} dropped ({} over the queue bound, {} superseded by newer values in L2, {} expired)",
-            self.endpoint,
-            secs,
-            o.failures,
-            o.skipped,
-            applied,
-            overflow + superseded + expired,
-            overflow,
-            superseded,
-            expired,
-        );
-    }
-
-    /// Applies the queued change of one key (under the key's lock). False when L2
-    /// failed (the change is back in the queue, unless a newer one came meanwhile).
-    async fn drain_key(&self, full: &str) -> bool {
-        let bare = self.keys.strip(full).unwrap_or(full).to_string();
-        let _guard = self.locks.lock(&bare).await;
-        let Some((seq, queued)) = self.queue.take(full) else {
-            return true; // a write of this key carried it to L2 meanwhile
-        };
-        self.metrics.queue_depth.set(self.queue.len() as f64);
-        let put_back = |q: Queued| {
-            if !self.queue.restore(full, q, seq) && self.queue.peek(full).is_none() {
-                // no room left for it (the queue filled up meanwhile): dropped
-                bump(&self.counters.dropped_overflow);
-                self.metrics.dropped_overflow.increment(1);
-            }
-            self.metrics.queue_depth.set(self.queue.len() as f64);
-            false
-        };
-        // Newer value wins: what does L2 hold now? (tokencache's own keys are not blobs.)
-        if !self.keys.is_own_key(full) {
-            bump(&self.counters.l2_reads);
-            let current = match self.call_with("get", || self.store.get(full)).await {
-                Ok(v) => v,
-                Err(_) => return put_back(queued),
-            };
-            let newer = current
-                .and_then(|v| Partition::parse(&v.bytes).ok())
-                .and_then(|p| p.last_cached_at())
-                .is_some_and(|t| t > queued.written_at);
-            if newer {
-                bump(&self.counters.superseded);
-                self.metrics.dropped_superseded.increment(1);
-                self.forget_l1(&bare); // reread the newer value
-                tracing::debug!(key = %full, "queued change not applied: L2 holds newer tokens");
-                return true;
-            }
-        }
-        let result = match &queued.op {
-            QueuedOp::Set {
-                partition,
-                deadline_ms,
-            } => {
-                let now = self.clock.now_millis();
-                let ttl = match deadline_ms {
-                    None => None,
-                    Some(d) if *d <= now => {
-                        bump(&self.counters.expired);
-                        self.metrics.dropped_expired.increment(1);
-                        return true;
-                    }
-                    Some(d) => Some(Duration::from_millis(d - now)),
-                };
-                let bytes = partition.to_vec();
-                bump(&self.counters.l2_writes);
-                self.call_with("set", || self.store.set(full, &bytes, ttl))
-                    .await
-                    .map(|_| ())
-            }
-            QueuedOp::Remove => {
-                bump(&self.counters.l2_writes);
-                self.call_with("remove", || self.store.remove(full))
-                    .await
-                    .map(|_| ())
-            }
-        };
-        match result {
-            Ok(()) => {
-                bump(&self.counters.recovered);
-                self.metrics.applied.increment(1);
-                true
-            }
-            Err(_) => put_back(queued),
-        }
-    }
-
-    // ---- read path ---------------------------------------------------------------
-
-    /// Sliding expiration on an L1 hit: at most once per touch interval, move the L1
-    /// deadline and refresh L2's TTL in the background (no round trip on the hit).
-    fn slide(
-        &self,
-        kind: PartitionKind,
-        key: &str,
-        entry: &Arc<L1Entry<Partition>>,
-        ctx: impl FnOnce() -> EntryContext,
-    ) {
-        let Some(interval) = self.expiry.touch_interval() else {
-            return;
-        };
-        let now = self.clock.now_millis();
-        let seen = entry.touched_ms();
-        if now.saturating_sub(seen) < interval.as_millis() as u64 || !entry.claim_touch(seen, now) {
-            return;
-        }
-        let deadline = self.expiry.deadline(kind, entry.value(), &ctx(), now);
-        let Some(ttl) = deadline.ttl_at(now) else {
-            return;
-        };
-        if ttl.is_zero() {
-            return; // past its hard deadline: let it die
-        }
-        entry.set_deadline_ms(self.expiry.l1_deadline(now, deadline.at(now)));
-        let Some(this) = self.me.upgrade() else {
-            return;
-        };
-        let full = self.keys.partition_str(key);
-        tokio::spawn(async move {
-            let _ = this.call("touch", this.store.touch(&full, ttl)).await;
-        });
-    }
-
-    async fn load_shared(&self, kind: PartitionKind, key: &str, ctx: EntryContext) -> Loaded {
-        let fut = {
-            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            match inflight.get(key) {
-                Some(f) => f.clone(),
-                None => {
-                    let this = self.me.upgrade()?;
-                    let k: Arc<str> = Arc::from(key);
-                    let f = this.load(kind, k.clone(), ctx).boxed().shared();
-                    inflight.insert(k, f.clone());
-                    f
-                }
-            }
-        };
-        fut.await
-    }
-
-    async fn load(
-        self: Arc<Self>,
-        kind: PartitionKind,
-        key: Arc<str>,
-        ctx: EntryContext,
-    ) -> Loaded {
-        let result = {
-            let _guard = self.locks.lock(&key).await;
-            self.load_locked(kind, &key, &ctx).await
-        };
-        self.inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
-        result
-    }
-
-    async fn load_locked(&self, kind: PartitionKind, key: &str, ctx: &EntryContext) -> Loaded {
-        if let Some(entry) = self.l1.as_ref().and_then(|l1| l1.get(key)) {
-            return Some(entry.value().clone()); // filled while we waited for the lock
-        }
-        let full = self.keys.partition_str(key);
-        if let Some(queued) = self.queue.peek(&full) {
-            // This replica's latest change, not in L2 yet: it is the answer.
-            return match queued.op {
-                QueuedOp::Remove => None,
-                QueuedOp::Set {
-                    partition,
-                    deadline_ms,
-                } => {
-                    let now = self.clock.now_millis();
-                    if deadline_ms.is_some_and(|d| d <= now) {
-                        return None;
-                    }
-                    if let Some(l1) = &self.l1 {
-                        let size = partition.to_vec().len();
-                        l1.insert(
-                            key,
-                            partition.clone(),
-                            size,
-                            self.expiry.l1_deadline(now, deadline_ms),
-                        );
-                    }
-                    Some(partition)
-                }
-            };
-        }
-        bump(&self.counters.l2_reads);
-        let read = match self.expiry.sliding_expiration {
-            Some(window) => {
-                self.call_with("get", || self.store.get_and_touch(&full, window))
-                    .await
-            }
-            None => self.call_with("get", || self.store.get(&full)).await,
-        };
-        let value = match read {
-            Ok(Some(v)) => v,
-            Ok(None) => {
-                self.l2_miss();
-                return None;
-            }
-            Err(_) => return None,
-        };
-        let partition = match Partition::parse(&value.bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                bump(&self.counters.bad_blobs);
-                tracing::error!(key = %full, bytes = value.bytes.len(), error = %e, "unreadable partition in L2; treated as a miss");
-                return None;
-            }
-        };
-        let now = self.clock.now_millis();
-        let deadline = self.expiry.deadline(kind, &partition, ctx, now);
-        let mut l2_deadline = deadline.at(now);
-        if !partition.has_credentials() || l2_deadline.is_some_and(|d| d <= now) {
-            self.l2_miss();
-            return None;
-        }
-        if let (Some(window), Some(d)) = (self.expiry.sliding_expiration, l2_deadline) {
-            // GETEX gave it a full window; its hard deadline may be sooner.
-            let left = Duration::from_millis(d - now);
-            if left < window {
-                let _ = self.call("touch", self.store.touch(&full, left)).await;
-            }
-        }
-        if let Some(ttl) = value.ttl {
-            let l2_left = now.saturating_add(ttl.as_millis() as u64);
-            l2_deadline = Some(l2_deadline.map_or(l2_left, |d| d.min(l2_left)));
-        }
-        bump(&self.counters.l2_hits);
-        self.metrics.l2_hits.increment(1);
-        let partition = Arc::new(partition);
-        if let Some(l1) = &self.l1 {
-            l1.insert(
-                key,
-                partition.clone(),
-                value.bytes.len(),
-                self.expiry.l1_deadline(now, l2_deadline),
-            );
-        }
-        Some(partition)
-    }
-
-    fn l2_miss(&self) {
-        bump(&self.counters.l2_misses);
-        self.metrics.l2_misses.increment(1);
-    }
-
-    // ---- write path --------------------------------------------------------------
-
-    async fn update<R>(
-        &self,
-        kind: PartitionKind,
-        key: &str,
-        ctx: EntryContext,
-        change: impl FnOnce(&mut Partition) -> Result<R, Error>,
-    ) -> Result<(R, WriteOutcome), Error> {
-        let _guard = self.locks.lock(key).await;
-        let full = self.keys.partition_str(key);
-        let queued = self.queue.peek(&full);
-        bump(&self.counters.l2_reads);
-        let from_queue = |q: &Queued| match &q.op {
-            QueuedOp::Set { partition, .. } => Partition::clone(partition),
-            QueuedOp::Remove => Partition::new(),
-        };
-        let mut partition = match self.call_with("get", || self.store.get(&full)).await {
-            Ok(current) => {
-                let l2 = match current {
-                    Some(v) => match Partition::parse(&v.bytes) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            bump(&self.counters.bad_blobs);
-                            tracing::error!(key = %full, error = %e, "unreadable partition in L2 is replaced by this write");
-                            Partition::new()
-                        }
-                    },
-                    None => Partition::new(),
-                };
-                match &queued {
-                    // Our queued change is the base unless L2 holds newer tokens.
-                    Some(q) if l2.last_cached_at().is_none_or(|t| t <= q.written_at) => {
-                        from_queue(q)
-                    }
-                    _ => l2,
-                }
-            }
-            Err(_) => match &queued {
-                Some(q) => from_queue(q),
-                None => self
-                    .l1
-                    .as_ref()
-                    .and_then(|l1| l1.get(key))
-                    .map(|entry| Partition::clone(entry.value()))
-                    .unwrap_or_default(),
-            },
-        };
-        let result = change(&mut partition)?;
-        let now = self.clock.now_millis();
-        let deadline = self.expiry.deadline(kind, &partition, &ctx, now);
-        let ttl = deadline.ttl_at(now);
-        if !partition.has_credentials() || ttl.is_some_and(|t| t.is_zero()) {
-            let l2_written = self.remove_locked(key, &full).await;
-            return Ok((
-                result,
-                WriteOutcome {
-                    stored: false,
-                    l2_written,
-                    ttl: None,
-                },
-            ));
-        }
-        let bytes = partition.to_vec();
-        let partition = Arc::new(partition);
-        bump(&self.counters.l2_writes);
-        let l2_written = match self
-            .call_with("set", || self.store.set(&full, &bytes, ttl))
-            .await
-        {
-            Ok(()) => {
-                self.settled(&full);
-                true
-            }
-            Err(_) => {
-                self.enqueue(
-                    &full,
-                    QueuedOp::Set {
-                        partition: partition.clone(),
-                        deadline_ms: deadline.at(now),
-                    },
-                );
-                false
-            }
-        };
-        if let Some(l1) = &self.l1 {
-            l1.insert(
-                key,
-                partition,
-                bytes.len(),
-                self.expiry.l1_deadline(now, deadline.at(now)),
-            );
-        }
-        Ok((
-            result,
-            WriteOutcome {
-                stored: true,
-                l2_written,
-                ttl,
-            },
-        ))
-    }
-
-    /// L2 took a write or removal of `full` (under its lock): a change of it still
-    /// queued was its base (or is replaced by it), so it has reached L2 too.
-    fn settled(&self, full: &str) {
-        if self.queue.take(full).is_some() {
-            bump(&self.counters.recovered);
-            self.metrics.applied.increment(1);
-            self.metrics.queue_depth.set(self.queue.len() as f64);
-        }
-    }
-
-    async fn remove_locked(&self, key: &str, full: &str) -> bool {
-        self.forget_l1(key);
-        bump(&self.counters.l2_writes);
-        match self.call_with("remove", || self.store.remove(full)).await {
-            Ok(_) => {
-                self.settled(full);
-                true
-            }
-            Err(_) => {
-                self.enqueue(full, QueuedOp::Remove);
-                false
-            }
-        }
-    }
-
-    async fn remove_keys(&self, full_keys: &[String]) -> StoreResult<u64> {
-        let mut bare: Vec<&str> = full_keys
-            .iter()
-            .map(|k| self.keys.strip(k).unwrap_or(k))
-            .collect();
-        bare.sort_unstable();
-        bare.dedup();
-        // Sorted order: two bulk removals never wait for each other in a cycle.
-        let mut guards = Vec::with_capacity(bare.len());
-        for k in &bare {
-            guards.push(self.locks.lock(k).await);
-        }
-        for k in &bare {
-            self.forget_l1(k);
-        }
-        bump(&self.counters.l2_writes);
-        let result = self
-            .call_with("remove_many", || self.store.remove_many(full_keys))
-            .await;
-        for full in full_keys {
-            match &result {
-                Ok(_) => self.settled(full),
-                Err(_) => self.enqueue(full, QueuedOp::Remove),
-            }
-        }
-        drop(guards);
-        result
-    }
-}
-
-/// The recovery task: waits for the breaker's next probe, probes, drains the queue, and
-/// ends when L2 is healthy and nothing is queued, or when the cache is dropped.
-async fn recovery_loop(weak: Weak<Core>) {
-    loop {
-        let Some(wait) = weak.upgrade().map(|c| c.next_probe_wait()) else {
-            return;
-        };
-        tokio::time::sleep(wait).await;
-        let Some(core) = weak.upgrade() else {
-            return;
-        };
-        if core.recover_once().await {
-            core.recovering.store(false, Ordering::Release);
-            // Something may have been queued (or failed) after the last look.
-            let more = !core.queue.is_empty() || core.outage().active;
-            if !more || core.recovering.swap(true, Ordering::AcqRel) {
-                return;
-            }
         }
     }
 }

@@ -21,7 +21,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::schema::Partition;
+use super::EntryContext;
+use crate::partition::PartitionKind;
+use crate::schema::{Partition, PartitionChange};
 
 /// One queued change of a key.
 #[derive(Debug, Clone)]
@@ -33,6 +35,17 @@ pub(crate) enum QueuedOp {
     },
     /// Remove the key.
     Remove,
+    /// Merge this change, record by record, into whatever L2 holds (the write could
+    /// not read L2, so it never replaces the whole key); the deadline is computed
+    /// from the merged partition.
+    Merge {
+        change: Box<PartitionChange>,
+        kind: PartitionKind,
+        ctx: EntryContext,
+    },
+    /// A revocation stamp (a sign-out at `at`, Unix seconds): written as the later of
+    /// it and the stamp L2 holds, with this deadline.
+    Revoke { at: i64, deadline_ms: Option<u64> },
 }
 
 /// A queued change and when it was made.
@@ -41,6 +54,23 @@ pub(crate) struct Queued {
     pub(crate) op: QueuedOp,
     /// When the caller made the change, Unix seconds.
     pub(crate) written_at: i64,
+}
+
+impl Queued {
+    /// `l2` (L2's partition now) with this change made to it: a queued whole value or
+    /// removal wins unless L2 holds newer tokens; a merge is replayed record by record.
+    pub(crate) fn applied_to(&self, mut l2: Partition) -> Partition {
+        let l2_newer = || l2.last_cached_at().is_some_and(|t| t > self.written_at);
+        match &self.op {
+            QueuedOp::Set { partition, .. } if !l2_newer() => Partition::clone(partition),
+            QueuedOp::Remove if !l2_newer() => Partition::new(),
+            QueuedOp::Merge { change, .. } => {
+                change.apply_to(&mut l2, self.written_at);
+                l2
+            }
+            QueuedOp::Set { .. } | QueuedOp::Remove | QueuedOp::Revoke { .. } => l2,
+        }
+    }
 }
 
 #[derive(Debug, Default)]

@@ -1,0 +1,201 @@
+//! The read path: L1 hit (with the sliding touch), else one shared load per key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+
+use super::recovery::QueuedOp;
+use super::stats::bump;
+use super::{Core, EntryContext, Loaded};
+use crate::memory::L1Entry;
+use crate::partition::PartitionKind;
+use crate::schema::Partition;
+
+impl Core {
+    /// Sliding expiration on an L1 hit: at most once per touch interval, move the L1
+    /// deadline and refresh L2's TTL in the background (no round trip on the hit).
+    pub(super) fn slide(
+        &self,
+        kind: PartitionKind,
+        key: &str,
+        entry: &Arc<L1Entry<Partition>>,
+        ctx: impl FnOnce() -> EntryContext,
+    ) {
+        let Some(interval) = self.expiry.touch_interval() else {
+            return;
+        };
+        let now = self.clock.now_millis();
+        let seen = entry.touched_ms();
+        if now.saturating_sub(seen) < interval.as_millis() as u64 || !entry.claim_touch(seen, now) {
+            return;
+        }
+        let deadline = self.expiry.deadline(kind, entry.value(), &ctx(), now);
+        let Some(ttl) = deadline.ttl_at(now) else {
+            return;
+        };
+        if ttl.is_zero() {
+            return; // past its hard deadline: let it die
+        }
+        entry.set_deadline_ms(self.expiry.l1_deadline(now, deadline.at(now)));
+        let Some(this) = self.me.upgrade() else {
+            return;
+        };
+        let full = self.keys.partition_str(key);
+        tokio::spawn(async move {
+            let _ = this.call("touch", this.store.touch(&full, ttl)).await;
+        });
+    }
+
+    /// One load per key, whoever waits for it. The load runs as its own task when a
+    /// Tokio runtime is there, so it finishes (and releases the key's lock, the
+    /// in-flight entry and any half-open probe it carries) even when every caller is
+    /// dropped mid-await: a client that disconnects, an app-level timeout.
+    pub(super) async fn load_shared(
+        &self,
+        kind: PartitionKind,
+        key: &str,
+        ctx: EntryContext,
+    ) -> Loaded {
+        let fut = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            match inflight.get(key) {
+                Some(f) => f.clone(),
+                None => {
+                    let this = self.me.upgrade()?;
+                    let k: Arc<str> = Arc::from(key);
+                    let load = this.load(kind, k.clone(), ctx);
+                    let f = match tokio::runtime::Handle::try_current() {
+                        // The task removes its entry when done; it cannot do so before
+                        // this insert, which holds the map's lock.
+                        Ok(rt) => {
+                            let task = rt.spawn(load);
+                            async move { task.await.unwrap_or(None) }.boxed().shared()
+                        }
+                        Err(_) => load.boxed().shared(),
+                    };
+                    inflight.insert(k, f.clone());
+                    f
+                }
+            }
+        };
+        fut.await
+    }
+
+    pub(super) async fn load(
+        self: Arc<Self>,
+        kind: PartitionKind,
+        key: Arc<str>,
+        ctx: EntryContext,
+    ) -> Loaded {
+        let result = {
+            let _guard = self.locks.lock(&key).await;
+            self.load_locked(kind, &key, &ctx).await
+        };
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        result
+    }
+
+    pub(super) async fn load_locked(
+        &self,
+        kind: PartitionKind,
+        key: &str,
+        ctx: &EntryContext,
+    ) -> Loaded {
+        if let Some(entry) = self.l1.as_ref().and_then(|l1| l1.get(key)) {
+            return Some(entry.value().clone()); // filled while we waited for the lock
+        }
+        let full = self.keys.partition_str(key);
+        let queued = self.queue.peek(&full);
+        match queued.as_ref().map(|q| &q.op) {
+            // This replica's latest whole value, not in L2 yet: it is the answer.
+            Some(QueuedOp::Remove) => return None,
+            Some(QueuedOp::Set {
+                partition,
+                deadline_ms,
+            }) => {
+                let now = self.clock.now_millis();
+                if deadline_ms.is_some_and(|d| d <= now) {
+                    return None;
+                }
+                let size = partition.to_vec().len();
+                self.fill_l1(key, partition.clone(), size, now, *deadline_ms);
+                return Some(partition.clone());
+            }
+            // A change to merge into L2's copy: read it, then make the change on top.
+            _ => {}
+        }
+        let merge = |mut p: Partition| {
+            if let Some(q) = &queued {
+                p = q.applied_to(p);
+            }
+            p
+        };
+        bump(&self.counters.l2_reads);
+        let read = match self.expiry.sliding_expiration {
+            Some(window) => {
+                self.call_with("get", || self.store.get_and_touch(&full, window))
+                    .await
+            }
+            None => self.call_with("get", || self.store.get(&full)).await,
+        };
+        let pending = matches!(queued.as_ref().map(|q| &q.op), Some(QueuedOp::Merge { .. }));
+        let (partition, size, l2_ttl) = match read {
+            Ok(Some(value)) => match Partition::parse(&value.bytes) {
+                Ok(p) => (merge(p), value.bytes.len(), value.ttl),
+                Err(e) => {
+                    bump(&self.counters.bad_blobs);
+                    tracing::error!(key = %full, bytes = value.bytes.len(), error = %e, "unreadable partition in L2; treated as a miss");
+                    return None;
+                }
+            },
+            Ok(None) if pending => {
+                let p = merge(Partition::new());
+                let size = p.to_vec().len();
+                (p, size, None)
+            }
+            Ok(None) => {
+                self.l2_miss();
+                return None;
+            }
+            // L2 failed; what this replica changed (and has not written yet) is known.
+            Err(_) if pending => {
+                let p = merge(Partition::new());
+                let size = p.to_vec().len();
+                (p, size, None)
+            }
+            Err(_) => return None,
+        };
+        let now = self.clock.now_millis();
+        let deadline = self.expiry.deadline(kind, &partition, ctx, now);
+        let mut l2_deadline = deadline.at(now);
+        if !partition.has_credentials() || l2_deadline.is_some_and(|d| d <= now) {
+            self.l2_miss();
+            return None;
+        }
+        if let (Some(window), Some(d)) = (self.expiry.sliding_expiration, l2_deadline) {
+            // GETEX gave it a full window; its hard deadline may be sooner.
+            let left = Duration::from_millis(d - now);
+            if left < window {
+                let _ = self.call("touch", self.store.touch(&full, left)).await;
+            }
+        }
+        if let Some(ttl) = l2_ttl {
+            let l2_left = now.saturating_add(ttl.as_millis() as u64);
+            l2_deadline = Some(l2_deadline.map_or(l2_left, |d| d.min(l2_left)));
+        }
+        bump(&self.counters.l2_hits);
+        self.metrics.l2_hits.increment(1);
+        let partition = Arc::new(partition);
+        self.fill_l1(key, partition.clone(), size, now, l2_deadline);
+        Some(partition)
+    }
+
+    pub(super) fn l2_miss(&self) {
+        bump(&self.counters.l2_misses);
+        self.metrics.l2_misses.increment(1);
+    }
+}

@@ -1,0 +1,148 @@
+//! Counters of what the cache did, and their public snapshot ([`Stats`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Core;
+use crate::store::StoreErrorKind;
+
+/// Counters of what the cache did.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) l1_hits: AtomicU64,
+    pub(super) l1_misses: AtomicU64,
+    pub(super) l2_hits: AtomicU64,
+    pub(super) l2_misses: AtomicU64,
+    pub(super) l2_reads: AtomicU64,
+    pub(super) l2_writes: AtomicU64,
+    pub(super) l2_errors: AtomicU64,
+    pub(super) errors_by_class: [AtomicU64; 5],
+    pub(super) l2_skipped: AtomicU64,
+    pub(super) l2_retries: AtomicU64,
+    pub(super) breaker_opened: AtomicU64,
+    pub(super) bad_blobs: AtomicU64,
+    pub(super) queued: AtomicU64,
+    pub(super) recovered: AtomicU64,
+    pub(super) dropped_overflow: AtomicU64,
+    pub(super) superseded: AtomicU64,
+    pub(super) expired: AtomicU64,
+}
+
+pub(super) fn class_index(kind: StoreErrorKind) -> usize {
+    match kind {
+        StoreErrorKind::Connection => 0,
+        StoreErrorKind::Timeout => 1,
+        StoreErrorKind::Server => 2,
+        StoreErrorKind::BadData => 3,
+        StoreErrorKind::Config => 4,
+    }
+}
+
+/// L2 errors by class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErrorsByClass {
+    /// Unreachable: refused, reset, DNS, TLS handshake.
+    pub connection: u64,
+    /// No answer within the timeout.
+    pub timeout: u64,
+    /// Error replies (auth, OOM, wrong type...).
+    pub server: u64,
+    /// Answers that could not be understood.
+    pub bad_data: u64,
+    /// The store cannot do what its configuration asks.
+    pub config: u64,
+}
+
+impl ErrorsByClass {
+    /// The count of one class.
+    pub fn get(&self, kind: StoreErrorKind) -> u64 {
+        match kind {
+            StoreErrorKind::Connection => self.connection,
+            StoreErrorKind::Timeout => self.timeout,
+            StoreErrorKind::Server => self.server,
+            StoreErrorKind::BadData => self.bad_data,
+            StoreErrorKind::Config => self.config,
+        }
+    }
+}
+
+/// A snapshot of the cache's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Reads answered by L1.
+    pub l1_hits: u64,
+    /// Reads L1 could not answer.
+    pub l1_misses: u64,
+    /// L2 reads that found a usable partition.
+    pub l2_hits: u64,
+    /// L2 reads that found nothing usable.
+    pub l2_misses: u64,
+    /// L2 `get` calls made (reads and the read half of writes).
+    pub l2_reads: u64,
+    /// L2 `set`/`remove` calls made.
+    pub l2_writes: u64,
+    /// L2 calls that failed or timed out (each attempt; skipped calls are not errors).
+    pub l2_errors: u64,
+    /// [`l2_errors`](Self::l2_errors) by class.
+    pub l2_errors_by_class: ErrorsByClass,
+    /// L2 calls skipped because the circuit breaker was open.
+    pub l2_skipped: u64,
+    /// Retries the `on_l2_failure` callback asked for.
+    pub l2_retries: u64,
+    /// Times the circuit breaker opened.
+    pub breaker_opened: u64,
+    /// L2 values that could not be parsed.
+    pub bad_blobs: u64,
+    /// Writes and removals that went to the recovery queue.
+    pub queued: u64,
+    /// Keys in the recovery queue now.
+    pub queue_depth: u64,
+    /// Queued changes L2 took after it recovered (or that a later write carried there).
+    pub recovered: u64,
+    /// Queued changes dropped because the queue was full.
+    pub dropped_overflow: u64,
+    /// Queued changes not applied because L2 held newer tokens (another replica's).
+    pub superseded: u64,
+    /// Queued writes whose deadline passed before L2 recovered (nothing to write).
+    pub expired: u64,
+}
+
+pub(super) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(super) fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+impl Core {
+    pub(super) fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let e = &c.errors_by_class;
+        Stats {
+            l1_hits: load(&c.l1_hits),
+            l1_misses: load(&c.l1_misses),
+            l2_hits: load(&c.l2_hits),
+            l2_misses: load(&c.l2_misses),
+            l2_reads: load(&c.l2_reads),
+            l2_writes: load(&c.l2_writes),
+            l2_errors: load(&c.l2_errors),
+            l2_errors_by_class: ErrorsByClass {
+                connection: load(&e[0]),
+                timeout: load(&e[1]),
+                server: load(&e[2]),
+                bad_data: load(&e[3]),
+                config: load(&e[4]),
+            },
+            l2_skipped: load(&c.l2_skipped),
+            l2_retries: load(&c.l2_retries),
+            breaker_opened: load(&c.breaker_opened),
+            bad_blobs: load(&c.bad_blobs),
+            queued: load(&c.queued),
+            queue_depth: self.queue.len() as u64,
+            recovered: load(&c.recovered),
+            dropped_overflow: load(&c.dropped_overflow),
+            superseded: load(&c.superseded),
+            expired: load(&c.expired),
+        }
+    }
+}

@@ -61,7 +61,7 @@ pub fn user_response(
 ) -> Result<TokenResponse, SchemaError> {
     let at = fake_jwt(
         json!({"aud": scopes.first().copied().unwrap_or("api"), "iss": format!("https://sts.windows.net/{tid}/"),
-               "iat": now, "nbf": now, "exp": now + expires_in, "oid": oid, "tid": tid,
+               "iat": now, "nbf": now, "exp": now.saturating_add(expires_in), "oid": oid, "tid": tid,
                "scp": scopes.join(" "), "sub": format!("sub-{oid}"), "ver": "1.0"}),
         750,
     );
@@ -87,7 +87,7 @@ pub fn user_response(
 /// An app (client credentials) token response for `scope`, valid `expires_in` seconds.
 pub fn app_response(scope: &str, now: i64, expires_in: i64) -> Result<TokenResponse, SchemaError> {
     let at = fake_jwt(
-        json!({"aud": scope, "iat": now, "exp": now + expires_in, "appid": CLIENT_ID, "roles": ["Data.Read"]}),
+        json!({"aud": scope, "iat": now, "exp": now.saturating_add(expires_in), "appid": CLIENT_ID, "roles": ["Data.Read"]}),
         1200,
     );
     let body = json!({"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in, "access_token": at});
@@ -103,7 +103,7 @@ pub fn obo_response(
     expires_in: i64,
 ) -> Result<TokenResponse, SchemaError> {
     let at = fake_jwt(
-        json!({"aud": scopes.first().copied().unwrap_or("api"), "iat": now, "exp": now + expires_in,
+        json!({"aud": scopes.first().copied().unwrap_or("api"), "iat": now, "exp": now.saturating_add(expires_in),
                "oid": oid, "tid": tid, "scp": scopes.join(" ")}),
         1500,
     );

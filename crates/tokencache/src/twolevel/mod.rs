@@ -152,6 +152,15 @@ pub struct WriteOutcome {
     pub merged_later: bool,
 }
 
+/// Locks and loads held by operations in flight (see [`TwoLevel::in_flight`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InFlight {
+    /// Keys whose per-key lock is held or waited for.
+    pub locks: usize,
+    /// Keys with a shared load running.
+    pub loads: usize,
+}
+
 type Loaded = Option<Arc<Partition>>;
 
 /// The two-level cache of partitions.
@@ -287,6 +296,20 @@ impl TwoLevel {
     /// queue is drained) or changes are still queued.
     pub fn is_degraded(&self) -> bool {
         !self.core.queue.is_empty() || self.core.outage().active
+    }
+
+    /// What is held right now for operations in flight: per-key locks and shared
+    /// loads. Both are zero when nothing runs (a cancelled caller leaves neither behind).
+    pub fn in_flight(&self) -> InFlight {
+        InFlight {
+            locks: self.core.locks.len(),
+            loads: self
+                .core
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len(),
+        }
     }
 
     /// A snapshot of the counters.

@@ -17,6 +17,8 @@ pub struct Counting {
     pub removes: AtomicU64,
     pub delay: Duration,
     pub failing: AtomicBool,
+    /// Fail only reads (`get`, `get_and_touch`), as a timed-out `GET` would.
+    pub failing_gets: AtomicBool,
 }
 
 impl Counting {
@@ -29,6 +31,7 @@ impl Counting {
             removes: AtomicU64::new(0),
             delay,
             failing: AtomicBool::new(false),
+            failing_gets: AtomicBool::new(false),
         })
     }
 
@@ -50,6 +53,21 @@ impl Counting {
         Ok(())
     }
 
+    pub fn fail_gets(&self, on: bool) {
+        self.failing_gets.store(on, Ordering::SeqCst);
+    }
+
+    fn get_fails(&self) -> StoreResult<()> {
+        if self.failing_gets.load(Ordering::SeqCst) {
+            return Err(StoreError::new(
+                StoreErrorKind::Timeout,
+                "test",
+                "no answer within 250ms",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn n(c: &AtomicU64) -> u64 {
         c.load(Ordering::SeqCst)
     }
@@ -60,12 +78,14 @@ impl Store for Counting {
     async fn get(&self, key: &str) -> StoreResult<Option<StoreValue>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.pre().await?;
+        self.get_fails()?;
         self.inner.get(key).await
     }
     async fn get_and_touch(&self, key: &str, ttl: Duration) -> StoreResult<Option<StoreValue>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.touches.fetch_add(1, Ordering::SeqCst);
         self.pre().await?;
+        self.get_fails()?;
         self.inner.get_and_touch(key, ttl).await
     }
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {

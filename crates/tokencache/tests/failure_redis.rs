@@ -2,10 +2,12 @@
 //! an L2 unreachable from the start, a wrong password, and a server killed under load
 //! and restarted on the same port.
 
+mod common;
+
+use common::capture;
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use testkit::RedisServer;
 use tokencache::sample::{self, CLIENT_ID, ENVIRONMENT, TENANT};
@@ -14,46 +16,6 @@ use tokencache::twolevel::BreakerOptions;
 use tokencache::{Lookup, Partition, SaveFor, SaveRequest, TokenCache};
 
 const GRAPH: &[&str] = &["https://graph.microsoft.com/User.Read"];
-
-/// Collects what the cache logs, for the tests that read it.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-    fn errors(&self) -> Vec<String> {
-        self.lines()
-            .into_iter()
-            .filter(|l| l.contains("ERROR"))
-            .collect()
-    }
-}
-
-fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    (logs, tracing::subscriber::set_default(subscriber))
-}
 
 fn oid(i: usize) -> String {
     format!("{i:08}-aaaa-bbbb-cccc-dddddddddddd")

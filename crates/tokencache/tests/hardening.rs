@@ -649,3 +649,66 @@ async fn a_guests_obo_partitions_go_with_the_home_account() {
         .unwrap()
         .is_none());
 }
+
+// ---- one log line per problem, not per call (issue 9, item 3) --------------------------
+
+#[tokio::test(start_paused = true)]
+async fn unreadable_answers_are_logged_once_with_a_count_not_per_call() {
+    let (logs, _guard) = common::capture();
+    let clock = ManualClock::at_secs(T0);
+    let memory = Arc::new(MemoryStore::with_clock(Arc::new(clock.clone())));
+    let chaos = Arc::new(ChaosStore::passthrough(memory.clone() as SharedStore));
+    let cache = TokenCache::builder()
+        .store(chaos.clone() as SharedStore)
+        .clock(Arc::new(clock.clone()))
+        .probe_l2_at_start(false)
+        .build()
+        .await
+        .unwrap();
+    // A foreign value under a partition key, and an L2 that answers garbage.
+    let bad_oid = "dddddddd-0000-0000-0000-000000000001";
+    memory
+        .set(&home(bad_oid), b"{not json", None)
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        assert!(!find_user(&cache, CLIENT_ID, bad_oid, GRAPH).await);
+        cache.two_level().forget_local(&home(bad_oid));
+    }
+    chaos.fail_always(StoreErrorKind::BadData);
+    for i in 0..300 {
+        let oid = format!("eeeeeeee-0000-0000-0000-{i:012}");
+        assert!(!find_user(&cache, CLIENT_ID, &oid, GRAPH).await);
+        save_user(&cache, CLIENT_ID, &oid, GRAPH, T0).await;
+    }
+    let lines = logs.lines();
+    let unreadable: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("unreadable partition"))
+        .collect();
+    let nonsense: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("could not be understood"))
+        .collect();
+    assert_eq!(unreadable.len(), 1, "{unreadable:#?}");
+    assert_eq!(nonsense.len(), 1, "{nonsense:#?}");
+    assert!(!nonsense[0].contains("`set`") || nonsense[0].contains("recovery queue"));
+    // A minute later, one summary line with the count.
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert!(
+        !find_user(
+            &cache,
+            CLIENT_ID,
+            "ffffffff-0000-0000-0000-000000000001",
+            GRAPH
+        )
+        .await
+    );
+    let summary: Vec<_> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("more answers could not be understood"))
+        .collect();
+    assert_eq!(summary.len(), 1, "{summary:#?}");
+    assert!(cache.stats().l2_errors_by_class.bad_data >= 600);
+}

@@ -129,8 +129,8 @@ impl Core {
                 let l2 = current.and_then(|v| match Partition::parse(&v.bytes) {
                     Ok(p) => Some(p),
                     Err(e) => {
-                        bump(&self.counters.bad_blobs);
-                        tracing::error!(key = %full, error = %e, "unreadable partition in L2 is replaced by a queued change");
+                        let then = "replaced by a queued change";
+                        self.unreadable(full, v.bytes.len(), &e, then);
                         None
                     }
                 });

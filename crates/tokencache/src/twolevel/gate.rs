@@ -6,6 +6,7 @@ use std::future::Future;
 use super::breaker::Breaker;
 use super::breaker::{Admit, Transition};
 use super::policy::L2Failure;
+use super::quiet::Say;
 use super::stats::class_index;
 use super::stats::{bump, load};
 use super::Core;
@@ -168,7 +169,28 @@ impl Core {
         if e.kind == StoreErrorKind::BadData {
             // L2 answered: this says nothing about its health.
             self.breaker_moved(self.breaker.on_success(admit));
-            tracing::warn!(operation, endpoint = %e.endpoint, cause = %e.message, "L2 answer could not be understood; treated as a miss");
+            let then = consequence(operation);
+            match self.quiet.occurred("bad_data") {
+                Say::First => tracing::warn!(
+                    operation,
+                    endpoint = %e.endpoint,
+                    cause = %e.message,
+                    "L2 at {} gave an answer to `{operation}` that could not be understood ({}); {then}; more of these are counted (metric tokencache_l2_errors_total, class bad_data) and summed up once a minute",
+                    e.endpoint,
+                    e.message,
+                ),
+                Say::Summary(n) => tracing::warn!(
+                    operation,
+                    endpoint = %e.endpoint,
+                    count = n,
+                    "L2 at {}: {n} more answers could not be understood in the last minute (the latest to `{operation}`: {}); {then}",
+                    e.endpoint,
+                    e.message,
+                ),
+                Say::Nothing => {
+                    tracing::debug!(operation, cause = %e.message, "L2 answer could not be understood")
+                }
+            }
             return;
         }
         self.breaker_moved(self.breaker.on_failure(admit));
@@ -216,5 +238,41 @@ impl Core {
             tracing::debug!(operation, endpoint = %e.endpoint, class = %e.kind, cause = %e.message, "L2 still failing");
         }
         self.ensure_recovery();
+    }
+}
+
+/// What the cache does when an L2 call of `operation` fails, for log lines.
+fn consequence(operation: &str) -> &'static str {
+    match operation {
+        "get" | "link_members" => "read as a miss",
+        "set" | "remove" | "remove_many" => "the change waits in the recovery queue",
+        "touch" => "the entry's TTL was not refreshed",
+        "link_add" => "the link is missing; the partition still ends with its deadline",
+        _ => "the call is treated as failed",
+    }
+}
+
+impl Core {
+    /// A partition blob L2 holds that does not parse: counted, and logged once per
+    /// minute with a count (never the bytes).
+    pub(super) fn unreadable(
+        &self,
+        full: &str,
+        size: usize,
+        error: &crate::schema::SchemaError,
+        then: &'static str,
+    ) {
+        bump(&self.counters.bad_blobs);
+        match self.quiet.occurred("unreadable_partition") {
+            Say::First => {
+                tracing::error!(key = %full, bytes = size, error = %error, "unreadable partition in L2 ({error}); {then}; more of these are counted (stats bad_blobs) and summed up once a minute")
+            }
+            Say::Summary(n) => {
+                tracing::error!(key = %full, count = n, "{n} more unreadable partitions in L2 in the last minute (the latest: {full}, {error}); {then}")
+            }
+            Say::Nothing => {
+                tracing::debug!(key = %full, error = %error, "unreadable partition in L2")
+            }
+        }
     }
 }

@@ -61,6 +61,7 @@ mod gate;
 mod locks;
 mod metrics;
 mod policy;
+mod quiet;
 mod read;
 mod recovery;
 mod stats;
@@ -190,6 +191,8 @@ struct Core {
     queue: RecoveryQueue,
     // std Mutex: a few field updates, never across an await.
     outage: Mutex<Outage>,
+    /// Repeated problems (unreadable answers and blobs), logged once a minute.
+    quiet: quiet::Quiet,
     /// A recovery task is running.
     recovering: AtomicBool,
 }
@@ -235,6 +238,7 @@ impl TwoLevel {
             policy: options.policy,
             queue: RecoveryQueue::new(options.queue_capacity),
             outage: Mutex::new(Outage::default()),
+            quiet: quiet::Quiet::default(),
             recovering: AtomicBool::new(false),
         });
         core.metrics

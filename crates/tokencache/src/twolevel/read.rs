@@ -147,8 +147,7 @@ impl Core {
             Ok(Some(value)) => match Partition::parse(&value.bytes) {
                 Ok(p) => (merge(p), value.bytes.len(), value.ttl),
                 Err(e) => {
-                    bump(&self.counters.bad_blobs);
-                    tracing::error!(key = %full, bytes = value.bytes.len(), error = %e, "unreadable partition in L2; treated as a miss");
+                    self.unreadable(&full, value.bytes.len(), &e, "read as a miss");
                     return None;
                 }
             },

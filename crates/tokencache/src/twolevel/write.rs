@@ -38,8 +38,8 @@ impl Core {
                     Some(v) => match Partition::parse(&v.bytes) {
                         Ok(p) => p,
                         Err(e) => {
-                            bump(&self.counters.bad_blobs);
-                            tracing::error!(key = %full, error = %e, "unreadable partition in L2 is replaced by this write");
+                            let then = "replaced by this write";
+                            self.unreadable(&full, v.bytes.len(), &e, then);
                             Partition::new()
                         }
                     },

@@ -50,7 +50,7 @@ pub use self::jwks::RemoteOptions;
 pub use self::jwks::{Jwks, JwksError, KeySet, SUPPORTED_ALGORITHMS};
 pub use self::logout_token::{
     LogoutClaims, LogoutError, LogoutTokenValidator, LogoutTokenValidatorBuilder,
-    BACKCHANNEL_LOGOUT_EVENT,
+    BACKCHANNEL_LOGOUT_EVENT, MAX_NUMERIC_DATE,
 };
 
 /// Signs a user out: [`TokenCache::remove_account`] (user partition, linked OBO

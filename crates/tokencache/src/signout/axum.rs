@@ -66,7 +66,10 @@ impl std::fmt::Debug for SignOutState {
             .field("issuer", &self.validator.issuer())
             .field("client_id", &self.validator.client_id())
             .field("account_resolver", &self.account_of.is_some())
-            .field("redirect_after", &self.redirect_after)
+            .field(
+                "redirect_after",
+                &self.redirect_after.as_deref().map(crate::store::redact_url),
+            )
             .finish()
     }
 }

@@ -423,10 +423,7 @@ impl Remote {
     }
 
     fn snapshot(&self) -> State {
-        self.state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     async fn lookup(
@@ -526,8 +523,7 @@ impl Remote {
     async fn fetch(&self) -> Result<KeySet, JwksError> {
         let fetch_err = |e: reqwest::Error| JwksError::Fetch {
             uri: self.shown.clone(),
-            // reqwest's message names the URL; ours is shown redacted instead
-            message: e.without_url().to_string(),
+            message: describe(e),
         };
         let mut response = self
             .client
@@ -556,4 +552,19 @@ impl Remote {
         }
         KeySet::from_json(&body)
     }
+}
+
+/// A reqwest error and its causes, without its URL (which may hold credentials; the
+/// redacted URI is shown beside it instead).
+#[cfg(feature = "jwks-fetch")]
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
 }

@@ -98,7 +98,8 @@ fn take_params(query: &str) -> StoreResult<(String, OwnParams)> {
         };
         let ms: u64 = v
             .parse()
-            .map_err(|_| config(format!("{k} must be a number of milliseconds, got {v:?}")))?;
+            // the value is not repeated: a mistyped URL may have put a secret there
+            .map_err(|_| config(format!("{k} must be a whole number of milliseconds")))?;
         *slot = Some(Duration::from_millis(ms));
     }
     Ok((keep.join("&"), (connect, response, ca)))
@@ -351,7 +352,9 @@ impl fmt::Debug for StoreUrl {
 
 /// Query parameter names whose values are hidden by [`redact_url`] (matched
 /// case-insensitively as parts of the name: `password`, `api_key`, `access_token`...).
-const SECRET_PARAMS: &[&str] = &["pass", "pwd", "secret", "token", "key", "auth", "cred", "sig"];
+const SECRET_PARAMS: &[&str] = &[
+    "pass", "pwd", "secret", "token", "key", "auth", "cred", "sig",
+];
 
 /// A query string with the values of secret-looking parameters replaced by `***`.
 fn redact_query(query: &str) -> String {
@@ -566,7 +569,10 @@ mod tests {
     #[test]
     fn redacted_urls_hide_passwords_and_secret_parameters() {
         let cases = [
-            ("redis://alice:hunter2secret@h:1/0", "redis://alice:***@h:1/0"),
+            (
+                "redis://alice:hunter2secret@h:1/0",
+                "redis://alice:***@h:1/0",
+            ),
             ("redis://:hunter2secret@h", "redis://:***@h:6379"),
             (
                 "rediss+cluster://u:hunter2secret@a:1,b:2/?protocol=resp3&password=hunter2secret",

@@ -133,17 +133,38 @@ pub enum LogoutError {
     /// The token was valid but the sign-out itself failed (the store).
     #[error("sign-out failed: {0}")]
     SignOut(String),
+    /// The sign-out ran but is not durable in the shared store (L2 failed on the
+    /// revocation stamp or on a removal): this replica refuses the user's tokens, other
+    /// replicas may still serve some. The logout should be sent again; a back-channel
+    /// token's `jti` is released for that.
+    #[error(
+        "sign-out not completed in the shared store (L2 unavailable); send the logout again later"
+    )]
+    NotDurable {
+        /// The account whose sign-out is incomplete (not part of the message).
+        account: String,
+    },
 }
 
 impl LogoutError {
-    /// The OAuth error code to answer with (`error` of the 400 response):
+    /// The OAuth error code to answer with (`error` of the response):
     /// `invalid_request` when the request or token is at fault, `temporarily_unavailable`
-    /// when the keys or the store could not be had.
+    /// when the keys or the store could not be had (see [`is_temporary`](Self::is_temporary)).
     pub fn error_code(&self) -> &'static str {
-        match self {
-            LogoutError::Jwks(_) | LogoutError::SignOut(_) => "temporarily_unavailable",
-            _ => "invalid_request",
+        if self.is_temporary() {
+            "temporarily_unavailable"
+        } else {
+            "invalid_request"
         }
+    }
+
+    /// Whether the same request may succeed later (keys or store unavailable, sign-out
+    /// not durable): the axum routes answer these `503` with `Retry-After`, others `400`.
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            LogoutError::Jwks(_) | LogoutError::SignOut(_) | LogoutError::NotDurable { .. }
+        )
     }
 }
 
@@ -537,7 +558,9 @@ impl ReplayGuard {
         if let Some(cache) = &self.cache {
             let two = cache.two_level();
             if let Err(e) = two.call("remove", two.store().remove(&key)).await {
-                tracing::warn!(jti = %jti, error = %e, "could not forget the logout token id in L2");
+                // the recovery queue removes it once L2 answers again
+                tracing::warn!(jti = %jti, error = %e, "could not forget the logout token id in L2: queued");
+                two.queue_removal(&key).await;
             }
         }
     }

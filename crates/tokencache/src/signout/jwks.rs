@@ -568,3 +568,40 @@ fn describe(e: reqwest::Error) -> String {
     }
     message
 }
+
+#[cfg(all(test, feature = "jwks-fetch"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_backoff_doubles_up_to_its_bound_without_overflow() {
+        let o = RemoteOptions {
+            failure_backoff: Duration::from_secs(5),
+            max_failure_backoff: Duration::from_secs(120),
+            ..RemoteOptions::default()
+        };
+        let got: Vec<u64> = [1, 2, 3, 4, 5, 6, 7, 100, u32::MAX]
+            .iter()
+            .map(|&n| o.backoff(n).as_secs())
+            .collect();
+        assert_eq!(got, [5, 10, 20, 40, 80, 120, 120, 120, 120]);
+        // huge settings saturate; a bound below the start is the start
+        let huge = RemoteOptions {
+            failure_backoff: Duration::MAX,
+            max_failure_backoff: Duration::MAX,
+            ..RemoteOptions::default()
+        };
+        assert_eq!(huge.backoff(u32::MAX), Duration::MAX);
+        let odd = RemoteOptions {
+            failure_backoff: Duration::from_secs(5),
+            max_failure_backoff: Duration::from_secs(1),
+            ..RemoteOptions::default()
+        };
+        assert_eq!(odd.backoff(3), Duration::from_secs(5));
+        let off = RemoteOptions {
+            failure_backoff: Duration::ZERO,
+            ..RemoteOptions::default()
+        };
+        assert_eq!(off.backoff(9), Duration::ZERO);
+    }
+}

@@ -210,6 +210,10 @@ async fn no_debug_display_error_or_log_line_shows_a_password_or_token() {
     let e = validator.validate(&token).await.unwrap_err();
     assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
     shown.both("LogoutError (JWKS fetch)", &e);
+    let form = tokencache::signout::axum::BackChannelForm {
+        logout_token: Some(token.clone()),
+    };
+    shown.debug("BackChannelForm", &form);
     let e = validator
         .validate(&format!("{SECRET}.{SECRET}.{SECRET}"))
         .await

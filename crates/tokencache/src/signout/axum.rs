@@ -294,11 +294,25 @@ pub async fn front_channel(
     }
 }
 
-/// The form of a back-channel logout request.
-#[derive(Debug, Deserialize)]
+/// The form of a back-channel logout request. Its `Debug` shows the token's length only.
+#[derive(Deserialize)]
 pub struct BackChannelForm {
     /// The logout token (a signed JWT).
     pub logout_token: Option<String>,
+}
+
+impl std::fmt::Debug for BackChannelForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackChannelForm")
+            .field(
+                "logout_token",
+                &self
+                    .logout_token
+                    .as_ref()
+                    .map(|t| format!("<{} bytes>", t.len())),
+            )
+            .finish()
+    }
 }
 
 /// `POST /logout/backchannel` (`application/x-www-form-urlencoded`, field

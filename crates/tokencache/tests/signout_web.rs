@@ -932,15 +932,24 @@ async fn a_flood_of_forged_logouts_costs_a_failing_provider_one_fetch_per_backof
         );
     }
     assert_eq!(fetches(), before, "no refetch within min_refetch_interval");
+    // ... and the provider fails again meanwhile: the refetch an unknown kid asks for
+    // fails, which is a temporary failure (the sender may retry), not "unknown key";
+    // the keys fetched before keep verifying real tokens
+    provider.failing.store(true, Ordering::SeqCst);
     tokio::time::sleep(refetch + std::time::Duration::from_millis(100)).await;
     let before = fetches();
     let statuses = app.flood(&unknown, 100).await;
-    assert!(statuses.iter().all(|&s| s == 400), "{statuses:?}");
+    assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
     let asked = fetches() - before;
     assert!(
         (1..=2).contains(&asked),
         "{asked} fetches for 100 unknown kids"
     );
+    let bob = sign_in(&app.cache, &provider, BOB).await;
+    let token = provider.rsa.sign(&provider.claims(Some(&bob.sid), None));
+    assert_eq!(app.back_channel(&token).await.0, 200);
+    assert_eq!(present(&app.cache, &bob).await, 0);
+    assert_eq!(fetches() - before, asked, "no fetch for a known kid");
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 //! `jwks_uri` (feature `jwks-fetch`) and kept for a while; a token signed with a key the
 //! cached set does not have makes it fetch the set again (key rotation), at most once
 //! per `min_refetch_interval` so that tokens with made-up `kid`s cannot make the cache
-//! hammer the provider. A failed fetch is remembered for a few seconds (doubling while
+//! hammer the provider; while the provider fails, such a token gets the fetch error (a
+//! temporary failure) rather than "unknown key". A failed fetch is remembered for a few seconds (doubling while
 //! the provider keeps failing), and only one fetch runs at a time per key set: tasks that
 //! arrive meanwhile share its result. So a flood of unauthenticated logout requests
 //! costs the provider at most one request per backoff period.
@@ -436,20 +437,23 @@ impl Remote {
         match &state.keys {
             Some((set, at)) if at.elapsed() < self.options.max_age => {
                 let found = set.candidates(kid, alg);
-                let may_refetch = remembered.is_none()
-                    && state
-                        .last_attempt
-                        .is_none_or(|t| t.elapsed() >= self.options.min_refetch_interval);
-                if !found.is_empty() || !may_refetch {
+                if !found.is_empty() {
                     return Ok(found);
                 }
-                // an unknown key: the provider may have rotated its keys
-                tracing::info!(kid = kid.unwrap_or(""), uri = %self.shown, "unknown signing key: fetching the JWKS again");
-                match self.refresh(state.attempts).await {
-                    Ok(set) => Ok(set.candidates(kid, alg)),
-                    // logged by refresh; the keys had are still the provider's
-                    Err(_) => Ok(found),
+                // An unknown key: the provider may have rotated its keys. While it is
+                // failing, say so (a temporary error: the sender may retry) rather
+                // than calling the key unknown.
+                if let Some(f) = remembered {
+                    return Err(f.error.clone());
                 }
+                let too_soon = state
+                    .last_attempt
+                    .is_some_and(|t| t.elapsed() < self.options.min_refetch_interval);
+                if too_soon {
+                    return Ok(found);
+                }
+                tracing::info!(kid = kid.unwrap_or(""), uri = %self.shown, "unknown signing key: fetching the JWKS again");
+                Ok(self.refresh(state.attempts).await?.candidates(kid, alg))
             }
             stale => {
                 let result = match remembered {

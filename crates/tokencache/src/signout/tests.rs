@@ -988,10 +988,34 @@ async fn temporary_failures_are_503_with_retry_after_and_incomplete_sign_outs_20
     let r = sign_out_route(&cache, "oid.tid").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(body(r).await["complete"], json!(false));
+    // with a redirect: the user still goes on to the provider, the header says more
+    let s = ec_signer("k1");
+    let keys = KeySet::from_json(json!({"keys": [s.jwk.clone()]}).to_string().as_bytes()).unwrap();
+    let state = super::axum::SignOutState::new(
+        &cache,
+        LogoutTokenValidator::builder(ISS, CLIENT, Jwks::fixed(keys)).build(),
+    )
+    .account_resolver(|_| Some("oid.tid".into()))
+    .redirect_after_sign_out("https://login.example.test/logout");
+    let redirect = || async {
+        super::axum::app_sign_out(
+            ::axum::extract::State(state.clone()),
+            ::axum::extract::Request::new(::axum::body::Body::empty()),
+        )
+        .await
+    };
+    let r = redirect().await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "https://login.example.test/logout");
+    assert_eq!(r.headers()["x-sign-out-complete"], "false");
+
     faulty
         .down
         .store(false, std::sync::atomic::Ordering::SeqCst);
     let r = sign_out_route(&cache, "oid.tid").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(body(r).await["complete"], json!(true));
+    let r = redirect().await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(r.headers().get("x-sign-out-complete").is_none());
 }

@@ -13,9 +13,10 @@
 //! for these tests only; they protect nothing.
 #![cfg(all(feature = "axum", feature = "jwks-fetch"))]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -102,6 +103,8 @@ struct Provider {
     jwks_uri: String,
     keys: Arc<RwLock<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
+    /// While set, the JWKS endpoint answers `500` (after 50 ms, so that fetches overlap).
+    failing: Arc<AtomicBool>,
     rsa: Signer,
     ec: Signer,
 }
@@ -112,14 +115,19 @@ impl Provider {
         let ec = ec_signer("ec-2026");
         let keys = Arc::new(RwLock::new(vec![rsa.jwk.clone(), ec.jwk.clone()]));
         let fetches = Arc::new(AtomicUsize::new(0));
-        let (k, f) = (keys.clone(), fetches.clone());
+        let failing = Arc::new(AtomicBool::new(false));
+        let (k, f, down) = (keys.clone(), fetches.clone(), failing.clone());
         let app = Router::new().route(
             "/discovery/keys",
             get(move || {
-                let (k, f) = (k.clone(), f.clone());
+                let (k, f, down) = (k.clone(), f.clone(), down.clone());
                 async move {
                     f.fetch_add(1, Ordering::SeqCst);
-                    axum::Json(json!({"keys": *k.read().unwrap()}))
+                    if down.load(Ordering::SeqCst) {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                    }
+                    axum::Json(json!({"keys": *k.read().unwrap()})).into_response()
                 }
             }),
         );
@@ -129,6 +137,7 @@ impl Provider {
             jwks_uri: format!("{base}/discovery/keys"),
             keys,
             fetches,
+            failing,
             rsa,
             ec,
         }
@@ -195,7 +204,14 @@ impl App {
             .build()
             .await
             .unwrap();
-        let state = SignOutState::new(&cache, provider.validator(&cache))
+        let validator = provider.validator(&cache);
+        App::with(cache, validator).await
+    }
+
+    /// The app on `cache`, with this validator.
+    async fn with(cache: TokenCache, validator: LogoutTokenValidator) -> App {
+        let store = cache.two_level().store().clone();
+        let state = SignOutState::new(&cache, validator)
             // test only: a real app takes the account from its authenticated session
             .account_resolver(|parts| {
                 parts
@@ -214,14 +230,32 @@ impl App {
     }
 
     async fn back_channel(&self, token: &str) -> (u16, Option<String>, Value) {
-        let r = self
-            .http
+        read(self.post_back_channel(token).await).await
+    }
+
+    async fn post_back_channel(&self, token: &str) -> reqwest::Response {
+        self.http
             .post(format!("{}/auth/logout/backchannel", self.base))
             .form(&[("logout_token", token)])
             .send()
             .await
-            .unwrap();
-        read(r).await
+            .unwrap()
+    }
+
+    /// `n` back-channel POSTs of `token` at once; their statuses.
+    async fn flood(&self, token: &str, n: usize) -> Vec<u16> {
+        let posts = (0..n).map(|_| async {
+            let r = self.post_back_channel(token).await;
+            let status = r.status().as_u16();
+            if status == 503 {
+                assert_eq!(
+                    r.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+                    Some("10")
+                );
+            }
+            status
+        });
+        futures::future::join_all(posts).await
     }
 }
 
@@ -802,5 +836,201 @@ async fn back_channel_logout_in_redis_across_two_replicas() {
         keys.lines()
             .any(|k| k.starts_with("tc:sid:") && k.ends_with(&bob.sid)),
         "{keys}"
+    );
+}
+
+/// Expects a `503` with `Retry-After`, `Cache-Control: no-store` and a
+/// `temporarily_unavailable` body.
+fn expect_unavailable(got: (u16, Option<String>, Value)) {
+    let (status, cc, body) = got;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(cc.as_deref(), Some("no-store"));
+    assert_eq!(body["error"], json!("temporarily_unavailable"), "{body}");
+    assert!(body["error_description"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn a_flood_of_forged_logouts_costs_a_failing_provider_one_fetch_per_backoff() {
+    let provider = Provider::start().await;
+    provider.failing.store(true, Ordering::SeqCst);
+    let backoff = std::time::Duration::from_millis(2000);
+    let refetch = std::time::Duration::from_millis(3000);
+    let cache = TokenCache::builder()
+        .store(store::open("memory://").await.unwrap())
+        .build()
+        .await
+        .unwrap();
+    let options = RemoteOptions {
+        failure_backoff: backoff,
+        max_failure_backoff: backoff,
+        min_refetch_interval: refetch,
+        ..RemoteOptions::default()
+    };
+    let validator = LogoutTokenValidator::builder(
+        &provider.issuer,
+        CLIENT_ID,
+        Jwks::remote_with(&provider.jwks_uri, options).unwrap(),
+    )
+    .replay_cache(&cache)
+    .build();
+    let app = App::with(cache, validator).await;
+    let alice = sign_in(&app.cache, &provider, ALICE).await;
+    let fetches = || provider.fetches.load(Ordering::SeqCst);
+
+    // a forger's token under the provider's kid, before any fetch has succeeded
+    let mut forger = rsa_signer("signout-forger-rsa.pem", "rsa-2026");
+    let forged = forger.sign(&provider.claims(Some(&alice.sid), None));
+    let statuses = app.flood(&forged, 100).await;
+    assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
+    let after_first = fetches();
+    assert!(
+        (1..=2).contains(&after_first),
+        "100 POSTs: {after_first} fetches"
+    );
+    // within the backoff, one after the other (no fetch to share): answered from the
+    // remembered failure
+    for _ in 0..10 {
+        expect_unavailable(app.back_channel(&forged).await);
+    }
+    assert_eq!(fetches(), after_first, "no fetch within the backoff");
+
+    // after the backoff the provider is asked again, once for a whole flood
+    tokio::time::sleep(backoff + std::time::Duration::from_millis(100)).await;
+    let before = fetches();
+    let statuses = app.flood(&forged, 100).await;
+    assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
+    let asked = fetches() - before;
+    assert!((1..=2).contains(&asked), "{asked} fetches");
+    assert_eq!(present(&app.cache, &alice).await, 5, "nothing removed");
+
+    // the provider heals: after the backoff one fetch, then forgeries are refused as such
+    provider.failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(backoff + std::time::Duration::from_millis(100)).await;
+    let before = fetches();
+    expect_refused(
+        app.back_channel(&forged).await,
+        &LogoutError::BadSignature {
+            kid: Some("rsa-2026".into()),
+        },
+    );
+    assert_eq!(fetches(), before + 1);
+    let token = provider.rsa.sign(&provider.claims(Some(&alice.sid), None));
+    assert_eq!(app.back_channel(&token).await.0, 200);
+    assert_eq!(present(&app.cache, &alice).await, 0);
+    assert_eq!(fetches(), before + 1, "the fetched set is used");
+
+    // unknown kids: no refetch within min_refetch_interval, then one per flood
+    forger.kid = "made-up".into();
+    let unknown = forger.sign(&provider.claims(Some(&alice.sid), None));
+    let before = fetches();
+    for _ in 0..10 {
+        expect_refused(
+            app.back_channel(&unknown).await,
+            &LogoutError::UnknownKey {
+                kid: Some("made-up".into()),
+            },
+        );
+    }
+    assert_eq!(fetches(), before, "no refetch within min_refetch_interval");
+    // ... and the provider fails again meanwhile: the refetch an unknown kid asks for
+    // fails, which is a temporary failure (the sender may retry), not "unknown key";
+    // the keys fetched before keep verifying real tokens
+    provider.failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(refetch + std::time::Duration::from_millis(100)).await;
+    let before = fetches();
+    let statuses = app.flood(&unknown, 100).await;
+    assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
+    let asked = fetches() - before;
+    assert!(
+        (1..=2).contains(&asked),
+        "{asked} fetches for 100 unknown kids"
+    );
+    let bob = sign_in(&app.cache, &provider, BOB).await;
+    let token = provider.rsa.sign(&provider.claims(Some(&bob.sid), None));
+    assert_eq!(app.back_channel(&token).await.0, 200);
+    assert_eq!(present(&app.cache, &bob).await, 0);
+    assert_eq!(fetches() - before, asked, "no fetch for a known kid");
+}
+
+#[tokio::test]
+async fn a_back_channel_logout_during_an_l2_outage_is_503_and_the_retry_completes_it() {
+    let server = RedisServer::start();
+    let provider = Provider::start().await;
+    let chaos = Arc::new(store::chaos::ChaosStore::passthrough(
+        store::open(&server.url()).await.unwrap(),
+    ));
+    let cache = TokenCache::builder()
+        .store(chaos.clone())
+        // no breaker: the call after the outage goes straight to Redis
+        .l2_breaker(tokencache::twolevel::BreakerOptions {
+            failure_threshold: 0,
+            ..Default::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let validator = provider.validator(&cache);
+    let app = App::with(cache, validator).await;
+    let alice = sign_in(&app.cache, &provider, ALICE).await;
+    let bob = sign_in(&app.cache, &provider, BOB).await;
+    let token = provider.rsa.sign(&provider.claims(Some(&alice.sid), None));
+    let jti_keys = || {
+        server
+            .cli(&["--scan", "--pattern", "tc:jti:*"])
+            .lines()
+            .count()
+    };
+
+    chaos.fail_always(store::StoreErrorKind::Connection);
+    for _ in 0..2 {
+        // the provider retries: each answer is a 503, never a replay refusal
+        let r = app.post_back_channel(&token).await;
+        assert_eq!(
+            r.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+            Some("10")
+        );
+        expect_unavailable(read(r).await);
+    }
+    // front channel, same outage
+    let r = app
+        .http
+        .get(format!("{}/auth/logout/frontchannel", app.base))
+        .query(&[
+            ("iss", provider.issuer.as_str()),
+            ("sid", alice.sid.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    expect_unavailable(read(r).await);
+    // the app's own sign-out (bob): the session ends here, but not durably
+    let r = app
+        .http
+        .post(format!("{}/auth/signout", app.base))
+        .header("x-test-account", &bob.home)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = read(r).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["complete"], json!(false), "{body}");
+    chaos.fail_never();
+    assert_eq!(jti_keys(), 0, "the jti is not spent");
+
+    // the failed attempts left alice in Redis: the logout below is what removes her
+    let alice_partition = app.cache.two_level().keys().partition_str(&alice.home);
+    let still_there = server.cli(&["EXISTS", &alice_partition]);
+    assert_eq!(still_there, "1", "L2 still holds alice's partition");
+
+    let (status, _, body) = app.back_channel(&token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.cli(&["EXISTS", &alice_partition]), "0");
+    assert_eq!(present(&app.cache, &alice).await, 0);
+    assert_eq!(jti_keys(), 1, "spent now");
+    expect_refused(
+        app.back_channel(&token).await,
+        &LogoutError::Replayed {
+            jti: token_jti(&token),
+        },
     );
 }

@@ -252,7 +252,8 @@ pub struct Saved {
 #[derive(Debug)]
 pub struct TokenCacheBuilder {
     store: Option<SharedStore>,
-    url: Option<String>,
+    /// Shown redacted by the derived `Debug` (never the password).
+    url: Option<store::ConfiguredUrl>,
     clock: SharedClock,
     options: TwoLevelOptions,
     skew: Duration,
@@ -269,7 +270,7 @@ impl TokenCacheBuilder {
     /// `redis+cluster://h:p,h:p`, `memory://`). Default: the embedded store in the
     /// platform cache folder.
     pub fn store_url(mut self, url: &str) -> Self {
-        self.url = Some(url.to_string());
+        self.url = Some(store::ConfiguredUrl::new(url));
         self
     }
 
@@ -320,7 +321,7 @@ impl TokenCacheBuilder {
     pub async fn build(self) -> Result<TokenCache, Error> {
         let store = match (self.store, self.url) {
             (Some(s), _) => s,
-            (None, Some(url)) => store::open(&url).await?,
+            (None, Some(url)) => store::open(url.expose()).await?,
             (None, None) => store::open("").await?,
         };
         Ok(TokenCache {

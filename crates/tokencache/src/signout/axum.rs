@@ -13,6 +13,15 @@
 //! `Cache-Control: no-store`; refusals are `400` with
 //! `{"error": …, "error_description": …}` as the Back-Channel Logout specification asks.
 //!
+//! **L2 outages.** A logout succeeds (`200`) only when the sign-out is durable in L2
+//! ([`SignOut::l2_complete`](crate::SignOut)). Otherwise — the store could not be read
+//! or written, or the keys could not be had ([`LogoutError::is_temporary`]) — the
+//! front- and back-channel routes answer `503 Service Unavailable` with
+//! `Retry-After` ([`RETRY_AFTER`]) and the same JSON body (`temporarily_unavailable`),
+//! and a back-channel token's `jti` is released, so the provider's retry of the same
+//! token completes the sign-out. The app's own sign-out answers `202 Accepted` with
+//! `"complete": false` then (see [`sign_out_route`]).
+//!
 //! ```no_run
 //! # async fn demo(cache: tokencache::TokenCache) -> Result<(), Box<dyn std::error::Error>> {
 //! use tokencache::signout::{axum::{router, SignOutState}, Jwks, LogoutTokenValidator};
@@ -28,10 +37,11 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ::axum::extract::rejection::{FormRejection, QueryRejection};
 use ::axum::extract::{Form, Query, Request, State};
-use ::axum::http::header::{CACHE_CONTROL, LOCATION, PRAGMA};
+use ::axum::http::header::{CACHE_CONTROL, LOCATION, PRAGMA, RETRY_AFTER as RETRY_AFTER_HEADER};
 use ::axum::http::request::Parts;
 use ::axum::http::{HeaderValue, StatusCode};
 use ::axum::response::{IntoResponse, Response};
@@ -66,7 +76,10 @@ impl std::fmt::Debug for SignOutState {
             .field("issuer", &self.validator.issuer())
             .field("client_id", &self.validator.client_id())
             .field("account_resolver", &self.account_of.is_some())
-            .field("redirect_after", &self.redirect_after)
+            .field(
+                "redirect_after",
+                &self.redirect_after.as_deref().map(crate::store::redact_url),
+            )
             .finish()
     }
 }
@@ -129,12 +142,29 @@ fn no_store(mut response: Response, value: &'static str) -> Response {
     response
 }
 
-/// A `400` with `{"error", "error_description"}` and `Cache-Control: no-store`.
+/// The `Retry-After` of `503` answers: long enough for the L2 circuit breaker's first
+/// probes and the JWKS failure backoff, short enough for a sign-out to complete soon.
+pub const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// `{"error", "error_description"}` with `Cache-Control: no-store`: `400` when the
+/// request or token is at fault, `503` with `Retry-After` ([`RETRY_AFTER`]) when the
+/// failure is temporary ([`LogoutError::is_temporary`]: keys or store unavailable,
+/// sign-out not durable), so that the provider sends the logout again.
 pub fn logout_error_response(error: &LogoutError) -> Response {
     let body = serde_json::json!({
         "error": error.error_code(),
         "error_description": error.to_string(),
     });
+    if error.is_temporary() {
+        let mut response = no_store(
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response(),
+            "no-store",
+        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER_HEADER, HeaderValue::from(RETRY_AFTER.as_secs()));
+        return response;
+    }
     no_store(
         (StatusCode::BAD_REQUEST, Json(body)).into_response(),
         "no-store",
@@ -142,9 +172,16 @@ pub fn logout_error_response(error: &LogoutError) -> Response {
 }
 
 /// The app's own sign-out, framework-neutral enough to call from any handler:
-/// [`sign_out`] of `account`, answered `200` with
-/// `{"signed_out": true, "obo_partitions": n, "complete": bool}` (`complete` false: L2
-/// was not fully reached), or `500` when the sign-out failed.
+/// [`sign_out`] of `account`, answered with
+/// `{"signed_out": true, "obo_partitions": n, "complete": bool}`:
+///
+/// * `200` with `complete: true`: the sign-out is durable in L2;
+/// * `202 Accepted` with `complete: false`: L2 was not fully reached. The user *is*
+///   signed out as far as this request goes — this replica refuses the user's tokens
+///   and the app should clear its session as usual — but other replicas may still serve
+///   cached tokens until L2 takes the removals (the cache queues them) or they expire;
+///   logged as a warning;
+/// * `500` when the sign-out could not be attempted (an empty account id).
 pub async fn sign_out_route(cache: &TokenCache, account: &str) -> Response {
     match sign_out(cache, account).await {
         Ok(out) => {
@@ -153,7 +190,12 @@ pub async fn sign_out_route(cache: &TokenCache, account: &str) -> Response {
                 "obo_partitions": out.obo_partitions,
                 "complete": out.l2_complete,
             });
-            no_store((StatusCode::OK, Json(body)).into_response(), "no-store")
+            let status = if out.l2_complete {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            no_store((status, Json(body)).into_response(), "no-store")
         }
         Err(e) => {
             tracing::warn!(error = %e, "sign-out failed");
@@ -168,7 +210,11 @@ pub async fn sign_out_route(cache: &TokenCache, account: &str) -> Response {
 }
 
 /// `POST /signout`: signs out the account the [resolver](SignOutState::account_resolver)
-/// names (`401` when none), then answers as [`sign_out_route`] or redirects.
+/// names (`401` when none), then answers as [`sign_out_route`] or, with
+/// [`redirect_after_sign_out`](SignOutState::redirect_after_sign_out), redirects on `200`
+/// and on `202` alike (an incomplete L2 sign-out must not keep the user from signing
+/// out at the provider; it is logged, and the redirect carries
+/// `X-Sign-Out-Complete: false`).
 pub async fn app_sign_out(State(state): State<SignOutState>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
     let account = state
@@ -183,17 +229,29 @@ pub async fn app_sign_out(State(state): State<SignOutState>, request: Request) -
         );
     };
     let response = sign_out_route(&state.cache, &account).await;
+    let complete = response.status() == StatusCode::OK;
     match &state.redirect_after {
         Some(url) if response.status().is_success() => match HeaderValue::from_str(url) {
-            Ok(location) => no_store(
-                (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
-                "no-store",
-            ),
+            Ok(location) => {
+                let mut redirect = no_store(
+                    (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
+                    "no-store",
+                );
+                if !complete {
+                    redirect
+                        .headers_mut()
+                        .insert(SIGN_OUT_COMPLETE_HEADER, HeaderValue::from_static("false"));
+                }
+                redirect
+            }
             Err(_) => response,
         },
         _ => response,
     }
 }
+
+/// The header a sign-out redirect carries when the sign-out is not complete in L2.
+const SIGN_OUT_COMPLETE_HEADER: &str = "x-sign-out-complete";
 
 /// Query parameters of a front-channel logout request.
 #[derive(Debug, Deserialize)]
@@ -206,7 +264,8 @@ pub struct FrontChannelParams {
 
 /// `GET /logout/frontchannel?iss=…&sid=…`: signs out the account of the session;
 /// `200` with `Cache-Control: no-cache, no-store` (also when the session is not known
-/// here), `400` when `iss`/`sid` are missing or `iss` is not the provider's.
+/// here), `400` when `iss`/`sid` are missing or `iss` is not the provider's, `503`
+/// with `Retry-After` when the sign-out is not durable in L2 (or L2 could not be read).
 pub async fn front_channel(
     State(state): State<SignOutState>,
     params: Result<Query<FrontChannelParams>, QueryRejection>,
@@ -235,16 +294,33 @@ pub async fn front_channel(
     }
 }
 
-/// The form of a back-channel logout request.
-#[derive(Debug, Deserialize)]
+/// The form of a back-channel logout request. Its `Debug` shows the token's length only.
+#[derive(Deserialize)]
 pub struct BackChannelForm {
     /// The logout token (a signed JWT).
     pub logout_token: Option<String>,
 }
 
+impl std::fmt::Debug for BackChannelForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackChannelForm")
+            .field(
+                "logout_token",
+                &self
+                    .logout_token
+                    .as_ref()
+                    .map(|t| format!("<{} bytes>", t.len())),
+            )
+            .finish()
+    }
+}
+
 /// `POST /logout/backchannel` (`application/x-www-form-urlencoded`, field
 /// `logout_token`): validates the token and signs out the account of its `sid`/`sub`;
-/// `200` on success, `400` with `{"error", "error_description"}` otherwise.
+/// `200` once the sign-out is durable in L2, `400` with `{"error",
+/// "error_description"}` for a refused token, `503` with `Retry-After` and the same body
+/// when the keys or L2 are unavailable or the sign-out is not durable (the token's `jti`
+/// is then not spent: the provider's retry is accepted).
 pub async fn back_channel(
     State(state): State<SignOutState>,
     form: Result<Form<BackChannelForm>, FormRejection>,

@@ -4,7 +4,11 @@
 //! `jwks_uri` (feature `jwks-fetch`) and kept for a while; a token signed with a key the
 //! cached set does not have makes it fetch the set again (key rotation), at most once
 //! per `min_refetch_interval` so that tokens with made-up `kid`s cannot make the cache
-//! hammer the provider.
+//! hammer the provider; while the provider fails, such a token gets the fetch error (a
+//! temporary failure) rather than "unknown key". A failed fetch is remembered for a few seconds (doubling while
+//! the provider keeps failing), and only one fetch runs at a time per key set: tasks that
+//! arrive meanwhile share its result. So a flood of unauthenticated logout requests
+//! costs the provider at most one request per backoff period.
 
 use std::sync::Arc;
 #[cfg(feature = "jwks-fetch")]
@@ -26,7 +30,7 @@ pub enum JwksError {
     /// The `jwks_uri` is not an `https` URL (plain `http` is accepted on loopback only).
     #[error("the JWKS URI {uri} is not usable: {reason}")]
     BadUri {
-        /// The URI as given.
+        /// The URI as given, password and secret query values hidden.
         uri: String,
         /// What is wrong with it.
         reason: String,
@@ -34,7 +38,7 @@ pub enum JwksError {
     /// The provider could not be reached or did not answer in time.
     #[error("fetching the JWKS from {uri} failed: {message}")]
     Fetch {
-        /// Where from.
+        /// Where from (password and secret query values hidden).
         uri: String,
         /// What happened.
         message: String,
@@ -42,7 +46,7 @@ pub enum JwksError {
     /// The provider answered with an error status.
     #[error("fetching the JWKS from {uri} failed: HTTP status {status}")]
     Status {
-        /// Where from.
+        /// Where from (password and secret query values hidden).
         uri: String,
         /// The HTTP status code.
         status: u16,
@@ -249,7 +253,8 @@ impl Jwks {
 
     /// The key set at the provider's `jwks_uri` (from its discovery document), fetched
     /// on first use, kept for an hour, fetched again on an unknown `kid` (at most every
-    /// 30 s). The URI must be `https`, or `http` on a loopback host.
+    /// 30 s); a failed fetch is not repeated for 5 s (doubling while it keeps failing,
+    /// up to 2 minutes). The URI must be `https`, or `http` on a loopback host.
     #[cfg(feature = "jwks-fetch")]
     pub fn remote(jwks_uri: &str) -> Result<Self, JwksError> {
         Self::remote_with(jwks_uri, RemoteOptions::default())
@@ -278,17 +283,25 @@ impl Jwks {
     }
 }
 
-/// Cache times of a fetched JWKS.
+/// Cache times of a fetched JWKS, and how hard a failing provider is asked again.
 #[cfg(feature = "jwks-fetch")]
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteOptions {
     /// The set is fetched again after this long. Default 1 hour.
     pub max_age: Duration,
     /// An unknown `kid` makes the set be fetched again, but not sooner than this after
-    /// the last fetch. Default 30 s.
+    /// the last fetch attempt (successful or not). Default 30 s.
     pub min_refetch_interval: Duration,
     /// Bound of one fetch. Default 10 s.
     pub timeout: Duration,
+    /// A failed fetch is remembered this long: meanwhile lookups answer with its error
+    /// (or with the keys fetched before, when there are some) instead of fetching
+    /// again, so that unauthenticated requests cannot queue fetch after fetch. Each
+    /// further failure in a row doubles it, up to
+    /// [`max_failure_backoff`](Self::max_failure_backoff). Default 5 s.
+    pub failure_backoff: Duration,
+    /// The longest a failure is remembered. Default 2 minutes.
+    pub max_failure_backoff: Duration,
 }
 
 #[cfg(feature = "jwks-fetch")]
@@ -298,7 +311,20 @@ impl Default for RemoteOptions {
             max_age: Duration::from_secs(3600),
             min_refetch_interval: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
+            failure_backoff: Duration::from_secs(5),
+            max_failure_backoff: Duration::from_secs(120),
         }
+    }
+}
+
+#[cfg(feature = "jwks-fetch")]
+impl RemoteOptions {
+    /// How long the `failures`-th failure in a row (1, 2, …) is remembered.
+    fn backoff(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(30);
+        self.failure_backoff
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_failure_backoff.max(self.failure_backoff))
     }
 }
 
@@ -306,22 +332,68 @@ impl Default for RemoteOptions {
 #[cfg(feature = "jwks-fetch")]
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
+/// The last failed fetch (while no fetch has succeeded since).
 #[cfg(feature = "jwks-fetch")]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
+struct Failure {
+    error: JwksError,
+    at: Instant,
+    /// Failures in a row.
+    count: u32,
+    /// How long this one is remembered.
+    backoff: Duration,
+}
+
+#[cfg(feature = "jwks-fetch")]
+impl Failure {
+    fn is_remembered(&self) -> bool {
+        self.at.elapsed() < self.backoff
+    }
+}
+
+/// What a [`Remote`] knows: the last good key set, the last failure, and how many
+/// fetch attempts have ended (so that a task waiting for a fetch sees that one ended
+/// while it waited, and takes its result instead of fetching again).
+#[cfg(feature = "jwks-fetch")]
+#[derive(Debug, Clone, Default)]
+struct State {
+    keys: Option<(Arc<KeySet>, Instant)>,
+    last_attempt: Option<Instant>,
+    failure: Option<Failure>,
+    attempts: u64,
+}
+
+#[cfg(feature = "jwks-fetch")]
 struct Remote {
     uri: url::Url,
+    /// The URI for logs and errors (no password, no secret query values).
+    shown: String,
     client: reqwest::Client,
     options: RemoteOptions,
-    current: std::sync::RwLock<Option<(Arc<KeySet>, Instant)>>,
-    /// One fetch at a time; waiters use its result.
+    state: std::sync::RwLock<State>,
+    /// One fetch at a time (single flight); waiters use its result.
     fetching: tokio::sync::Mutex<()>,
+}
+
+#[cfg(feature = "jwks-fetch")]
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.snapshot();
+        f.debug_struct("Remote")
+            .field("uri", &self.shown)
+            .field("options", &self.options)
+            .field("keys", &state.keys.as_ref().map(|(k, _)| k.len()))
+            .field("failures_in_a_row", &state.failure.map_or(0, |f| f.count))
+            .finish()
+    }
 }
 
 #[cfg(feature = "jwks-fetch")]
 impl Remote {
     fn new(uri: &str, options: RemoteOptions) -> Result<Self, JwksError> {
+        let shown = crate::store::redact_url(uri);
         let bad = |reason: &str| JwksError::BadUri {
-            uri: uri.to_string(),
+            uri: shown.clone(),
             reason: reason.to_string(),
         };
         let parsed = url::Url::parse(uri).map_err(|e| bad(&e.to_string()))?;
@@ -340,21 +412,19 @@ impl Remote {
             .timeout(options.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| bad(&e.to_string()))?;
+            .map_err(|e| bad(&e.without_url().to_string()))?;
         Ok(Self {
             uri: parsed,
+            shown,
             client,
             options,
-            current: std::sync::RwLock::new(None),
+            state: std::sync::RwLock::new(State::default()),
             fetching: tokio::sync::Mutex::new(()),
         })
     }
 
-    fn snapshot(&self) -> Option<(Arc<KeySet>, Instant)> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    fn snapshot(&self) -> State {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     async fn lookup(
@@ -362,57 +432,102 @@ impl Remote {
         kid: Option<&str>,
         alg: Algorithm,
     ) -> Result<Vec<VerifyingKey>, JwksError> {
-        let (set, fetched_at) = match self.snapshot() {
-            Some((set, at)) if at.elapsed() < self.options.max_age => (set, at),
-            stale => self.refresh(stale).await?,
-        };
-        let found = set.candidates(kid, alg);
-        if !found.is_empty() || fetched_at.elapsed() < self.options.min_refetch_interval {
-            return Ok(found);
+        let state = self.snapshot();
+        let remembered = state.failure.as_ref().filter(|f| f.is_remembered());
+        match &state.keys {
+            Some((set, at)) if at.elapsed() < self.options.max_age => {
+                let found = set.candidates(kid, alg);
+                if !found.is_empty() {
+                    return Ok(found);
+                }
+                // An unknown key: the provider may have rotated its keys. While it is
+                // failing, say so (a temporary error: the sender may retry) rather
+                // than calling the key unknown.
+                if let Some(f) = remembered {
+                    return Err(f.error.clone());
+                }
+                let too_soon = state
+                    .last_attempt
+                    .is_some_and(|t| t.elapsed() < self.options.min_refetch_interval);
+                if too_soon {
+                    return Ok(found);
+                }
+                tracing::info!(kid = kid.unwrap_or(""), uri = %self.shown, "unknown signing key: fetching the JWKS again");
+                Ok(self.refresh(state.attempts).await?.candidates(kid, alg))
+            }
+            stale => {
+                let result = match remembered {
+                    Some(f) => Err(f.error.clone()),
+                    None => self.refresh(state.attempts).await,
+                };
+                match (result, stale) {
+                    (Ok(set), _) => Ok(set.candidates(kid, alg)),
+                    // the provider is failing: the keys fetched before are better than none
+                    (Err(_), Some((old, _))) => Ok(old.candidates(kid, alg)),
+                    (Err(e), None) => Err(e),
+                }
+            }
         }
-        // an unknown key: the provider may have rotated its keys
-        tracing::info!(kid = kid.unwrap_or(""), uri = %self.uri, "unknown signing key: fetching the JWKS again");
-        let (set, _) = self.refresh(Some((set, fetched_at))).await?;
-        Ok(set.candidates(kid, alg))
     }
 
-    /// Fetches the set unless another task did since `seen` was read. When the fetch
-    /// fails and a set was had before, that set is kept (and the failure logged).
-    async fn refresh(
-        &self,
-        seen: Option<(Arc<KeySet>, Instant)>,
-    ) -> Result<(Arc<KeySet>, Instant), JwksError> {
+    /// Fetches the set, one fetch at a time. When a fetch attempt ended since the
+    /// caller read the state (`attempts_seen`), its result is shared instead: waiters
+    /// behind a fetch never fetch again themselves.
+    async fn refresh(&self, attempts_seen: u64) -> Result<Arc<KeySet>, JwksError> {
         let _one = self.fetching.lock().await;
-        if let Some((set, at)) = self.snapshot() {
-            if seen.as_ref().is_none_or(|(_, s)| at > *s) {
-                return Ok((set, at)); // fetched meanwhile
-            }
+        let state = self.snapshot();
+        if state.attempts != attempts_seen {
+            return match (state.failure, state.keys) {
+                (Some(f), _) => Err(f.error),
+                (None, Some((set, _))) => Ok(set),
+                // not reachable: an attempt ends with keys or a failure
+                (None, None) => Err(JwksError::Fetch {
+                    uri: self.shown.clone(),
+                    message: "no key set after a fetch".into(),
+                }),
+            };
         }
-        match self.fetch().await {
+        let result = self.fetch().await;
+        let now = Instant::now();
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        state.attempts = state.attempts.wrapping_add(1);
+        state.last_attempt = Some(now);
+        match result {
             Ok(set) => {
-                let fresh = (Arc::new(set), Instant::now());
-                tracing::debug!(uri = %self.uri, keys = fresh.0.len(), "JWKS fetched");
-                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
-                Ok(fresh)
+                let set = Arc::new(set);
+                tracing::debug!(uri = %self.shown, keys = set.len(), "JWKS fetched");
+                state.keys = Some((set.clone(), now));
+                state.failure = None;
+                Ok(set)
             }
-            Err(e) => match seen {
-                Some(old) => {
-                    tracing::warn!(error = %e, "JWKS refetch failed: keeping the keys fetched before");
-                    // try again at the next lookup, not before min_refetch_interval
-                    let kept = (old.0, Instant::now());
-                    *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(kept.clone());
-                    Ok(kept)
-                }
-                None => Err(e),
-            },
+            Err(error) => {
+                let count = state
+                    .failure
+                    .as_ref()
+                    .map_or(1, |f| f.count.saturating_add(1));
+                let backoff = self.options.backoff(count);
+                tracing::warn!(
+                    error = %error,
+                    failures_in_a_row = count,
+                    retry_after = ?backoff,
+                    kept_keys = state.keys.is_some(),
+                    "JWKS fetch failed"
+                );
+                state.failure = Some(Failure {
+                    error: error.clone(),
+                    at: now,
+                    count,
+                    backoff,
+                });
+                Err(error)
+            }
         }
     }
 
     async fn fetch(&self) -> Result<KeySet, JwksError> {
-        let uri = self.uri.to_string();
         let fetch_err = |e: reqwest::Error| JwksError::Fetch {
-            uri: uri.clone(),
-            message: e.to_string(),
+            uri: self.shown.clone(),
+            message: describe(e),
         };
         let mut response = self
             .client
@@ -426,13 +541,13 @@ impl Remote {
             .map_err(fetch_err)?;
         if !response.status().is_success() {
             return Err(JwksError::Status {
-                uri,
+                uri: self.shown.clone(),
                 status: response.status().as_u16(),
             });
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(fetch_err)? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            if body.len().saturating_add(chunk.len()) > MAX_JWKS_BYTES {
                 return Err(JwksError::Invalid(format!(
                     "larger than {MAX_JWKS_BYTES} bytes"
                 )));
@@ -440,5 +555,57 @@ impl Remote {
             body.extend_from_slice(&chunk);
         }
         KeySet::from_json(&body)
+    }
+}
+
+/// A reqwest error and its causes, without its URL (which may hold credentials; the
+/// redacted URI is shown beside it instead).
+#[cfg(feature = "jwks-fetch")]
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
+}
+
+#[cfg(all(test, feature = "jwks-fetch"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_backoff_doubles_up_to_its_bound_without_overflow() {
+        let o = RemoteOptions {
+            failure_backoff: Duration::from_secs(5),
+            max_failure_backoff: Duration::from_secs(120),
+            ..RemoteOptions::default()
+        };
+        let got: Vec<u64> = [1, 2, 3, 4, 5, 6, 7, 100, u32::MAX]
+            .iter()
+            .map(|&n| o.backoff(n).as_secs())
+            .collect();
+        assert_eq!(got, [5, 10, 20, 40, 80, 120, 120, 120, 120]);
+        // huge settings saturate; a bound below the start is the start
+        let huge = RemoteOptions {
+            failure_backoff: Duration::MAX,
+            max_failure_backoff: Duration::MAX,
+            ..RemoteOptions::default()
+        };
+        assert_eq!(huge.backoff(u32::MAX), Duration::MAX);
+        let odd = RemoteOptions {
+            failure_backoff: Duration::from_secs(5),
+            max_failure_backoff: Duration::from_secs(1),
+            ..RemoteOptions::default()
+        };
+        assert_eq!(odd.backoff(3), Duration::from_secs(5));
+        let off = RemoteOptions {
+            failure_backoff: Duration::ZERO,
+            ..RemoteOptions::default()
+        };
+        assert_eq!(off.backoff(9), Duration::ZERO);
     }
 }

@@ -117,6 +117,13 @@ pub enum LogoutError {
         /// The token id.
         jti: String,
     },
+    /// A date claim (`iat`, `exp`) is a number too large or too small to be a date
+    /// (beyond year 9999 either way).
+    #[error("logout token has a `{claim}` claim out of the range of dates")]
+    DateOutOfRange {
+        /// The claim.
+        claim: &'static str,
+    },
     /// A front-channel logout request lacks a parameter.
     #[error("logout request has no `{0}` parameter")]
     MissingParameter(&'static str),
@@ -126,17 +133,38 @@ pub enum LogoutError {
     /// The token was valid but the sign-out itself failed (the store).
     #[error("sign-out failed: {0}")]
     SignOut(String),
+    /// The sign-out ran but is not durable in the shared store (L2 failed on the
+    /// revocation stamp or on a removal): this replica refuses the user's tokens, other
+    /// replicas may still serve some. The logout should be sent again; a back-channel
+    /// token's `jti` is released for that.
+    #[error(
+        "sign-out not completed in the shared store (L2 unavailable); send the logout again later"
+    )]
+    NotDurable {
+        /// The account whose sign-out is incomplete (not part of the message).
+        account: String,
+    },
 }
 
 impl LogoutError {
-    /// The OAuth error code to answer with (`error` of the 400 response):
+    /// The OAuth error code to answer with (`error` of the response):
     /// `invalid_request` when the request or token is at fault, `temporarily_unavailable`
-    /// when the keys or the store could not be had.
+    /// when the keys or the store could not be had (see [`is_temporary`](Self::is_temporary)).
     pub fn error_code(&self) -> &'static str {
-        match self {
-            LogoutError::Jwks(_) | LogoutError::SignOut(_) => "temporarily_unavailable",
-            _ => "invalid_request",
+        if self.is_temporary() {
+            "temporarily_unavailable"
+        } else {
+            "invalid_request"
         }
+    }
+
+    /// Whether the same request may succeed later (keys or store unavailable, sign-out
+    /// not durable): the axum routes answer these `503` with `Retry-After`, others `400`.
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            LogoutError::Jwks(_) | LogoutError::SignOut(_) | LogoutError::NotDurable { .. }
+        )
     }
 }
 
@@ -371,14 +399,15 @@ impl LogoutTokenValidator {
                 found: audiences,
             });
         }
+        // saturating arithmetic throughout: hostile dates are refused, never overflow
         let now = inner.clock.now_secs();
-        let leeway = inner.leeway.as_secs() as i64;
+        let leeway = secs_i64(inner.leeway);
         let iat = numeric_date(&claims, "iat")?.ok_or(LogoutError::MissingClaim("iat"))?;
-        if iat > now + leeway {
+        if iat > now.saturating_add(leeway) {
             return Err(LogoutError::IssuedInFuture { iat, now });
         }
-        let max_age = inner.max_age.as_secs() as i64;
-        if now - iat > max_age + leeway {
+        let max_age = secs_i64(inner.max_age);
+        if now.saturating_sub(iat) > max_age.saturating_add(leeway) {
             return Err(LogoutError::TooOld {
                 iat,
                 max_age_secs: inner.max_age.as_secs(),
@@ -387,7 +416,7 @@ impl LogoutTokenValidator {
         }
         let exp = numeric_date(&claims, "exp")?;
         if let Some(exp) = exp {
-            if exp + leeway < now {
+            if exp.saturating_add(leeway) < now {
                 return Err(LogoutError::Expired { exp, now });
             }
         }
@@ -409,8 +438,10 @@ impl LogoutTokenValidator {
         }
         let jti = non_empty_str(&claims, "jti")?.ok_or(LogoutError::MissingClaim("jti"))?;
 
-        // replay: remembered as long as the token could pass the checks above
-        let until = exp.unwrap_or(i64::MIN).max(iat + max_age) + leeway;
+        // replay: remembered as long as the token could pass the checks above (the
+        // `iat` bound ends that within max age + leeway of now, whatever `exp` says)
+        let by_age = iat.saturating_add(max_age).saturating_add(leeway);
+        let until = exp.map_or(by_age, |e| by_age.min(e.saturating_add(leeway)));
         inner
             .replay
             .check_and_remember(&inner.issuer, &jti, now, until)
@@ -448,22 +479,40 @@ fn json_part(b64: &str, what: &str) -> Result<Map<String, Value>, LogoutError> {
     }
 }
 
-/// A NumericDate claim: absent → `None`; present but not a number → an error.
+/// Whole seconds of a duration as an `i64` (saturating: a huge setting is "forever",
+/// never a negative number).
+fn secs_i64(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The largest NumericDate accepted in absolute value: 9999-12-31T23:59:59Z. Beyond it a
+/// date is refused as out of range rather than compared (or overflowing).
+pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
+
+/// A NumericDate claim: absent → `None`; present but not a number → `MissingClaim`;
+/// a number beyond ±[`MAX_NUMERIC_DATE`] (`1e300`, `u64::MAX`, `i64::MIN`) →
+/// `DateOutOfRange`. Fractions are rounded down.
 fn numeric_date(
     claims: &Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<i64>, LogoutError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(v) => match v.as_i64().or_else(|| {
-            v.as_f64()
-                .filter(|f| f.is_finite())
-                .map(|f| f.floor() as i64)
-        }) {
-            Some(n) => Ok(Some(n)),
-            None => Err(LogoutError::MissingClaim(name)),
-        },
+    let Some(v) = claims.get(name) else {
+        return Ok(None);
+    };
+    let Value::Number(n) = v else {
+        return Err(LogoutError::MissingClaim(name));
+    };
+    let out_of_range = || LogoutError::DateOutOfRange { claim: name };
+    let secs = match (n.as_i64(), n.as_f64()) {
+        (Some(i), _) => i,
+        (None, Some(f)) if f.is_finite() && f.abs() <= MAX_NUMERIC_DATE as f64 => f.floor() as i64,
+        // a u64 above i64::MAX, a huge or non-finite float
+        _ => return Err(out_of_range()),
+    };
+    if secs.unsigned_abs() > MAX_NUMERIC_DATE.unsigned_abs() {
+        return Err(out_of_range());
     }
+    Ok(Some(secs))
 }
 
 /// A string claim: absent → `None`; present but not a non-empty string → an error.
@@ -509,7 +558,9 @@ impl ReplayGuard {
         if let Some(cache) = &self.cache {
             let two = cache.two_level();
             if let Err(e) = two.call("remove", two.store().remove(&key)).await {
-                tracing::warn!(jti = %jti, error = %e, "could not forget the logout token id in L2");
+                // the recovery queue removes it once L2 answers again
+                tracing::warn!(jti = %jti, error = %e, "could not forget the logout token id in L2: queued");
+                two.queue_removal(&key).await;
             }
         }
     }
@@ -540,7 +591,7 @@ impl ReplayGuard {
             return Ok(());
         };
         let two = cache.two_level();
-        let ttl = Duration::from_secs((until - now).max(1) as u64);
+        let ttl = Duration::from_secs(u64::try_from(until.saturating_sub(now)).unwrap_or(0).max(1));
         match two
             .call(
                 "set_if_absent",

@@ -50,12 +50,15 @@ pub use self::jwks::RemoteOptions;
 pub use self::jwks::{Jwks, JwksError, KeySet, SUPPORTED_ALGORITHMS};
 pub use self::logout_token::{
     LogoutClaims, LogoutError, LogoutTokenValidator, LogoutTokenValidatorBuilder,
-    BACKCHANNEL_LOGOUT_EVENT,
+    BACKCHANNEL_LOGOUT_EVENT, MAX_NUMERIC_DATE,
 };
 
 /// Signs a user out: [`TokenCache::remove_account`] (user partition, linked OBO
 /// partitions, link set; revocation stamp). Framework-neutral; call it from the app's
-/// sign-out route with the account of the authenticated session.
+/// sign-out route with the account of the authenticated session. When
+/// [`SignOut::l2_complete`] is false the sign-out is not durable in L2 (logged as a
+/// warning): this replica refuses the user's tokens, other replicas may not yet; end
+/// the app's session anyway and report it (the axum route answers `202`).
 pub async fn sign_out(cache: &TokenCache, home_account_id: &str) -> Result<SignOut, Error> {
     let out = cache.remove_account(home_account_id).await?;
     if !out.l2_complete {
@@ -213,6 +216,11 @@ async fn logout_session(
         return Ok((None, None));
     };
     let out = sign_out(cache, &account).await.map_err(failed)?;
+    if !out.l2_complete {
+        // Not durable: say so, so that the logout is sent again. The session index
+        // entries stay, for that retry to find the account.
+        return Err(LogoutError::NotDurable { account });
+    }
     if let Err(e) = sessions.forget(issuer, sid, sub).await {
         // they end with their TTL; a later logout of them is a no-op sign-out
         tracing::warn!(error = %e, "could not remove the session index entries");
@@ -225,6 +233,10 @@ async fn logout_session(
 /// parameters of the app's `frontchannel_logout_uri`). `iss` must be the provider's
 /// issuer (`expected_issuer`). The request is not authenticated (the specification's
 /// design): the session id is what protects it.
+///
+/// When the sign-out is not durable in L2 ([`SignOut::l2_complete`] false) this is
+/// [`LogoutError::NotDurable`]: this replica refuses the user's tokens already, the
+/// session index entry is kept, and the same request later completes the sign-out.
 pub async fn front_channel_logout(
     cache: &TokenCache,
     sessions: &SessionIndex,
@@ -255,6 +267,12 @@ pub async fn front_channel_logout(
 /// OpenID Connect Back-Channel Logout: validates `logout_token` (see
 /// [`LogoutTokenValidator::validate`]) and signs out the account its `sid` (or `sub`)
 /// names. A valid token for a session not known here succeeds with no account.
+///
+/// Success means the sign-out is durable in L2 (stamp and removals,
+/// [`SignOut::l2_complete`]). When it is not, or the store could not be read, the error
+/// is temporary ([`LogoutError::is_temporary`]: [`NotDurable`](LogoutError::NotDurable),
+/// [`SignOut`](LogoutError::SignOut)) and the token's `jti` is released, so the
+/// provider's retry of the same token is accepted rather than refused as a replay.
 pub async fn back_channel_logout(
     cache: &TokenCache,
     sessions: &SessionIndex,

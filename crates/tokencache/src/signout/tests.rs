@@ -452,10 +452,11 @@ async fn replays_are_caught_across_validators_sharing_l2() {
         .await
         .unwrap()
         .expect("jti remembered in L2");
-    // until max(exp, iat + max age) + leeway = max(NOW + 110, NOW - 10 + 300) + 60
+    // as long as the token could pass: until min(exp, iat + max age) + leeway
+    // = min(NOW + 110, NOW - 10 + 300) + 60 = NOW + 170
     assert!(
         kept.ttl
-            .is_some_and(|t| t <= Duration::from_secs(350) && t > Duration::from_secs(300)),
+            .is_some_and(|t| t <= Duration::from_secs(170) && t > Duration::from_secs(120)),
         "{kept:?}"
     );
 }
@@ -626,4 +627,395 @@ async fn a_token_without_kid_is_verified_with_the_keys_that_fit() {
         .await
         .unwrap_err();
     assert_eq!(err, LogoutError::BadSignature { kid: None });
+}
+
+/// Signs `claims_json` as written (numbers JSON cannot carry in a `Value`, like `1e400`).
+fn sign_raw(s: &Signer, claims_json: &str) -> String {
+    let header = URL_SAFE_NO_PAD
+        .encode(json!({"alg": "ES256", "typ": "logout+jwt", "kid": s.kid}).to_string());
+    let body = URL_SAFE_NO_PAD.encode(claims_json);
+    let message = format!("{header}.{body}");
+    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &s.key, s.alg).unwrap();
+    format!("{message}.{sig}")
+}
+
+#[tokio::test]
+async fn hostile_dates_are_typed_errors_not_panics() {
+    let s = ec_signer("k1");
+    let v = validator(&[&s]);
+    let out_of_range = |claim| LogoutError::DateOutOfRange { claim };
+    let cases: Vec<(&str, Value, LogoutError)> = vec![
+        ("iat", json!(i64::MAX), out_of_range("iat")),
+        ("iat", json!(i64::MIN), out_of_range("iat")),
+        ("iat", json!(u64::MAX), out_of_range("iat")),
+        ("iat", json!(1e300), out_of_range("iat")),
+        ("iat", json!(-1e300), out_of_range("iat")),
+        ("iat", json!(MAX_NUMERIC_DATE + 1), out_of_range("iat")),
+        ("iat", json!("1800000000"), LogoutError::MissingClaim("iat")),
+        ("iat", json!(null), LogoutError::MissingClaim("iat")),
+        ("exp", json!(i64::MAX), out_of_range("exp")),
+        ("exp", json!(i64::MIN), out_of_range("exp")),
+        ("exp", json!(1e300), out_of_range("exp")),
+        ("exp", json!([1]), LogoutError::MissingClaim("exp")),
+    ];
+    for (claim, value, want) in cases {
+        let c = with(claims(), |m| {
+            m.insert(claim.into(), value.clone());
+        });
+        let got = v.validate(&s.sign(&c)).await.unwrap_err();
+        assert_eq!(got, want, "{claim} = {value}");
+        assert_eq!(got.error_code(), "invalid_request");
+    }
+    // in range but absurd: ordinary refusals, computed without overflow
+    let c = with(claims(), |m| {
+        m.insert("iat".into(), json!(-MAX_NUMERIC_DATE));
+    });
+    assert!(matches!(
+        v.validate(&s.sign(&c)).await.unwrap_err(),
+        LogoutError::TooOld { iat, .. } if iat == -MAX_NUMERIC_DATE
+    ));
+    let c = with(claims(), |m| {
+        m.insert("iat".into(), json!(MAX_NUMERIC_DATE));
+    });
+    assert!(matches!(
+        v.validate(&s.sign(&c)).await.unwrap_err(),
+        LogoutError::IssuedInFuture { .. }
+    ));
+    let c = with(claims(), |m| {
+        m.insert("exp".into(), json!(-MAX_NUMERIC_DATE));
+    });
+    assert!(matches!(
+        v.validate(&s.sign(&c)).await.unwrap_err(),
+        LogoutError::Expired { .. }
+    ));
+    // a number JSON parsers cannot hold at all
+    let raw = claims()
+        .to_string()
+        .replace(&format!("\"iat\":{}", NOW - 10), "\"iat\":1e400");
+    assert!(raw.contains("1e400"), "{raw}");
+    assert!(matches!(
+        v.validate(&sign_raw(&s, &raw)).await.unwrap_err(),
+        LogoutError::Malformed(_)
+    ));
+    // fractions are rounded down
+    let c = with(claims(), |m| {
+        m.insert("iat".into(), json!((NOW - 10) as f64 + 0.75));
+    });
+    assert_eq!(v.validate(&s.sign(&c)).await.unwrap().iat, NOW - 10);
+}
+
+#[tokio::test]
+async fn far_future_expiry_and_huge_settings_stay_bounded() {
+    let cache = TokenCache::builder()
+        .store(crate::store::open("memory://").await.unwrap())
+        .build()
+        .await
+        .unwrap();
+    let s = ec_signer("k1");
+    let keys = KeySet::from_json(json!({"keys": [s.jwk.clone()]}).to_string().as_bytes()).unwrap();
+    let v = LogoutTokenValidator::builder(ISS, CLIENT, Jwks::fixed(keys.clone()))
+        .clock(Arc::new(ManualClock::at_secs(NOW)))
+        .replay_cache(&cache)
+        .build();
+    // exp at the end of the range: the replay marker lasts by iat, not by exp
+    let c = with(claims(), |m| {
+        m.insert("exp".into(), json!(MAX_NUMERIC_DATE));
+    });
+    v.validate(&s.sign(&c)).await.unwrap();
+    let kept = cache
+        .two_level()
+        .store()
+        .get(&cache.two_level().keys().logout_jti(ISS, "jti-1"))
+        .await
+        .unwrap()
+        .expect("jti remembered");
+    // iat + max age + leeway = NOW - 10 + 300 + 60
+    assert!(
+        kept.ttl.is_some_and(|t| t <= Duration::from_secs(350)),
+        "{kept:?}"
+    );
+
+    // leeway and max age of Duration::MAX: "forever", not a wrapped negative number
+    let lax = LogoutTokenValidator::builder(ISS, CLIENT, Jwks::fixed(keys))
+        .clock(Arc::new(ManualClock::at_secs(NOW)))
+        .leeway(Duration::MAX)
+        .max_age(Duration::MAX)
+        .replay_cache(&cache)
+        .build();
+    let c = with(claims(), |m| {
+        m.insert("iat".into(), json!(-MAX_NUMERIC_DATE));
+        m.insert("exp".into(), json!(-MAX_NUMERIC_DATE));
+        m.insert("jti".into(), json!("ancient"));
+    });
+    assert_eq!(lax.validate(&s.sign(&c)).await.unwrap().jti, "ancient");
+    assert!(matches!(
+        lax.validate(&s.sign(&c)).await.unwrap_err(),
+        LogoutError::Replayed { .. }
+    ));
+}
+
+/// A store that, while `down`, fails the writes a sign-out needs (the revocation stamp,
+/// bulk removals, the jti marker), and nothing else: the session index still answers,
+/// so the sign-out runs and is not durable.
+#[derive(Debug)]
+struct SignOutWritesFail {
+    inner: crate::store::SharedStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl SignOutWritesFail {
+    fn check(&self, what: &str) -> crate::store::StoreResult<()> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::store::StoreError::new(
+                crate::store::StoreErrorKind::Connection,
+                "test",
+                format!("{what}: injected outage"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::store::Store for SignOutWritesFail {
+    async fn get(&self, key: &str) -> crate::store::StoreResult<Option<crate::store::StoreValue>> {
+        self.inner.get(key).await
+    }
+    async fn get_and_touch(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> crate::store::StoreResult<Option<crate::store::StoreValue>> {
+        self.inner.get_and_touch(key, ttl).await
+    }
+    async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> crate::store::StoreResult<()> {
+        if key.contains("tc:revoked:") {
+            self.check("set")?;
+        }
+        self.inner.set(key, value, ttl).await
+    }
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> crate::store::StoreResult<bool> {
+        self.check("set_if_absent")?;
+        self.inner.set_if_absent(key, value, ttl).await
+    }
+    async fn touch(&self, key: &str, ttl: Duration) -> crate::store::StoreResult<bool> {
+        self.inner.touch(key, ttl).await
+    }
+    async fn remove(&self, key: &str) -> crate::store::StoreResult<bool> {
+        self.check("remove")?;
+        self.inner.remove(key).await
+    }
+    async fn remove_many(&self, keys: &[String]) -> crate::store::StoreResult<u64> {
+        self.check("remove_many")?;
+        self.inner.remove_many(keys).await
+    }
+    async fn link_add(
+        &self,
+        set_key: &str,
+        member: &str,
+        ttl: Option<Duration>,
+    ) -> crate::store::StoreResult<()> {
+        self.inner.link_add(set_key, member, ttl).await
+    }
+    async fn link_members(&self, set_key: &str) -> crate::store::StoreResult<Vec<String>> {
+        self.inner.link_members(set_key).await
+    }
+    async fn link_remove(
+        &self,
+        set_key: &str,
+        members: &[String],
+    ) -> crate::store::StoreResult<()> {
+        self.inner.link_remove(set_key, members).await
+    }
+    async fn health(&self) -> crate::store::StoreResult<()> {
+        self.inner.health().await
+    }
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: u64,
+        count: usize,
+    ) -> crate::store::StoreResult<(u64, Vec<String>)> {
+        self.inner.scan(prefix, cursor, count).await
+    }
+    fn endpoint(&self) -> String {
+        "sign-out-writes-fail".into()
+    }
+}
+
+#[tokio::test]
+async fn a_sign_out_that_is_not_durable_is_an_error_and_the_same_token_completes_it() {
+    let faulty = Arc::new(SignOutWritesFail {
+        inner: crate::store::open("memory://").await.unwrap(),
+        down: std::sync::atomic::AtomicBool::new(false),
+    });
+    let cache = TokenCache::builder()
+        .store(faulty.clone())
+        .build()
+        .await
+        .unwrap();
+    let store = cache.two_level().store().clone();
+    let keys = cache.two_level().keys().clone();
+    let account = "oid-1.tid-1";
+    let partition = keys.partition_str(account);
+    store.set(&partition, b"tokens", None).await.unwrap();
+    let sessions = SessionIndex::new(&cache);
+    sessions
+        .record(ISS, Some("sid-1"), Some("sub-1"), account)
+        .await
+        .unwrap();
+    let s = ec_signer("k1");
+    let keyset =
+        KeySet::from_json(json!({"keys": [s.jwk.clone()]}).to_string().as_bytes()).unwrap();
+    let v = LogoutTokenValidator::builder(ISS, CLIENT, Jwks::fixed(keyset))
+        .clock(Arc::new(ManualClock::at_secs(NOW)))
+        .replay_cache(&cache)
+        .build();
+    let token = s.sign(&claims());
+
+    faulty.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..2 {
+        // twice: the jti is released each time, never refused as a replay
+        let err = back_channel_logout(&cache, &sessions, &v, &token)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            LogoutError::NotDurable {
+                account: account.into()
+            }
+        );
+        assert!(err.is_temporary());
+        assert_eq!(err.error_code(), "temporarily_unavailable");
+    }
+    assert!(
+        faulty.inner.get(&partition).await.unwrap().is_some(),
+        "L2 still holds the partition"
+    );
+    assert_eq!(
+        sessions.find_by_sid(ISS, "sid-1").await.unwrap().as_deref(),
+        Some(account),
+        "the session index entry is kept for the retry"
+    );
+    let front = front_channel_logout(&cache, &sessions, ISS, Some(ISS), Some("sid-1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(front, LogoutError::NotDurable { .. }), "{front:?}");
+
+    faulty
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let out = back_channel_logout(&cache, &sessions, &v, &token)
+        .await
+        .unwrap();
+    assert_eq!(out.account.as_deref(), Some(account));
+    assert!(out.sign_out.is_some_and(|o| o.l2_complete));
+    assert_eq!(faulty.inner.get(&partition).await.unwrap(), None);
+    assert_eq!(sessions.find_by_sid(ISS, "sid-1").await.unwrap(), None);
+    assert!(matches!(
+        back_channel_logout(&cache, &sessions, &v, &token).await,
+        Err(LogoutError::Replayed { .. })
+    ));
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn temporary_failures_are_503_with_retry_after_and_incomplete_sign_outs_202() {
+    use ::axum::http::StatusCode;
+
+    use super::axum::{logout_error_response, sign_out_route, RETRY_AFTER};
+
+    let not_durable = LogoutError::NotDurable {
+        account: "oid.tid".into(),
+    };
+    for (err, status) in [
+        (not_durable.clone(), StatusCode::SERVICE_UNAVAILABLE),
+        (
+            LogoutError::SignOut("L2 down".into()),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        (
+            LogoutError::Jwks(JwksError::NoUsableKeys),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        (LogoutError::Malformed("x".into()), StatusCode::BAD_REQUEST),
+        (
+            LogoutError::Replayed { jti: "j".into() },
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let r = logout_error_response(&err);
+        assert_eq!(r.status(), status, "{err:?}");
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(retry, Some(RETRY_AFTER.as_secs().to_string()), "{err:?}");
+        } else {
+            assert_eq!(retry, None, "{err:?}");
+        }
+        assert_eq!(r.headers()["cache-control"], "no-store");
+    }
+    assert!(!not_durable.to_string().contains("oid.tid"));
+
+    // the app's own sign-out: 202 with complete:false while L2 does not take it, 200 after
+    let faulty = Arc::new(SignOutWritesFail {
+        inner: crate::store::open("memory://").await.unwrap(),
+        down: std::sync::atomic::AtomicBool::new(true),
+    });
+    let cache = TokenCache::builder()
+        .store(faulty.clone())
+        .build()
+        .await
+        .unwrap();
+    let body = |r: ::axum::response::Response| async move {
+        let bytes = ::axum::body::to_bytes(r.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+    let r = sign_out_route(&cache, "oid.tid").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(body(r).await["complete"], json!(false));
+    // with a redirect: the user still goes on to the provider, the header says more
+    let s = ec_signer("k1");
+    let keys = KeySet::from_json(json!({"keys": [s.jwk.clone()]}).to_string().as_bytes()).unwrap();
+    let state = super::axum::SignOutState::new(
+        &cache,
+        LogoutTokenValidator::builder(ISS, CLIENT, Jwks::fixed(keys)).build(),
+    )
+    .account_resolver(|_| Some("oid.tid".into()))
+    .redirect_after_sign_out("https://login.example.test/logout");
+    let redirect = || async {
+        super::axum::app_sign_out(
+            ::axum::extract::State(state.clone()),
+            ::axum::extract::Request::new(::axum::body::Body::empty()),
+        )
+        .await
+    };
+    let r = redirect().await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "https://login.example.test/logout");
+    assert_eq!(r.headers()["x-sign-out-complete"], "false");
+
+    faulty
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let r = sign_out_route(&cache, "oid.tid").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body(r).await["complete"], json!(true));
+    let r = redirect().await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(r.headers().get("x-sign-out-complete").is_none());
 }

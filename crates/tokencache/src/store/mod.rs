@@ -27,7 +27,8 @@ mod util;
 pub use self::embedded::{EmbeddedOptions, EmbeddedStore};
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisOptions, RedisStore};
-pub use self::url::{default_embedded_path, open, StoreUrl};
+pub(crate) use self::url::ConfiguredUrl;
+pub use self::url::{default_embedded_path, open, redact_url, StoreUrl};
 
 /// A value read from a store with the time it has left to live (`None`: no expiry).
 #[derive(Clone, PartialEq, Eq)]

@@ -11,7 +11,9 @@
 //! Redis URLs accept `?connect_timeout_ms=N&response_timeout_ms=N` (defaults 2000) and
 //! `tls_ca_file=/path/ca.pem` (a private CA to trust for `rediss://`);
 //! other query parameters are passed to redis-rs for standalone URLs (e.g.
-//! `protocol=resp3`). The [`fmt::Display`] of a [`StoreUrl`] never shows a password.
+//! `protocol=resp3`). The [`fmt::Display`] of a [`StoreUrl`] never shows a password (nor
+//! the value of a secret-looking query parameter); [`redact_url`] does the same for any
+//! URL string.
 
 use super::embedded::EmbeddedStore;
 use super::memory::MemoryStore;
@@ -96,7 +98,8 @@ fn take_params(query: &str) -> StoreResult<(String, OwnParams)> {
         };
         let ms: u64 = v
             .parse()
-            .map_err(|_| config(format!("{k} must be a number of milliseconds, got {v:?}")))?;
+            // the value is not repeated: a mistyped URL may have put a secret there
+            .map_err(|_| config(format!("{k} must be a whole number of milliseconds")))?;
         *slot = Some(Duration::from_millis(ms));
     }
     Ok((keep.join("&"), (connect, response, ca)))
@@ -330,6 +333,10 @@ impl fmt::Display for StoreUrl {
                     (Some(u), None) => write!(f, "{u}@")?,
                     (u, Some(_)) => write!(f, "{}:***@", u.as_deref().unwrap_or(""))?,
                 }
+                let rest = match rest.split_once('?') {
+                    Some((path, query)) => format!("{path}?{}", redact_query(query)),
+                    None => rest.clone(),
+                };
                 write!(f, "{}{}", hosts.join(","), rest)
             }
         }
@@ -340,6 +347,96 @@ impl fmt::Debug for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Same as Display: never the password.
         write!(f, "StoreUrl({self})")
+    }
+}
+
+/// Query parameter names whose values are hidden by [`redact_url`] (matched
+/// case-insensitively as parts of the name: `password`, `api_key`, `access_token`...).
+const SECRET_PARAMS: &[&str] = &[
+    "pass", "pwd", "secret", "token", "key", "auth", "cred", "sig",
+];
+
+/// A query string with the values of secret-looking parameters replaced by `***`.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) => {
+                let lower = k.to_ascii_lowercase();
+                if SECRET_PARAMS.iter().any(|s| lower.contains(s)) {
+                    format!("{k}=***")
+                } else {
+                    pair.to_string()
+                }
+            }
+            None => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A URL fit for logs and error messages: scheme, user name (store URLs), hosts, ports
+/// and path as written, any password replaced by `***`, and the values of
+/// secret-looking query parameters (`password=`, `token=`, `key=`...) too.
+///
+/// A store URL ([`StoreUrl::parse`]) is shown as its [`Display`](fmt::Display) (with the
+/// redis-rs query parameters it keeps). Any other URL (`https://…`, a mistyped scheme)
+/// loses its whole user-info part (`***@`), since a user name cannot be told from a
+/// password there. A string that is not a URL but has an `@` is not shown at all.
+pub fn redact_url(url: &str) -> String {
+    let url = url.trim();
+    if let Ok(parsed) = StoreUrl::parse(url) {
+        return parsed.to_string();
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return if url.contains('@') {
+            "<not a URL; not shown>".to_string()
+        } else {
+            url.to_string()
+        };
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_string(),
+    };
+    // a fragment is not sent anywhere; it is dropped rather than inspected
+    let tail = tail.split('#').next().unwrap_or("");
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => format!("{path}?{}", redact_query(query)),
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{host}{tail}")
+}
+
+/// A store URL as configured: kept verbatim for opening the store, shown (`Debug`,
+/// `Display`) only through [`redact_url`], so that a builder or an options value that
+/// holds one can derive `Debug` without printing a password.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ConfiguredUrl(String);
+
+impl ConfiguredUrl {
+    /// Keeps `url` as given.
+    pub(crate) fn new(url: &str) -> Self {
+        Self(url.to_string())
+    }
+
+    /// The URL with its credentials, for opening the store only: never log it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ConfiguredUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", redact_url(&self.0))
+    }
+}
+
+impl fmt::Display for ConfiguredUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
     }
 }
 
@@ -467,6 +564,43 @@ mod tests {
         assert_eq!(info.redis_settings().username(), Some("alice"));
         let only_pass = StoreUrl::parse("redis://:secret@h").unwrap();
         assert_eq!(only_pass.to_string(), "redis://:***@h:6379");
+    }
+
+    #[test]
+    fn redacted_urls_hide_passwords_and_secret_parameters() {
+        let cases = [
+            (
+                "redis://alice:hunter2secret@h:1/0",
+                "redis://alice:***@h:1/0",
+            ),
+            ("redis://:hunter2secret@h", "redis://:***@h:6379"),
+            (
+                "rediss+cluster://u:hunter2secret@a:1,b:2/?protocol=resp3&password=hunter2secret",
+                "rediss+cluster://u:***@a:1,b:2/?protocol=resp3&password=***",
+            ),
+            ("redb:///var/t.redb", "redb:///var/t.redb"),
+            ("memory://", "memory://"),
+            // not store URLs: the whole user info goes
+            (
+                "postgres://alice:hunter2secret@db:5432/x",
+                "postgres://***@db:5432/x",
+            ),
+            (
+                "https://u:hunter2secret@idp.example/keys?api_key=hunter2secret&v=2#hunter2secret",
+                "https://***@idp.example/keys?api_key=***&v=2",
+            ),
+            // a redis URL that does not parse (two hosts without +cluster)
+            ("redis://u:hunter2secret@a:1,b:2/", "redis://***@a:1,b:2/"),
+            ("user:hunter2secret@host", "<not a URL; not shown>"),
+            ("just-a-path", "just-a-path"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+            let kept = ConfiguredUrl::new(url);
+            assert_eq!(kept.expose(), url);
+            let printed = format!("{kept} {kept:?}");
+            assert!(!printed.contains("hunter2secret"), "{printed}");
+        }
     }
 
     #[test]

@@ -1,0 +1,302 @@
+//! Secrets never leave through `Debug`, `Display`, errors or logs: every public
+//! configuration type, store, cache, validator and error that may hold or be built from
+//! a URL with a password (or a token) is formatted, every log line of the run is
+//! captured at TRACE, and the password may appear nowhere. Nothing here needs a server:
+//! the Redis URLs point at 127.0.0.1:1, where nothing listens, so every call fails and
+//! its error is formatted too.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokencache::signout::{Jwks, LogoutTokenValidator, RemoteOptions, SessionIndex};
+use tokencache::store::chaos::ChaosStore;
+use tokencache::store::{
+    self, EmbeddedOptions, EmbeddedStore, RedisOptions, RedisStore, SharedStore, StoreUrl,
+};
+use tokencache::twolevel::TwoLevelOptions;
+use tokencache::{Error, TokenCache};
+
+/// The password (and token) that must never be shown.
+const SECRET: &str = "hunter2secret";
+
+/// Everything the log subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// What was formatted, labelled, so that a failure names the culprit.
+#[derive(Default)]
+struct Shown(Vec<(String, String)>);
+
+impl Shown {
+    /// `{:?}` of `value`.
+    fn debug(&mut self, what: &str, value: &dyn std::fmt::Debug) {
+        self.0
+            .push((format!("{what} (Debug)"), format!("{value:?}")));
+    }
+
+    /// `{}` and `{:?}` of `value`.
+    fn both<T: std::fmt::Display + std::fmt::Debug>(&mut self, what: &str, value: &T) {
+        self.0
+            .push((format!("{what} (Display)"), value.to_string()));
+        self.debug(what, value);
+    }
+
+    fn assert_clean(&self) {
+        for (what, text) in &self.0 {
+            assert!(!text.contains(SECRET), "{what} shows the secret: {text}");
+            assert!(!text.is_empty(), "{what} is empty");
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_debug_display_error_or_log_line_shows_a_password_or_token() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(captured.clone())
+        .finish();
+    let _logs = tracing::subscriber::set_default(subscriber);
+    let mut shown = Shown::default();
+
+    let url = format!("redis://alice:{SECRET}@127.0.0.1:1/0?password={SECRET}");
+    let cluster_url = format!("rediss+cluster://alice:{SECRET}@127.0.0.1:1,127.0.0.1:2");
+
+    // ---- URLs and options
+    for u in [&url, &cluster_url] {
+        let parsed = StoreUrl::parse(u).unwrap();
+        shown.both("StoreUrl", &parsed);
+        shown.0.push(("redact_url".into(), store::redact_url(u)));
+    }
+    shown.debug("RedisOptions", &RedisOptions::default());
+    shown.debug("TwoLevelOptions", &TwoLevelOptions::default());
+    shown.debug("EmbeddedOptions", &EmbeddedOptions::default());
+    shown.debug("RemoteOptions", &RemoteOptions::default());
+
+    // ---- the builder, the cache, the two-level layer
+    let builder = TokenCache::builder()
+        .store_url(&url)
+        .l2_timeout(Duration::from_millis(200));
+    shown.debug("TokenCacheBuilder", &builder);
+    assert!(
+        format!("{builder:?}").contains("redis://alice:***@127.0.0.1:1/0"),
+        "the redacted URL is still useful: {builder:?}"
+    );
+    let cache = builder.build().await.unwrap();
+    shown.debug("TokenCache", &cache);
+    shown.debug("TwoLevel", cache.two_level());
+    shown.debug("Stats", &cache.stats());
+    let out = cache.remove_account("oid.tid").await.unwrap();
+    assert!(!out.l2_complete, "nothing listens at 127.0.0.1:1");
+    shown.debug("SignOut", &out);
+    let sessions = SessionIndex::new(&cache);
+    shown.debug("SessionIndex", &sessions);
+    let e = sessions
+        .find_by_sid("https://idp.test", "sid")
+        .await
+        .unwrap_err();
+    shown.both("Error from the session index", &e);
+
+    // ---- stores
+    let opened: SharedStore = store::open(&url).await.unwrap();
+    shown.debug("store::open (redis)", &opened);
+    let e = opened.get("k").await.unwrap_err();
+    assert!(e.endpoint.contains("127.0.0.1:1"), "{e}");
+    shown.both("StoreError (connection)", &e);
+    shown.both("Error::Store", &Error::from(e));
+    let redis = RedisStore::standalone(&url, RedisOptions::default()).unwrap();
+    shown.debug("RedisStore standalone", &redis);
+    shown.0.push((
+        "RedisStore::endpoint".into(),
+        tokencache::store::Store::endpoint(&redis),
+    ));
+    let seeds = vec![
+        format!("redis://alice:{SECRET}@127.0.0.1:1"),
+        format!("redis://alice:{SECRET}@127.0.0.1:2"),
+    ];
+    let cluster = RedisStore::cluster(&seeds, RedisOptions::default()).unwrap();
+    shown.debug("RedisStore cluster", &cluster);
+    let e = tokencache::store::Store::health(&cluster)
+        .await
+        .unwrap_err();
+    shown.both("StoreError (cluster)", &e);
+    let chaos = ChaosStore::passthrough(Arc::new(redis));
+    shown.debug("ChaosStore", &chaos);
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = EmbeddedStore::open(&dir.path().join("s.redb"))
+        .await
+        .unwrap();
+    shown.debug("EmbeddedStore", &embedded);
+
+    // ---- configuration errors from URLs with a password
+    for bad in [
+        format!("redis://alice:{SECRET}@127.0.0.1:1/not-a-db"),
+        format!("redis://alice:{SECRET}@127.0.0.1:1,127.0.0.1:2/"),
+        format!("redis://alice:{SECRET}@127.0.0.1:1/?connect_timeout_ms={SECRET}"),
+        format!("rediss://alice:{SECRET}@127.0.0.1:1/?tls_ca_file=/nonexistent/ca.pem"),
+        format!("postgres://alice:{SECRET}@db/x"),
+        format!("alice:{SECRET}@127.0.0.1:1"),
+    ] {
+        let e = store::open(&bad).await.unwrap_err();
+        shown.both(
+            &format!("store::open error for {}", store::redact_url(&bad)),
+            &e,
+        );
+        let e = TokenCache::builder()
+            .store_url(&bad)
+            .build()
+            .await
+            .unwrap_err();
+        shown.both("TokenCacheBuilder::build error", &e);
+    }
+    let e = RedisStore::standalone(
+        &format!("redis://alice:{SECRET}@127.0.0.1:1/not-a-db"),
+        RedisOptions::default(),
+    )
+    .unwrap_err();
+    shown.both("RedisStore::standalone error", &e);
+
+    // ---- back-channel logout: JWKS, validator, state, errors
+    let jwks_uri = format!("https://alice:{SECRET}@127.0.0.1:1/keys?api_key={SECRET}");
+    let jwks = Jwks::remote_with(
+        &jwks_uri,
+        RemoteOptions {
+            timeout: Duration::from_millis(500),
+            ..RemoteOptions::default()
+        },
+    )
+    .unwrap();
+    shown.debug("Jwks", &jwks);
+    let builder = LogoutTokenValidator::builder("https://idp.test", "client", jwks.clone())
+        .replay_cache(&cache);
+    shown.debug("LogoutTokenValidatorBuilder", &builder);
+    let validator = builder.build();
+    shown.debug("LogoutTokenValidator", &validator);
+    let state = tokencache::signout::axum::SignOutState::new(&cache, validator.clone())
+        .redirect_after_sign_out(&format!(
+            "https://idp.test/logout?id_token_hint={SECRET}&post_logout_redirect_uri=x"
+        ));
+    shown.debug("SignOutState", &state);
+    // a well-formed token whose keys must be fetched: the fetch fails
+    let b64 = |v: serde_json::Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let token = format!(
+        "{}.{}.{}",
+        b64(serde_json::json!({"alg": "RS256", "kid": "k"})),
+        b64(serde_json::json!({"iss": "https://idp.test", "secret": SECRET})),
+        SECRET
+    );
+    let e = validator.validate(&token).await.unwrap_err();
+    assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+    shown.both("LogoutError (JWKS fetch)", &e);
+    let form = tokencache::signout::axum::BackChannelForm {
+        logout_token: Some(token.clone()),
+    };
+    shown.debug("BackChannelForm", &form);
+    let e = validator
+        .validate(&format!("{SECRET}.{SECRET}.{SECRET}"))
+        .await
+        .unwrap_err();
+    shown.both("LogoutError (malformed)", &e);
+    let e = Jwks::remote(&format!("http://alice:{SECRET}@idp.test/keys")).unwrap_err();
+    shown.both("JwksError (bad URI)", &e);
+    let e = Jwks::remote(&format!("https://alice:{SECRET}@[::1/keys")).unwrap_err();
+    shown.both("JwksError (unparsable URI)", &e);
+
+    // ---- what was logged meanwhile
+    drop(_logs);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("127.0.0.1:1"),
+        "the L2 and JWKS failures were logged: {logs}"
+    );
+    shown.0.push(("logs".into(), logs));
+    if std::env::var_os("SHOW_SECRETS_TEST").is_some() {
+        for (w, t) in &shown.0 {
+            eprintln!("== {w}: {t}");
+        }
+    }
+    shown.assert_clean();
+}
+
+#[tokio::test]
+async fn a_redis_with_a_password_never_shows_it_right_or_wrong() {
+    let wrong = "wrong-hunter2secret-guess";
+    let server = testkit::RedisServer::start_with(&["--requirepass", SECRET]);
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(captured.clone())
+        .finish();
+    let _logs = tracing::subscriber::set_default(subscriber);
+    let mut shown = Shown::default();
+
+    // the right password: the cache works, and shows none of it
+    let right = format!("redis://default:{SECRET}@127.0.0.1:{}/", server.port());
+    let cache = TokenCache::builder()
+        .store_url(&right)
+        .build()
+        .await
+        .unwrap();
+    let sessions = SessionIndex::new(&cache);
+    sessions
+        .record("https://idp.test", Some("sid"), None, "oid.tid")
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions
+            .find_by_sid("https://idp.test", "sid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("oid.tid"),
+        "Redis with the password works"
+    );
+    shown.debug("TokenCache", &cache);
+    shown.debug("store", cache.two_level().store());
+
+    // a wrong password: an authentication error that names neither password
+    let bad = format!("redis://default:{wrong}@127.0.0.1:{}/", server.port());
+    let store = store::open(&bad).await.unwrap();
+    let e = store.get("k").await.unwrap_err();
+    assert!(
+        e.message.contains("authentication failed") || e.message.contains("WRONGPASS"),
+        "{e}"
+    );
+    shown.both("StoreError (wrong password)", &e);
+    let cache = TokenCache::builder().store_url(&bad).build().await.unwrap();
+    let e = SessionIndex::new(&cache)
+        .find_by_sid("https://idp.test", "sid")
+        .await
+        .unwrap_err();
+    shown.both("Error (wrong password)", &e);
+
+    drop(_logs);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains(&server.port().to_string()), "{logs}");
+    shown.0.push(("logs".into(), logs));
+    shown.assert_clean(); // covers `wrong` too: it contains SECRET
+    assert!(wrong.contains(SECRET));
+}

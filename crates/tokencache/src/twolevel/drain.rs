@@ -8,7 +8,6 @@ use std::time::Duration;
 use super::recovery::{Queued, QueuedOp};
 use super::stats::{bump, load};
 use super::{BreakerState, Core};
-use crate::schema::Partition;
 
 impl Core {
     /// Queues a change of `full_key` (latest wins), counting what it displaced.
@@ -126,7 +125,7 @@ impl Core {
                     Ok(v) => v,
                     Err(_) => return pending.put_back(),
                 };
-                let l2 = current.and_then(|v| match Partition::parse(&v.bytes) {
+                let l2 = current.and_then(|v| match self.decode(full, &v.bytes) {
                     Ok(p) => Some(p),
                     Err(e) => {
                         let then = "replaced by a queued change";
@@ -143,7 +142,7 @@ impl Core {
                         if !merged.has_credentials() || deadline.is_some_and(|d| d <= now) {
                             Write::Remove
                         } else {
-                            Write::Set(merged.to_vec(), deadline)
+                            Write::Set(self.encode(full, &merged), deadline)
                         }
                     }
                     op => {
@@ -163,7 +162,7 @@ impl Core {
                             QueuedOp::Set {
                                 partition,
                                 deadline_ms,
-                            } => Write::Set(partition.to_vec(), *deadline_ms),
+                            } => Write::Set(self.encode(full, partition), *deadline_ms),
                             _ => Write::Remove,
                         }
                     }

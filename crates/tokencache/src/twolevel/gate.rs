@@ -259,7 +259,7 @@ impl Core {
         &self,
         full: &str,
         size: usize,
-        error: &crate::schema::SchemaError,
+        error: &super::codec::DecodeError,
         then: &'static str,
     ) {
         bump(&self.counters.bad_blobs);

@@ -55,6 +55,7 @@
 //! 40 ms, capped at 200 ms); a queue of 10,000 keys that drops the oldest when full.
 
 mod breaker;
+mod codec;
 mod drain;
 mod expiry;
 mod gate;

@@ -144,7 +144,7 @@ impl Core {
         };
         let pending = matches!(queued.as_ref().map(|q| &q.op), Some(QueuedOp::Merge { .. }));
         let (partition, size, l2_ttl) = match read {
-            Ok(Some(value)) => match Partition::parse(&value.bytes) {
+            Ok(Some(value)) => match self.decode(&full, &value.bytes) {
                 Ok(p) => (merge(p), value.bytes.len(), value.ttl),
                 Err(e) => {
                     self.unreadable(&full, value.bytes.len(), &e, "read as a miss");

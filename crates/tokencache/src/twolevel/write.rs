@@ -35,7 +35,7 @@ impl Core {
         let base = match read {
             Ok(current) => {
                 let l2 = match current {
-                    Some(v) => match Partition::parse(&v.bytes) {
+                    Some(v) => match self.decode(&full, &v.bytes) {
                         Ok(p) => p,
                         Err(e) => {
                             let then = "replaced by this write";
@@ -135,7 +135,7 @@ impl Core {
         }
         let partition = Arc::new(partition);
         bump(&self.counters.l2_writes);
-        let bytes = partition.to_vec();
+        let bytes = self.encode(&full, &partition);
         let l2_written = match self
             .call_with("set", || self.store.set(&full, &bytes, ttl))
             .await

@@ -712,3 +712,77 @@ async fn unreadable_answers_are_logged_once_with_a_count_not_per_call() {
     assert_eq!(summary.len(), 1, "{summary:#?}");
     assert!(cache.stats().l2_errors_by_class.bad_data >= 600);
 }
+
+// ---- 5. link sets keep only live members ------------------------------------------------
+
+#[tokio::test]
+async fn link_sets_drop_members_whose_partitions_ended_on_a_real_redis() {
+    let server = RedisServer::start();
+    let cache = TokenCache::builder()
+        .store_url(&server.url())
+        .build()
+        .await
+        .unwrap();
+    let now = cache.two_level().clock().now_secs();
+    let oid = "aaaaaaaa-0000-0000-0000-0000000000d1";
+    let links = cache.two_level().keys().link_set(&home(oid));
+    // Incoming tokens that rotate: each OBO partition ends with its assertion.
+    for i in 0..5 {
+        let assertion = sample::incoming_assertion(oid, TENANT, now + i, now + 2);
+        let obo = sample::obo_response(oid, TENANT, MAIL, now, 3600).unwrap();
+        let req = SaveRequest::new(
+            CLIENT_ID,
+            SaveFor::Obo {
+                assertion: &assertion,
+            },
+            ENVIRONMENT,
+            TENANT,
+            MAIL,
+        );
+        cache.save_token_response(&req, &obo).await.unwrap();
+    }
+    assert_eq!(server.cli(&["ZCARD", &links]).trim(), "5");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let assertion = sample::incoming_assertion(oid, TENANT, now + 9, now + 3600);
+    let obo = sample::obo_response(oid, TENANT, MAIL, now, 3600).unwrap();
+    let req = SaveRequest::new(
+        CLIENT_ID,
+        SaveFor::Obo {
+            assertion: &assertion,
+        },
+        ENVIRONMENT,
+        TENANT,
+        MAIL,
+    );
+    let saved = cache.save_token_response(&req, &obo).await.unwrap();
+    assert_eq!(
+        server.cli(&["ZRANGE", &links, "0", "-1"]).trim(),
+        saved.partition,
+        "the write pruned the members that ended"
+    );
+    let ttl = pttl(&server, &links);
+    assert!(
+        ttl > 3_500_000 && ttl <= 3_600_000,
+        "the set lives as its longest member: {ttl}"
+    );
+
+    // A link set written as a plain set (before members had deadlines) converts in place.
+    let old = cache.two_level().keys().link_set("legacy.user");
+    server.cli(&["SADD", &old, "p1", "p2"]);
+    server.cli(&["PEXPIRE", &old, "60000"]);
+    let store = cache.two_level().store();
+    let mut members = store.link_members(&old).await.unwrap();
+    members.sort();
+    assert_eq!(members, vec!["p1", "p2"]);
+    store
+        .link_add(&old, "p3", Some(Duration::from_secs(120)))
+        .await
+        .unwrap();
+    assert_eq!(server.cli(&["TYPE", &old]).trim(), "zset");
+    assert_eq!(store.link_members(&old).await.unwrap().len(), 3);
+    store
+        .link_remove(&old, &["p1".into(), "p2".into()])
+        .await
+        .unwrap();
+    assert_eq!(store.link_members(&old).await.unwrap(), vec!["p3"]);
+}

@@ -232,7 +232,8 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
         .link_add(&shrink, "m1", Some(ms(1_500)))
         .await
         .unwrap();
-    store.link_add(&shrink, "m2", Some(ms(300))).await.unwrap(); // must not shorten
+    store.link_add(&shrink, "m2", Some(ms(300))).await.unwrap(); // must not shorten the set
+    store.link_add(&shrink, "m1", Some(ms(100))).await.unwrap(); // nor its member m1
     let grow = format!("{ns}:tc:links:{{grow}}");
     store.link_add(&grow, "m1", Some(ms(300))).await.unwrap();
     store.link_add(&grow, "m2", Some(ms(3_000))).await.unwrap(); // lengthens
@@ -249,12 +250,31 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
     assert!(!store.touch(&k("short"), ms(60_000)).await.unwrap());
     assert!(!store.remove(&k("short")).await.unwrap());
     assert_eq!(scan_all(store, &scan_prefix, 100).await, expected);
-    assert_eq!(store.link_members(&shrink).await.unwrap().len(), 2);
-    assert_eq!(store.link_members(&grow).await.unwrap().len(), 2);
+    // Each member ends with its own deadline (pruned when the set is read or added to);
+    // the set lives as long as its longest-lived member.
+    assert_eq!(store.link_members(&shrink).await.unwrap(), vec!["m1"]);
+    assert_eq!(store.link_members(&grow).await.unwrap(), vec!["m2"]);
+    if let Some(p) = &pttl {
+        assert!(
+            p(&grow) > 1_500,
+            "the set keeps its longest member's deadline"
+        );
+    }
     tokio::time::sleep(ms(1_000)).await;
     assert!(store.link_members(&shrink).await.unwrap().is_empty());
-    assert_eq!(store.link_members(&grow).await.unwrap().len(), 2);
-    assert_eq!(store.link_members(&forever).await.unwrap().len(), 2);
+    assert!(
+        !store.remove(&shrink).await.unwrap(),
+        "gone with its last member"
+    );
+    assert_eq!(store.link_members(&grow).await.unwrap(), vec!["m2"]);
+    assert_eq!(store.link_members(&forever).await.unwrap(), vec!["m"]);
+    if let Some(p) = &pttl {
+        assert_eq!(
+            p(&forever),
+            -1,
+            "a member without expiry keeps the set forever"
+        );
+    }
     // An expired key can be written again.
     store.set(&k("short"), b"again", None).await.unwrap();
     assert_eq!(

@@ -6,7 +6,8 @@
 //! |---|---|---|
 //! | `entries` | key | (deadline ms since epoch, 0 = none; value bytes) |
 //! | `links` (multimap) | link-set key | member keys |
-//! | `link_deadlines` | link-set key | deadline (0 = none) |
+//! | `link_deadlines` | link-set key | deadline (0 = none): its longest-lived member's |
+//! | `link_member_deadlines` | (link-set key, member) | the member's own deadline (0 = none) |
 //! | `expiry` | (deadline, key) | () — index of every deadline, for the sweeper |
 //!
 //! Entries and link sets share one key space as in Redis: `set` replaces a link set of
@@ -40,6 +41,10 @@ use std::time::Duration;
 const ENTRIES: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("entries");
 const LINKS: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("links");
 const LINK_DEADLINES: TableDefinition<&str, u64> = TableDefinition::new("link_deadlines");
+/// A member's own deadline. Members written before this table existed have no row:
+/// they live as long as their set.
+const LINK_MEMBER_DEADLINES: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("link_member_deadlines");
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
 
 /// How many expired entries one sweep transaction removes at most.
@@ -281,6 +286,7 @@ fn sweep_tx(tx: &WriteTransaction, now: u64) -> Result<u64, redb::Error> {
     let mut entries = tx.open_table(ENTRIES)?;
     let mut links = tx.open_multimap_table(LINKS)?;
     let mut link_deadlines = tx.open_table(LINK_DEADLINES)?;
+    let mut member_deadlines = tx.open_table(LINK_MEMBER_DEADLINES)?;
     let mut removed = 0;
     for (d, key) in &due {
         expiry.remove((*d, key.as_str()))?;
@@ -296,7 +302,9 @@ fn sweep_tx(tx: &WriteTransaction, now: u64) -> Result<u64, redb::Error> {
             .is_some_and(|v| v.value() == *d);
         if set_due {
             link_deadlines.remove(key.as_str())?;
-            links.remove_all(key.as_str())?;
+            for m in links.remove_all(key.as_str())? {
+                member_deadlines.remove((key.as_str(), m?.value()))?;
+            }
             removed += 1;
         }
     }
@@ -308,6 +316,7 @@ struct Tables<'t> {
     entries: redb::Table<'t, &'static str, (u64, &'static [u8])>,
     links: redb::MultimapTable<'t, &'static str, &'static str>,
     link_deadlines: redb::Table<'t, &'static str, u64>,
+    member_deadlines: redb::Table<'t, (&'static str, &'static str), u64>,
     expiry: redb::Table<'t, (u64, &'static str), ()>,
 }
 
@@ -317,6 +326,7 @@ impl<'t> Tables<'t> {
             entries: tx.open_table(ENTRIES)?,
             links: tx.open_multimap_table(LINKS)?,
             link_deadlines: tx.open_table(LINK_DEADLINES)?,
+            member_deadlines: tx.open_table(LINK_MEMBER_DEADLINES)?,
             expiry: tx.open_table(EXPIRY)?,
         })
     }
@@ -365,12 +375,58 @@ impl<'t> Tables<'t> {
         let old = self.link_deadlines.remove(key)?.map(|v| v.value());
         match old {
             Some(d) => {
-                self.links.remove_all(key)?;
+                for m in self.links.remove_all(key)? {
+                    self.member_deadlines.remove((key, m?.value()))?;
+                }
                 self.reindex(key, d, 0)?;
                 Ok(!expired(d, now))
             }
             None => Ok(false),
         }
+    }
+
+    /// Drops the members of live set `key` past their own deadline and sets the set's
+    /// deadline to its longest-lived member's (removing the set when none is left);
+    /// returns the members left.
+    fn prune_set(
+        &mut self,
+        key: &str,
+        set_deadline: u64,
+        now: u64,
+    ) -> Result<Vec<String>, redb::Error> {
+        let mut members = Vec::new();
+        for m in self.links.get(key)? {
+            members.push(m?.value().to_owned());
+        }
+        let mut live = Vec::with_capacity(members.len());
+        let mut latest = Some(0u64); // None: a member without expiry
+        for m in members {
+            // no row: written before members had deadlines, lives with its set
+            let d = match self.member_deadlines.get((key, m.as_str()))? {
+                Some(v) => v.value(),
+                None => set_deadline,
+            };
+            if expired(d, now) {
+                self.links.remove(key, m.as_str())?;
+                self.member_deadlines.remove((key, m.as_str()))?;
+                continue;
+            }
+            latest = match (latest, d) {
+                (None, _) | (_, 0) => None,
+                (Some(a), d) => Some(a.max(d)),
+            };
+            live.push(m);
+        }
+        if live.is_empty() {
+            self.remove_set(key, now)?;
+            return Ok(live);
+        }
+        let new = latest.unwrap_or(0);
+        if new != set_deadline {
+            self.link_deadlines.insert(key, new)?;
+            self.reindex(key, set_deadline, new)?;
+        }
+        Ok(live)
     }
 
     fn put_entry(
@@ -584,20 +640,30 @@ impl Store for EmbeddedStore {
                         None => {}
                     }
                     let want = encode_deadline(ttl, now);
-                    let new = match t.set_deadline(&k)? {
+                    let old = match t.set_deadline(&k)? {
                         Some(d) if expired(d, now) => {
                             t.remove_set(&k, now)?;
-                            want
+                            None
                         }
-                        // Never shorten: no expiry (0) beats any deadline.
-                        Some(d) if d == 0 || want == 0 => 0,
-                        Some(d) => d.max(want),
+                        d => d,
+                    };
+                    // A member's deadline is never shortened: no expiry (0) beats any.
+                    let mine = match t.member_deadlines.get((k.as_str(), m.as_str()))? {
+                        Some(d) if d.value() == 0 || want == 0 => 0,
+                        Some(d) => d.value().max(want),
                         None => want,
                     };
-                    let old = t.set_deadline(&k)?;
                     t.links.insert(k.as_str(), m.as_str())?;
-                    t.link_deadlines.insert(k.as_str(), new)?;
-                    t.reindex(&k, old.unwrap_or(0), new)?;
+                    t.member_deadlines.insert((k.as_str(), m.as_str()), mine)?;
+                    // The set lives at least as long as this member until pruned.
+                    let set_d = match old {
+                        Some(d) if d == 0 || mine == 0 => 0,
+                        Some(d) => d.max(mine),
+                        None => mine,
+                    };
+                    t.link_deadlines.insert(k.as_str(), set_d)?;
+                    t.reindex(&k, old.unwrap_or(0), set_d)?;
+                    t.prune_set(&k, set_d, now)?;
                     Ok(Outcome::Done(()))
                 })
             })
@@ -609,29 +675,18 @@ impl Store for EmbeddedStore {
         let k = set_key.to_owned();
         let out = self
             .run(move |db, now| {
-                let tx = db.begin_read()?;
-                let sets = tx.open_table(LINK_DEADLINES)?;
-                match sets.get(k.as_str())?.map(|d| d.value()) {
-                    Some(d) if !expired(d, now) => {
-                        let links = tx.open_multimap_table(LINKS)?;
-                        let mut out = Vec::new();
-                        for m in links.get(k.as_str())? {
-                            out.push(m?.value().to_owned());
-                        }
-                        Ok(Outcome::Done(out))
-                    }
+                // A write transaction: members past their deadline are pruned as read.
+                write(db, |t| match t.set_deadline(&k)? {
+                    Some(d) if !expired(d, now) => Ok(Outcome::Done(t.prune_set(&k, d, now)?)),
                     _ => {
-                        let entries = tx.open_table(ENTRIES)?;
-                        let is_entry = entries
-                            .get(k.as_str())?
-                            .is_some_and(|v| !expired(v.value().0, now));
+                        let is_entry = t.entry(&k)?.is_some_and(|(d, _)| !expired(d, now));
                         Ok(if is_entry {
                             Outcome::WrongType
                         } else {
                             Outcome::Done(Vec::new())
                         })
                     }
-                }
+                })
             })
             .await?;
         self.done(out, set_key)
@@ -648,13 +703,12 @@ impl Store for EmbeddedStore {
                         Some(d) if expired(d, now) => {
                             t.remove_set(&k, now)?;
                         }
-                        Some(_) => {
+                        Some(d) => {
                             for m in &members {
                                 t.links.remove(k.as_str(), m.as_str())?;
+                                t.member_deadlines.remove((k.as_str(), m.as_str()))?;
                             }
-                            if t.links.get(k.as_str())?.is_empty() {
-                                t.remove_set(&k, now)?;
-                            }
+                            t.prune_set(&k, d, now)?;
                             return Ok(Outcome::Done(()));
                         }
                     }

@@ -10,7 +10,7 @@ use super::util::{deadline, wrong_type, ScanCursors};
 use super::{Store, StoreResult, StoreValue};
 use crate::clock::{SharedClock, SystemClock};
 use async_trait::async_trait;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,7 +25,8 @@ const SWEEP_EVERY: u64 = 4096;
 #[derive(Debug)]
 enum Value {
     Bytes(Vec<u8>),
-    Set(BTreeSet<String>),
+    /// Link set: member → the member's own deadline (`None`: none).
+    Set(BTreeMap<String, Option<u64>>),
 }
 
 #[derive(Debug)]
@@ -120,6 +121,15 @@ impl MemoryStore {
             inner.map.retain(|_, e| e.live(now));
         }
     }
+}
+
+/// Drops the members past their own deadline; returns the set's deadline: that of its
+/// longest-lived member (`None` when one has none).
+fn prune(members: &mut BTreeMap<String, Option<u64>>, now: u64) -> Option<u64> {
+    members.retain(|_, d| d.is_none_or(|d| d > now));
+    members
+        .values()
+        .try_fold(0u64, |acc, d| d.map(|d| acc.max(d)))
 }
 
 #[async_trait]
@@ -242,27 +252,25 @@ impl Store for MemoryStore {
         let now = self.clock.now_millis();
         let mut inner = self.lock();
         let want = ttl.map(|t| deadline(now, t));
-        match Self::live(&mut inner, set_key, now) {
-            Some(e) => {
-                let Value::Set(members) = &mut e.value else {
-                    return Err(wrong_type(ENDPOINT, set_key));
-                };
-                members.insert(member.to_owned());
-                // Never shorten: no expiry beats any deadline, a later deadline wins.
-                e.deadline = match (e.deadline, want) {
-                    (None, _) | (_, None) => None,
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                };
-            }
-            None => {
-                inner.map.insert(
-                    set_key.to_owned(),
-                    Entry {
-                        value: Value::Set(BTreeSet::from([member.to_owned()])),
-                        deadline: want,
-                    },
-                );
-            }
+        let entry = match Self::live(&mut inner, set_key, now) {
+            Some(e) => e,
+            None => inner.map.entry(set_key.to_owned()).or_insert(Entry {
+                value: Value::Set(BTreeMap::new()),
+                deadline: want,
+            }),
+        };
+        let Value::Set(members) = &mut entry.value else {
+            return Err(wrong_type(ENDPOINT, set_key));
+        };
+        // A member's deadline is never shortened: no expiry beats any, later wins.
+        let d = members.entry(member.to_owned()).or_insert(want);
+        *d = match (*d, want) {
+            (None, _) | (_, None) => None,
+            (Some(a), Some(b)) => Some(a.max(b)),
+        };
+        entry.deadline = prune(members, now);
+        if members.is_empty() {
+            inner.map.remove(set_key);
         }
         Self::wrote(&mut inner, now);
         Ok(())
@@ -273,11 +281,13 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         match Self::live(&mut inner, set_key, now) {
             None => Ok(Vec::new()),
-            Some(Entry {
-                value: Value::Set(m),
-                ..
-            }) => Ok(m.iter().cloned().collect()),
-            Some(_) => Err(wrong_type(ENDPOINT, set_key)),
+            Some(e) => {
+                let Value::Set(m) = &mut e.value else {
+                    return Err(wrong_type(ENDPOINT, set_key));
+                };
+                e.deadline = prune(m, now);
+                Ok(m.keys().cloned().collect())
+            }
         }
     }
 
@@ -286,16 +296,16 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         let empty = match Self::live(&mut inner, set_key, now) {
             None => return Ok(()),
-            Some(Entry {
-                value: Value::Set(m),
-                ..
-            }) => {
+            Some(e) => {
+                let Value::Set(m) = &mut e.value else {
+                    return Err(wrong_type(ENDPOINT, set_key));
+                };
                 for member in members {
                     m.remove(member);
                 }
+                e.deadline = prune(m, now);
                 m.is_empty()
             }
-            Some(_) => return Err(wrong_type(ENDPOINT, set_key)),
         };
         if empty {
             inner.map.remove(set_key);
@@ -376,6 +386,29 @@ mod tests {
         assert!(!s.touch("a", Duration::from_secs(1)).await.unwrap());
         assert_eq!(s.get("b").await.unwrap().unwrap().ttl, None);
         assert_eq!(s.scan("", 0, 10).await.unwrap(), (0, vec!["b".to_owned()]));
+    }
+
+    #[tokio::test]
+    async fn link_members_end_with_their_own_deadline() {
+        let clock = ManualClock::new(1_000_000);
+        let s = MemoryStore::with_clock(Arc::new(clock.clone()));
+        s.link_add("l", "short", Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        s.link_add("l", "long", Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        clock.advance_secs(6);
+        assert_eq!(s.link_members("l").await.unwrap(), vec!["long".to_owned()]);
+        // a shorter TTL never shortens a member
+        s.link_add("l", "long", Some(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        clock.advance_secs(30);
+        assert_eq!(s.link_members("l").await.unwrap(), vec!["long".to_owned()]);
+        clock.advance_secs(30);
+        assert!(s.link_members("l").await.unwrap().is_empty());
+        assert_eq!(s.len(), 0, "the set went with its last member");
     }
 
     #[tokio::test]

@@ -17,8 +17,9 @@
 //! Commands: `get` = pipeline `GET` + `PTTL` (one round trip); `get_and_touch` =
 //! `GETEX PX`; `set` = `SET [PX]`; `touch` = `PEXPIRE`; `remove_many` = one `DEL` per
 //! hash slot (sent concurrently in Cluster, never a cross-slot `DEL`); link sets are
-//! Redis sets (`SADD` plus a Lua script that only ever lengthens the TTL, `SMEMBERS`,
-//! `SREM`); `scan` = `SCAN MATCH prefix* COUNT`, on every master in Cluster (see
+//! sorted sets scored by each member's own deadline (Lua scripts on the one key, so
+//! Cluster-safe: members past their deadline are pruned on every add and read, and the
+//! set's TTL is its longest-lived member's); `scan` = `SCAN MATCH prefix* COUNT`, on every master in Cluster (see
 //! [`RedisStore::scan`](Store::scan) below); `health` = `PING`.
 //!
 //! Errors: I/O, refused or dropped connections → `Connection`; timeouts → `Timeout`;
@@ -41,24 +42,73 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Sets the link set's TTL only if that lengthens it (a new set takes the TTL; a set
-/// without expiry keeps none; ARGV[2] < 0 means "no expiry").
-const LINK_ADD_LUA: &str = r#"
-local existed = redis.call('EXISTS', KEYS[1])
-redis.call('SADD', KEYS[1], ARGV[1])
-local want = tonumber(ARGV[2])
-if want < 0 then
-  redis.call('PERSIST', KEYS[1])
-elseif existed == 0 then
-  redis.call('PEXPIRE', KEYS[1], want)
-else
-  local cur = redis.call('PTTL', KEYS[1])
-  if cur >= 0 and cur < want then
-    redis.call('PEXPIRE', KEYS[1], want)
+/// The clock of the scripts below: the server's own time in ms, so that member
+/// deadlines agree across replicas whatever their clocks say.
+const NOW_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"#;
+
+/// Link sets are sorted sets: member → the member's own deadline (ms, server time;
+/// `+inf` for none). A set written before members had deadlines (a plain set) is
+/// converted, its members keeping the set's TTL. Members past their deadline are
+/// dropped, and the set's TTL is its longest-lived member's.
+const LINK_PRUNE_LUA: &str = r#"
+local function convert(now)
+  if redis.call('TYPE', KEYS[1]).ok ~= 'set' then return end
+  local members = redis.call('SMEMBERS', KEYS[1])
+  local pttl = redis.call('PTTL', KEYS[1])
+  local score = '+inf'
+  if pttl >= 0 then score = now + pttl end
+  redis.call('DEL', KEYS[1])
+  for _, m in ipairs(members) do redis.call('ZADD', KEYS[1], score, m) end
+end
+local function prune(now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if #last == 0 then return end
+  if last[2] == 'inf' then
+    redis.call('PERSIST', KEYS[1])
+  else
+    redis.call('PEXPIREAT', KEYS[1], math.ceil(tonumber(last[2])))
   end
 end
+"#;
+
+/// `link_add`: ARGV[1] member, ARGV[2] its TTL in ms (< 0: none). A member's deadline
+/// is never shortened (`ZADD GT`).
+const LINK_ADD_BODY: &str = r#"
+convert(now)
+local want = tonumber(ARGV[2])
+local score = '+inf'
+if want >= 0 then score = now + want end
+redis.call('ZADD', KEYS[1], 'GT', score, ARGV[1])
+prune(now)
 return 1
 "#;
+
+/// `link_members`: the live members (pruning the others).
+const LINK_MEMBERS_BODY: &str = r#"
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind == 'none' then return {} end
+convert(now)
+prune(now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"#;
+
+/// `link_remove`: ARGV = members.
+const LINK_REMOVE_BODY: &str = r#"
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind == 'none' then return 0 end
+convert(now)
+for _, m in ipairs(ARGV) do redis.call('ZREM', KEYS[1], m) end
+prune(now)
+return 1
+"#;
+
+fn link_script(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{NOW_LUA}{LINK_PRUNE_LUA}{body}"))
+}
 
 /// Keys per `DEL` command in standalone mode.
 const DEL_CHUNK: usize = 512;
@@ -193,7 +243,10 @@ impl Conn {
         }
     }
 
-    async fn script(&mut self, inv: &redis::ScriptInvocation<'_>) -> RedisResult<i64> {
+    async fn script<T: redis::FromRedisValue>(
+        &mut self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> RedisResult<T> {
         match self {
             Conn::Standalone(c) => inv.invoke_async(c).await,
             Conn::Cluster(c) => inv.invoke_async(c).await,
@@ -206,6 +259,8 @@ pub struct RedisStore {
     backend: Backend,
     endpoint: String,
     link_add: redis::Script,
+    link_members: redis::Script,
+    link_remove: redis::Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -355,7 +410,9 @@ impl RedisStore {
         Ok(Self {
             backend: Backend::Standalone(lazy),
             endpoint,
-            link_add: redis::Script::new(LINK_ADD_LUA),
+            link_add: link_script(LINK_ADD_BODY),
+            link_members: link_script(LINK_MEMBERS_BODY),
+            link_remove: link_script(LINK_REMOVE_BODY),
         })
     }
 
@@ -408,7 +465,9 @@ impl RedisStore {
         Ok(Self {
             backend: Backend::Cluster(lazy),
             endpoint,
-            link_add: redis::Script::new(LINK_ADD_LUA),
+            link_add: link_script(LINK_ADD_BODY),
+            link_members: link_script(LINK_MEMBERS_BODY),
+            link_remove: link_script(LINK_REMOVE_BODY),
         })
     }
 
@@ -608,22 +667,24 @@ impl Store for RedisStore {
         let mut c = self.conn().await?;
         let mut inv = self.link_add.key(set_key);
         inv.arg(member).arg(want);
-        c.script(&inv).await.map_err(|e| self.err(&e))?;
+        let _: i64 = c.script(&inv).await.map_err(|e| self.err(&e))?;
         Ok(())
     }
 
     async fn link_members(&self, set_key: &str) -> StoreResult<Vec<String>> {
-        self.query(redis::cmd("SMEMBERS").arg(set_key).clone())
-            .await
+        let mut c = self.conn().await?;
+        let inv = self.link_members.key(set_key);
+        c.script(&inv).await.map_err(|e| self.err(&e))
     }
 
     async fn link_remove(&self, set_key: &str, members: &[String]) -> StoreResult<()> {
         if members.is_empty() {
             return Ok(());
         }
-        let _: i64 = self
-            .query(redis::cmd("SREM").arg(set_key).arg(members).clone())
-            .await?;
+        let mut c = self.conn().await?;
+        let mut inv = self.link_remove.key(set_key);
+        inv.arg(members);
+        let _: i64 = c.script(&inv).await.map_err(|e| self.err(&e))?;
         Ok(())
     }
 

@@ -786,3 +786,72 @@ async fn link_sets_drop_members_whose_partitions_ended_on_a_real_redis() {
         .unwrap();
     assert_eq!(store.link_members(&old).await.unwrap(), vec!["p3"]);
 }
+
+// ---- 9. lookups default to the tenant and cloud the tokens were saved for ---------------
+
+#[tokio::test]
+async fn lookups_never_mix_tenants_or_clouds_unless_told() {
+    let cache = TokenCache::builder()
+        .store_url("memory://")
+        .probe_l2_at_start(false)
+        .build()
+        .await
+        .unwrap();
+    let now = cache.two_level().clock().now_secs();
+    let oid = "aaaaaaaa-0000-0000-0000-0000000000e1";
+    let h = home(oid);
+    let (t_home, t_guest) = (TENANT, "77777777-0000-0000-0000-000000000007");
+    // One tenant only: a lookup that names none finds the token.
+    save_user(&cache, CLIENT_ID, oid, GRAPH, now).await;
+    assert!(find_user(&cache, CLIENT_ID, oid, GRAPH).await);
+    // The same user's token for the same scope in a second tenant (a guest sign-in: the
+    // id token's tid is the resource tenant, client_info names the home account).
+    let id_token = sample::fake_jwt(
+        json!({"iss": format!("https://login.microsoftonline.com/{t_guest}/v2.0"), "aud": CLIENT_ID,
+               "oid": "guest-object-id", "tid": t_guest, "sub": "s", "iat": now, "exp": now + 3600}),
+        600,
+    );
+    let body = json!({"token_type": "Bearer", "scope": GRAPH[0], "expires_in": 3600,
+                      "access_token": "eyJ0eXAi.guest.token", "id_token": id_token,
+                      "client_info": sample::client_info(oid, TENANT)});
+    let resp = TokenResponse::from_json(body.to_string().as_bytes()).unwrap();
+    let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, t_guest, GRAPH);
+    cache.save_token_response(&req, &resp).await.unwrap();
+    let err = cache
+        .find_access_token(&Lookup::user(CLIENT_ID, &h, GRAPH))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("several tenants"), "{err}");
+    for t in [t_home, t_guest] {
+        let l = Lookup::user(CLIENT_ID, &h, GRAPH).tenant(t);
+        assert!(cache.find_access_token(&l).await.unwrap().is_some(), "{t}");
+    }
+    let any = Lookup::user(CLIENT_ID, &h, GRAPH).any_tenant();
+    assert!(cache.find_access_token(&any).await.unwrap().is_some());
+
+    // Clouds: the same user's token from the US Government cloud.
+    let oid2 = "aaaaaaaa-0000-0000-0000-0000000000e2";
+    let h2 = home(oid2);
+    save_user(&cache, CLIENT_ID, oid2, MAIL, now).await;
+    let resp = sample::user_response(oid2, TENANT, MAIL, now + 1, 3600).unwrap();
+    let req = SaveRequest::new(
+        CLIENT_ID,
+        SaveFor::User,
+        "login.microsoftonline.us",
+        TENANT,
+        MAIL,
+    );
+    cache.save_token_response(&req, &resp).await.unwrap();
+    let err = cache
+        .find_access_token(&Lookup::user(CLIENT_ID, &h2, MAIL))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("several clouds"), "{err}");
+    // An alias of the public cloud is the same cloud.
+    let l = Lookup::user(CLIENT_ID, &h2, MAIL).environment("login.windows.net");
+    assert!(cache.find_access_token(&l).await.unwrap().is_some());
+    let l = Lookup::user(CLIENT_ID, &h2, MAIL).environment("login.microsoftonline.us");
+    assert!(cache.find_access_token(&l).await.unwrap().is_some());
+    let l = Lookup::user(CLIENT_ID, &h2, MAIL).any_cloud();
+    assert!(cache.find_access_token(&l).await.unwrap().is_some());
+}

@@ -47,8 +47,8 @@ use crate::partition::{
     assertion_hash, check_key, session_partition_key, KeyError, PartitionKey, PartitionKind,
 };
 use crate::schema::{
-    decode_jwt_claims, AccessTokenQuery, Partition, RefreshTokenQuery, Secret, TokenRequest,
-    TokenResponse,
+    decode_jwt_claims, AccessTokenQuery, Ambiguous, Partition, RefreshTokenQuery, Secret,
+    TokenRequest, TokenResponse,
 };
 use crate::store::{self, SharedStore};
 use crate::twolevel::{
@@ -97,10 +97,20 @@ pub struct Lookup<'a> {
     pub subject: Subject<'a>,
     /// Scopes wanted; all must be in the token's target (case-insensitive).
     pub scopes: &'a [&'a str],
-    /// The tenant (realm); `None` = any. For [`Subject::App`] the subject's tenant is used.
+    /// The tenant (realm). `None`: the tenant the matching tokens were saved for, when
+    /// they are all of one tenant; when they span several, the lookup fails with
+    /// [`Error::InvalidRequest`] asking to name one (or to set
+    /// [`any_tenant`](Self::any_tenant)). For [`Subject::App`] the subject's tenant.
     pub tenant: Option<&'a str>,
-    /// The authority host; `None` = any.
+    /// The authority host (compared as clouds: `login.windows.net` is
+    /// `login.microsoftonline.com`). `None`: the cloud the matching tokens were saved
+    /// for, when they are all of one cloud; else, as for `tenant`, an error.
     pub environment: Option<&'a str>,
+    /// Match tokens of any tenant when `tenant` is `None` (the newest wins). Off by
+    /// default: a multi-tenant app must not get one tenant's token for another's request.
+    pub any_tenant: bool,
+    /// Match tokens of any cloud when `environment` is `None`. Off by default.
+    pub any_cloud: bool,
     /// `None` = Bearer.
     pub token_type: Option<&'a str>,
 }
@@ -131,6 +141,8 @@ impl<'a> Lookup<'a> {
             scopes,
             tenant: None,
             environment: None,
+            any_tenant: false,
+            any_cloud: false,
             token_type: None,
         }
     }
@@ -138,6 +150,24 @@ impl<'a> Lookup<'a> {
     /// Restricts to a tenant.
     pub fn tenant(mut self, tenant: &'a str) -> Self {
         self.tenant = Some(tenant);
+        self
+    }
+
+    /// Restricts to a cloud (an authority host, e.g. `login.microsoftonline.com`).
+    pub fn environment(mut self, host: &'a str) -> Self {
+        self.environment = Some(host);
+        self
+    }
+
+    /// Accepts tokens of any tenant when none is named (the newest wins).
+    pub fn any_tenant(mut self) -> Self {
+        self.any_tenant = true;
+        self
+    }
+
+    /// Accepts tokens of any cloud when none is named.
+    pub fn any_cloud(mut self) -> Self {
+        self.any_cloud = true;
         self
     }
 }
@@ -522,10 +552,26 @@ impl TokenCache {
             user_assertion_hash: assertion_hash,
             skew_secs: self.skew_secs,
         };
-        let found = if kind == PartitionKind::OboSession {
-            partition.find_access_token_for_any_account(&query, now)
-        } else {
-            partition.find_access_token(&query, now)
+        let any_account = kind == PartitionKind::OboSession;
+        let one_tenant = lookup.tenant.is_none() && !lookup.any_tenant;
+        let one_cloud = lookup.environment.is_none() && !lookup.any_cloud;
+        let found = match partition.find_access_token_in_one_authority(
+            &query,
+            now,
+            any_account,
+            one_tenant,
+            one_cloud,
+        ) {
+            Ok(found) => found,
+            Err(a) => {
+                let what = match a {
+                    Ambiguous::Tenant => "tenants: name one with Lookup::tenant, or accept any with Lookup::any_tenant",
+                    Ambiguous::Cloud => "clouds: name one with Lookup::environment, or accept any with Lookup::any_cloud",
+                };
+                return Err(Error::InvalidRequest(format!(
+                    "the cached tokens for this lookup are of several {what}"
+                )));
+            }
         };
         if let (Some(at), Some(stamp)) = (found, revoked_at) {
             if at.cached_at <= stamp {

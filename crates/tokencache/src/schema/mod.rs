@@ -129,6 +129,16 @@ impl<'a> AccessTokenQuery<'a> {
     }
 }
 
+/// Which part of the authority a lookup left open matches tokens of several values
+/// (see [`Partition::find_access_token_in_one_authority`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ambiguous {
+    /// Tokens of several tenants match.
+    Tenant,
+    /// Tokens of several clouds match.
+    Cloud,
+}
+
 /// What to look for in [`Partition::find_refresh_token`].
 #[derive(Debug, Clone, Copy)]
 pub struct RefreshTokenQuery<'a> {
@@ -572,6 +582,47 @@ impl Partition {
             .values()
             .filter(|at| !at.is_expired(now, q.skew_secs) && q.matches(at, false))
             .max_by_key(|at| at.expires_on)
+    }
+
+    /// Like [`find_access_token`](Self::find_access_token) (`any_account`: like
+    /// [`find_access_token_for_any_account`](Self::find_access_token_for_any_account)),
+    /// but where the query leaves the realm open and `one_tenant` is set (or the
+    /// environment open and `one_cloud`), the matching tokens must all be of one tenant
+    /// (one cloud): the tenant and cloud they were saved for. When they span several, no
+    /// guess is made: `Err` says which is ambiguous.
+    pub fn find_access_token_in_one_authority(
+        &self,
+        q: &AccessTokenQuery<'_>,
+        now: i64,
+        any_account: bool,
+        one_tenant: bool,
+        one_cloud: bool,
+    ) -> Result<Option<&AccessToken>, Ambiguous> {
+        let mut best: Option<&AccessToken> = None;
+        let mut first: Option<&AccessToken> = None;
+        for at in self.access_tokens.values() {
+            if at.is_expired(now, q.skew_secs) || !q.matches(at, any_account) {
+                continue;
+            }
+            match first {
+                None => first = Some(at),
+                Some(f) => {
+                    if one_tenant && q.realm.is_none() && !eq_ci(&f.realm, &at.realm) {
+                        return Err(Ambiguous::Tenant);
+                    }
+                    if one_cloud
+                        && q.environment.is_none()
+                        && !same_cloud(&f.environment, &at.environment)
+                    {
+                        return Err(Ambiguous::Cloud);
+                    }
+                }
+            }
+            if best.is_none_or(|b| at.expires_on > b.expires_on) {
+                best = Some(at);
+            }
+        }
+        Ok(best)
     }
 
     /// Like [`find_access_token`](Self::find_access_token), but `q.home_account_id` is

@@ -19,13 +19,15 @@
 //! | [`partition`] | partition keys (user, app, OBO) and tokencache's own keys. Pure. |
 //! | [`memory`] | L1: byte-bounded, per-entry expiry, `Arc` of decoded partitions. |
 //! | [`store`] | the [`Store`](store::Store) trait; embedded (redb), Redis, memory backends. |
-//! | [`twolevel`] | L1 + L2: read path, write path, expiry, single-flight. |
+//! | [`backplane`] | cross-replica L1 invalidation: Redis pub/sub, or in process. |
+//! | [`twolevel`] | L1 + L2: read path, write path, expiry, single-flight, coherence. |
 //! | [`cache`] | the public [`TokenCache`] API. |
 //! | [`signout`] | sign-out entry points: framework-neutral, axum routes, OIDC front- and back-channel logout. |
 //! | [`sample`] | realistic fake token responses (benchmarks, docs, simulation). |
 //! | [`clock`] | the injected time source. |
 #![warn(missing_docs)]
 
+pub mod backplane;
 pub mod cache;
 pub mod clock;
 mod error;

@@ -328,6 +328,10 @@ impl Store for ChaosStore {
     fn endpoint(&self) -> String {
         format!("chaos({})", self.inner.endpoint())
     }
+
+    fn backplane(&self) -> Option<crate::backplane::SharedBackplane> {
+        self.inner.backplane()
+    }
 }
 
 #[cfg(test)]

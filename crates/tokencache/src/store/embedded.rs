@@ -26,6 +26,7 @@
 use super::util::{deadline, wrong_type, ScanCursors};
 use super::{Store, StoreError, StoreErrorKind, StoreResult, StoreValue};
 use crate::clock::{SharedClock, SystemClock};
+use crate::backplane::{LocalBackplane, SharedBackplane};
 use async_trait::async_trait;
 use redb::{
     Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
@@ -74,6 +75,8 @@ struct Shared {
     path: PathBuf,
     clock: SharedClock,
     cursors: ScanCursors,
+    /// Every cache on this file in this process shares it (one open store per file).
+    backplane: Arc<LocalBackplane>,
 }
 
 /// An L2 store in a redb file. Cheap to share behind an `Arc`; safe for many tasks.
@@ -180,6 +183,7 @@ impl EmbeddedStore {
             path,
             clock: options.clock,
             cursors: ScanCursors::new(),
+            backplane: Arc::new(LocalBackplane::new("embedded")),
         });
         let sweeper = match (
             options.sweep_interval,
@@ -797,6 +801,10 @@ impl Store for EmbeddedStore {
 
     fn endpoint(&self) -> String {
         self.shared.path.display().to_string()
+    }
+
+    fn backplane(&self) -> Option<SharedBackplane> {
+        Some(self.shared.backplane.clone())
     }
 }
 

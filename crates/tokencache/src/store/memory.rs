@@ -10,6 +10,7 @@ use super::util::{deadline, wrong_type, ScanCursors};
 use super::{Store, StoreResult, StoreValue};
 use crate::clock::{SharedClock, SystemClock};
 use async_trait::async_trait;
+use crate::backplane::{LocalBackplane, SharedBackplane};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
@@ -58,6 +59,8 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     clock: SharedClock,
     cursors: ScanCursors,
+    /// Every cache on this store in this process shares it.
+    backplane: Arc<LocalBackplane>,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -87,6 +90,7 @@ impl MemoryStore {
             inner: Mutex::new(Inner::default()),
             clock,
             cursors: ScanCursors::new(),
+            backplane: Arc::new(LocalBackplane::new(ENDPOINT)),
         }
     }
 
@@ -357,6 +361,10 @@ impl Store for MemoryStore {
 
     fn endpoint(&self) -> String {
         ENDPOINT.to_owned()
+    }
+
+    fn backplane(&self) -> Option<SharedBackplane> {
+        Some(self.backplane.clone())
     }
 }
 

@@ -13,6 +13,8 @@
 //! store never has to agree with the caller's clock.
 
 use async_trait::async_trait;
+
+use crate::backplane::SharedBackplane;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,6 +172,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Where the store is, for logs: no credentials.
     fn endpoint(&self) -> String;
+
+    /// The backplane of the replicas sharing this store (see [`crate::backplane`]):
+    /// Redis pub/sub for Redis, in process for the memory and embedded stores. `None`:
+    /// replicas are not told of each other's writes (wrappers that do not forward it).
+    fn backplane(&self) -> Option<SharedBackplane> {
+        None
+    }
 }
 
 /// A shared store handle.

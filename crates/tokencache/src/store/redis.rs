@@ -29,7 +29,9 @@
 
 use super::util::ttl_millis;
 use super::{Store, StoreError, StoreErrorKind, StoreResult, StoreValue};
+use crate::backplane::{RedisBackplane, SharedBackplane};
 use async_trait::async_trait;
+use std::sync::Arc;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -261,6 +263,7 @@ pub struct RedisStore {
     link_add: redis::Script,
     link_members: redis::Script,
     link_remove: redis::Script,
+    backplane: Arc<RedisBackplane>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -402,6 +405,12 @@ impl RedisStore {
             // One attempt per (re)connection: a dead server fails fast; the next call
             // (or the cache's breaker probe) tries again.
             .set_number_of_retries(0);
+        let backplane = Arc::new(RedisBackplane::new(
+            vec![client.clone()],
+            vec![endpoint.clone()],
+            options.connect_timeout,
+            options.response_timeout,
+        ));
         let lazy = Lazy::new(move || {
             let client = client.clone();
             let config = config.clone();
@@ -409,6 +418,7 @@ impl RedisStore {
         });
         Ok(Self {
             backend: Backend::Standalone(lazy),
+            backplane,
             endpoint,
             link_add: link_script(LINK_ADD_BODY),
             link_members: link_script(LINK_MEMBERS_BODY),
@@ -443,6 +453,27 @@ impl RedisStore {
             .map(|i| addr_string(i.addr()))
             .collect::<Vec<_>>()
             .join(",");
+        let mut pubsub_clients = Vec::with_capacity(infos.len());
+        for info in &infos {
+            let c = match &options.tls_ca_pem {
+                Some(pem) => redis::Client::build_with_tls(
+                    info.clone(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem.clone()),
+                    },
+                ),
+                None => redis::Client::open(info.clone()),
+            }
+            .map_err(|e| config_error(&endpoint, &e))?;
+            pubsub_clients.push(c);
+        }
+        let backplane = Arc::new(RedisBackplane::new(
+            pubsub_clients,
+            infos.iter().map(|i| addr_string(i.addr())).collect(),
+            options.connect_timeout,
+            options.response_timeout,
+        ));
         let mut builder = ClusterClientBuilder::new(infos);
         if let Some(pem) = &options.tls_ca_pem {
             builder = builder.certs(redis::TlsCertificates {
@@ -464,6 +495,7 @@ impl RedisStore {
         });
         Ok(Self {
             backend: Backend::Cluster(lazy),
+            backplane,
             endpoint,
             link_add: link_script(LINK_ADD_BODY),
             link_members: link_script(LINK_MEMBERS_BODY),
@@ -774,6 +806,10 @@ impl Store for RedisStore {
 
     fn endpoint(&self) -> String {
         self.endpoint.clone()
+    }
+
+    fn backplane(&self) -> Option<SharedBackplane> {
+        Some(self.backplane.clone())
     }
 }
 

@@ -218,6 +218,13 @@ impl KeySpace {
         format!("{}tc:revoked:{{{}}}", self.prefix, home_account_id)
     }
 
+    /// The account of a revocation stamp key (the inverse of [`revocation`](Self::revocation)).
+    pub fn revoked_account<'a>(&self, full: &'a str) -> Option<&'a str> {
+        self.strip(full)?
+            .strip_prefix("tc:revoked:{")?
+            .strip_suffix('}')
+    }
+
     /// The backplane channel name.
     pub fn backplane_channel(&self) -> String {
         format!("{}tc:backplane", self.prefix)

@@ -112,8 +112,7 @@ impl Envelope {
             },
             _ => return Err(BadMessage("unknown kind")),
         };
-        if matches!(message, Message::Changed { .. } | Message::Revoked { .. }) && rest.is_empty()
-        {
+        if matches!(message, Message::Changed { .. } | Message::Revoked { .. }) && rest.is_empty() {
             return Err(BadMessage("empty key"));
         }
         Ok(Envelope { origin, message })
@@ -197,7 +196,11 @@ impl Backplane for LocalBackplane {
 }
 
 /// An error of the backplane itself, in the store's error type (one gate for both).
-pub(crate) fn error(kind: StoreErrorKind, endpoint: &str, message: impl Into<String>) -> StoreError {
+pub(crate) fn error(
+    kind: StoreErrorKind,
+    endpoint: &str,
+    message: impl Into<String>,
+) -> StoreError {
     StoreError::new(kind, endpoint, message)
 }
 
@@ -262,6 +265,10 @@ mod tests {
         for i in 0..(LOCAL_CAPACITY + 10) {
             b.publish("a", format!("{i}").as_bytes()).await.unwrap();
         }
-        assert_eq!(s.next().await, None, "the stream ends: messages were missed");
+        assert_eq!(
+            s.next().await,
+            None,
+            "the stream ends: messages were missed"
+        );
     }
 }

@@ -81,7 +81,11 @@ impl RedisBackplane {
         }
         let i = self.current.load(Ordering::Relaxed) % self.clients.len().max(1);
         let client = self.clients.get(i).cloned().ok_or_else(|| {
-            super::error(StoreErrorKind::Config, "redis", "no Redis node to publish on")
+            super::error(
+                StoreErrorKind::Config,
+                "redis",
+                "no Redis node to publish on",
+            )
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
@@ -161,7 +165,11 @@ impl Backplane for RedisBackplane {
             self.rotate(i);
         }
         Err(last.unwrap_or_else(|| {
-            super::error(StoreErrorKind::Config, "redis", "no Redis node to subscribe on")
+            super::error(
+                StoreErrorKind::Config,
+                "redis",
+                "no Redis node to subscribe on",
+            )
         }))
     }
 

@@ -36,7 +36,6 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -357,9 +356,6 @@ impl TokenCacheBuilder {
         Ok(TokenCache {
             two: Arc::new(TwoLevel::new(store, self.clock, self.options)),
             skew_secs: self.skew.as_secs() as i64,
-            revoked: Arc::default(),
-            any_revoked: Arc::default(),
-            revoked_pruned_at: Arc::default(),
         })
     }
 
@@ -413,12 +409,6 @@ impl TokenCacheBuilder {
 pub struct TokenCache {
     two: Arc<TwoLevel>,
     skew_secs: i64,
-    /// Users signed out, with the time (Unix seconds): their older tokens are refused.
-    revoked: Arc<std::sync::RwLock<HashMap<String, i64>>>,
-    /// Whether `revoked` has anything (keeps the hit path free of the lock).
-    any_revoked: Arc<std::sync::atomic::AtomicBool>,
-    /// `revoked`'s size after it was last pruned of expired stamps.
-    revoked_pruned_at: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What a sign-out removed.
@@ -526,8 +516,8 @@ impl TokenCache {
         let Some(partition) = self.two.get_lazy(kind, key, ctx, now_ms).await else {
             return Ok(None);
         };
-        let revoked_at = if self.any_revoked.load(std::sync::atomic::Ordering::Acquire) {
-            owner().and_then(|o| self.revocation_of(&o))
+        let revoked_at = if self.two.any_revocation() {
+            owner().and_then(|o| self.two.revocation_of(&o))
         } else {
             None
         };
@@ -776,13 +766,9 @@ impl TokenCache {
         let keys = self.two.keys().clone();
         let store = self.two.store().clone();
         let now = self.two.clock().now_secs();
-        self.revoke_locally(home_account_id, now);
-        let stamp_ttl = Some(self.stamp_ttl());
-        // Queued when L2 does not take it, like the removals below.
-        let stamp_written = self
-            .two
-            .write_revocation(&keys.revocation(home_account_id), now, stamp_ttl)
-            .await;
+        // Refused here at once, on every replica by the backplane, and in L2 (queued
+        // when L2 does not take it, like the removals below).
+        let stamp_written = self.two.revoke_everywhere(home_account_id, now).await;
         let set = keys.link_set(home_account_id);
         let (members, links_read) = match self
             .two
@@ -812,33 +798,11 @@ impl TokenCache {
         }
     }
 
-    /// How long a revocation stamp lives: as long as a token cached before it could
-    /// still be served (a refresh-token lifetime, at most [`MAX_TTL`]).
-    fn stamp_ttl(&self) -> Duration {
-        self.two.expiry().refresh_token_lifetime.min(MAX_TTL)
-    }
-
     /// Makes this replica refuse tokens of `home_account_id` cached at or before
-    /// `stamp` (Unix seconds). Called by [`remove_account`](Self::remove_account); a replica that
-    /// learns of another's sign-out calls it too (see [`refresh_revocation`](Self::refresh_revocation)).
+    /// `stamp` (Unix seconds). [`remove_account`](Self::remove_account) does it on every
+    /// replica (through the backplane); this is for tools and tests.
     pub fn revoke_locally(&self, home_account_id: &str, stamp: i64) {
-        let mut map = self.revoked.write().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(home_account_id.to_string()).or_insert(stamp);
-        *entry = (*entry).max(stamp);
-        // Stamps end with their TTL here as in L2: prune, amortized (when the map has
-        // doubled since the last pruning), so the map never only grows.
-        let mut pruned = self
-            .revoked_pruned_at
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if map.len() >= pruned.max(64) * 2 {
-            let horizon = self.two.clock().now_secs() - self.stamp_ttl().as_secs() as i64;
-            map.retain(|_, s| *s > horizon);
-            pruned = map.len();
-            self.revoked_pruned_at
-                .store(pruned, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.any_revoked
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.two.revoke_locally(home_account_id, stamp);
     }
 
     /// Reads the user's revocation stamp from L2 and applies it locally; returns it.
@@ -856,21 +820,6 @@ impl TokenCache {
             self.revoke_locally(home_account_id, s);
         }
         Ok(stamp)
-    }
-
-    /// The revocation stamp of a user known to this replica.
-    fn revocation_of(&self, owner: &str) -> Option<i64> {
-        if !self.any_revoked.load(std::sync::atomic::Ordering::Acquire) {
-            return None;
-        }
-        let stamp = self
-            .revoked
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(owner)
-            .copied()?;
-        let horizon = self.two.clock().now_secs() - self.stamp_ttl().as_secs() as i64;
-        (stamp > horizon).then_some(stamp)
     }
 
     /// The refresh token of a user for a client (a family refresh token is accepted
@@ -893,7 +842,7 @@ impl TokenCache {
         else {
             return Ok(None);
         };
-        if let Some(stamp) = self.revocation_of(home_account_id) {
+        if let Some(stamp) = self.two.revocation_of(home_account_id) {
             // refresh tokens carry no reliable cached_at: the partition's last write decides
             if partition.last_cached_at().is_none_or(|t| t <= stamp) {
                 self.two.forget_local(home_account_id);

@@ -25,8 +25,8 @@
 
 use super::util::{deadline, wrong_type, ScanCursors};
 use super::{Store, StoreError, StoreErrorKind, StoreResult, StoreValue};
-use crate::clock::{SharedClock, SystemClock};
 use crate::backplane::{LocalBackplane, SharedBackplane};
+use crate::clock::{SharedClock, SystemClock};
 use async_trait::async_trait;
 use redb::{
     Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,

@@ -8,9 +8,9 @@
 
 use super::util::{deadline, wrong_type, ScanCursors};
 use super::{Store, StoreResult, StoreValue};
+use crate::backplane::{LocalBackplane, SharedBackplane};
 use crate::clock::{SharedClock, SystemClock};
 use async_trait::async_trait;
-use crate::backplane::{LocalBackplane, SharedBackplane};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;

@@ -31,7 +31,6 @@ use super::util::ttl_millis;
 use super::{Store, StoreError, StoreErrorKind, StoreResult, StoreValue};
 use crate::backplane::{RedisBackplane, SharedBackplane};
 use async_trait::async_trait;
-use std::sync::Arc;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -41,6 +40,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{ConnectionAddr, ErrorKind, RedisError, RedisResult, Value};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 

@@ -64,6 +64,7 @@ impl Core {
     }
 
     pub(super) fn end_outage(&self) {
+        self.l2_failing.store(false, Ordering::Release);
         let o = std::mem::take(&mut *self.outage());
         if !o.active {
             return;
@@ -179,6 +180,10 @@ impl Core {
                 Write::Set(at.to_string().into_bytes(), *deadline_ms)
             }
         };
+        let published = match &write {
+            Write::Set(bytes, _) => super::coherence::version_of(bytes),
+            Write::Remove => 0,
+        };
         let result = match write {
             Write::Set(bytes, deadline_ms) => {
                 let ttl = match deadline_ms {
@@ -206,6 +211,17 @@ impl Core {
         match result {
             Ok(()) => {
                 pending.queued = None;
+                match &queued.op {
+                    QueuedOp::Revoke { at, .. } => {
+                        if let Some(home) = self.keys.revoked_account(full) {
+                            self.publish(crate::backplane::Message::Revoked {
+                                home_account_id: home.to_owned(),
+                                at: *at,
+                            });
+                        }
+                    }
+                    _ => self.publish_changed(full, published),
+                }
                 if matches!(queued.op, QueuedOp::Merge { .. }) {
                     self.forget_l1(&bare); // L1 held only our side of the merge
                 }

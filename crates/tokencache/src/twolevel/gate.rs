@@ -194,6 +194,8 @@ impl Core {
             return;
         }
         self.breaker_moved(self.breaker.on_failure(admit));
+        self.l2_failing
+            .store(true, std::sync::atomic::Ordering::Release);
         let first = {
             let mut o = self.outage();
             if o.active {

@@ -15,6 +15,8 @@
 //! | `tokencache_recovery_queued_total` | counter | | writes and removals queued |
 //! | `tokencache_recovery_applied_total` | counter | | queued changes L2 took after recovering |
 //! | `tokencache_recovery_dropped_total` | counter | `reason` = `overflow`, `superseded`, `expired` | queued changes not applied |
+//! | `tokencache_backplane_invalidations_total` | counter | | L1 entries dropped or users revoked on another replica's message |
+//! | `tokencache_backplane_losses_total` | counter | | times the backplane subscription was lost (L1 cleared and bypassed) |
 
 use metrics::{counter, gauge, Counter, Gauge};
 
@@ -23,6 +25,8 @@ use crate::store::StoreErrorKind;
 /// The registered handles.
 #[derive(Debug)]
 pub(crate) struct Metrics {
+    pub(crate) invalidated: Counter,
+    pub(crate) backplane_losses: Counter,
     pub(crate) l1_hits: Counter,
     pub(crate) l1_misses: Counter,
     pub(crate) l2_hits: Counter,
@@ -66,6 +70,8 @@ impl Metrics {
             dropped_overflow: counter!("tokencache_recovery_dropped_total", "reason" => "overflow"),
             dropped_superseded: counter!("tokencache_recovery_dropped_total", "reason" => "superseded"),
             dropped_expired: counter!("tokencache_recovery_dropped_total", "reason" => "expired"),
+            invalidated: counter!("tokencache_backplane_invalidations_total"),
+            backplane_losses: counter!("tokencache_backplane_losses_total"),
         }
     }
 

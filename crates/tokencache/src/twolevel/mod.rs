@@ -56,6 +56,7 @@
 
 mod breaker;
 mod codec;
+mod coherence;
 mod drain;
 mod expiry;
 mod gate;
@@ -65,10 +66,12 @@ mod policy;
 mod quiet;
 mod read;
 mod recovery;
+mod revocations;
 mod stats;
 mod write;
 
 pub use breaker::{BreakerOptions, BreakerState};
+pub use coherence::BackplaneOptions;
 pub use expiry::{Deadline, EntryContext, ExpiryOptions, OboExpiry, MAX_TTL};
 pub use policy::{FailurePolicy, L2Decision, L2Failure, OnL2Failure, RetryOptions};
 
@@ -121,6 +124,8 @@ pub struct TwoLevelOptions {
     /// Probe L2 (`PING`) when the cache is built, to report a misconfiguration at once.
     /// Default true.
     pub probe_at_start: bool,
+    /// Cross-replica L1 invalidation over the store's backplane.
+    pub backplane: BackplaneOptions,
 }
 
 impl Default for TwoLevelOptions {
@@ -134,6 +139,7 @@ impl Default for TwoLevelOptions {
             policy: FailurePolicy::default(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             probe_at_start: true,
+            backplane: BackplaneOptions::default(),
         }
     }
 }
@@ -196,6 +202,20 @@ struct Core {
     quiet: quiet::Quiet,
     /// A recovery task is running.
     recovering: AtomicBool,
+    /// The backplane, when the store has one and it is enabled.
+    backplane: Option<crate::backplane::SharedBackplane>,
+    /// Its channel (`{prefix}tc:backplane`).
+    channel: String,
+    /// This instance's id in backplane messages.
+    origin: u64,
+    /// The subscription is down: L1 may be stale (see `coherence`).
+    l1_suspect: AtomicBool,
+    /// Bumped by every invalidation; a load keeps its value in L1 only if unchanged.
+    invalidations: std::sync::atomic::AtomicU64,
+    /// An L2 outage is going on (set on the first failure, cleared when it ends).
+    l2_failing: AtomicBool,
+    /// Users signed out, as far as this replica knows.
+    revocations: revocations::Revocations,
 }
 
 impl fmt::Debug for TwoLevel {
@@ -218,6 +238,13 @@ impl TwoLevel {
     /// (unless [`TwoLevelOptions::probe_at_start`] is off) and reports a misconfiguration.
     pub fn new(store: SharedStore, clock: SharedClock, options: TwoLevelOptions) -> Self {
         let endpoint = store.endpoint();
+        let keys = KeySpace::new(options.key_prefix);
+        let backplane = if options.backplane.enabled {
+            store.backplane()
+        } else {
+            None
+        };
+        let channel = keys.backplane_channel();
         let core = Arc::new_cyclic(|me| Core {
             me: me.clone(),
             l1: options
@@ -226,7 +253,7 @@ impl TwoLevel {
                 .map(|o| MemoryCache::new(o, clock.clone())),
             store,
             endpoint,
-            keys: KeySpace::new(options.key_prefix),
+            keys,
             clock,
             expiry: options.expiry,
             l2_timeout: options.l2_timeout,
@@ -241,7 +268,15 @@ impl TwoLevel {
             outage: Mutex::new(Outage::default()),
             quiet: quiet::Quiet::default(),
             recovering: AtomicBool::new(false),
+            backplane,
+            channel,
+            origin: coherence::new_origin(),
+            l1_suspect: AtomicBool::new(false),
+            invalidations: std::sync::atomic::AtomicU64::new(0),
+            l2_failing: AtomicBool::new(false),
+            revocations: revocations::Revocations::default(),
         });
+        coherence::start(&core, &options.backplane);
         core.metrics
             .breaker_state
             .set(BreakerState::Closed.as_gauge());
@@ -360,7 +395,7 @@ impl TwoLevel {
         now_ms: u64,
     ) -> Option<Arc<Partition>> {
         let core = &self.core;
-        if let Some(l1) = &core.l1 {
+        if let Some(l1) = core.l1.as_ref().filter(|_| core.l1_trusted()) {
             if let Some(entry) = l1.get_at(key, now_ms) {
                 bump(&core.counters.l1_hits);
                 core.metrics.l1_hits.increment(1);
@@ -407,14 +442,6 @@ impl TwoLevel {
         self.core.remove_keys(full_keys).await
     }
 
-    /// Writes a user's revocation stamp (`full_key`, prefix included): signed out at
-    /// `at` (Unix seconds), kept for `ttl`. What L2 does not take waits in the recovery
-    /// queue (and is drained as the later of it and L2's stamp). Returns whether L2 took
-    /// it now.
-    pub async fn write_revocation(&self, full_key: &str, at: i64, ttl: Option<Duration>) -> bool {
-        self.core.write_stamp(full_key, at, ttl).await
-    }
-
     /// Queues the removal of `full_key` (prefix included) for when L2 is healthy again,
     /// replacing any change of it queued earlier, and drops its partition from this
     /// replica's L1. For a removal that failed outside [`remove`](Self::remove) and
@@ -439,6 +466,45 @@ impl TwoLevel {
     /// Drops a key from L1 only (another replica changed it).
     pub fn forget_local(&self, key: &str) {
         self.core.forget_l1(key);
+    }
+
+    /// Makes this replica refuse tokens of `home_account_id` cached at or before
+    /// `stamp` (Unix seconds), until the stamp's TTL ([`stamp_ttl`](Self::stamp_ttl)).
+    pub fn revoke_locally(&self, home_account_id: &str, stamp: i64) {
+        self.core.revoke_locally(home_account_id, stamp);
+    }
+
+    /// The revocation stamp of `home_account_id` this replica knows, if still live.
+    #[inline]
+    pub fn revocation_of(&self, home_account_id: &str) -> Option<i64> {
+        self.core.revocation_of(home_account_id)
+    }
+
+    /// Whether this replica knows any revocation stamp (cheap: for hit paths).
+    #[inline]
+    pub fn any_revocation(&self) -> bool {
+        self.core.revocations.any()
+    }
+
+    /// How long a revocation stamp lives: as long as a token cached before it could
+    /// still be served (a refresh-token lifetime, at most [`MAX_TTL`]).
+    pub fn stamp_ttl(&self) -> Duration {
+        self.core.stamp_ttl()
+    }
+
+    /// Tells every replica that `home_account_id` signed out at `at`: writes the stamp
+    /// to L2 (queued when L2 does not take it, and drained as the later of it and L2's stamp)
+    /// and publishes it on the backplane. Returns whether L2 took it now.
+    pub async fn revoke_everywhere(&self, home_account_id: &str, at: i64) -> bool {
+        let core = &self.core;
+        core.revoke_locally(home_account_id, at);
+        let full = core.keys.revocation(home_account_id);
+        let written = core.write_stamp(&full, at, Some(core.stamp_ttl())).await;
+        core.publish(crate::backplane::Message::Revoked {
+            home_account_id: home_account_id.to_owned(),
+            at,
+        });
+        written
     }
 
     /// Runs one L2 call through the failure policy: the circuit breaker (while open the
@@ -468,6 +534,24 @@ impl TwoLevel {
 }
 
 impl Core {
+    pub(super) fn revoke_locally(&self, home: &str, stamp: i64) {
+        let horizon = self.clock.now_secs() - self.stamp_ttl().as_secs() as i64;
+        self.revocations.revoke(home, stamp, horizon);
+    }
+
+    #[inline]
+    pub(super) fn revocation_of(&self, home: &str) -> Option<i64> {
+        if !self.revocations.any() {
+            return None;
+        }
+        let horizon = self.clock.now_secs() - self.stamp_ttl().as_secs() as i64;
+        self.revocations.of(home, horizon)
+    }
+
+    pub(super) fn stamp_ttl(&self) -> Duration {
+        self.expiry.refresh_token_lifetime.min(MAX_TTL)
+    }
+
     pub(super) fn forget_l1(&self, key: &str) {
         if let Some(l1) = &self.l1 {
             l1.remove(key);

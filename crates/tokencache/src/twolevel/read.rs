@@ -134,6 +134,9 @@ impl Core {
             }
             p
         };
+        // A message that arrives while we read may concern what we read: then the value
+        // is served but not kept (see `coherence`).
+        let seen = self.invalidations();
         bump(&self.counters.l2_reads);
         let read = match self.expiry.sliding_expiration {
             Some(window) => {
@@ -189,7 +192,9 @@ impl Core {
         bump(&self.counters.l2_hits);
         self.metrics.l2_hits.increment(1);
         let partition = Arc::new(partition);
-        self.fill_l1(key, partition.clone(), size, now, l2_deadline);
+        if self.invalidations() == seen {
+            self.fill_l1(key, partition.clone(), size, now, l2_deadline);
+        }
         Some(partition)
     }
 

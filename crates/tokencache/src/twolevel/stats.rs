@@ -25,6 +25,9 @@ pub(super) struct Counters {
     pub(super) dropped_overflow: AtomicU64,
     pub(super) superseded: AtomicU64,
     pub(super) expired: AtomicU64,
+    pub(super) published: AtomicU64,
+    pub(super) invalidated: AtomicU64,
+    pub(super) backplane_losses: AtomicU64,
 }
 
 pub(super) fn class_index(kind: StoreErrorKind) -> usize {
@@ -104,6 +107,12 @@ pub struct Stats {
     pub superseded: u64,
     /// Queued writes whose deadline passed before L2 recovered (nothing to write).
     pub expired: u64,
+    /// Messages this replica published on the backplane (changes, stamps, heartbeats).
+    pub published: u64,
+    /// Other replicas' messages that dropped an L1 entry or revoked a user here.
+    pub invalidated: u64,
+    /// Times the backplane subscription was lost (L1 cleared and bypassed meanwhile).
+    pub backplane_losses: u64,
 }
 
 pub(super) fn bump(counter: &AtomicU64) {
@@ -143,6 +152,9 @@ impl Core {
             dropped_overflow: load(&c.dropped_overflow),
             superseded: load(&c.superseded),
             expired: load(&c.expired),
+            published: load(&c.published),
+            invalidated: load(&c.invalidated),
+            backplane_losses: load(&c.backplane_losses),
         }
     }
 }

@@ -142,6 +142,7 @@ impl Core {
         {
             Ok(()) => {
                 self.settled(&full);
+                self.publish_changed(&full, super::coherence::version_of(&bytes));
                 true
             }
             Err(_) => {
@@ -229,6 +230,7 @@ impl Core {
         match self.call_with("remove", || self.store.remove(full)).await {
             Ok(_) => {
                 self.settled(full);
+                self.publish_changed(full, 0);
                 true
             }
             Err(_) => {
@@ -259,7 +261,12 @@ impl Core {
             .await;
         for full in full_keys {
             match &result {
-                Ok(_) => self.settled(full),
+                Ok(_) => {
+                    self.settled(full);
+                    if !self.keys.is_own_key(full) {
+                        self.publish_changed(full, 0);
+                    }
+                }
                 Err(_) => self.enqueue(full, QueuedOp::Remove),
             }
         }

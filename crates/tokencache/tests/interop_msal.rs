@@ -1114,6 +1114,63 @@ fn live_python_user_cache_updated_by_tokencache_still_read_by_python() {
     );
 }
 
+/// OBO with MSAL Python: its `acquire_token_on_behalf_of` never reads the cache (it always asks
+/// the token endpoint; MSAL Python leaves OBO caching to the app), so no OBO token is ever
+/// served to it from a blob — neither its own nor tokencache's; and the access token it caches
+/// records no assertion hash (`home_account_id: null` when the response names no user), so
+/// tokencache does not serve it for an assertion either. What does hold: tokencache updates such
+/// a blob keeping MSAL Python's `null`, and finds its own OBO token in it.
+#[test]
+fn live_python_obo_cache_is_write_only_for_python() {
+    let a = Kind::Obo.assertion();
+    let scopes = Kind::Obo.scopes();
+    let blob = peer_write(Peer::Python, Kind::Obo);
+    let parsed: Value = serde_json::from_str(&blob).unwrap();
+    let ats: Vec<&Value> = parsed["AccessToken"]
+        .as_object()
+        .unwrap()
+        .values()
+        .collect();
+    assert_eq!(ats.len(), 1);
+    assert_eq!(ats[0]["home_account_id"], Value::Null);
+    assert!(
+        ats[0].get("user_assertion_hash").is_none() && ats[0].get("userAssertionHash").is_none()
+    );
+    // MSAL Python's OBO API: no cache hit in its own blob, nor in tokencache's (any form)
+    assert_eq!(
+        peer_find(Peer::Python, &blob, client_id(), &scopes, None, a).0,
+        None
+    );
+    for form in [AppAccountForm::Null, AppAccountForm::Empty] {
+        let ours = tc_write_with(Kind::Obo, form);
+        assert_eq!(
+            peer_find(Peer::Python, &ours, client_id(), &scopes, None, a).0,
+            None,
+            "MSAL Python now serves OBO tokens from the cache ({form:?}): extend the interop tests"
+        );
+    }
+    // tokencache: a token cached without the assertion's hash is not served for the assertion
+    assert_eq!(tc_find(&blob, client_id(), &scopes, None, a, None), None);
+    // tokencache updates the blob: its form is kept, our OBO token is found by its assertion
+    let (scopes2, resp2) = second_token(Kind::Obo);
+    let updated = tc_update(&blob, Kind::Obo, &scopes2, &resp2);
+    let forms = at_home_account_ids(&updated);
+    assert_eq!(forms.len(), 2);
+    assert!(
+        forms.values().all(|f| *f == Some(Value::Null)),
+        "MSAL Python's null is kept and taken by the new token: {forms:?}"
+    );
+    assert_eq!(
+        tc_find(&updated, client_id(), &scopes2, None, a, None),
+        Some(fp(s(&resp2, "access_token")))
+    );
+    assert_preserved(
+        "MSAL Python OBO blob updated by tokencache",
+        &parsed,
+        &serde_json::from_str(&updated).unwrap(),
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // live: msal-node
 

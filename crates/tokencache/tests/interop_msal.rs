@@ -1584,3 +1584,70 @@ fn live_redis_user_partition_read_by_python() {
         "MSAL Python's acquire_token_silent misses it"
     );
 }
+
+/// End to end through `TokenCache` on a real redis-server: MSAL Python's app cache sits under
+/// Microsoft.Identity.Web's app key (`{client}_{tenant}_AppTokenCache`); a Rust service saves a
+/// second app token into that partition; `GET` of the key is still a blob in which MSAL Python's
+/// `acquire_token_for_client` serves both its token and ours (its `null` kept and taken).
+#[test]
+fn live_redis_app_partition_shared_with_python() {
+    ensure_peers();
+    let server = testkit::RedisServer::start();
+    let c = cases();
+    let key = format!("{}_{}_AppTokenCache", s(c, "client_id"), s(c, "tenant"));
+    let python_blob = peer_write(Peer::Python, Kind::App);
+    assert_eq!(server.cli(&["SET", &key, &python_blob]).trim(), "OK");
+    let (scopes2, resp2) = second_token(Kind::App);
+    let scopes: Vec<&str> = scopes2.iter().map(String::as_str).collect();
+    let env = environment();
+    let body = serde_json::to_vec(&resp2).unwrap();
+    let resp = TokenResponse::from_json(&body).expect("TokenResponse::from_json");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let saved = rt.block_on(async {
+        let cache = tokencache::TokenCache::builder()
+            .store_url(&server.url())
+            .clock(std::sync::Arc::new(
+                tokencache::clock::ManualClock::at_secs(now()),
+            ))
+            .build()
+            .await
+            .unwrap();
+        let req = tokencache::SaveRequest::new(
+            s(c, "client_id"),
+            tokencache::SaveFor::App,
+            &env,
+            s(c, "tenant"),
+            &scopes,
+        );
+        cache.save_token_response(&req, &resp).await.unwrap()
+    });
+    assert_eq!(
+        saved.partition, key,
+        "the app partition key is Microsoft.Identity.Web's"
+    );
+    let blob = server.cli(&["GET", &key]);
+    let blob = blob.trim_end();
+    assert!(blob.starts_with('{'), "GET {key} returned no JSON");
+    let forms = at_home_account_ids(blob);
+    assert_eq!(
+        forms.len(),
+        2,
+        "MSAL Python's app token and ours: {forms:?}"
+    );
+    assert!(forms.values().all(|f| *f == Some(Value::Null)), "{forms:?}");
+    for (scopes, want) in [
+        (Kind::App.scopes(), Kind::App.access_token_fp()),
+        (scopes2.clone(), fp(s(&resp2, "access_token"))),
+    ] {
+        let (app, search) = peer_find(Peer::Python, blob, client_id(), &scopes, None, None);
+        assert_eq!(
+            app,
+            Some(want),
+            "MSAL Python misses the app token for {scopes:?} in Redis after TokenCache's save"
+        );
+        assert_eq!(search, app);
+    }
+}

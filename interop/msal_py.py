@@ -10,19 +10,23 @@ write     Build a cache through MSAL and print it (`SerializableTokenCache.seria
           Request: {"events": [EVENT, ...]} or a single EVENT, where
             EVENT = {"client_id", "authority": "https://host/TENANT", "scope": [...],
                      "response": {token endpoint JSON}, "now": unix seconds,
-                     "grant": "authorization_code" | "client_credentials" | "refresh_token",
+                     "grant": "authorization_code" | "client_credentials" | "on_behalf_of"
+                              | "refresh_token",
+                     "assertion": "<incoming token>" (on_behalf_of only),
                      "via": "app" (default) | "cache"}
           via=app   drives ConfidentialClientApplication.acquire_token_by_authorization_code /
-                    acquire_token_for_client, whose fake token endpoint answers with `response`;
+                    acquire_token_for_client / acquire_token_on_behalf_of, whose fake token
+                    endpoint answers with `response`;
                     MSAL's own code turns it into the cache event (the strongest proof).
           via=cache calls SerializableTokenCache.add(event, now=now) with the event MSAL builds.
           Output: {"blob": "<serialized cache>", "results": [{"token_source", "fingerprint"}...]}
 
 find      Look an access token up in a blob the way MSAL does.
           Request: {"blob", "client_id", "authority", "scope": [...], "home_account_id": str|null,
-                    "now"}
-          Runs (1) ConfidentialClientApplication.acquire_token_silent (user) or
-          acquire_token_for_client (home_account_id null) against a fake token endpoint that FAILS,
+                    "assertion": str|null, "now"}
+          Runs (1) ConfidentialClientApplication.acquire_token_silent (user),
+          acquire_token_on_behalf_of (assertion) or acquire_token_for_client (neither) against a
+          fake token endpoint that FAILS,
           so a returned token is a cache hit; and (2) TokenCache.search() with the same query
           application.py builds (client_id, environment, realm, home_account_id, target=scope).
           Output: {"app": FP|null, "app_token_source": str|null, "search": FP|null,
@@ -170,6 +174,8 @@ def write(req):
                 "fake-auth-code", ev["scope"], redirect_uri="http://localhost/redirect")
         elif grant == "client_credentials":
             r = app.acquire_token_for_client(ev["scope"])
+        elif grant == "on_behalf_of":
+            r = app.acquire_token_on_behalf_of(ev["assertion"], ev["scope"])
         else:
             raise SystemExit("unsupported grant for via=app: %s" % grant)
         if "error" in r:
@@ -204,7 +210,9 @@ def find(req):
     app.token_cache.deserialize(req["blob"])
     accounts = app.get_accounts()
     result = None
-    if home_account_id is None:
+    if req.get("assertion"):
+        result = app.acquire_token_on_behalf_of(req["assertion"], scope)
+    elif home_account_id is None:
         result = app.acquire_token_for_client(scope)
     else:
         account = next((a for a in accounts if a["home_account_id"] == home_account_id), None)

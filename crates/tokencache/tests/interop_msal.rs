@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use tokencache::schema::{
-    AccessTokenQuery, Partition, RefreshTokenQuery, TokenRequest, TokenResponse,
+    AccessTokenQuery, AppAccountForm, Partition, RefreshTokenQuery, TokenRequest, TokenResponse,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -299,10 +299,40 @@ fn tc_find(
         .map(|at| fp(at.secret.expose()))
 }
 
-/// tokencache writes a partition from the case's token response.
+/// tokencache writes a new partition from the case's token response (the default form of an
+/// empty `home_account_id`, as `TokenCache` does).
 fn tc_write(kind: Kind) -> String {
-    let c = cases();
+    tc_write_with(kind, AppAccountForm::default())
+}
+
+/// tokencache writes a new partition from the case's token response, with `form` for an empty
+/// `home_account_id`.
+fn tc_write_with(kind: Kind, form: AppAccountForm) -> String {
     let scopes = kind.scopes();
+    tc_add(
+        &Partition::new(),
+        kind,
+        &scopes,
+        &kind.case()["response"],
+        form,
+    )
+}
+
+/// tokencache saves `response` (for `scopes`, of `kind`'s flow) into the partition `blob`, as
+/// `TokenCache` does when it updates a partition (default form for partitions without one).
+fn tc_update(blob: &str, kind: Kind, scopes: &[String], response: &Value) -> String {
+    let p = Partition::parse(blob.as_bytes()).expect("tokencache parses the blob");
+    tc_add(&p, kind, scopes, response, AppAccountForm::default())
+}
+
+fn tc_add(
+    p: &Partition,
+    kind: Kind,
+    scopes: &[String],
+    response: &Value,
+    form: AppAccountForm,
+) -> String {
+    let c = cases();
     let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
     let env = environment();
     let req = TokenRequest {
@@ -312,12 +342,71 @@ fn tc_write(kind: Kind) -> String {
         scopes: &scopes,
         user_assertion: kind.assertion(),
     };
-    let body = serde_json::to_vec(&kind.case()["response"]).unwrap();
+    let body = serde_json::to_vec(response).unwrap();
     let resp = TokenResponse::from_json(&body).expect("TokenResponse::from_json");
-    let mut p = Partition::new();
-    p.add_token_response(&req, &resp, now())
+    let mut p = p.clone();
+    p.add_token_response_with_form(&req, &resp, now(), form)
         .expect("add_token_response");
     String::from_utf8(p.to_vec()).expect("utf-8 blob")
+}
+
+/// A second token of `kind`'s flow, for other scopes than the case's: (scopes, token response).
+/// Its access token (and, for users, refresh token) differs from the case's.
+fn second_token(kind: Kind) -> (Vec<String>, Value) {
+    let mut resp = kind.case()["response"].clone();
+    let at = s(&resp, "access_token").to_owned();
+    let mut parts: Vec<String> = at.split('.').map(str::to_owned).collect();
+    assert_eq!(parts.len(), 3, "the case's access token is a JWT");
+    let (scopes, echo, what) = match kind {
+        Kind::App => (
+            v(&["api://contoso-inventory/.default"]),
+            None,
+            "second app access token",
+        ),
+        Kind::User => (
+            v(&["Files.Read"]),
+            Some("Files.Read openid profile offline_access"),
+            "second user access token",
+        ),
+        Kind::Obo => (
+            v(&["https://graph.microsoft.com/Files.Read"]),
+            Some("https://graph.microsoft.com/Files.Read"),
+            "second obo access token",
+        ),
+    };
+    {
+        use base64::Engine;
+        parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(json!({ "fake": what, "iat": now(), "exp": now() + 3599 }).to_string());
+    }
+    resp["access_token"] = json!(parts.join("."));
+    match echo {
+        Some(e) => resp["scope"] = json!(e),
+        None => {
+            if let Some(m) = resp.as_object_mut() {
+                m.remove("scope");
+            }
+        }
+    }
+    if resp.get("refresh_token").is_some() {
+        resp["refresh_token"] = json!("fake-refresh-token.1.BBBB-user-second-yyyyyyyyyyyyyyyyyyyy");
+    }
+    (scopes, resp)
+}
+
+/// The JSON `home_account_id` of every access token in `blob` (`None`: no field), by target.
+fn at_home_account_ids(blob: &str) -> std::collections::BTreeMap<String, Option<Value>> {
+    serde_json::from_str::<Value>(blob).unwrap()["AccessToken"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|at| {
+            (
+                s(at, "target").to_owned(),
+                at.get("home_account_id").cloned(),
+            )
+        })
+        .collect()
 }
 
 /// msal-node (like MSAL.NET) stores the public cloud's *preferred_cache* alias
@@ -413,10 +502,13 @@ fn assert_preserved(name: &str, before: &Value, after: &Value) {
 /// The rewrites tokencache's writer does on purpose ("written the MSAL.NET way", schema/mod.rs).
 /// Each is checked to be exactly that rewrite; anything else must survive unchanged.
 ///
-/// Interop cost, pinned here so it is a decision and not an accident: once tokencache re-writes
-/// a partition MSAL Python wrote, MSAL Python no longer finds its app tokens (`null` -> `""`);
-/// once it re-writes a partition msal-node wrote, msal-node no longer finds its OBO tokens
-/// (`userAssertionHash` -> `user_assertion_hash`).
+/// `home_account_id` is not among them: `null`, `""` and a missing field are each written back
+/// as read (MSAL Python finds its app tokens only with `null`, msal-node only with `""`).
+///
+/// The OBO hash of a refresh token msal-node wrote (`userAssertionHash`) is written back as
+/// MSAL.NET's `user_assertion_hash` only; access tokens carry both spellings, so msal-node still
+/// finds its OBO access tokens after tokencache updated its blob
+/// (`live_node_obo_cache_updated_by_tokencache_still_read_by_node`).
 fn documented_normalization(
     section: &str,
     field: &str,
@@ -428,9 +520,6 @@ fn documented_normalization(
             if before == "Bearer" && after.get("token_type").is_none() =>
         {
             Some("Bearer token_type omitted (MSAL.NET way; every SDK defaults to Bearer)")
-        }
-        (_, "home_account_id") if before.is_null() && after["home_account_id"] == "" => {
-            Some("null home_account_id written as \"\" (MSAL.NET/msal-node way)")
         }
         (_, "userAssertionHash")
             if after.get("userAssertionHash").is_none()
@@ -843,22 +932,59 @@ fn live_tokencache_user_blob_read_by_python() {
     );
 }
 
-/// KNOWN GAP (schema/mod.rs "Known cross-SDK gaps"): app tokens are written with
-/// `home_account_id: ""` (MSAL.NET, msal-node); MSAL Python's `acquire_token_for_client` queries
-/// `home_account_id == None` exactly, so it finds neither tokencache's nor msal-node's app tokens.
-/// msal-node does find tokencache's (live_tokencache_app_blob_read_by_node). If the writer ever
-/// changes, this test must change with it.
+/// What each real client's app-token lookup accepts as the `home_account_id` of an app token
+/// tokencache wrote (`acquire_token_for_client` / `acquireTokenByClientCredential` with a failing
+/// token endpoint): MSAL Python only `null`, msal-node only `""`, neither a missing field
+/// (MSAL.NET's form). This is why the form is kept per record and chosen for new partitions
+/// (schema/mod.rs "Known cross-SDK gaps"); if a pin bump changes a row, revisit the default.
 #[test]
-fn live_tokencache_app_blob_read_by_python_known_gap() {
-    let blob = tc_write(Kind::App);
-    let at: Value = serde_json::from_str::<Value>(&blob).unwrap()["AccessToken"]
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap()
-        .clone();
-    assert_eq!(at["home_account_id"], json!(""));
+fn live_app_account_forms_each_client_accepts() {
+    let scopes = Kind::App.scopes();
+    let want = Some(Kind::App.access_token_fp());
+    for (form, json_form, python, node) in [
+        (AppAccountForm::Null, Some(Value::Null), true, false),
+        (AppAccountForm::Empty, Some(json!("")), false, true),
+        (AppAccountForm::Omitted, None, false, false),
+    ] {
+        let blob = tc_write_with(Kind::App, form);
+        assert_eq!(
+            at_home_account_ids(&blob).into_values().collect::<Vec<_>>(),
+            vec![json_form],
+            "{form:?}"
+        );
+        let (py_app, py_search) = peer_find(Peer::Python, &blob, client_id(), &scopes, None, None);
+        assert_eq!(
+            py_app, py_search,
+            "{form:?}: MSAL Python's app API and search disagree"
+        );
+        assert_eq!(
+            py_app.is_some(),
+            python,
+            "{form:?}: MSAL Python finds the app token: {python} expected"
+        );
+        let (node_app, _) = peer_find(Peer::Node, &blob, client_id(), &scopes, None, None);
+        assert_eq!(
+            node_app.is_some(),
+            node,
+            "{form:?}: msal-node finds the app token: {node} expected"
+        );
+        for hit in [py_app, node_app].into_iter().flatten() {
+            assert_eq!(Some(hit), want, "{form:?}: another token found");
+        }
+        // tokencache itself finds its app token in every form
+        let env = environment();
+        assert_eq!(
+            tc_find(&blob, client_id(), &scopes, None, None, Some(&env)),
+            want
+        );
+    }
+}
+
+/// tokencache writes a new app partition with `AppAccountForm::Null`: MSAL Python's
+/// `acquire_token_for_client` serves it from the cache, and its cache search finds it.
+#[test]
+fn live_tokencache_app_blob_read_by_python() {
+    let blob = tc_write_with(Kind::App, AppAccountForm::Null);
     let (app, search) = peer_find(
         Peer::Python,
         &blob,
@@ -868,42 +994,181 @@ fn live_tokencache_app_blob_read_by_python_known_gap() {
         None,
     );
     assert_eq!(
-        (app, search),
-        (None, None),
-        "MSAL Python now finds app tokens with home_account_id \"\": update this test"
+        app,
+        Some(Kind::App.access_token_fp()),
+        "MSAL Python's acquire_token_for_client misses tokencache's app AT"
     );
-    // the same holds for msal-node's app cache: the gap is between the SDKs, not ours
-    let node_blob = fixture("msal_node_app.json");
+    assert_eq!(search, app);
+    // never for another client, nor as a user's token
     assert_eq!(
         peer_find(
             Peer::Python,
-            &node_blob,
-            client_id(),
+            &blob,
+            OTHER_CLIENT,
             &Kind::App.scopes(),
             None,
             None
-        ),
-        (None, None)
-    );
-    // and with the one field set as MSAL Python writes it, MSAL Python finds tokencache's token
-    let mut patched: Value = serde_json::from_str(&blob).unwrap();
-    for at in patched["AccessToken"].as_object_mut().unwrap().values_mut() {
-        at["home_account_id"] = Value::Null;
-    }
-    let (app, search) = peer_find(
-        Peer::Python,
-        &patched.to_string(),
-        client_id(),
-        &Kind::App.scopes(),
-        None,
-        None,
+        )
+        .0,
+        None
     );
     assert_eq!(
-        app,
-        Some(Kind::App.access_token_fp()),
-        "MSAL Python misses tokencache's app AT even with null home_account_id"
+        peer_find(
+            Peer::Python,
+            &blob,
+            client_id(),
+            &Kind::App.scopes(),
+            Some(home()),
+            None
+        )
+        .0,
+        None
     );
-    assert_eq!(search, app);
+}
+
+/// MSAL Python writes an app partition (`home_account_id: null`); tokencache reads it, saves a
+/// second app token into it (as `TokenCache` does: default form for new partitions), and MSAL
+/// Python still finds its own token and now ours: the blob's `null` is kept, and the new token
+/// takes it. Every field MSAL Python wrote survives.
+#[test]
+fn live_python_app_cache_updated_by_tokencache_still_read_by_python() {
+    let blob = peer_write(Peer::Python, Kind::App);
+    let env = environment();
+    let (scopes2, resp2) = second_token(Kind::App);
+    let fp2 = fp(s(&resp2, "access_token"));
+    assert_eq!(
+        tc_find(
+            &blob,
+            client_id(),
+            &Kind::App.scopes(),
+            None,
+            None,
+            Some(&env)
+        ),
+        Some(Kind::App.access_token_fp())
+    );
+    let updated = tc_update(&blob, Kind::App, &scopes2, &resp2);
+    let forms = at_home_account_ids(&updated);
+    assert_eq!(forms.len(), 2, "both app tokens are in the blob");
+    assert!(
+        forms.values().all(|f| *f == Some(Value::Null)),
+        "the blob's null home_account_id is kept and taken by the new token: {forms:?}"
+    );
+    assert_preserved(
+        "MSAL Python app blob updated by tokencache",
+        &serde_json::from_str(&blob).unwrap(),
+        &serde_json::from_str(&updated).unwrap(),
+    );
+    for (scopes, want) in [
+        (Kind::App.scopes(), Kind::App.access_token_fp()),
+        (scopes2.clone(), fp2.clone()),
+    ] {
+        let (app, search) = peer_find(Peer::Python, &updated, client_id(), &scopes, None, None);
+        assert_eq!(
+            app,
+            Some(want.clone()),
+            "MSAL Python misses an app token for {scopes:?} after tokencache's update"
+        );
+        assert_eq!(search, app);
+        assert_eq!(
+            tc_find(&updated, client_id(), &scopes, None, None, Some(&env)),
+            Some(want)
+        );
+    }
+}
+
+/// MSAL Python writes a user partition; tokencache saves a second user token (other scopes, a
+/// new refresh token) into it; MSAL Python's `acquire_token_silent` serves both access tokens
+/// from the cache, and its silent flow would redeem the newest refresh token.
+#[test]
+fn live_python_user_cache_updated_by_tokencache_still_read_by_python() {
+    let blob = peer_write(Peer::Python, Kind::User);
+    let (scopes2, resp2) = second_token(Kind::User);
+    let updated = tc_update(&blob, Kind::User, &scopes2, &resp2);
+    for (scopes, want) in [
+        (v(&["User.Read"]), Kind::User.access_token_fp()),
+        (scopes2.clone(), fp(s(&resp2, "access_token"))),
+    ] {
+        let (app, search) = peer_find(
+            Peer::Python,
+            &updated,
+            client_id(),
+            &scopes,
+            Some(home()),
+            None,
+        );
+        assert_eq!(
+            app,
+            Some(want.clone()),
+            "MSAL Python's acquire_token_silent misses the token for {scopes:?} after tokencache's update"
+        );
+        assert_eq!(search, app);
+        assert_eq!(
+            tc_find(&updated, client_id(), &scopes, Some(home()), None, None),
+            Some(want)
+        );
+    }
+    assert_eq!(
+        peer_find_rt(Peer::Python, &updated, home()),
+        Some(fp(s(&resp2, "refresh_token")))
+    );
+}
+
+/// OBO with MSAL Python: its `acquire_token_on_behalf_of` never reads the cache (it always asks
+/// the token endpoint; MSAL Python leaves OBO caching to the app), so no OBO token is ever
+/// served to it from a blob — neither its own nor tokencache's; and the access token it caches
+/// records no assertion hash (`home_account_id: null` when the response names no user), so
+/// tokencache does not serve it for an assertion either. What does hold: tokencache updates such
+/// a blob keeping MSAL Python's `null`, and finds its own OBO token in it.
+#[test]
+fn live_python_obo_cache_is_write_only_for_python() {
+    let a = Kind::Obo.assertion();
+    let scopes = Kind::Obo.scopes();
+    let blob = peer_write(Peer::Python, Kind::Obo);
+    let parsed: Value = serde_json::from_str(&blob).unwrap();
+    let ats: Vec<&Value> = parsed["AccessToken"]
+        .as_object()
+        .unwrap()
+        .values()
+        .collect();
+    assert_eq!(ats.len(), 1);
+    assert_eq!(ats[0]["home_account_id"], Value::Null);
+    assert!(
+        ats[0].get("user_assertion_hash").is_none() && ats[0].get("userAssertionHash").is_none()
+    );
+    // MSAL Python's OBO API: no cache hit in its own blob, nor in tokencache's (any form)
+    assert_eq!(
+        peer_find(Peer::Python, &blob, client_id(), &scopes, None, a).0,
+        None
+    );
+    for form in [AppAccountForm::Null, AppAccountForm::Empty] {
+        let ours = tc_write_with(Kind::Obo, form);
+        assert_eq!(
+            peer_find(Peer::Python, &ours, client_id(), &scopes, None, a).0,
+            None,
+            "MSAL Python now serves OBO tokens from the cache ({form:?}): extend the interop tests"
+        );
+    }
+    // tokencache: a token cached without the assertion's hash is not served for the assertion
+    assert_eq!(tc_find(&blob, client_id(), &scopes, None, a, None), None);
+    // tokencache updates the blob: its form is kept, our OBO token is found by its assertion
+    let (scopes2, resp2) = second_token(Kind::Obo);
+    let updated = tc_update(&blob, Kind::Obo, &scopes2, &resp2);
+    let forms = at_home_account_ids(&updated);
+    assert_eq!(forms.len(), 2);
+    assert!(
+        forms.values().all(|f| *f == Some(Value::Null)),
+        "MSAL Python's null is kept and taken by the new token: {forms:?}"
+    );
+    assert_eq!(
+        tc_find(&updated, client_id(), &scopes2, None, a, None),
+        Some(fp(s(&resp2, "access_token")))
+    );
+    assert_preserved(
+        "MSAL Python OBO blob updated by tokencache",
+        &parsed,
+        &serde_json::from_str(&updated).unwrap(),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1107,6 +1372,111 @@ fn live_tokencache_app_blob_read_by_node() {
     );
 }
 
+/// msal-node writes an app partition (`home_account_id: ""`); tokencache saves a second app token
+/// into it; msal-node's `acquireTokenByClientCredential` still serves its own token and ours from
+/// the cache (both `""`), and every field msal-node wrote survives.
+#[test]
+fn live_node_app_cache_updated_by_tokencache_still_read_by_node() {
+    let blob = peer_write(Peer::Node, Kind::App);
+    let (scopes2, resp2) = second_token(Kind::App);
+    let updated = tc_update(&blob, Kind::App, &scopes2, &resp2);
+    let forms = at_home_account_ids(&updated);
+    assert_eq!(forms.len(), 2, "both app tokens are in the blob");
+    assert!(
+        forms.values().all(|f| *f == Some(json!(""))),
+        "the blob's \"\" home_account_id is kept and taken by the new token: {forms:?}"
+    );
+    assert_preserved(
+        "msal-node app blob updated by tokencache",
+        &serde_json::from_str(&blob).unwrap(),
+        &serde_json::from_str(&updated).unwrap(),
+    );
+    for (scopes, want) in [
+        (Kind::App.scopes(), Kind::App.access_token_fp()),
+        (scopes2.clone(), fp(s(&resp2, "access_token"))),
+    ] {
+        assert_eq!(
+            peer_find(Peer::Node, &updated, client_id(), &scopes, None, None).0,
+            Some(want.clone()),
+            "msal-node misses an app token for {scopes:?} after tokencache's update"
+        );
+        assert_eq!(
+            tc_find(&updated, client_id(), &scopes, None, None, None),
+            Some(want)
+        );
+    }
+}
+
+/// msal-node writes a user partition; tokencache saves a second user token into it; msal-node's
+/// `acquireTokenSilent` serves both access tokens from the cache and finds the new refresh token.
+#[test]
+fn live_node_user_cache_updated_by_tokencache_still_read_by_node() {
+    let blob = peer_write(Peer::Node, Kind::User);
+    let (scopes2, resp2) = second_token(Kind::User);
+    let updated = tc_update(&blob, Kind::User, &scopes2, &resp2);
+    for (scopes, want) in [
+        (v(&["User.Read"]), Kind::User.access_token_fp()),
+        (scopes2.clone(), fp(s(&resp2, "access_token"))),
+    ] {
+        assert_eq!(
+            peer_find(Peer::Node, &updated, client_id(), &scopes, Some(home()), None).0,
+            Some(want.clone()),
+            "msal-node's acquireTokenSilent misses the token for {scopes:?} after tokencache's update"
+        );
+        assert_eq!(
+            tc_find(&updated, client_id(), &scopes, Some(home()), None, None),
+            Some(want)
+        );
+    }
+    assert_eq!(
+        peer_find_rt(Peer::Node, &updated, home()),
+        Some(fp(s(&resp2, "refresh_token")))
+    );
+}
+
+/// msal-node writes an OBO partition; tokencache saves a second OBO token for the same incoming
+/// assertion into it; msal-node's `acquireTokenOnBehalfOf` serves both from the cache (its
+/// `userAssertionHash` survives, ours is written in both spellings), another assertion neither.
+#[test]
+fn live_node_obo_cache_updated_by_tokencache_still_read_by_node() {
+    let blob = peer_write(Peer::Node, Kind::Obo);
+    let a = Kind::Obo.assertion();
+    let (scopes2, resp2) = second_token(Kind::Obo);
+    let updated = tc_update(&blob, Kind::Obo, &scopes2, &resp2);
+    let forms = at_home_account_ids(&updated);
+    assert_eq!(forms.len(), 2, "both OBO tokens are in the blob");
+    assert!(
+        forms.values().all(|f| *f == Some(json!(""))),
+        "the blob's form is kept and taken by the new token: {forms:?}"
+    );
+    for (scopes, want) in [
+        (Kind::Obo.scopes(), Kind::Obo.access_token_fp()),
+        (scopes2.clone(), fp(s(&resp2, "access_token"))),
+    ] {
+        assert_eq!(
+            peer_find(Peer::Node, &updated, client_id(), &scopes, None, a).0,
+            Some(want.clone()),
+            "msal-node misses the OBO token for {scopes:?} after tokencache's update"
+        );
+        assert_eq!(
+            peer_find(
+                Peer::Node,
+                &updated,
+                client_id(),
+                &scopes,
+                None,
+                Some("other.assertion.x")
+            )
+            .0,
+            None
+        );
+        assert_eq!(
+            tc_find(&updated, client_id(), &scopes, None, a, None),
+            Some(want)
+        );
+    }
+}
+
 /// msal-node finds the OBO token tokencache wrote (its `acquireTokenOnBehalfOf` with a
 /// failing token endpoint), through the `userAssertionHash` spelling tokencache writes
 /// beside MSAL.NET's `user_assertion_hash`; the hash is msal-node's own; another
@@ -1129,6 +1499,15 @@ fn live_tokencache_obo_blob_read_by_node() {
         Some(Kind::Obo.access_token_fp()),
         "msal-node misses tokencache's OBO AT"
     );
+    // msal-node's OBO lookup is by assertion hash only: any form of the empty home_account_id
+    for form in [AppAccountForm::Null, AppAccountForm::Omitted] {
+        let blob = tc_write_with(Kind::Obo, form);
+        assert_eq!(
+            peer_find(Peer::Node, &blob, client_id(), &Kind::Obo.scopes(), None, a).0,
+            Some(Kind::Obo.access_token_fp()),
+            "msal-node misses tokencache's OBO AT written with {form:?}"
+        );
+    }
     assert_eq!(
         peer_find(
             Peer::Node,
@@ -1204,4 +1583,71 @@ fn live_redis_user_partition_read_by_python() {
         Some(Kind::User.access_token_fp()),
         "MSAL Python's acquire_token_silent misses it"
     );
+}
+
+/// End to end through `TokenCache` on a real redis-server: MSAL Python's app cache sits under
+/// Microsoft.Identity.Web's app key (`{client}_{tenant}_AppTokenCache`); a Rust service saves a
+/// second app token into that partition; `GET` of the key is still a blob in which MSAL Python's
+/// `acquire_token_for_client` serves both its token and ours (its `null` kept and taken).
+#[test]
+fn live_redis_app_partition_shared_with_python() {
+    ensure_peers();
+    let server = testkit::RedisServer::start();
+    let c = cases();
+    let key = format!("{}_{}_AppTokenCache", s(c, "client_id"), s(c, "tenant"));
+    let python_blob = peer_write(Peer::Python, Kind::App);
+    assert_eq!(server.cli(&["SET", &key, &python_blob]).trim(), "OK");
+    let (scopes2, resp2) = second_token(Kind::App);
+    let scopes: Vec<&str> = scopes2.iter().map(String::as_str).collect();
+    let env = environment();
+    let body = serde_json::to_vec(&resp2).unwrap();
+    let resp = TokenResponse::from_json(&body).expect("TokenResponse::from_json");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let saved = rt.block_on(async {
+        let cache = tokencache::TokenCache::builder()
+            .store_url(&server.url())
+            .clock(std::sync::Arc::new(
+                tokencache::clock::ManualClock::at_secs(now()),
+            ))
+            .build()
+            .await
+            .unwrap();
+        let req = tokencache::SaveRequest::new(
+            s(c, "client_id"),
+            tokencache::SaveFor::App,
+            &env,
+            s(c, "tenant"),
+            &scopes,
+        );
+        cache.save_token_response(&req, &resp).await.unwrap()
+    });
+    assert_eq!(
+        saved.partition, key,
+        "the app partition key is Microsoft.Identity.Web's"
+    );
+    let blob = server.cli(&["GET", &key]);
+    let blob = blob.trim_end();
+    assert!(blob.starts_with('{'), "GET {key} returned no JSON");
+    let forms = at_home_account_ids(blob);
+    assert_eq!(
+        forms.len(),
+        2,
+        "MSAL Python's app token and ours: {forms:?}"
+    );
+    assert!(forms.values().all(|f| *f == Some(Value::Null)), "{forms:?}");
+    for (scopes, want) in [
+        (Kind::App.scopes(), Kind::App.access_token_fp()),
+        (scopes2.clone(), fp(s(&resp2, "access_token"))),
+    ] {
+        let (app, search) = peer_find(Peer::Python, blob, client_id(), &scopes, None, None);
+        assert_eq!(
+            app,
+            Some(want),
+            "MSAL Python misses the app token for {scopes:?} in Redis after TokenCache's save"
+        );
+        assert_eq!(search, app);
+    }
 }

@@ -4,7 +4,8 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use tokencache::schema::{
-    AccessToken, Account, AppMetadata, Extra, IdToken, Partition, RefreshToken, Secret,
+    AccessToken, Account, AppAccountForm, AppMetadata, Extra, IdToken, Partition, RefreshToken,
+    Secret,
 };
 
 fn text() -> impl Strategy<Value = String> {
@@ -41,6 +42,24 @@ fn extra() -> impl Strategy<Value = Extra> {
         .prop_map(|kv| Extra(kv.into_iter().collect()))
 }
 
+fn form() -> impl Strategy<Value = AppAccountForm> {
+    prop_oneof![
+        Just(AppAccountForm::Null),
+        Just(AppAccountForm::Empty),
+        Just(AppAccountForm::Omitted),
+    ]
+}
+
+/// The form of a generated `home_account_id`: any while it is empty; the default (which
+/// is what a non-empty id reads back as) otherwise.
+fn form_of(home_account_id: &str, form: AppAccountForm) -> AppAccountForm {
+    if home_account_id.is_empty() {
+        form
+    } else {
+        AppAccountForm::default()
+    }
+}
+
 fn token_type() -> impl Strategy<Value = Option<String>> {
     // `None` is Bearer; a literal "Bearer" would (by design) read back as `None`.
     proptest::option::of(prop_oneof![
@@ -52,6 +71,7 @@ fn token_type() -> impl Strategy<Value = Option<String>> {
 
 prop_compose! {
     fn access_token()(
+        hid_form in form(),
         ids in (text(), text(), text(), text(), text(), text()),
         secret in any::<String>(),
         times in (any::<i64>(), any::<i64>(), any::<Option<i64>>(), any::<Option<i64>>()),
@@ -61,6 +81,7 @@ prop_compose! {
         extra in extra(),
     ) -> AccessToken {
         AccessToken {
+            home_account_id_form: form_of(&ids.0, hid_form),
             home_account_id: ids.0,
             environment: ids.1,
             client_id: ids.2,
@@ -82,6 +103,7 @@ prop_compose! {
 
 prop_compose! {
     fn refresh_token()(
+        hid_form in form(),
         ids in (text(), text(), text()),
         secret in any::<String>(),
         family_id in opt_text(),
@@ -91,6 +113,7 @@ prop_compose! {
         extra in extra(),
     ) -> RefreshToken {
         RefreshToken {
+            home_account_id_form: form_of(&ids.0, hid_form),
             home_account_id: ids.0,
             environment: ids.1,
             client_id: ids.2,
@@ -105,9 +128,14 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn id_token()(ids in (text(), text(), text(), text()), secret in any::<String>(), extra in extra())
-        -> IdToken {
+    fn id_token()(
+        hid_form in form(),
+        ids in (text(), text(), text(), text()),
+        secret in any::<String>(),
+        extra in extra(),
+    ) -> IdToken {
         IdToken {
+            home_account_id_form: form_of(&ids.0, hid_form),
             home_account_id: ids.0,
             environment: ids.1,
             client_id: ids.2,
@@ -120,12 +148,14 @@ prop_compose! {
 
 prop_compose! {
     fn account()(
+        hid_form in form(),
         ids in (text(), text(), text(), text(), text(), text()),
         name in opt_text(),
         client_info in opt_text(),
         extra in extra(),
     ) -> Account {
         Account {
+            home_account_id_form: form_of(&ids.0, hid_form),
             home_account_id: ids.0,
             environment: ids.1,
             realm: ids.2,

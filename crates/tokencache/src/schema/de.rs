@@ -6,6 +6,7 @@
 //! by the caller, which adds the line and column from serde_json.
 
 use super::error::{sanitize, SchemaError};
+use super::records::AppAccountForm;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::cell::RefCell;
 use std::fmt;
@@ -198,6 +199,21 @@ impl Ctx<'_> {
         match v {
             Scalar::Str(s) => Ok(s),
             Scalar::Null => Ok(String::new()),
+            _ => Err(self.wrong(field, "string")),
+        }
+    }
+
+    /// A `home_account_id`: the id (`null` reads as empty) and the form it was written in,
+    /// so that re-serialization keeps it.
+    pub(crate) fn account_id<E: de::Error>(
+        &self,
+        field: &str,
+        v: Scalar,
+    ) -> Result<(String, AppAccountForm), E> {
+        match v {
+            Scalar::Null => Ok((String::new(), AppAccountForm::Null)),
+            Scalar::Str(s) if s.is_empty() => Ok((s, AppAccountForm::Empty)),
+            Scalar::Str(s) => Ok((s, AppAccountForm::default())),
             _ => Err(self.wrong(field, "string")),
         }
     }

@@ -18,14 +18,24 @@
 //! | `token_type` | omitted for Bearer | any case; missing = Bearer |
 //! | key id | `kid` | `kid`, `key_id` |
 //! | OBO hash | `user_assertion_hash` | `user_assertion_hash`, `userAssertionHash` (msal-node) |
-//! | `home_account_id` of app tokens | `""` | `""`, `null`, missing |
+//! | empty `home_account_id` (app tokens, OBO without user) | as read: `null`, `""` or no field, kept per record; in a partition without one, [`AppAccountForm`] (default `""`) | `""`, `null`, missing |
 //! | extended expiry | `extended_expires_on` | also the legacy `ext_expires_on` |
 //!
 //! Known cross-SDK gaps of these choices (the interop tests pin them down):
-//! * MSAL Python looks app-only tokens up with `home_account_id == null` exactly, so it
-//!   does **not** find app tokens written with `""` (nor those MSAL.NET writes, which omit
-//!   the field); msal-node requires `""` and does not find `null`. No single value serves
-//!   both; we write `""` (MSAL.NET and msal-node read it).
+//! * App tokens: MSAL Python looks them up with `home_account_id == null` exactly (`""` and
+//!   a missing field are misses), msal-node with `=== ""` (`null` and a missing field are
+//!   misses), MSAL.NET does not look at the field (it reads a missing one as `""`). No form
+//!   serves all three, so:
+//!   - every record keeps the form it was read with ([`AppAccountForm`]), and a token added
+//!     to a partition that already has account-less records takes theirs
+//!     ([`Partition::app_account_form`]): MSAL Python still finds its app tokens, and ours,
+//!     after tokencache updated its blob, and so does msal-node in its blobs;
+//!   - a partition without such records gets the form the caller passes to
+//!     [`Partition::add_token_response_with_form`]; [`Partition::add_token_response`] uses
+//!     the default, `""` (what tokencache always wrote; msal-node and MSAL.NET read it).
+//!     Pass [`AppAccountForm::Null`] for new app partitions MSAL Python must read (msal-node
+//!     then misses them). [`AppAccountForm::Omitted`], MSAL.NET's own form, is read only by
+//!     MSAL.NET.
 //! * msal-node reads only `userAssertionHash`, MSAL.NET only `user_assertion_hash`: OBO
 //!   access tokens are written with both (each reader ignores the other's field).
 //! * msal-node stores the cloud's preferred host (`login.windows.net`) whatever authority
@@ -49,8 +59,9 @@ mod tests;
 pub use change::PartitionChange;
 pub use error::{SchemaError, MAX_BLOB_BYTES};
 pub use records::{
-    AccessToken, Account, AppMetadata, Extra, IdToken, RefreshToken, AUTHORITY_TYPE_ADFS,
-    AUTHORITY_TYPE_MSSTS, CREDENTIAL_ACCESS_TOKEN, CREDENTIAL_ID_TOKEN, CREDENTIAL_REFRESH_TOKEN,
+    AccessToken, Account, AppAccountForm, AppMetadata, Extra, IdToken, RefreshToken,
+    AUTHORITY_TYPE_ADFS, AUTHORITY_TYPE_MSSTS, CREDENTIAL_ACCESS_TOKEN, CREDENTIAL_ID_TOKEN,
+    CREDENTIAL_REFRESH_TOKEN,
 };
 pub use response::{decode_jwt_claims, ClientInfo, JwtClaims, TokenRequest, TokenResponse};
 pub use secret::Secret;
@@ -685,10 +696,53 @@ impl Partition {
         })
     }
 
+    /// Stores a token response as MSAL does; like
+    /// [`add_token_response_with_form`](Self::add_token_response_with_form) with the default
+    /// [`AppAccountForm::Empty`] for partitions that have no account-less record yet.
+    pub fn add_token_response(
+        &mut self,
+        req: &TokenRequest<'_>,
+        resp: &TokenResponse,
+        now: i64,
+    ) -> Result<Added, SchemaError> {
+        self.add_token_response_with_form(req, resp, now, AppAccountForm::default())
+    }
+
+    /// The form of `home_account_id` the partition's account-less records have (see
+    /// [`AppAccountForm`]): that of the most recently cached access token with an empty
+    /// `home_account_id`, else of the first such refresh token, id token or account (key
+    /// order); `None` when every record names an account (or there is none).
+    pub fn app_account_form(&self) -> Option<AppAccountForm> {
+        let at = self
+            .access_tokens
+            .values()
+            .filter(|t| t.home_account_id.is_empty())
+            .max_by_key(|t| t.cached_at)
+            .map(|t| t.home_account_id_form);
+        at.or_else(|| {
+            let rt = self.refresh_tokens.values();
+            let rt = rt.filter(|t| t.home_account_id.is_empty());
+            rt.map(|t| t.home_account_id_form).next()
+        })
+        .or_else(|| {
+            let idt = self.id_tokens.values();
+            let idt = idt.filter(|t| t.home_account_id.is_empty());
+            idt.map(|t| t.home_account_id_form).next()
+        })
+        .or_else(|| {
+            let acc = self.accounts.values();
+            let acc = acc.filter(|a| a.home_account_id.is_empty());
+            acc.map(|a| a.home_account_id_form).next()
+        })
+    }
+
     /// Stores a token response as MSAL does:
     ///
     /// * home account id: `uid.utid` from `client_info`, else the id token's `sub`
-    ///   (MSAL Python), else none (app token; stored as `""`);
+    ///   (MSAL Python), else none (app token, or OBO without user identity: stored empty, in
+    ///   the partition's own [`AppAccountForm`] — [`app_account_form`](Self::app_account_form),
+    ///   so that an update keeps the form of the SDK that wrote the blob — or, when the
+    ///   partition has none yet, in `new_form`);
     /// * realm: the id token's `tid`, else the request's realm (MSAL.NET);
     /// * access token: target = the response's `scope` echo, else the requested scopes
     ///   (sorted); `expires_on = now + expires_in` (default [`DEFAULT_EXPIRES_IN`]),
@@ -702,11 +756,12 @@ impl Partition {
     ///   duplicated; unknown fields of a replaced account or app metadata are kept.
     ///
     /// Errors: a bad id token or `client_info`, or a response with no token at all.
-    pub fn add_token_response(
+    pub fn add_token_response_with_form(
         &mut self,
         req: &TokenRequest<'_>,
         resp: &TokenResponse,
         now: i64,
+        new_form: AppAccountForm,
     ) -> Result<Added, SchemaError> {
         if resp.access_token.is_none() && resp.refresh_token.is_none() && resp.id_token.is_none() {
             return Err(SchemaError::MissingField {
@@ -734,6 +789,12 @@ impl Partition {
             .unwrap_or_else(|| req.realm.to_owned());
         let uah = req.user_assertion.map(assertion_hash);
         let target = normalize_target(resp.scope.as_deref(), req.scopes);
+        // Only an empty id has a form; a non-empty one has the default, as when parsed.
+        let form = if hid_str.is_empty() {
+            self.app_account_form().unwrap_or(new_form)
+        } else {
+            AppAccountForm::default()
+        };
 
         let mut added = Added {
             home_account_id: hid.clone(),
@@ -753,6 +814,7 @@ impl Partition {
                 .map_or(expires_on, |e| now.saturating_add(e.max(0)));
             let at = AccessToken {
                 home_account_id: hid_str.clone(),
+                home_account_id_form: form,
                 environment: env.clone(),
                 client_id: req.client_id.to_owned(),
                 credential_type: CREDENTIAL_ACCESS_TOKEN.to_owned(),
@@ -787,6 +849,7 @@ impl Partition {
             });
             self.insert_refresh_token(RefreshToken {
                 home_account_id: hid_str.clone(),
+                home_account_id_form: form,
                 environment: env.clone(),
                 client_id: req.client_id.to_owned(),
                 secret: secret.clone(),
@@ -807,6 +870,7 @@ impl Partition {
             });
             self.insert_id_token(IdToken {
                 home_account_id: hid_str.clone(),
+                home_account_id_form: form,
                 environment: env.clone(),
                 client_id: req.client_id.to_owned(),
                 realm: realm.clone(),
@@ -862,6 +926,7 @@ impl Partition {
             .or_else(|| client_info.and_then(|c| c.uid.clone()));
         let mut acc = Account {
             home_account_id: hid.to_owned(),
+            home_account_id_form: AppAccountForm::default(),
             environment: env.to_owned(),
             realm: realm.to_owned(),
             local_account_id: local.unwrap_or_default(),

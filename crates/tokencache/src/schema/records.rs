@@ -48,11 +48,47 @@ impl DerefMut for Extra {
     }
 }
 
+/// How an **empty** `home_account_id` (app-only tokens; OBO tokens whose response names no
+/// user) appears in a blob. The MSAL SDKs disagree, and each one's lookup of app tokens
+/// accepts only some forms (checked against the real clients by `tests/interop_msal.rs`):
+///
+/// | form | written by | `acquire_token_for_client` finds it in |
+/// |---|---|---|
+/// | [`Null`](Self::Null) | MSAL Python | MSAL Python, MSAL.NET |
+/// | [`Empty`](Self::Empty) | msal-node (and tokencache by default) | msal-node, MSAL.NET |
+/// | [`Omitted`](Self::Omitted) | MSAL.NET | MSAL.NET |
+///
+/// MSAL Python matches `home_account_id == None` exactly (a missing field or `""` is a
+/// miss); msal-node matches `=== ""` (`null` or a missing field is a miss); MSAL.NET reads a
+/// missing field as `""` and does not look at the field for app tokens. No form serves all
+/// three, so every record remembers the form it was read with and is written back the same
+/// way, and [`Partition::add_token_response_with_form`](super::Partition::add_token_response_with_form)
+/// takes the form for partitions that have none yet.
+///
+/// The form says nothing about a non-empty `home_account_id`, which is always written as a
+/// string and reads as the default form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AppAccountForm {
+    /// `"home_account_id": null` (MSAL Python's form).
+    Null,
+    /// `"home_account_id": ""` (msal-node's form). The default: it is what tokencache wrote
+    /// before the form was configurable, and msal-node and MSAL.NET read it.
+    #[default]
+    Empty,
+    /// No `home_account_id` field (MSAL.NET's form). Only MSAL.NET finds app tokens
+    /// written this way.
+    Omitted,
+}
+
 /// An access token record (section `AccessToken`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessToken {
     /// `uid.utid` (or `oid.tid`, or `sub`) of the user; empty for app tokens.
     pub home_account_id: String,
+    /// How `home_account_id` is written while it is empty: as read from the blob (a missing
+    /// field reads as [`AppAccountForm::Omitted`]), or as chosen for a new record. Ignored
+    /// when `home_account_id` is not empty.
+    pub home_account_id_form: AppAccountForm,
     /// Authority host, e.g. `login.microsoftonline.com`.
     pub environment: String,
     /// The client (application) id that obtained the token.
@@ -92,6 +128,10 @@ pub struct AccessToken {
 pub struct RefreshToken {
     /// Home account id of the user (empty when unknown, e.g. some OBO flows).
     pub home_account_id: String,
+    /// How `home_account_id` is written while it is empty: as read from the blob (a missing
+    /// field reads as [`AppAccountForm::Omitted`]), or as chosen for a new record. Ignored
+    /// when `home_account_id` is not empty.
+    pub home_account_id_form: AppAccountForm,
     /// Authority host.
     pub environment: String,
     /// The client id that obtained it.
@@ -115,6 +155,10 @@ pub struct RefreshToken {
 pub struct IdToken {
     /// Home account id of the user.
     pub home_account_id: String,
+    /// How `home_account_id` is written while it is empty: as read from the blob (a missing
+    /// field reads as [`AppAccountForm::Omitted`]), or as chosen for a new record. Ignored
+    /// when `home_account_id` is not empty.
+    pub home_account_id_form: AppAccountForm,
     /// Authority host.
     pub environment: String,
     /// The client id it was issued to.
@@ -132,6 +176,10 @@ pub struct IdToken {
 pub struct Account {
     /// Home account id.
     pub home_account_id: String,
+    /// How `home_account_id` is written while it is empty: as read from the blob (a missing
+    /// field reads as [`AppAccountForm::Omitted`]), or as chosen for a new record. Ignored
+    /// when `home_account_id` is not empty.
+    pub home_account_id_form: AppAccountForm,
     /// Authority host.
     pub environment: String,
     /// Tenant id of this account record.
@@ -281,6 +329,20 @@ impl AppMetadata {
 // ---------------------------------------------------------------------------------------
 // Writing (MSAL.NET conventions: timestamps as strings, Bearer token_type omitted, `kid`).
 
+/// Writes `home_account_id`: the id when there is one, else the record's empty form.
+fn write_home_account_id<M: SerializeMap>(
+    m: &mut M,
+    id: &str,
+    form: AppAccountForm,
+) -> Result<(), M::Error> {
+    match form {
+        _ if !id.is_empty() => m.serialize_entry("home_account_id", id),
+        AppAccountForm::Empty => m.serialize_entry("home_account_id", ""),
+        AppAccountForm::Null => m.serialize_entry("home_account_id", &()),
+        AppAccountForm::Omitted => Ok(()),
+    }
+}
+
 fn write_extra<M: SerializeMap>(m: &mut M, extra: &Extra, known: &[&str]) -> Result<(), M::Error> {
     for (k, v) in extra.iter() {
         if !known.contains(&k.as_str()) {
@@ -313,7 +375,7 @@ const AT_KNOWN: &[&str] = &[
 impl Serialize for AccessToken {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("home_account_id", &self.home_account_id)?;
+        write_home_account_id(&mut m, &self.home_account_id, self.home_account_id_form)?;
         m.serialize_entry("environment", &self.environment)?;
         m.serialize_entry("client_id", &self.client_id)?;
         m.serialize_entry("credential_type", &self.credential_type)?;
@@ -360,7 +422,7 @@ const RT_KNOWN: &[&str] = &[
 impl Serialize for RefreshToken {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("home_account_id", &self.home_account_id)?;
+        write_home_account_id(&mut m, &self.home_account_id, self.home_account_id_form)?;
         m.serialize_entry("environment", &self.environment)?;
         m.serialize_entry("client_id", &self.client_id)?;
         m.serialize_entry("credential_type", CREDENTIAL_REFRESH_TOKEN)?;
@@ -394,7 +456,7 @@ const IDT_KNOWN: &[&str] = &[
 impl Serialize for IdToken {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("home_account_id", &self.home_account_id)?;
+        write_home_account_id(&mut m, &self.home_account_id, self.home_account_id_form)?;
         m.serialize_entry("environment", &self.environment)?;
         m.serialize_entry("client_id", &self.client_id)?;
         m.serialize_entry("credential_type", CREDENTIAL_ID_TOKEN)?;
@@ -419,7 +481,7 @@ const ACCOUNT_KNOWN: &[&str] = &[
 impl Serialize for Account {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("home_account_id", &self.home_account_id)?;
+        write_home_account_id(&mut m, &self.home_account_id, self.home_account_id_form)?;
         m.serialize_entry("environment", &self.environment)?;
         m.serialize_entry("realm", &self.realm)?;
         m.serialize_entry("local_account_id", &self.local_account_id)?;
@@ -474,6 +536,7 @@ impl Record for AccessToken {
     const SECTION: &'static str = "AccessToken";
     fn from_map<'de, A: MapAccess<'de>>(mut map: A, ctx: Ctx<'_>) -> Result<Self, A::Error> {
         let mut hid = String::new();
+        let mut hid_form = AppAccountForm::Omitted;
         let mut env = String::new();
         let mut cid = String::new();
         let mut ctype: Option<String> = None;
@@ -492,7 +555,7 @@ impl Record for AccessToken {
         while let Some(k) = map.next_key::<Key<'de>>()? {
             let f = k.as_str();
             match f {
-                "home_account_id" => hid = ctx.string(f, map.next_value()?)?,
+                "home_account_id" => (hid, hid_form) = ctx.account_id(f, map.next_value()?)?,
                 "environment" => env = ctx.string(f, map.next_value()?)?,
                 "client_id" => cid = ctx.string(f, map.next_value()?)?,
                 "credential_type" => ctype = ctx.opt_string(f, map.next_value()?)?,
@@ -526,6 +589,7 @@ impl Record for AccessToken {
         }
         Ok(AccessToken {
             home_account_id: hid,
+            home_account_id_form: hid_form,
             environment: env,
             client_id: cid,
             credential_type: ctype.unwrap_or_else(|| CREDENTIAL_ACCESS_TOKEN.to_owned()),
@@ -548,6 +612,7 @@ impl Record for RefreshToken {
     const SECTION: &'static str = "RefreshToken";
     fn from_map<'de, A: MapAccess<'de>>(mut map: A, ctx: Ctx<'_>) -> Result<Self, A::Error> {
         let mut hid = String::new();
+        let mut hid_form = AppAccountForm::Omitted;
         let mut env = String::new();
         let mut cid = String::new();
         let mut secret: Option<String> = None;
@@ -559,7 +624,7 @@ impl Record for RefreshToken {
         while let Some(k) = map.next_key::<Key<'de>>()? {
             let f = k.as_str();
             match f {
-                "home_account_id" => hid = ctx.string(f, map.next_value()?)?,
+                "home_account_id" => (hid, hid_form) = ctx.account_id(f, map.next_value()?)?,
                 "environment" => env = ctx.string(f, map.next_value()?)?,
                 "client_id" => cid = ctx.string(f, map.next_value()?)?,
                 "credential_type" => {
@@ -580,6 +645,7 @@ impl Record for RefreshToken {
         }
         Ok(RefreshToken {
             home_account_id: hid,
+            home_account_id_form: hid_form,
             environment: env,
             client_id: cid,
             secret: Secret::new(secret.ok_or_else(|| ctx.missing("secret"))?),
@@ -596,6 +662,7 @@ impl Record for IdToken {
     const SECTION: &'static str = "IdToken";
     fn from_map<'de, A: MapAccess<'de>>(mut map: A, ctx: Ctx<'_>) -> Result<Self, A::Error> {
         let mut hid = String::new();
+        let mut hid_form = AppAccountForm::Omitted;
         let mut env = String::new();
         let mut cid = String::new();
         let mut realm = String::new();
@@ -604,7 +671,7 @@ impl Record for IdToken {
         while let Some(k) = map.next_key::<Key<'de>>()? {
             let f = k.as_str();
             match f {
-                "home_account_id" => hid = ctx.string(f, map.next_value()?)?,
+                "home_account_id" => (hid, hid_form) = ctx.account_id(f, map.next_value()?)?,
                 "environment" => env = ctx.string(f, map.next_value()?)?,
                 "client_id" => cid = ctx.string(f, map.next_value()?)?,
                 "realm" => realm = ctx.string(f, map.next_value()?)?,
@@ -617,6 +684,7 @@ impl Record for IdToken {
         }
         Ok(IdToken {
             home_account_id: hid,
+            home_account_id_form: hid_form,
             environment: env,
             client_id: cid,
             realm,
@@ -630,6 +698,7 @@ impl Record for Account {
     const SECTION: &'static str = "Account";
     fn from_map<'de, A: MapAccess<'de>>(mut map: A, ctx: Ctx<'_>) -> Result<Self, A::Error> {
         let mut hid = String::new();
+        let mut hid_form = AppAccountForm::Omitted;
         let mut env = String::new();
         let mut realm = String::new();
         let mut local = String::new();
@@ -641,7 +710,7 @@ impl Record for Account {
         while let Some(k) = map.next_key::<Key<'de>>()? {
             let f = k.as_str();
             match f {
-                "home_account_id" => hid = ctx.string(f, map.next_value()?)?,
+                "home_account_id" => (hid, hid_form) = ctx.account_id(f, map.next_value()?)?,
                 "environment" => env = ctx.string(f, map.next_value()?)?,
                 "realm" => realm = ctx.string(f, map.next_value()?)?,
                 "local_account_id" => local = ctx.string(f, map.next_value()?)?,
@@ -654,6 +723,7 @@ impl Record for Account {
         }
         Ok(Account {
             home_account_id: hid,
+            home_account_id_form: hid_form,
             environment: env,
             realm,
             local_account_id: local,

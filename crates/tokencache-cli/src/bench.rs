@@ -17,10 +17,11 @@ use tokencache::{Lookup, Partition, SaveFor, SaveRequest, TokenCache};
 pub(crate) struct BenchArgs {
     /// The L2 store to bench (`redis://…`, `redis+cluster://…`, `redb:///…`); default: an
     /// embedded store in a temporary folder, nothing started.
-    #[arg(long)]
+    #[arg(long, env = "TOKENCACHE_STORE")]
     store: Option<String>,
-    /// Rough time budget per phase, in seconds (3 phases; the whole run stays under 60 s).
-    #[arg(long, default_value_t = 5)]
+    /// Rough time budget per phase, in seconds (1 to 18; 3 phases, so the whole run stays
+    /// under 60 s).
+    #[arg(long, default_value_t = 5, value_parser = crate::args::int::<1, 18>)]
     seconds: u64,
 }
 
@@ -43,7 +44,7 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
 }
 
 async fn bench(args: BenchArgs) -> Result<(), String> {
-    let seconds = args.seconds.clamp(1, 18);
+    let seconds = args.seconds;
     let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
     let url = match &args.store {
         Some(u) => u.clone(),

@@ -23,16 +23,16 @@ use tokencache::store::{self, SharedStore};
 pub(crate) struct InspectArgs {
     /// The store: `redis://…`, `redis+cluster://…`, `redb:///…` (default: the embedded
     /// store in the platform cache folder).
-    #[arg(long)]
+    #[arg(long, env = "TOKENCACHE_STORE")]
     store: Option<String>,
     /// Only keys under this prefix (Redis "instance name"); it is stripped before classifying.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", env = "TOKENCACHE_PREFIX")]
     prefix: String,
-    /// Keys asked for per SCAN page.
-    #[arg(long, default_value_t = 500)]
+    /// Keys asked for per SCAN page (1 to 100,000).
+    #[arg(long, default_value_t = 500, value_parser = crate::args::count::<1, 100_000>)]
     page: usize,
-    /// How many orphan keys to list as examples.
-    #[arg(long, default_value_t = 10)]
+    /// How many orphan keys to list as examples (0 to 10,000).
+    #[arg(long, default_value_t = 10, value_parser = crate::args::count::<0, 10_000>)]
     examples: usize,
 }
 
@@ -144,7 +144,7 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
     let (mut cursor, mut keys) = (0u64, Vec::new());
     loop {
         let (next, page) = store
-            .scan(prefix, cursor, args.page.max(1))
+            .scan(prefix, cursor, args.page)
             .await
             .map_err(|e| e.to_string())?;
         keys.extend(page);

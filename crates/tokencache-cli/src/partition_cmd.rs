@@ -41,9 +41,9 @@ pub(crate) struct FindArgs {
     /// Unix seconds to judge expiry at (default: now).
     #[arg(long)]
     now: Option<i64>,
-    /// Expiry skew in seconds: a token expiring sooner is not returned.
-    #[arg(long, default_value_t = 300)]
-    skew: i64,
+    /// Expiry skew in seconds: a token expiring sooner is not returned (0 to 86,400).
+    #[arg(long, default_value_t = 300, value_parser = crate::args::int::<0, 86_400>)]
+    skew: u64,
 }
 
 pub(crate) fn run(cmd: PartitionCommand) -> ExitCode {
@@ -90,7 +90,7 @@ fn find(args: FindArgs) -> ExitCode {
         let mut query = AccessTokenQuery::new(&args.client_id, &scopes);
         query.realm = args.tenant.as_deref();
         query.home_account_id = account.filter(|a| !a.is_empty());
-        query.skew_secs = args.skew;
+        query.skew_secs = args.skew as i64;
         partition.find_access_token(&query, now)
     });
     match found {

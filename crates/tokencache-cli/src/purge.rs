@@ -15,10 +15,10 @@ pub(crate) struct PurgeArgs {
     user: String,
     /// The store: `redis://…`, `redis+cluster://…`, `redb:///…` (default: the embedded
     /// store in the platform cache folder).
-    #[arg(long)]
+    #[arg(long, env = "TOKENCACHE_STORE")]
     store: Option<String>,
     /// The key prefix (Redis "instance name") the applications use.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", env = "TOKENCACHE_PREFIX")]
     prefix: String,
 }
 

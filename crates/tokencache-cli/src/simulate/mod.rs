@@ -42,45 +42,46 @@ pub(crate) struct SimulateArgs {
     /// The L2 store. Default: an embedded (redb) file in a fresh temporary folder (in
     /// RAM when /dev/shm exists), removed afterwards. Also `redb:///path/file.redb`,
     /// `memory://`, and `redis://…` / `redis+cluster://…`, which run paced (see --pace).
-    #[arg(long)]
+    #[arg(long, env = "TOKENCACHE_STORE")]
     store: Option<String>,
     /// Users signing in for the first time per 24 virtual hours.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = crate::args::int32::<1, 1_000_000>)]
     users: u32,
-    /// The horizon, in virtual hours.
-    #[arg(long, default_value_t = 72)]
+    /// The horizon, in virtual hours (1 to 8,760).
+    #[arg(long, default_value_t = 72, value_parser = crate::args::int32::<1, 8_760>)]
     hours: u32,
     /// The seed of the traffic: the same seed gives the same run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// How long a refresh token stays usable after its last use, in hours (Entra: 90 days;
     /// short here so that the run sees it pass).
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 24, value_parser = crate::args::int::<1, 8_760>)]
     refresh_token_hours: u64,
     /// The sliding window of the `msidweb-sliding` policy, in minutes.
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = 90, value_parser = crate::args::int::<1, 525_600>)]
     sliding_minutes: u64,
     /// Shortest lifetime of access tokens and incoming assertions, in minutes; each lives
     /// 1 to 1.5 times this (Entra: 60-90 min), so they rotate about hourly.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = crate::args::int::<10, 1_440>)]
     token_minutes: u64,
     /// Minutes of virtual time between two counts of L2.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = crate::args::int::<1, 10_080>)]
     sample_minutes: u64,
     /// Share of visits that end with a sign-out (the others just leave).
-    #[arg(long, default_value_t = 0.35)]
+    #[arg(long, default_value_t = 0.35, value_parser = crate::args::share)]
     sign_out_share: f64,
     /// Share of visits after which the user comes back (after 30 min to 36 h).
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = 0.6, value_parser = crate::args::share)]
     return_share: f64,
     /// Share of visits that start a long-running OBO job (1 to 8 h).
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = 0.15, value_parser = crate::args::share)]
     session_share: f64,
     /// Where to write the SVG chart of L2 keys over time.
     #[arg(long, default_value = "simulate.svg")]
     chart: PathBuf,
-    /// On Redis only: virtual seconds per real second (the run takes hours × 3600 / pace s).
-    #[arg(long, default_value_t = 3600)]
+    /// On Redis only: virtual seconds per real second (the run takes hours × 3600 / pace s;
+    /// 1 to 100,000).
+    #[arg(long, default_value_t = 3600, value_parser = crate::args::int::<1, 100_000>)]
     pace: u64,
     /// Leave the simulated keys in the store (default: removed at the end).
     #[arg(long)]
@@ -236,37 +237,29 @@ struct Sample {
 }
 
 pub(crate) fn run(args: SimulateArgs) -> ExitCode {
-    if let Err(e) = validate(&args) {
+    // Numbers are range-checked by clap (crate::args); the chart is checked here so that
+    // a long run does not end in "cannot write".
+    if let Err(e) = check_writable(&args.chart) {
         return crate::fail(e);
     }
     crate::block_on(crate::Runtime::MultiThread, simulate(args))
 }
 
-fn validate(a: &SimulateArgs) -> Result<(), String> {
-    let share = |name: &str, v: f64| {
-        if (0.0..=1.0).contains(&v) {
-            Ok(())
-        } else {
-            Err(format!("--{name} must be between 0 and 1, got {v}"))
-        }
-    };
-    share("sign-out-share", a.sign_out_share)?;
-    share("return-share", a.return_share)?;
-    share("session-share", a.session_share)?;
-    if a.users == 0 || a.hours == 0 || a.hours > 24 * 365 {
-        return Err("--users must be at least 1 and --hours between 1 and 8760".into());
+/// Fails when `path` cannot be written (a folder, a missing or read-only folder). Leaves
+/// an existing file as it is and no new file behind.
+fn check_writable(path: &std::path::Path) -> Result<(), String> {
+    let shown = path.display();
+    if path.is_dir() {
+        return Err(format!("--chart {shown} is a folder; name a file"));
     }
-    if a.refresh_token_hours == 0 || a.sliding_minutes == 0 || a.sample_minutes == 0 {
-        return Err(
-            "--refresh-token-hours, --sliding-minutes and --sample-minutes must be at least 1"
-                .into(),
-        );
-    }
-    if a.token_minutes < 10 {
-        return Err(
-            "--token-minutes must be at least 10 (tokens are renewed 5 minutes before they expire)"
-                .into(),
-        );
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| format!("--chart {shown} cannot be written: {e}"))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
     }
     Ok(())
 }

@@ -27,7 +27,10 @@ mod util;
 pub use self::embedded::{EmbeddedOptions, EmbeddedStore};
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisOptions, RedisStore};
-pub use self::url::{default_embedded_path, open, StoreUrl};
+pub use self::url::{
+    default_embedded_dir, default_embedded_path, default_embedded_path_for, open, open_existing,
+    StoreUrl,
+};
 
 /// A value read from a store with the time it has left to live (`None`: no expiry).
 #[derive(Clone, PartialEq, Eq)]

@@ -272,6 +272,10 @@ pub(crate) fn map_error(endpoint: &str, e: &RedisError) -> StoreError {
     };
     let message = if e.kind() == ErrorKind::AuthenticationFailed {
         format!("authentication failed (check the user name and password of the Redis URL): {e}")
+    } else if e.kind() == ErrorKind::Parse {
+        // Something answered, but not in the Redis protocol (an HTTP or SSH server, a
+        // TLS port without rediss://): say that, not the parser's multi-line story.
+        "did not answer as Redis (its reply is not the Redis protocol; check the host, the port and redis:// vs rediss://)".to_string()
     } else {
         e.to_string()
     };

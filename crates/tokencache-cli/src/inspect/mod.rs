@@ -4,19 +4,27 @@
 //! [`Store::scan`](tokencache::store::Store::scan); never `KEYS`, so Redis is never
 //! blocked), reads each value once (`GET` + `PTTL`) to size it and see its TTL, and
 //! reports: partitions by kind (user `oid.tid`, app `…_AppTokenCache`, OBO = 43-char
-//! base64url assertion hash, long-running OBO sessions = other keys named in a link
-//! set), bytes, entries without expiry, the TTL distribution, tokencache's link sets and
-//! revocation stamps, OBO partitions that no link set names (orphans: a sign-out cannot
-//! reach them), link-set members whose partition is gone, and plaintext vs opaque
-//! values. Values are never printed; keys are account ids and hashes, not secrets.
-//! The last line is machine-readable (`inspect: key=value …`).
+//! base64url assertion hash, long-running OBO sessions = `tc:obo-session:…` or other
+//! keys named in a link set), bytes, entries without expiry, the TTL distribution,
+//! tokencache's link sets and revocation stamps, OBO partitions that no link set names
+//! (orphans: a sign-out cannot reach them), link-set members whose partition is gone,
+//! and plaintext vs opaque values. Keys that are not strings (a Redis hash, list, or a
+//! set that is not a link set) are counted as "other", never an error.
+//! Without `--prefix`, the key prefixes in the store are found from the keys' shapes
+//! ([`keys::find_prefixes`]), each key is classified without its prefix, and the
+//! report has a line per prefix. Values are never printed; keys are account ids and
+//! hashes, not secrets. It never creates a store. The last line is machine-readable
+//! (`inspect: key=value …`).
+
+mod keys;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::process::ExitCode;
 use std::time::Duration;
-use tokencache::store::{self, SharedStore};
+use tokencache::store::{self, SharedStore, StoreError, StoreErrorKind, StoreValue};
+
+use keys::{classify, Kind, KINDS};
 
 /// Arguments of `inspect`.
 #[derive(Args, Debug)]
@@ -34,61 +42,6 @@ pub(crate) struct InspectArgs {
     /// How many orphan keys to list as examples (0 to 10,000).
     #[arg(long, default_value_t = 10, value_parser = crate::args::count::<0, 10_000>)]
     examples: usize,
-}
-
-/// Partition kinds as seen from key shapes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    User,
-    App,
-    Obo,
-    Session,
-    Other,
-}
-
-const KINDS: [(Kind, &str); 5] = [
-    (Kind::User, "user"),
-    (Kind::App, "app"),
-    (Kind::Obo, "obo"),
-    (Kind::Session, "obo-session"),
-    (Kind::Other, "other"),
-];
-
-/// Whether `key` looks like an OBO partition key: base64url (no padding) of SHA-256.
-fn is_assertion_hash(key: &str) -> bool {
-    key.len() == 43
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Whether `key` looks like an MSAL home account id (`oid.tid` / `uid.utid`).
-fn is_home_account_id(key: &str) -> bool {
-    match key.split_once('.') {
-        Some((a, b)) => {
-            let ok = |s: &str| {
-                !s.is_empty()
-                    && s.bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-            };
-            ok(a) && ok(b)
-        }
-        None => false,
-    }
-}
-
-fn classify(bare: &str, full: &str, linked: &HashSet<String>) -> Kind {
-    if bare.ends_with("_AppTokenCache") {
-        Kind::App
-    } else if is_assertion_hash(bare) {
-        Kind::Obo
-    } else if linked.contains(full) {
-        Kind::Session
-    } else if is_home_account_id(bare) {
-        Kind::User
-    } else {
-        Kind::Other
-    }
 }
 
 /// TTL buckets: none, < 1 min, < 1 h, < 1 d, < 7 d, < 30 d, ≥ 30 d.
@@ -117,13 +70,52 @@ pub(crate) fn run(args: InspectArgs) -> ExitCode {
     crate::block_on(crate::Runtime::MultiThread, inspect(args))
 }
 
-fn spinner(what: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {pos} ({elapsed})") {
-        bar.set_style(style);
+/// Whether a store error says the key holds another type (Redis `WRONGTYPE`).
+fn is_wrong_type(e: &StoreError) -> bool {
+    e.kind == StoreErrorKind::Server && e.message.contains("WRONGTYPE")
+}
+
+/// What one key turned out to hold.
+enum Read {
+    /// A string value (a partition blob, a stamp, an index entry).
+    Value(StoreValue),
+    /// A link set and its members.
+    LinkSet(Vec<String>),
+    /// A set that is not a link set by name.
+    OtherSet,
+    /// Neither a string nor a set: a hash, list, sorted set or stream.
+    NotString,
+    /// Gone between the scan and the read (expired or removed).
+    Gone,
+}
+
+/// Reads one key by what its name says it is, falling back on the other reads when the
+/// store says the type differs; only a failing store is an error.
+async fn read_key(store: &SharedStore, key: &str, bare: &str) -> Result<Read, StoreError> {
+    let is_link_set = bare.starts_with("tc:links:");
+    if is_link_set {
+        match store.link_members(key).await {
+            Ok(m) if m.is_empty() => return Ok(Read::Gone),
+            Ok(m) => return Ok(Read::LinkSet(m)),
+            Err(e) if is_wrong_type(&e) => {}
+            Err(e) => return Err(e),
+        }
     }
-    bar.set_message(what.to_string());
-    bar
+    match store.get(key).await {
+        Ok(Some(v)) => return Ok(Read::Value(v)),
+        Ok(None) => return Ok(Read::Gone),
+        Err(e) if is_wrong_type(&e) => {}
+        Err(e) => return Err(e),
+    }
+    if is_link_set {
+        return Ok(Read::NotString);
+    }
+    match store.link_members(key).await {
+        Ok(m) if m.is_empty() => Ok(Read::Gone),
+        Ok(_) => Ok(Read::OtherSet),
+        Err(e) if is_wrong_type(&e) => Ok(Read::NotString),
+        Err(e) => Err(e),
+    }
 }
 
 #[derive(Default)]
@@ -133,18 +125,29 @@ struct Counts {
     no_expiry: u64,
 }
 
+/// Keys of one prefix, by kind.
+#[derive(Default)]
+struct PrefixTally {
+    keys: u64,
+    kinds: [u64; KINDS.len()],
+    own: u64,
+}
+
 async fn inspect(args: InspectArgs) -> Result<(), String> {
     let url = args.store.clone().unwrap_or_default();
-    let store: SharedStore = store::open(&url).await.map_err(|e| e.to_string())?;
+    // Never creates a store: a missing file is an error, not "keys: 0".
+    let store: SharedStore = store::open_existing(&url)
+        .await
+        .map_err(|e| e.to_string())?;
     store.health().await.map_err(|e| e.to_string())?;
-    let prefix = args.prefix.as_str();
+    let given = args.prefix.as_str();
 
     // 1. SCAN, a page at a time.
-    let bar = spinner("scanning keys");
+    let bar = crate::progress::spinner("scanning keys");
     let (mut cursor, mut keys) = (0u64, Vec::new());
     loop {
         let (next, page) = store
-            .scan(prefix, cursor, args.page)
+            .scan(given, cursor, args.page)
             .await
             .map_err(|e| e.to_string())?;
         keys.extend(page);
@@ -159,20 +162,45 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
     keys.dedup(); // SCAN may return a key twice
     let present: HashSet<&str> = keys.iter().map(String::as_str).collect();
 
-    // 2. Link sets first: they name the OBO partitions a sign-out can reach.
-    let bare = |k: &str| k.strip_prefix(prefix).unwrap_or(k).to_string();
+    // 2. Which prefixes: the one given, or those the keys' shapes show.
+    let prefixes: Vec<String> = if given.is_empty() {
+        keys::find_prefixes(&keys)
+    } else {
+        vec![given.to_string()]
+    };
+    let prefix_of = |k: &str| -> String { keys::prefix_of(k, &prefixes).to_string() };
+    let bare = |k: &str| -> String { k[keys::prefix_of(k, &prefixes).len()..].to_string() };
+
+    // 3. Read every key once (a few at a time), by the type its name suggests.
+    let bar = crate::progress::bar("reading", keys.len() as u64);
+    let mut read: Vec<(String, Read)> = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(32) {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, k) in chunk.iter().enumerate() {
+            let (store, k, b) = (store.clone(), k.clone(), bare(k));
+            set.spawn(async move { (i, read_key(&store, &k, &b).await) });
+        }
+        let mut got: Vec<Option<Read>> = chunk.iter().map(|_| None).collect();
+        while let Some(done) = set.join_next().await {
+            let (i, r) = done.map_err(|e| e.to_string())?;
+            got[i] = Some(r.map_err(|e| e.to_string())?);
+        }
+        for (k, r) in chunk.iter().zip(got) {
+            if let Some(r) = r {
+                read.push((k.clone(), r));
+            }
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+
+    // 4. Link sets first: they name the OBO partitions a sign-out can reach.
     let (mut link_sets, mut link_members, mut stamps, mut own_other, mut own_bytes) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut linked: HashSet<String> = HashSet::new();
     let mut dangling = Vec::new();
-    let mut values = Vec::new();
-    for k in &keys {
-        let b = bare(k);
-        if b.starts_with("tc:links:") {
-            let members = store.link_members(k).await.map_err(|e| e.to_string())?;
-            if members.is_empty() {
-                continue;
-            }
+    for (k, r) in &read {
+        if let Read::LinkSet(members) = r {
             link_sets += 1;
             link_members += members.len() as u64;
             own_bytes += (k.len() + members.iter().map(String::len).sum::<usize>()) as u64;
@@ -180,60 +208,53 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
                 if !present.contains(m.as_str()) {
                     dangling.push(m.clone());
                 }
-                linked.insert(m);
+                linked.insert(m.clone());
             }
-        } else {
-            values.push(k.clone());
         }
     }
 
-    // 3. Read every other value once (a few at a time), to size it and see its TTL.
-    let bar =
-        ProgressBar::with_draw_target(Some(values.len() as u64), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} reading [{bar:40}] {pos}/{len} ({elapsed})")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    let mut read = Vec::with_capacity(values.len());
-    for chunk in values.chunks(32) {
-        let mut set = tokio::task::JoinSet::new();
-        for (i, k) in chunk.iter().enumerate() {
-            let (store, k) = (store.clone(), k.clone());
-            set.spawn(async move { (i, store.get(&k).await) });
-        }
-        let mut got = vec![None; chunk.len()];
-        while let Some(done) = set.join_next().await {
-            let (i, r) = done.map_err(|e| e.to_string())?;
-            got[i] = r.map_err(|e| e.to_string())?;
-        }
-        for (k, v) in chunk.iter().zip(got) {
-            if let Some(v) = v {
-                read.push((k.clone(), v));
-            }
-        }
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-
+    // 5. Classify the rest.
     let mut per_kind: Vec<Counts> = KINDS.iter().map(|_| Counts::default()).collect();
+    let mut per_prefix: BTreeMap<String, PrefixTally> = BTreeMap::new();
     let mut ttl_hist = [0u64; 1 + BUCKETS.len()];
-    let (mut plaintext, mut opaque) = (0u64, 0u64);
+    let (mut plaintext, mut opaque, mut not_strings, mut gone) = (0u64, 0u64, 0u64, 0u64);
     let mut orphans = Vec::new();
-    for (k, v) in &read {
+    for (k, r) in &read {
         let b = bare(k);
+        let tally = per_prefix.entry(prefix_of(k)).or_default();
+        tally.keys += 1;
+        let v = match r {
+            Read::Gone => {
+                gone += 1;
+                continue;
+            }
+            Read::LinkSet(_) => {
+                tally.own += 1;
+                continue;
+            }
+            Read::OtherSet | Read::NotString => {
+                not_strings += 1;
+                tally.kinds[Kind::Other.index()] += 1;
+                per_kind[Kind::Other.index()].count += 1;
+                per_kind[Kind::Other.index()].bytes += k.len() as u64;
+                continue;
+            }
+            Read::Value(v) => v,
+        };
         let size = (k.len() + v.bytes.len()) as u64;
-        if b.starts_with("tc:") {
+        if b.starts_with(keys::OWN) && !b.starts_with(keys::SESSION) {
             if b.starts_with("tc:revoked:") {
                 stamps += 1;
             } else {
                 own_other += 1;
             }
             own_bytes += size;
+            tally.own += 1;
             continue;
         }
         let kind = classify(&b, k, &linked);
-        let c = &mut per_kind[KINDS.iter().position(|(x, _)| *x == kind).unwrap_or(4)];
+        tally.kinds[kind.index()] += 1;
+        let c = &mut per_kind[kind.index()];
         c.count += 1;
         c.bytes += size;
         c.no_expiry += u64::from(v.ttl.is_none());
@@ -249,17 +270,46 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         }
     }
 
-    // 4. Report.
+    // 6. Report.
     let partitions: u64 = per_kind.iter().map(|c| c.count).sum();
     let bytes: u64 = per_kind.iter().map(|c| c.bytes).sum::<u64>() + own_bytes;
     let no_expiry: u64 = per_kind.iter().map(|c| c.no_expiry).sum();
-    println!("store: {} (prefix {:?})", store.endpoint(), prefix);
+    let n = |k: Kind| per_kind[k.index()].count;
+    let counted = keys.len() as u64 - gone;
+    println!("store: {} (prefix {:?})", store.endpoint(), given);
     println!(
-        "keys: {} ({} partitions, {} tokencache keys)",
-        keys.len(),
+        "keys: {} ({} partitions or other keys, {} tokencache keys{})",
+        counted,
         partitions,
-        keys.len() as u64 - partitions
+        counted - partitions,
+        if gone > 0 {
+            format!("; {gone} more expired while reading")
+        } else {
+            String::new()
+        }
     );
+    if given.is_empty() && !prefixes.is_empty() {
+        println!();
+        println!("prefixes found (from the keys' shapes; --prefix P inspects one of them):");
+        println!(
+            "  {:<28} {:>7} {:>7} {:>6} {:>7} {:>11} {:>7} {:>9}",
+            "prefix", "keys", "user", "app", "obo", "obo-session", "other", "tc keys"
+        );
+        for (p, t) in &per_prefix {
+            let k = |kind: Kind| t.kinds[kind.index()];
+            println!(
+                "  {:<28} {:>7} {:>7} {:>6} {:>7} {:>11} {:>7} {:>9}",
+                format!("{p:?}"),
+                t.keys,
+                k(Kind::User),
+                k(Kind::App),
+                k(Kind::Obo),
+                k(Kind::Session),
+                k(Kind::Other),
+                t.own
+            );
+        }
+    }
     println!();
     println!(
         "{:<14} {:>8} {:>12} {:>10}",
@@ -269,6 +319,11 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         println!(
             "{:<14} {:>8} {:>12} {:>10}",
             name, c.count, c.bytes, c.no_expiry
+        );
+    }
+    if not_strings > 0 {
+        println!(
+            "  of the other keys, {not_strings} are not strings (hashes, lists, or sets that are not link sets); their bytes are not counted"
         );
     }
     println!();
@@ -302,15 +357,15 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
             dangling.len()
         );
     }
-    let n = |k: Kind| per_kind[KINDS.iter().position(|(x, _)| *x == k).unwrap_or(4)].count;
     println!(
-        "inspect: keys={} user={} app={} obo={} obo-session={} other={} link-sets={} stamps={} bytes={} no-expiry={} orphan-obo={} dangling-links={} plaintext={} not-json={}",
-        keys.len(),
+        "inspect: keys={} user={} app={} obo={} obo-session={} other={} not-strings={} link-sets={} stamps={} bytes={} no-expiry={} orphan-obo={} dangling-links={} plaintext={} not-json={} prefixes={}",
+        counted,
         n(Kind::User),
         n(Kind::App),
         n(Kind::Obo),
         n(Kind::Session),
         n(Kind::Other),
+        not_strings,
         link_sets,
         stamps,
         bytes,
@@ -318,7 +373,8 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         orphans.len(),
         dangling.len(),
         plaintext,
-        opaque
+        opaque,
+        per_prefix.len()
     );
     Ok(())
 }
@@ -326,29 +382,6 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_shapes() {
-        let linked: HashSet<String> = ["p:lro-1".to_string()].into();
-        assert_eq!(
-            classify("cid_tid_AppTokenCache", "cid_tid_AppTokenCache", &linked),
-            Kind::App
-        );
-        assert_eq!(
-            classify("ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0", "x", &linked),
-            Kind::Obo
-        );
-        assert_eq!(classify("lro-1", "p:lro-1", &linked), Kind::Session);
-        assert_eq!(
-            classify(
-                "a11ce000-0000-0000-0000-000000000001.72f988bf-86f1-41af-91ab-2d7cd011db47",
-                "x",
-                &linked
-            ),
-            Kind::User
-        );
-        assert_eq!(classify("something else", "x", &linked), Kind::Other);
-    }
 
     #[test]
     fn ttl_buckets() {

@@ -1,9 +1,14 @@
 //! Progress for commands that run longer than a couple of seconds: a phase name and a
 //! bar on stderr when stderr is a terminal; nothing at all when it is not (piped or
 //! redirected output stays the command's own lines).
+//!
+//! Phases that print a line of their own (`bench`) print it to stdout as before; the
+//! bars are extra and never mix into stdout.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where bars draw: stderr on a terminal, nowhere otherwise.
@@ -37,14 +42,16 @@ pub(crate) fn spinner(what: &str) -> ProgressBar {
 }
 
 /// A bar that fills over `length` of wall-clock time (a timed run), ticked by a
-/// background task until [`Timed::finish`] or drop.
+/// thread of its own (so it moves even while the command keeps its runtime busy)
+/// until [`Timed::finish`] or drop.
 pub(crate) struct Timed {
     bar: ProgressBar,
-    ticker: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    ticker: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Timed {
-    /// Starts the phase `what`, expected to last `length`. Must run inside a runtime.
+    /// Starts the phase `what`, expected to last `length`.
     pub(crate) fn start(what: &str, length: Duration) -> Self {
         let tenths = (length.as_millis() / 100).max(1) as u64;
         let bar = ProgressBar::with_draw_target(Some(tenths), target());
@@ -54,16 +61,18 @@ impl Timed {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_message(what.to_string());
-        let started = Instant::now();
-        let ticking = bar.clone();
-        let ticker = tokio::spawn(async move {
-            loop {
-                let done = (started.elapsed().as_millis() / 100) as u64;
-                ticking.set_position(done.min(tenths));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = (!bar.is_hidden()).then(|| {
+            let (bar, stop, started) = (bar.clone(), stop.clone(), Instant::now());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let done = (started.elapsed().as_millis() / 100) as u64;
+                    bar.set_position(done.min(tenths));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
         });
-        Timed { bar, ticker }
+        Timed { bar, stop, ticker }
     }
 
     /// Ends the phase and clears its bar.
@@ -74,7 +83,10 @@ impl Timed {
 
 impl Drop for Timed {
     fn drop(&mut self) {
-        self.ticker.abort();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
         self.bar.finish_and_clear();
     }
 }

@@ -31,7 +31,7 @@ use tokencache::clock::{Clock, ManualClock, SharedClock};
 use tokencache::store::{self, EmbeddedOptions, EmbeddedStore, MemoryStore, SharedStore, StoreUrl};
 
 use measure::Tally;
-use paced::{PacedClock, PacedStore};
+use paced::{Lag, PacedClock, PacedStore};
 use policy::{MsIdWeb, Policy, TcPolicy};
 use workload::{EventKind, Shape};
 use world::{KeyKind, World};
@@ -328,10 +328,14 @@ async fn simulate(args: SimulateArgs) -> Result<(), String> {
     );
     let mut samples: Vec<Sample> = Vec::new();
     let (mut sign_ins, mut jobs_started) = (0u64, 0u64);
+    let sample_ms = args.sample_minutes * 60_000;
+    let mut lag = Lag::new(sample_ms);
     for (i, event) in traffic.events.iter().enumerate() {
         let at_ms = (START_SECS as u64 + event.at) * 1000;
         opened.time.reach(at_ms).await;
-        let now = (opened.time.now_millis() / 1000) as i64;
+        let ran_ms = opened.time.now_millis();
+        lag.observe(at_ms, ran_ms);
+        let now = (ran_ms / 1000) as i64;
         let steps = match event.kind {
             EventKind::Call { user } => world.call(user, now)?,
             EventKind::EndVisit { user, sign_out } => world.end_visit(user, sign_out, now),
@@ -466,6 +470,22 @@ async fn simulate(args: SimulateArgs) -> Result<(), String> {
     }
     if l2_errors > 0 {
         println!("  warning: {l2_errors} L2 errors during the run (the counts may be off)");
+    }
+    if let Time::Paced(_) = opened.time {
+        let pace = args.pace as f64;
+        let real = |ms: u64| ms as f64 / pace / 1000.0;
+        println!(
+            "  pacing: events ran at most {:.1} virtual min ({:.2} real s) behind schedule, {:.1} virtual s on average",
+            lag.max_ms as f64 / 60_000.0,
+            real(lag.max_ms),
+            lag.mean_ms() as f64 / 1000.0
+        );
+        if lag.fell_behind() {
+            println!(
+                "  warning: the run fell behind virtual time: {} of {} events ran more than one sample interval ({} min) late, while Redis expired keys on time; the counts are not comparable with the embedded run (use a lower --pace)",
+                lag.late, lag.events, args.sample_minutes
+            );
+        }
     }
 
     let series: Vec<chart::Series<'_>> = POLICIES

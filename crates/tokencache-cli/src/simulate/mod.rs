@@ -6,7 +6,7 @@
 //! same traffic ([`workload`]) runs against three policies ([`policy`]) in three key
 //! prefixes of one L2 store, and every sample point counts, by scanning the store, the
 //! live and orphaned partitions and their bytes ([`measure`]; "orphaned" as judged by
-//! [`world`], DESIGN.md section 12). Prints a table, writes an SVG chart, and ends with
+//! [`world`], docs/design.md §12). Prints a table, writes an SVG chart, and ends with
 //! one machine-readable line:
 //! `orphaned: msidweb-default=<n> msidweb-sliding=<n> tokencache=<n>`.
 //!

@@ -1,6 +1,6 @@
 //! The world the caches live in: which tokens the identity provider has issued, which
 //! are still usable, who signed out. It turns each event of the traffic into the same
-//! steps for every policy, and it is the judge of "orphaned" (DESIGN.md section 12):
+//! steps for every policy, and it is the judge of "orphaned" (docs/design.md §12):
 //! a stored partition is orphaned when nothing in it can ever be used again.
 
 use std::collections::HashMap;

@@ -51,7 +51,7 @@ impl fmt::Debug for StoreValue {
     }
 }
 
-/// How a store call failed; decides retry and logging (DESIGN.md section 6).
+/// How a store call failed; decides retry and logging (docs/design.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StoreErrorKind {
     /// The store could not be reached (refused, reset, DNS, TLS handshake).

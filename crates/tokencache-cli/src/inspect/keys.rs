@@ -91,8 +91,9 @@ fn known_shape(bare: &str) -> bool {
 }
 
 /// The key prefixes found in `keys`: every `p` ending in `:` such that some key is `p`
-/// followed by a known shape (tokencache's `tc:` keys, a user, app or OBO partition
-/// key). The empty prefix is not listed.
+/// followed by a known shape: tokencache's `tc:` keys (the prefix is what comes before
+/// `tc:`), or a user, app or OBO partition key (which hold no `:`, so the prefix ends
+/// at the key's last `:`). The empty prefix is not listed.
 pub(crate) fn find_prefixes<'a>(keys: impl IntoIterator<Item = &'a String>) -> Vec<String> {
     let mut found = BTreeSet::new();
     for key in keys {
@@ -108,11 +109,11 @@ pub(crate) fn find_prefixes<'a>(keys: impl IntoIterator<Item = &'a String>) -> V
             }
             continue;
         }
-        for (i, _) in key.match_indices(':') {
+        // A partition key has no ':' of its own: the prefix ends at the last one.
+        if let Some(i) = key.rfind(':') {
             let (prefix, bare) = key.split_at(i + 1);
             if known_shape(bare) {
                 found.insert(prefix.to_string());
-                break;
             }
         }
     }

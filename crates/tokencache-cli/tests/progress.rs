@@ -1,5 +1,6 @@
 //! Progress of the long-running commands: phases and a bar on a terminal (a pseudo
-//! terminal made by `script`), nothing but the command's own lines when piped.
+//! terminal made by `script`), nothing but the command's own lines when piped; and
+//! log colours only on a terminal.
 
 use std::process::Command;
 
@@ -65,4 +66,47 @@ fn bench_and_load_show_phases_on_a_terminal() {
     let shown = on_a_terminal(&["load", "--store", "memory://", "--duration", "1.5"]);
     assert!(shown.contains("traffic, 100 users, 4 tasks"), "{shown:?}");
     assert!(shown.contains("ops="), "{shown:?}");
+}
+
+/// Logs (`TOKENCACHE_LOG`) are plain text when stderr is not a terminal, coloured on one.
+#[test]
+fn logs_have_colours_only_on_a_terminal() {
+    let args = [
+        "load",
+        "--store",
+        "memory://",
+        "--duration",
+        "0.3",
+        "--chaos",
+        "p=1,kind=connection",
+    ];
+    let out = Command::new(BIN)
+        .args(args)
+        .env("TOKENCACHE_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("L2 unreachable"),
+        "the log is there: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no ANSI escape when piped: {stderr:?}"
+    );
+    let command = std::iter::once(BIN)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let shown = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("TOKENCACHE_LOG", "warn")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("L2 unreachable"), "{shown:?}");
+    assert!(
+        shown.contains("\u{1b}[3"),
+        "colours on a terminal: {shown:?}"
+    );
 }

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 mod args;
 mod bench;
+mod existing;
 mod inspect;
 mod load;
 mod partition_cmd;

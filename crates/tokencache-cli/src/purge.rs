@@ -70,9 +70,7 @@ pub(crate) fn run(args: PurgeArgs) -> ExitCode {
 
 async fn purge(user: &str, args: &PurgeArgs) -> Result<Outcome, String> {
     // Never creates a store: a missing file is an error, not an empty success.
-    let store = tokencache::store::open_existing(args.store.as_deref().unwrap_or_default())
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = crate::existing::open(args.store.as_deref()).await?;
     store
         .health()
         .await

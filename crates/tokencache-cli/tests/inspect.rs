@@ -475,3 +475,42 @@ fn embedded_store_survives_a_process_restart() {
         expect(&[("user", "0"), ("app", "1")])
     );
 }
+
+/// Without `--store`, a missing default file names the applications' store files that
+/// are in the default folder (one per application), and creates nothing.
+#[test]
+fn a_missing_default_store_names_the_applications_files() {
+    let cache_home = tempfile::tempdir().unwrap();
+    let folder = cache_home.path().join("tokencache");
+    let app_file = folder.join("orders-api.redb");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tokencache"))
+            .args(args)
+            .env("XDG_CACHE_HOME", cache_home.path())
+            .env_remove("TOKENCACHE_STORE")
+            .env_remove("TOKENCACHE_PREFIX")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["inspect"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no application has a store file"), "{err}");
+    assert!(!folder.exists(), "nothing was created");
+
+    let url = format!("redb://{}", app_file.display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let app = TokenCache::builder().store_url(&url).build().await.unwrap();
+        drop(app);
+    });
+    drop(rt);
+    let out = run(&["purge", "--user", "a.b"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("orders-api.redb"), "{err}");
+    assert!(!folder.join("tokencache.redb").exists(), "{err}");
+    let out = run(&["inspect", "--store", &url]);
+    assert_eq!(last_line(&out, "inspect")["keys"], "0");
+}

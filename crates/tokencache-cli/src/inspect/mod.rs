@@ -22,7 +22,7 @@ use clap::Args;
 use std::collections::{BTreeMap, HashSet};
 use std::process::ExitCode;
 use std::time::Duration;
-use tokencache::store::{self, SharedStore, StoreError, StoreErrorKind, StoreValue};
+use tokencache::store::{SharedStore, StoreError, StoreErrorKind, StoreValue};
 
 use keys::{classify, Kind, KINDS};
 
@@ -134,11 +134,8 @@ struct PrefixTally {
 }
 
 async fn inspect(args: InspectArgs) -> Result<(), String> {
-    let url = args.store.clone().unwrap_or_default();
     // Never creates a store: a missing file is an error, not "keys: 0".
-    let store: SharedStore = store::open_existing(&url)
-        .await
-        .map_err(|e| e.to_string())?;
+    let store: SharedStore = crate::existing::open(args.store.as_deref()).await?;
     store.health().await.map_err(|e| e.to_string())?;
     let given = args.prefix.as_str();
 

@@ -412,7 +412,10 @@ impl World {
             js.rt_issued = now;
             js.at_issued = now;
             js.at_exp = now + l;
+            // Under the session key itself (as Microsoft.Identity.Web keys it) and under
+            // the namespaced hash (docs/design.md §4.1), whichever a policy writes.
             self.by_session.insert(key.clone(), job);
+            self.by_session.insert(session_partition_key(&key), job);
             return Ok(vec![if first {
                 Step::JobStart {
                     key,
@@ -473,4 +476,13 @@ impl World {
         }
         None
     }
+}
+
+/// The key of a long-running OBO session partition in tokencache's namespace:
+/// `tc:obo-session:{base64url(sha256(session key))}` (docs/design.md §4.1).
+pub(crate) fn session_partition_key(session_key: &str) -> String {
+    format!(
+        "tc:obo-session:{}",
+        tokencache::partition::assertion_hash(session_key)
+    )
 }

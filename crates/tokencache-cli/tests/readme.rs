@@ -98,3 +98,72 @@ fn the_parser_reads_commands_and_their_output() {
     );
     assert_eq!(found[1].line, 6);
 }
+
+/// Every file under `dir` whose name ends with one of `exts` (skipping build output).
+fn files(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !matches!(name.as_str(), "target" | ".git" | ".peers" | "node_modules") {
+                files(&path, exts, out);
+            }
+        } else if exts.iter().any(|e| name.ends_with(e)) {
+            out.push(path);
+        }
+    }
+}
+
+/// The design lives in the repository: nothing points at a design document outside it,
+/// and every design citation (`docs/design.md`, a space, `§N`) in code or docs names a
+/// section that exists.
+#[test]
+fn design_citations_point_at_sections_of_docs_design_md() {
+    let root = repo_root();
+    let design = std::fs::read_to_string(root.join("docs/design.md")).unwrap();
+    let sections: Vec<u32> = design
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .filter_map(|l| l.split('.').next()?.parse().ok())
+        .collect();
+    assert_eq!(sections, (1..=14).collect::<Vec<_>>(), "§1-§14, in order");
+    let mut all = Vec::new();
+    for dir in ["crates", "docs", "fuzz", "interop", "scripts"] {
+        files(
+            &root.join(dir),
+            &[".rs", ".md", ".py", ".mjs", ".sh"],
+            &mut all,
+        );
+    }
+    all.push(root.join("README.md"));
+    all.push(root.join("ARCHITECTURE.md"));
+    let mut cited = 0;
+    for path in &all {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let shown = path.strip_prefix(&root).unwrap().display().to_string();
+        // Spelled in pieces, so that this file does not match itself.
+        for outside in [["DESIGN", ".md"], ["DESIGN", " §"], ["../", "shared/"]] {
+            let outside = outside.concat();
+            assert!(!text.contains(&outside), "{shown} cites {outside:?}");
+        }
+        let cite = ["design.md", " §"].concat();
+        for (at, _) in text.match_indices(&cite) {
+            let n: String = text[at + cite.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            let n: u32 = n
+                .parse()
+                .unwrap_or_else(|_| panic!("{shown}: § without a number"));
+            assert!(
+                sections.contains(&n),
+                "{shown} cites §{n}, which does not exist"
+            );
+            cited += 1;
+        }
+    }
+    assert!(
+        cited >= 10,
+        "the code cites the design ({cited} citations found)"
+    );
+}

@@ -3,8 +3,9 @@
 //! optionally through a chaos store, then checks that L2 caught up.
 //!
 //! Its keys go under `--prefix` (default `tcload:<pid>:`), its users belong to a fake
-//! tenant, and every key under the prefix is removed at the end unless `--keep`; a
-//! store that does not answer fails the command at once.
+//! tenant, and the keys it can have written (each fake user's partition, link set and
+//! revocation stamp; nothing else under the prefix) are removed at the end unless
+//! `--keep`; a store that does not answer fails the command at once.
 //!
 //! The final report line:
 //! `ops=<n> caller_errors=<n> l2_errors=<n> queued=<n> recovered=<n> lost=<n>`, where
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokencache::partition::KeySpace;
 use tokencache::sample::{self, CLIENT_ID, ENVIRONMENT};
 use tokencache::schema::AccessTokenQuery;
 use tokencache::store::chaos::{ChaosConfig, ChaosStore};
@@ -34,7 +36,8 @@ pub(crate) struct LoadArgs {
     /// The key prefix of every key the run writes (default: `tcload:<pid>:`, unique per run).
     #[arg(long, env = "TOKENCACHE_PREFIX")]
     prefix: Option<String>,
-    /// Leave the run's keys in the store (default: every key under the prefix is removed).
+    /// Leave the run's keys in the store (default: the keys of its fake users are removed;
+    /// other keys under the prefix are never touched).
     #[arg(long)]
     keep: bool,
     /// Distinct users (1 to 1,000,000).
@@ -269,7 +272,7 @@ async fn load(args: LoadArgs) -> Result<String, String> {
     if args.keep {
         println!("kept the run's keys under prefix {prefix:?} (--keep)");
     } else {
-        let removed = remove_prefix(&inner, &prefix).await?;
+        let removed = remove_own(&inner, two.keys(), args.users).await?;
         println!("removed the run's {removed} keys under prefix {prefix:?}");
     }
     Ok(format!(
@@ -283,21 +286,31 @@ async fn load(args: LoadArgs) -> Result<String, String> {
     ))
 }
 
-/// Removes every key under `prefix` (SCAN pages, then one `remove_many` per page).
-async fn remove_prefix(store: &SharedStore, prefix: &str) -> Result<u64, String> {
-    let failed = |e: tokencache::store::StoreError| format!("cannot remove the run's keys: {e}");
-    let bar = crate::progress::spinner(&format!("removing keys under {prefix}"));
-    let (mut cursor, mut removed) = (0u64, 0u64);
-    loop {
-        let (next, keys) = store.scan(prefix, cursor, 500).await.map_err(failed)?;
-        if !keys.is_empty() {
-            removed += store.remove_many(&keys).await.map_err(failed)?;
-            bar.set_position(removed);
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
+/// Removes the keys the run can have written: for each fake user, the user partition,
+/// the link set and the revocation stamp (saves are user saves, sign-outs write stamps).
+/// Named keys only, never a prefix scan: a prefix shared with an application (from
+/// `TOKENCACHE_PREFIX`) keeps the application's keys.
+async fn remove_own(store: &SharedStore, keys: &KeySpace, users: usize) -> Result<u64, String> {
+    let bar = crate::progress::bar("removing the run's keys", users as u64);
+    let mut removed = 0;
+    let all: Vec<usize> = (0..users).collect();
+    for chunk in all.chunks(500) {
+        let doomed: Vec<String> = chunk
+            .iter()
+            .flat_map(|&u| {
+                let (_, home) = home(u);
+                [
+                    keys.partition_str(&home),
+                    keys.link_set(&home),
+                    keys.revocation(&home),
+                ]
+            })
+            .collect();
+        removed += store
+            .remove_many(&doomed)
+            .await
+            .map_err(|e| format!("cannot remove the run's keys: {e}"))?;
+        bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     Ok(removed)

@@ -126,6 +126,17 @@ fn load_cleans_up_after_itself_unless_kept() {
     assert!(stdout.contains("removed the run's"), "{stdout}");
     assert_eq!(server.cli(&["DBSIZE"]).trim(), "0", "nothing left behind");
 
+    // A prefix shared with an application: only the run's own keys go.
+    assert_eq!(server.cli(&["SET", "app:someone.else", "{}"]), "OK");
+    let stdout = run(&["--prefix", "app:"]);
+    assert!(stdout.contains("removed the run's"), "{stdout}");
+    assert_eq!(
+        server.cli(&["--scan"]).trim(),
+        "app:someone.else",
+        "{stdout}"
+    );
+    assert_eq!(server.cli(&["DEL", "app:someone.else"]), "1");
+
     let stdout = run(&["--keep", "--prefix", "kept:"]);
     assert!(
         stdout.contains("kept the run's keys under prefix \"kept:\""),

@@ -1,6 +1,7 @@
 //! `tokencache bench`: L1 and L2 hits measured side by side with their raw baselines
-//! in one run (DESIGN.md sections 10-11), so the ratios mean something on a noisy
-//! machine: the two sides alternate in short rounds and share every disturbance.
+//! in one run (docs/design.md §10-11), so the ratios mean something on a noisy
+//! machine: the two sides alternate in short rounds and share every disturbance. On a
+//! terminal each phase shows a bar on stderr; piped, the output is its lines only.
 
 use clap::Args;
 use std::collections::HashMap;
@@ -17,10 +18,11 @@ use tokencache::{Lookup, Partition, SaveFor, SaveRequest, TokenCache};
 pub(crate) struct BenchArgs {
     /// The L2 store to bench (`redis://…`, `redis+cluster://…`, `redb:///…`); default: an
     /// embedded store in a temporary folder, nothing started.
-    #[arg(long)]
+    #[arg(long, env = "TOKENCACHE_STORE")]
     store: Option<String>,
-    /// Rough time budget per phase, in seconds (3 phases; the whole run stays under 60 s).
-    #[arg(long, default_value_t = 5)]
+    /// Rough time budget, in seconds (1 to 18): the L1 phase takes it once, the L2 phase
+    /// twice, so the whole run stays under 60 s.
+    #[arg(long, default_value_t = 5, value_parser = crate::args::int::<1, 18>)]
     seconds: u64,
 }
 
@@ -43,7 +45,7 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
 }
 
 async fn bench(args: BenchArgs) -> Result<(), String> {
-    let seconds = args.seconds.clamp(1, 18);
+    let seconds = args.seconds;
     let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
     let url = match &args.store {
         Some(u) => u.clone(),
@@ -103,7 +105,12 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
     );
 
     // Phase 1: L1 hit vs a bare HashMap lookup of the same key.
+    let phase = crate::progress::Timed::start(
+        "phase 1/2: L1 hit vs HashMap get",
+        Duration::from_secs(seconds),
+    );
     let (mut l1, mut map) = l1_phase(&writer, &lookup, &home, &blob, seconds).await?;
+    phase.finish();
     let l1_median = l1.quantile(0.5);
     println!(
         "L1 hit  find_access_token: median {:>8.0} ns  p99 {:>8.0} ns",
@@ -125,8 +132,13 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let raw = RawGet::connect(&url, store.clone()).await?;
+    let phase = crate::progress::Timed::start(
+        &format!("phase 2/2: L2 hit vs raw {} GET", raw.name()),
+        Duration::from_secs(seconds * 2),
+    );
     let (mut l2, mut base) =
         l2_phase(&reader, &lookup, &raw, &full_key, blob.len(), seconds).await?;
+    phase.finish();
     let ratio = l2.quantile(0.5) / base.quantile(0.5);
     println!(
         "L2 hit  find_access_token: median {:>8.0} ns  p99 {:>8.0} ns",

@@ -3,20 +3,34 @@
 //! A thin clap layer: each subcommand lives in its own module and uses only the
 //! library's public API. Exit codes: 0 success, 1 "not found" answers, 2 bad input or
 //! failure (one line on stderr, never a backtrace).
+//!
+//! Environment: `TOKENCACHE_STORE` and `TOKENCACHE_PREFIX` are the defaults of every
+//! command's `--store` and `--prefix`; `TOKENCACHE_LOG` is a `tracing` filter for the
+//! logs on stderr (default `warn`; e.g. `TOKENCACHE_LOG=tokencache=debug`). Logs carry
+//! ANSI colours only when stderr is a terminal.
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
+mod args;
 mod bench;
+mod existing;
 mod inspect;
 mod load;
 mod partition_cmd;
+mod progress;
 mod purge;
 mod simulate;
 
 /// Cache OAuth 2.0 / OpenID Connect tokens in process and in a shared store.
 #[derive(Parser, Debug)]
-#[command(name = "tokencache", version, about)]
+#[command(
+    name = "tokencache",
+    version,
+    about,
+    after_help = "Environment: TOKENCACHE_STORE and TOKENCACHE_PREFIX are the defaults of --store and --prefix; TOKENCACHE_LOG filters the logs on stderr (default: warn)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,8 +66,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     match cli.command {
         Command::Partition(cmd) => partition_cmd::run(cmd),
         Command::Bench(args) => bench::run(args),
@@ -97,8 +115,53 @@ pub(crate) fn block_on(
     }
 }
 
-/// Prints a one-line error and returns exit code 2.
-pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
+/// Help and version go to stdout (exit 0); a bad command line is one line on stderr
+/// (clap's first line, without the usage block) and exit code 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    // clap's message without its usage block, joined into one line.
+    let text = e.render().to_string();
+    let line = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let line = if line.is_empty() {
+        "error: bad command line".to_string()
+    } else {
+        line
+    };
+    eprintln!("{line} (see --help)");
     ExitCode::from(2)
+}
+
+/// Prints a one-line error and returns exit code 2. A multi-line cause is joined into
+/// one line.
+pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {}", one_line(&message.to_string()));
+    ExitCode::from(2)
+}
+
+/// `text` with its lines joined by "; " (blank lines dropped).
+pub(crate) fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -1,4 +1,5 @@
-//! `tokencache partition show|find`: secret-free views of a blob.
+//! `tokencache partition show|find`: secret-free views of a blob (`find --raw` prints
+//! the token itself, for scripts, and only then).
 
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -17,7 +18,8 @@ pub(crate) enum PartitionCommand {
         /// The blob file, or `-` for standard input.
         file: String,
     },
-    /// Print the access token a lookup would return (exit 1 when none matches).
+    /// Print the access token a lookup would return, without its secret (exit 1 when
+    /// none matches); `--raw` prints the token itself.
     Find(FindArgs),
 }
 
@@ -41,9 +43,13 @@ pub(crate) struct FindArgs {
     /// Unix seconds to judge expiry at (default: now).
     #[arg(long)]
     now: Option<i64>,
-    /// Expiry skew in seconds: a token expiring sooner is not returned.
-    #[arg(long, default_value_t = 300)]
-    skew: i64,
+    /// Expiry skew in seconds: a token expiring sooner is not returned (0 to 86,400).
+    #[arg(long, default_value_t = 300, value_parser = crate::args::int::<0, 86_400>)]
+    skew: u64,
+    /// Print only the access token itself (the secret), for scripts. Without it the
+    /// output never holds a secret.
+    #[arg(long)]
+    raw: bool,
 }
 
 pub(crate) fn run(cmd: PartitionCommand) -> ExitCode {
@@ -90,10 +96,14 @@ fn find(args: FindArgs) -> ExitCode {
         let mut query = AccessTokenQuery::new(&args.client_id, &scopes);
         query.realm = args.tenant.as_deref();
         query.home_account_id = account.filter(|a| !a.is_empty());
-        query.skew_secs = args.skew;
+        query.skew_secs = args.skew as i64;
         partition.find_access_token(&query, now)
     });
     match found {
+        Some(at) if args.raw => {
+            println!("{}", at.secret.expose());
+            ExitCode::SUCCESS
+        }
         Some(at) => {
             println!("{}", pretty(&access_token_summary(at, now)));
             ExitCode::SUCCESS
@@ -138,6 +148,13 @@ fn load(file: &str) -> Result<Partition, String> {
     if bytes.len() as u64 > MAX_INPUT {
         return Err(format!(
             "{file}: input larger than {MAX_INPUT} bytes; not a token cache blob"
+        ));
+    }
+    // An empty file or stdin is a mistake (a wrong path, a failed pipe), not a cache; an
+    // empty cache is written `{}`.
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!(
+            "{file}: empty input; not a token cache blob (an empty cache is {{}})"
         ));
     }
     Partition::parse(&bytes).map_err(|e| format!("{file}: {e}"))

@@ -2,6 +2,12 @@
 //! [`TokenCache::remove_account`]: the user partition, every OBO partition linked to the
 //! user and the link set go from L2 (O(k) keys, no scan), and a revocation stamp makes
 //! replicas refuse tokens they cached before now. The last line is machine-readable.
+//!
+//! Finding nothing is an answer, not a success: when the store holds neither the
+//! user partition nor a link set under the prefix, `purge` exits 1 with "no such user
+//! partition or link set" and writes nothing (`--force` writes the revocation stamp
+//! anyway, e.g. for a user whose partition lives in another store). It never creates
+//! a store: a missing embedded store file is an error.
 
 use clap::Args;
 use std::process::ExitCode;
@@ -15,11 +21,25 @@ pub(crate) struct PurgeArgs {
     user: String,
     /// The store: `redis://…`, `redis+cluster://…`, `redb:///…` (default: the embedded
     /// store in the platform cache folder).
-    #[arg(long)]
+    #[arg(long, env = "TOKENCACHE_STORE")]
     store: Option<String>,
     /// The key prefix (Redis "instance name") the applications use.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", env = "TOKENCACHE_PREFIX")]
     prefix: String,
+    /// Sign the user out (revocation stamp included) even when the store holds nothing
+    /// of theirs.
+    #[arg(long)]
+    force: bool,
+}
+
+/// How a purge ended.
+enum Outcome {
+    /// Every step reached L2.
+    Done,
+    /// Nothing of the user's was found; nothing was written.
+    NotFound,
+    /// L2 missed a step.
+    Incomplete,
 }
 
 pub(crate) fn run(args: PurgeArgs) -> ExitCode {
@@ -41,24 +61,50 @@ pub(crate) fn run(args: PurgeArgs) -> ExitCode {
         Err(e) => return crate::fail(format!("cannot start the runtime: {e}")),
     };
     match rt.block_on(purge(user, &args)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(2),
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::NotFound) => ExitCode::from(1),
+        Ok(Outcome::Incomplete) => ExitCode::from(2),
         Err(e) => crate::fail(e),
     }
 }
 
-async fn purge(user: &str, args: &PurgeArgs) -> Result<bool, String> {
-    let mut builder = TokenCache::builder().key_prefix(&args.prefix).disable_l1();
-    if let Some(url) = &args.store {
-        builder = builder.store_url(url);
-    }
-    let cache = builder.build().await.map_err(|e| e.to_string())?;
-    cache
-        .two_level()
-        .store()
+async fn purge(user: &str, args: &PurgeArgs) -> Result<Outcome, String> {
+    // Never creates a store: a missing file is an error, not an empty success.
+    let store = crate::existing::open(args.store.as_deref()).await?;
+    store
         .health()
         .await
         .map_err(|e| format!("the store does not answer: {e}"))?;
+    let cache = TokenCache::builder()
+        .store(store.clone())
+        .key_prefix(&args.prefix)
+        .disable_l1()
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !args.force {
+        let keys = cache.two_level().keys();
+        let partition = keys.partition_str(user);
+        let has_partition = store
+            .get(&partition)
+            .await
+            .map_err(|e| format!("cannot read {partition}: {e}"))?
+            .is_some();
+        let links = keys.link_set(user);
+        let has_links = !store
+            .link_members(&links)
+            .await
+            .map_err(|e| format!("cannot read {links}: {e}"))?
+            .is_empty();
+        if !has_partition && !has_links {
+            eprintln!(
+                "no such user partition or link set: {partition:?} (prefix {:?}) is not in {}; nothing removed, no revocation stamp written (--force writes one anyway)",
+                args.prefix,
+                store.endpoint()
+            );
+            return Ok(Outcome::NotFound);
+        }
+    }
     let out = cache
         .remove_account(user)
         .await
@@ -74,5 +120,9 @@ async fn purge(user: &str, args: &PurgeArgs) -> Result<bool, String> {
         "purge: user={user} obo-partitions={} l2-keys-removed={} complete={}",
         out.obo_partitions, out.l2_keys_removed, out.l2_complete
     );
-    Ok(out.l2_complete)
+    Ok(if out.l2_complete {
+        Outcome::Done
+    } else {
+        Outcome::Incomplete
+    })
 }

@@ -167,6 +167,8 @@ fn bad_input_exits_2_with_one_typed_line() {
         ("truncated", blob[..blob.len() / 2].to_vec(), "truncated"),
         ("not utf-8", vec![0xff, 0xfe, 0x00], "UTF-8"),
         ("huge", huge, "larger than"),
+        ("empty", Vec::new(), "empty input"),
+        ("blank", b" \n\t\n".to_vec(), "empty input"),
     ];
     for (name, input, word) in cases {
         let out = run(&["partition", "show", "-"], Some(&input));
@@ -185,4 +187,66 @@ fn bad_input_exits_2_with_one_typed_line() {
     }
     let missing = run(&["partition", "show", "/nonexistent/blob.json"], None);
     assert_eq!(missing.status.code(), Some(2));
+    // An empty file is refused like empty stdin; an empty JSON object is an empty cache.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, b"").unwrap();
+    let out = run(&["partition", "show", empty.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty input"));
+    let out = run(&["partition", "show", "-"], Some(b"{}"));
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["records"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn find_raw_prints_the_token_itself_and_only_then() {
+    let args = [
+        "partition",
+        "find",
+        SAMPLE,
+        "--client-id",
+        CLIENT,
+        "--now",
+        "1800000100",
+        "--scopes",
+        "api://orders-api/orders.readwrite",
+        "--account",
+        HOME,
+    ];
+    let raw = run(&[&args[..], &["--raw"]].concat(), None);
+    assert_eq!(raw.status.code(), Some(0));
+    let token = String::from_utf8(raw.stdout).unwrap();
+    assert_eq!(token.lines().count(), 1);
+    let token = token.trim_end();
+    assert!(
+        secrets().iter().any(|s| s == token),
+        "the access token itself"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(SAMPLE).unwrap()).unwrap();
+    let expected = v["AccessToken"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| r["target"] == "api://orders-api/Orders.ReadWrite")
+        .unwrap()["secret"]
+        .clone();
+    assert_eq!(token, expected.as_str().unwrap());
+    // Without --raw: no secret, the same lookup.
+    let summary = run(&args, None);
+    assert_eq!(summary.status.code(), Some(0));
+    assert_no_secret(&summary);
+    // --raw with no match: exit 1, nothing on stdout.
+    let none = run(
+        &[
+            &args[..7],
+            &["--scopes", "https://graph.microsoft.com/Mail.Send", "--raw"],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(none.status.code(), Some(1));
+    assert!(none.stdout.is_empty());
 }

@@ -213,18 +213,214 @@ fn inspect_counts_a_prepared_cache_and_purge_signs_a_user_out() {
         "only the stamp: {left}"
     );
 
-    // Purging again is harmless.
-    let again = last_line(
-        &tokencache(&["purge", "--user", &alice, "--store", &url]),
-        "purge",
-    );
+    // Purging again finds nothing: exit 1, and nothing is written.
+    let again = tokencache(&["purge", "--user", &alice, "--store", &url]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no such user partition or link set"));
+}
+
+#[test]
+fn purge_of_nothing_exits_1_and_writes_no_stamp_unless_forced() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (alice, _) = rt.block_on(prepare(&url));
+    let before = server.cli(&["DBSIZE"]);
+    let unknown = format!("{FOREIGN}.{TENANT}");
+    for args in [
+        vec!["purge", "--user", &unknown, "--store", &url],
+        vec![
+            "purge", "--user", &alice, "--store", &url, "--prefix", "wrong:",
+        ],
+    ] {
+        let out = tokencache(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("no such user partition or link set"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
     assert_eq!(
-        (
-            again["obo-partitions"].as_str(),
-            again["l2-keys-removed"].as_str()
-        ),
-        ("0", "0")
+        server.cli(&["DBSIZE"]),
+        before,
+        "no revocation stamp written"
     );
+    let stamp = format!("tc:revoked:{{{unknown}}}");
+    assert_eq!(server.cli(&["EXISTS", &stamp]), "0");
+    // --force writes the stamp anyway (a user whose partition is elsewhere).
+    let forced = tokencache(&["purge", "--user", &unknown, "--store", &url, "--force"]);
+    assert_eq!(last_line(&forced, "purge")["l2-keys-removed"], "0");
+    assert_eq!(server.cli(&["EXISTS", &stamp]), "1");
+    // TOKENCACHE_STORE / TOKENCACHE_PREFIX are the defaults of --store / --prefix.
+    let out = Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(["purge", "--user", &alice])
+        .env("TOKENCACHE_STORE", &url)
+        .env("TOKENCACHE_PREFIX", "wrong:")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the prefix came from the environment"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(["purge", "--user", &alice])
+        .env("TOKENCACHE_STORE", &url)
+        .env_remove("TOKENCACHE_PREFIX")
+        .output()
+        .unwrap();
+    assert_eq!(last_line(&out, "purge")["complete"], "true");
+}
+
+/// `inspect` meets keys of every Redis type in the same database (a hash as .NET
+/// writes them, a list, a set that is not a link set): counted as "other", no error.
+#[test]
+fn inspect_classifies_keys_of_every_type() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(prepare(&url));
+    assert_eq!(server.cli(&["HSET", "h", "f", "v"]), "1");
+    assert_eq!(server.cli(&["RPUSH", "l", "a", "b"]), "2");
+    assert_eq!(server.cli(&["SADD", "s", "m"]), "1");
+    assert_eq!(server.cli(&["ZADD", "z", "1", "m"]), "1");
+    let m = last_line(&tokencache(&["inspect", "--store", &url]), "inspect");
+    assert_eq!(
+        counts(
+            &m,
+            &[
+                "keys",
+                "user",
+                "app",
+                "obo",
+                "obo-session",
+                "other",
+                "not-strings",
+                "link-sets"
+            ]
+        ),
+        expect(&[
+            ("keys", "14"),
+            ("user", "2"),
+            ("app", "1"),
+            ("obo", "4"),
+            ("obo-session", "1"),
+            ("other", "4"),
+            ("not-strings", "4"),
+            ("link-sets", "2"),
+        ])
+    );
+}
+
+/// After `simulate --keep` on Redis, `inspect` without `--prefix` names the three
+/// policies' prefixes and classifies their keys instead of failing on the link sets.
+#[test]
+fn inspect_after_simulate_keep_finds_the_prefixes() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("c.svg");
+    let sim = Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(["simulate", "--store", &url, "--users", "40", "--hours", "3"])
+        .args(["--pace", "7200", "--keep", "--chart"])
+        .arg(&chart)
+        .output()
+        .unwrap();
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    let out = tokencache(&["inspect", "--store", &url]);
+    let m = last_line(&out, "inspect");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(m["prefixes"], "3", "{text}");
+    for p in [
+        "tcsim:msidweb-default:",
+        "tcsim:msidweb-sliding:",
+        "tcsim:tokencache:",
+    ] {
+        assert!(text.contains(&format!("{p:?}")), "{p} in {text}");
+    }
+    // tokencache's own prefix: every key classified (sessions through its link sets).
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("\"tcsim:tokencache:\""))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let (keys, other, tc_keys) = (row[1], row[6], row[7]);
+    assert_eq!(other, "0", "{text}");
+    assert_ne!(tc_keys, "0", "{text}");
+    assert_ne!(keys, "0", "{text}");
+    // The Microsoft.Identity.Web models link nothing: only their session keys are "other".
+    assert!(
+        m["other"].parse::<u64>().unwrap() < m["keys"].parse::<u64>().unwrap() / 4,
+        "{text}"
+    );
+    assert_ne!(m["user"], "0", "{text}");
+    assert_ne!(m["link-sets"], "0", "{text}");
+}
+
+/// `inspect` and `purge` never create a store: a typo'd path is an error and no folder
+/// or file appears.
+#[test]
+fn read_only_commands_create_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo").join("cache.redb");
+    let url = format!("redb://{}", path.display());
+    for args in [
+        vec!["inspect", "--store", &url],
+        vec!["purge", "--user", "a.b", "--store", &url],
+    ] {
+        let out = tokencache(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("no store exists"), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+    assert!(!dir.path().join("typo").exists(), "nothing was created");
+}
+
+/// A store file another process has open: the error names the lock and what to do.
+#[test]
+fn a_locked_store_file_says_which_lock_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redb://{}", dir.path().join("app.redb").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // This test process plays the running application.
+    let _app = rt
+        .block_on(TokenCache::builder().store_url(&url).build())
+        .unwrap();
+    let out = tokencache(&["inspect", "--store", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("locked") && err.contains("another process"),
+        "{err}"
+    );
+    assert!(err.contains("flock") && err.contains("redis://"), "{err}");
+}
+
+/// Something that is not Redis on the port: one line, "did not answer as Redis".
+#[test]
+fn a_server_that_is_not_redis_gets_one_line() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let out = tokencache(&["inspect", "--store", &format!("redis://127.0.0.1:{port}")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("did not answer as Redis"), "{err}");
 }
 
 #[test]
@@ -278,4 +474,43 @@ fn embedded_store_survives_a_process_restart() {
         counts(&report, &["user", "app"]),
         expect(&[("user", "0"), ("app", "1")])
     );
+}
+
+/// Without `--store`, a missing default file names the applications' store files that
+/// are in the default folder (one per application), and creates nothing.
+#[test]
+fn a_missing_default_store_names_the_applications_files() {
+    let cache_home = tempfile::tempdir().unwrap();
+    let folder = cache_home.path().join("tokencache");
+    let app_file = folder.join("orders-api.redb");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tokencache"))
+            .args(args)
+            .env("XDG_CACHE_HOME", cache_home.path())
+            .env_remove("TOKENCACHE_STORE")
+            .env_remove("TOKENCACHE_PREFIX")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["inspect"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no application has a store file"), "{err}");
+    assert!(!folder.exists(), "nothing was created");
+
+    let url = format!("redb://{}", app_file.display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let app = TokenCache::builder().store_url(&url).build().await.unwrap();
+        drop(app);
+    });
+    drop(rt);
+    let out = run(&["purge", "--user", "a.b"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("orders-api.redb"), "{err}");
+    assert!(!folder.join("tokencache.redb").exists(), "{err}");
+    let out = run(&["inspect", "--store", &url]);
+    assert_eq!(last_line(&out, "inspect")["keys"], "0");
 }

@@ -101,3 +101,66 @@ fn bad_arguments_exit_2_with_one_line() {
     assert!(err.contains("--sign-out-share"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn an_unwritable_chart_fails_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-folder").join("chart.svg");
+    for chart in [missing.as_path(), dir.path()] {
+        let started = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_tokencache"))
+            .args(["simulate", "--hours", "200", "--chart"])
+            .arg(chart)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("--chart"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(out.stdout.is_empty(), "nothing ran");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+    assert!(!missing.parent().unwrap().exists());
+}
+
+/// On Redis the run is paced; the report says how far behind schedule events ran, and
+/// warns when a pace the machine cannot keep made it fall behind.
+#[test]
+fn a_paced_run_reports_its_lag_and_warns_when_it_falls_behind() {
+    let server = testkit::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |pace: &str, hours: &str, users: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tokencache"))
+            .args(["simulate", "--store", &server.url(), "--pace", pace])
+            .args([
+                "--hours",
+                hours,
+                "--users",
+                users,
+                "--sample-minutes",
+                "120",
+            ])
+            .arg("--chart")
+            .arg(dir.path().join("c.svg"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    // 3 virtual hours in 3 real seconds: a pace this machine keeps.
+    let kept = run("3600", "3", "20");
+    assert!(kept.contains("  pacing: events ran at most"), "{kept}");
+    assert!(!kept.contains("fell behind"), "{kept}");
+    // 6 virtual hours in 0.2 real seconds: no machine does that work in time.
+    let behind = run("100000", "6", "100");
+    assert!(
+        behind.contains("warning: the run fell behind virtual time"),
+        "{behind}"
+    );
+    assert!(behind.contains("use a lower --pace"), "{behind}");
+}

@@ -1,4 +1,4 @@
-//! Two-level benchmarks (DESIGN.md section 11), each next to its raw baseline:
+//! Two-level benchmarks (docs/design.md §11), each next to its raw baseline:
 //!
 //! * `l1_hit/find_access_token` vs `l1_hit/bare_hashmap_get`
 //! * `l2_hit/<store>/find_access_token` (L1 off: get + parse + lookup) vs

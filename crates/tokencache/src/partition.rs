@@ -1,7 +1,7 @@
 //! Partition keys: which L2 key (and L1 entry) holds which credentials.
 //!
 //! The keys are those of Microsoft.Identity.Web / MSAL, so that an unencrypted
-//! cache can be shared with them (DESIGN.md section 4):
+//! cache can be shared with them (docs/design.md §4):
 //!
 //! | partition | key |
 //! |---|---|

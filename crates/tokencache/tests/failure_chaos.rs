@@ -1,4 +1,4 @@
-//! L2 failures never reach the caller, and L2 catches up afterwards (DESIGN.md §6):
+//! L2 failures never reach the caller, and L2 catches up afterwards (docs/design.md §6):
 //! every failure class, timeouts, the retry callback, the circuit breaker, the bounded
 //! latest-wins recovery queue and the newer-value-wins rule, over a chaos store.
 //! Breaker timing runs on Tokio's paused clock; token time on a manual clock.

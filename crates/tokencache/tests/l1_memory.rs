@@ -1,4 +1,4 @@
-//! Memory per cached partition in L1 (DESIGN.md section 11: ≤ 1.5× its serialized
+//! Memory per cached partition in L1 (docs/design.md §11: ≤ 1.5× its serialized
 //! size). Deterministic: a counting allocator measures the heap bytes that 200
 //! decoded ~7 KB user partitions and their L1 entries hold, not time.
 

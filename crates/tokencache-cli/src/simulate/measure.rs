@@ -3,7 +3,7 @@
 //! are the store's, not the simulation's bookkeeping. The world only says what each
 //! key is and whether it can still be used.
 
-use tokencache::store::SharedStore;
+use tokencache::store::{SharedStore, StoreValue};
 
 use super::world::World;
 
@@ -39,6 +39,20 @@ impl Tally {
     }
 }
 
+/// Reads in flight at once while counting. A sample must be quick: on Redis virtual
+/// time runs on while it counts, and every virtual minute a sample takes is a minute the
+/// next events run late (32 reads in flight cut a 3 × 900-key sample from ~8 to under 1
+/// virtual minute at the default pace).
+const READS_IN_FLIGHT: usize = 32;
+
+/// What reading one key gave.
+enum Got {
+    /// A link set's members (empty: gone).
+    Links(Vec<String>),
+    /// A value, or none (expired between SCAN and GET).
+    Value(Option<StoreValue>),
+}
+
 /// Scans `prefix` in `store` and judges every partition at `now_ms`.
 pub(crate) async fn tally(
     store: &SharedStore,
@@ -53,41 +67,27 @@ pub(crate) async fn tally(
             .scan(prefix, cursor, 500)
             .await
             .map_err(|e| e.to_string())?;
-        for full in page {
-            let bare = full.strip_prefix(prefix).unwrap_or(&full);
-            if bare.starts_with("tc:links:") {
-                let members = store.link_members(&full).await.map_err(|e| e.to_string())?;
-                if members.is_empty() {
-                    continue; // gone between SCAN and read
-                }
-                t.keys += 1;
-                t.own_keys += 1;
-                t.own_bytes += (full.len() + members.iter().map(String::len).sum::<usize>()) as u64;
-                continue;
+        for chunk in page.chunks(READS_IN_FLIGHT) {
+            let mut reads = tokio::task::JoinSet::new();
+            for full in chunk {
+                let (store, full) = (store.clone(), full.clone());
+                let links = full
+                    .strip_prefix(prefix)
+                    .unwrap_or(&full)
+                    .starts_with("tc:links:");
+                reads.spawn(async move {
+                    let got = if links {
+                        store.link_members(&full).await.map(Got::Links)
+                    } else {
+                        store.get(&full).await.map(Got::Value)
+                    };
+                    (full, got)
+                });
             }
-            let Some(value) = store.get(&full).await.map_err(|e| e.to_string())? else {
-                continue; // expired between SCAN and GET
-            };
-            let bytes = (full.len() + value.bytes.len()) as u64;
-            t.keys += 1;
-            if bare.starts_with("tc:") {
-                t.own_keys += 1;
-                t.own_bytes += bytes;
-                continue;
-            }
-            match world.judge(bare, now_ms) {
-                Some((kind, true)) => {
-                    t.live[kind.index()] += 1;
-                    t.live_bytes += bytes;
-                }
-                Some((kind, false)) => {
-                    t.orphaned[kind.index()] += 1;
-                    t.orphaned_bytes += bytes;
-                }
-                None => {
-                    t.unknown += 1;
-                    t.orphaned_bytes += bytes;
-                }
+            while let Some(done) = reads.join_next().await {
+                let (full, got) = done.map_err(|e| format!("a read task failed: {e}"))?;
+                let got = got.map_err(|e| e.to_string())?;
+                count(&mut t, prefix, &full, got, world, now_ms);
             }
         }
         if next == 0 {
@@ -96,6 +96,44 @@ pub(crate) async fn tally(
         cursor = next;
     }
     Ok(t)
+}
+
+/// Adds one key to the tally (sums only, so the order of reads does not matter).
+fn count(t: &mut Tally, prefix: &str, full: &str, got: Got, world: &World, now_ms: u64) {
+    let bare = full.strip_prefix(prefix).unwrap_or(full);
+    let value = match got {
+        Got::Links(members) if members.is_empty() => return, // gone between SCAN and read
+        Got::Links(members) => {
+            t.keys += 1;
+            t.own_keys += 1;
+            t.own_bytes += (full.len() + members.iter().map(String::len).sum::<usize>()) as u64;
+            return;
+        }
+        Got::Value(None) => return, // expired between SCAN and GET
+        Got::Value(Some(value)) => value,
+    };
+    let bytes = (full.len() + value.bytes.len()) as u64;
+    t.keys += 1;
+    // tokencache's own keys (session partitions live outside `tc:`, in `obo-session:`).
+    if bare.starts_with("tc:") {
+        t.own_keys += 1;
+        t.own_bytes += bytes;
+        return;
+    }
+    match world.judge(bare, now_ms) {
+        Some((kind, true)) => {
+            t.live[kind.index()] += 1;
+            t.live_bytes += bytes;
+        }
+        Some((kind, false)) => {
+            t.orphaned[kind.index()] += 1;
+            t.orphaned_bytes += bytes;
+        }
+        None => {
+            t.unknown += 1;
+            t.orphaned_bytes += bytes;
+        }
+    }
 }
 
 /// Removes every key under `prefix` (the simulation's own keys only): lists them with

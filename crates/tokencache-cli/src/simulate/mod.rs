@@ -6,7 +6,7 @@
 //! same traffic ([`workload`]) runs against three policies ([`policy`]) in three key
 //! prefixes of one L2 store, and every sample point counts, by scanning the store, the
 //! live and orphaned partitions and their bytes ([`measure`]; "orphaned" as judged by
-//! [`world`], DESIGN.md section 12). Prints a table, writes an SVG chart, and ends with
+//! [`world`], docs/design.md §12). Prints a table, writes an SVG chart, and ends with
 //! one machine-readable line:
 //! `orphaned: msidweb-default=<n> msidweb-sliding=<n> tokencache=<n>`.
 //!
@@ -31,7 +31,7 @@ use tokencache::clock::{Clock, ManualClock, SharedClock};
 use tokencache::store::{self, EmbeddedOptions, EmbeddedStore, MemoryStore, SharedStore, StoreUrl};
 
 use measure::Tally;
-use paced::{PacedClock, PacedStore};
+use paced::{Lag, PacedClock, PacedStore};
 use policy::{MsIdWeb, Policy, TcPolicy};
 use workload::{EventKind, Shape};
 use world::{KeyKind, World};
@@ -42,45 +42,46 @@ pub(crate) struct SimulateArgs {
     /// The L2 store. Default: an embedded (redb) file in a fresh temporary folder (in
     /// RAM when /dev/shm exists), removed afterwards. Also `redb:///path/file.redb`,
     /// `memory://`, and `redis://…` / `redis+cluster://…`, which run paced (see --pace).
-    #[arg(long)]
+    #[arg(long, env = "TOKENCACHE_STORE")]
     store: Option<String>,
     /// Users signing in for the first time per 24 virtual hours.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = crate::args::int32::<1, 1_000_000>)]
     users: u32,
-    /// The horizon, in virtual hours.
-    #[arg(long, default_value_t = 72)]
+    /// The horizon, in virtual hours (1 to 8,760).
+    #[arg(long, default_value_t = 72, value_parser = crate::args::int32::<1, 8_760>)]
     hours: u32,
     /// The seed of the traffic: the same seed gives the same run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// How long a refresh token stays usable after its last use, in hours (Entra: 90 days;
     /// short here so that the run sees it pass).
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 24, value_parser = crate::args::int::<1, 8_760>)]
     refresh_token_hours: u64,
     /// The sliding window of the `msidweb-sliding` policy, in minutes.
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = 90, value_parser = crate::args::int::<1, 525_600>)]
     sliding_minutes: u64,
     /// Shortest lifetime of access tokens and incoming assertions, in minutes; each lives
     /// 1 to 1.5 times this (Entra: 60-90 min), so they rotate about hourly.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = crate::args::int::<10, 1_440>)]
     token_minutes: u64,
     /// Minutes of virtual time between two counts of L2.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = crate::args::int::<1, 10_080>)]
     sample_minutes: u64,
     /// Share of visits that end with a sign-out (the others just leave).
-    #[arg(long, default_value_t = 0.35)]
+    #[arg(long, default_value_t = 0.35, value_parser = crate::args::share)]
     sign_out_share: f64,
     /// Share of visits after which the user comes back (after 30 min to 36 h).
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = 0.6, value_parser = crate::args::share)]
     return_share: f64,
     /// Share of visits that start a long-running OBO job (1 to 8 h).
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = 0.15, value_parser = crate::args::share)]
     session_share: f64,
     /// Where to write the SVG chart of L2 keys over time.
     #[arg(long, default_value = "simulate.svg")]
     chart: PathBuf,
-    /// On Redis only: virtual seconds per real second (the run takes hours × 3600 / pace s).
-    #[arg(long, default_value_t = 3600)]
+    /// On Redis only: virtual seconds per real second (the run takes hours × 3600 / pace s;
+    /// 1 to 100,000).
+    #[arg(long, default_value_t = 3600, value_parser = crate::args::int::<1, 100_000>)]
     pace: u64,
     /// Leave the simulated keys in the store (default: removed at the end).
     #[arg(long)]
@@ -236,37 +237,29 @@ struct Sample {
 }
 
 pub(crate) fn run(args: SimulateArgs) -> ExitCode {
-    if let Err(e) = validate(&args) {
+    // Numbers are range-checked by clap (crate::args); the chart is checked here so that
+    // a long run does not end in "cannot write".
+    if let Err(e) = check_writable(&args.chart) {
         return crate::fail(e);
     }
     crate::block_on(crate::Runtime::MultiThread, simulate(args))
 }
 
-fn validate(a: &SimulateArgs) -> Result<(), String> {
-    let share = |name: &str, v: f64| {
-        if (0.0..=1.0).contains(&v) {
-            Ok(())
-        } else {
-            Err(format!("--{name} must be between 0 and 1, got {v}"))
-        }
-    };
-    share("sign-out-share", a.sign_out_share)?;
-    share("return-share", a.return_share)?;
-    share("session-share", a.session_share)?;
-    if a.users == 0 || a.hours == 0 || a.hours > 24 * 365 {
-        return Err("--users must be at least 1 and --hours between 1 and 8760".into());
+/// Fails when `path` cannot be written (a folder, a missing or read-only folder). Leaves
+/// an existing file as it is and no new file behind.
+fn check_writable(path: &std::path::Path) -> Result<(), String> {
+    let shown = path.display();
+    if path.is_dir() {
+        return Err(format!("--chart {shown} is a folder; name a file"));
     }
-    if a.refresh_token_hours == 0 || a.sliding_minutes == 0 || a.sample_minutes == 0 {
-        return Err(
-            "--refresh-token-hours, --sliding-minutes and --sample-minutes must be at least 1"
-                .into(),
-        );
-    }
-    if a.token_minutes < 10 {
-        return Err(
-            "--token-minutes must be at least 10 (tokens are renewed 5 minutes before they expire)"
-                .into(),
-        );
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| format!("--chart {shown} cannot be written: {e}"))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
     }
     Ok(())
 }
@@ -335,10 +328,15 @@ async fn simulate(args: SimulateArgs) -> Result<(), String> {
     );
     let mut samples: Vec<Sample> = Vec::new();
     let (mut sign_ins, mut jobs_started) = (0u64, 0u64);
+    let sample_ms = args.sample_minutes * 60_000;
+    let mut lag = Lag::new(sample_ms);
+    let mut longest_sample = Duration::ZERO;
     for (i, event) in traffic.events.iter().enumerate() {
         let at_ms = (START_SECS as u64 + event.at) * 1000;
         opened.time.reach(at_ms).await;
-        let now = (opened.time.now_millis() / 1000) as i64;
+        let ran_ms = opened.time.now_millis();
+        lag.observe(at_ms, ran_ms);
+        let now = (ran_ms / 1000) as i64;
         let steps = match event.kind {
             EventKind::Call { user } => world.call(user, now)?,
             EventKind::EndVisit { user, sign_out } => world.end_visit(user, sign_out, now),
@@ -348,10 +346,12 @@ async fn simulate(args: SimulateArgs) -> Result<(), String> {
                     e.sweep().await.map_err(|e| e.to_string())?;
                 }
                 let now_ms = opened.time.now_millis();
+                let counting = Instant::now();
                 let mut tallies = Vec::with_capacity(policies.len());
                 for (_, prefix, _) in POLICIES {
                     tallies.push(measure::tally(&store, prefix, &world, now_ms).await?);
                 }
+                longest_sample = longest_sample.max(counting.elapsed());
                 samples.push(Sample {
                     hour: event.at as f64 / 3600.0,
                     tallies,
@@ -473,6 +473,23 @@ async fn simulate(args: SimulateArgs) -> Result<(), String> {
     }
     if l2_errors > 0 {
         println!("  warning: {l2_errors} L2 errors during the run (the counts may be off)");
+    }
+    if let Time::Paced(_) = opened.time {
+        let pace = args.pace as f64;
+        let real = |ms: u64| ms as f64 / pace / 1000.0;
+        println!(
+            "  pacing: events ran at most {:.1} virtual min ({:.2} real s) behind schedule, {:.1} virtual s on average; counting L2 took at most {:.0} real ms per sample",
+            lag.max_ms as f64 / 60_000.0,
+            real(lag.max_ms),
+            lag.mean_ms() as f64 / 1000.0,
+            longest_sample.as_secs_f64() * 1000.0
+        );
+        if lag.fell_behind() {
+            println!(
+                "  warning: the run fell behind virtual time: {} of {} events ran more than one sample interval ({} min) late, while Redis expired keys on time; the counts are not comparable with the embedded run (use a lower --pace)",
+                lag.late, lag.events, args.sample_minutes
+            );
+        }
     }
 
     let series: Vec<chart::Series<'_>> = POLICIES

@@ -8,6 +8,13 @@
 //! Redis itself removes it: expiry is Redis's, not the simulation's. The price: the run
 //! takes `hours × 3600 / factor` real seconds, and it is not bit-for-bit repeatable
 //! (events are stamped with the virtual time at which they actually ran).
+//!
+//! A paced run can fall behind: when the machine cannot do an event's work before the
+//! next event is due, events run later in virtual time than the workload scheduled
+//! them, while Redis keeps expiring keys on time. Then users call after their tokens
+//! expired, sessions end late, and the counts drift from the embedded run's. [`Lag`]
+//! measures how far behind each event ran, so the report can say so (and warn when the
+//! lag exceeds one sample interval) instead of reporting as if it kept pace.
 
 use async_trait::async_trait;
 use std::fmt;
@@ -43,6 +50,52 @@ impl PacedClock {
 impl Clock for PacedClock {
     fn now_millis(&self) -> u64 {
         self.start_ms + (self.started.elapsed().as_secs_f64() * 1000.0 * self.factor) as u64
+    }
+}
+
+/// How far behind schedule the events of a paced run ran, in virtual milliseconds.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Lag {
+    /// The largest lag of one event.
+    pub(crate) max_ms: u64,
+    /// The sum of all lags (for the mean).
+    sum_ms: u128,
+    /// Events observed.
+    pub(crate) events: u64,
+    /// Events that ran more than `late_ms` behind.
+    pub(crate) late: u64,
+    /// The threshold of "late": one sample interval.
+    late_ms: u64,
+}
+
+impl Lag {
+    /// Counts events later than `late_ms` (virtual) as late.
+    pub(crate) fn new(late_ms: u64) -> Self {
+        Lag {
+            late_ms,
+            ..Lag::default()
+        }
+    }
+
+    /// Records an event due at virtual `due_ms` that ran at virtual `ran_ms`.
+    pub(crate) fn observe(&mut self, due_ms: u64, ran_ms: u64) {
+        let lag = ran_ms.saturating_sub(due_ms);
+        self.max_ms = self.max_ms.max(lag);
+        self.sum_ms += u128::from(lag);
+        self.events += 1;
+        self.late += u64::from(lag > self.late_ms);
+    }
+
+    /// The mean lag, virtual milliseconds.
+    pub(crate) fn mean_ms(&self) -> u64 {
+        self.sum_ms
+            .checked_div(u128::from(self.events))
+            .map_or(0, |m| m as u64)
+    }
+
+    /// Whether some event ran more than one sample interval behind.
+    pub(crate) fn fell_behind(&self) -> bool {
+        self.late > 0
     }
 }
 
@@ -171,6 +224,20 @@ mod tests {
         );
         paced.set("n", b"v", None).await.unwrap();
         assert_eq!(inner.get("n").await.unwrap().unwrap().ttl, None);
+    }
+
+    #[test]
+    fn lag_is_measured_against_the_schedule() {
+        let mut lag = Lag::new(60_000);
+        lag.observe(1_000, 1_000);
+        lag.observe(2_000, 1_500); // early (the clock waited): no lag
+        lag.observe(3_000, 33_000);
+        assert_eq!((lag.max_ms, lag.events, lag.late), (30_000, 3, 0));
+        assert!(!lag.fell_behind());
+        lag.observe(4_000, 100_000);
+        assert_eq!(lag.late, 1);
+        assert!(lag.fell_behind());
+        assert_eq!(lag.mean_ms(), (30_000 + 96_000) / 4);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The three cache policies the simulation compares (DESIGN.md section 12).
+//! The three cache policies the simulation compares (docs/design.md §12).
 //!
 //! * `msidweb-default` and `msidweb-sliding` are models of Microsoft.Identity.Web 4.x
 //!   over MSAL.NET: the same MSAL V3 blobs under the same keys, written with the TTL its

@@ -1,6 +1,6 @@
 //! The world the caches live in: which tokens the identity provider has issued, which
 //! are still usable, who signed out. It turns each event of the traffic into the same
-//! steps for every policy, and it is the judge of "orphaned" (DESIGN.md section 12):
+//! steps for every policy, and it is the judge of "orphaned" (docs/design.md §12):
 //! a stored partition is orphaned when nothing in it can ever be used again.
 
 use std::collections::HashMap;
@@ -412,7 +412,10 @@ impl World {
             js.rt_issued = now;
             js.at_issued = now;
             js.at_exp = now + l;
+            // Under the session key itself (as Microsoft.Identity.Web keys it) and under
+            // the namespaced hash (docs/design.md §4.1), whichever a policy writes.
             self.by_session.insert(key.clone(), job);
+            self.by_session.insert(session_partition_key(&key), job);
             return Ok(vec![if first {
                 Step::JobStart {
                     key,
@@ -473,4 +476,10 @@ impl World {
         }
         None
     }
+}
+
+/// The key of a long-running OBO session partition in its own namespace:
+/// `obo-session:{base64url(sha256(session key))}` (docs/design.md §4.1).
+pub(crate) fn session_partition_key(session_key: &str) -> String {
+    tokencache::partition::session_partition_key(session_key)
 }

@@ -359,7 +359,7 @@ impl TokenCacheBuilder {
         })
     }
 
-    // ---- L2 failure policy (DESIGN.md section 6; see `crate::twolevel`) ----
+    // ---- L2 failure policy (docs/design.md §6; see `crate::twolevel`) ----
 
     /// Decides, per failed L2 call, whether to retry it (after a bounded backoff, see
     /// [`l2_retry`](Self::l2_retry)) or give up (a read is a miss, a write is queued).

@@ -1,4 +1,4 @@
-//! Sign-out entry points for web apps (DESIGN.md section 7): the app's own sign-out
+//! Sign-out entry points for web apps (docs/design.md §7): the app's own sign-out
 //! route, OpenID Connect Front-Channel Logout (`iss` + `sid`) and Back-Channel Logout
 //! (a signed logout token), each ending in [`TokenCache::remove_account`] — the user
 //! partition, every linked OBO partition and the link set go, and a revocation stamp

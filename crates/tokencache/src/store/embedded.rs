@@ -20,8 +20,10 @@
 //! redb is synchronous: every call runs in [`tokio::task::spawn_blocking`], so the
 //! runtime is never blocked. Every write transaction is committed durably.
 //!
-//! One process opens the file for writing at a time (redb's exclusive-writer mode);
-//! a second process gets a `Config` error naming the path.
+//! One process opens the file at a time: redb takes an exclusive lock on the file
+//! (`flock`) for as long as a process has it open. A second process gets a `Config`
+//! error naming the path and the lock; within one process, [`super::open`] shares
+//! the open store instead.
 
 use super::util::{deadline, wrong_type, ScanCursors};
 use super::{Store, StoreError, StoreErrorKind, StoreResult, StoreValue};
@@ -47,6 +49,13 @@ const LINK_DEADLINES: TableDefinition<&str, u64> = TableDefinition::new("link_de
 const LINK_MEMBER_DEADLINES: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("link_member_deadlines");
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
+
+/// Why a second process cannot open a store file, and what to do instead.
+const LOCKED: &str = "the file is locked: another process has it open (redb keeps an \
+exclusive flock on the file while a process has it open, so one process at a time can \
+use an embedded store), probably the application that uses it; stop it first, give \
+each process its own file, or share a Redis between the application and this process \
+(redis://…, e.g. in TOKENCACHE_STORE)";
 
 /// How many expired entries one sweep transaction removes at most.
 const SWEEP_BATCH: usize = 10_000;
@@ -153,7 +162,10 @@ impl EmbeddedStore {
         let path = path.as_ref().to_path_buf();
         let p = path.clone();
         let db = tokio::task::spawn_blocking(move || -> Result<Database, String> {
-            let db = Database::create(&p).map_err(|e| e.to_string())?;
+            let db = Database::create(&p).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => LOCKED.to_string(),
+                other => other.to_string(),
+            })?;
             // Create the tables so that read transactions always find them.
             let tx = db.begin_write().map_err(|e| e.to_string())?;
             tx.open_table(ENTRIES).map_err(|e| e.to_string())?;

@@ -30,7 +30,10 @@ pub use self::embedded::{EmbeddedOptions, EmbeddedStore};
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisOptions, RedisStore};
 pub(crate) use self::url::ConfiguredUrl;
-pub use self::url::{default_embedded_path, open, redact_url, StoreUrl};
+pub use self::url::{
+    default_embedded_dir, default_embedded_path, default_embedded_path_for, open, open_existing,
+    redact_url, StoreUrl,
+};
 
 /// A value read from a store with the time it has left to live (`None`: no expiry).
 #[derive(Clone, PartialEq, Eq)]
@@ -51,7 +54,7 @@ impl fmt::Debug for StoreValue {
     }
 }
 
-/// How a store call failed; decides retry and logging (DESIGN.md section 6).
+/// How a store call failed; decides retry and logging (docs/design.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StoreErrorKind {
     /// The store could not be reached (refused, reset, DNS, TLS handshake).

@@ -89,11 +89,12 @@ prune(now)
 return 1
 "#;
 
-/// `link_members`: the live members (pruning the others).
+/// `link_members`: the live members (pruning the others). A plain set (written before
+/// members had deadlines) is read as it is; it converts on its next add or removal.
 const LINK_MEMBERS_BODY: &str = r#"
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'none' then return {} end
-convert(now)
+if kind == 'set' then return redis.call('SMEMBERS', KEYS[1]) end
 prune(now)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 "#;
@@ -330,6 +331,10 @@ pub(crate) fn map_error(endpoint: &str, e: &RedisError) -> StoreError {
     };
     let message = if e.kind() == ErrorKind::AuthenticationFailed {
         format!("authentication failed (check the user name and password of the Redis URL): {e}")
+    } else if e.kind() == ErrorKind::Parse {
+        // Something answered, but not in the Redis protocol (an HTTP or SSH server, a
+        // TLS port without rediss://): say that, not the parser's multi-line story.
+        "did not answer as Redis (its reply is not the Redis protocol; check the host, the port and redis:// vs rediss://)".to_string()
     } else {
         e.to_string()
     };

@@ -3,7 +3,7 @@
 //! | URL | store |
 //! |---|---|
 //! | `redb:///abs/path/file.redb` | [`EmbeddedStore`] in that file (the folder is created) |
-//! | (none) | [`EmbeddedStore`] in [`default_embedded_path`] |
+//! | (none) | [`EmbeddedStore`] in [`default_embedded_path`] (one file per application) |
 //! | `memory://` | [`MemoryStore`] |
 //! | `redis://[user:pass@]host[:port][/db]`, `rediss://…` | [`RedisStore`] standalone |
 //! | `redis+cluster://[user:pass@]h:p,h:p[,…]`, `rediss+cluster://…` | [`RedisStore`] Cluster |
@@ -65,14 +65,45 @@ fn config(message: impl Into<String>) -> StoreError {
     StoreError::new(StoreErrorKind::Config, "store url", message)
 }
 
-/// The default embedded store file: `tokencache/tokencache.redb` in the user's cache
-/// folder (`dirs::cache_dir()`, e.g. `~/.cache` on Linux), or in the temporary
-/// folder when there is none.
-pub fn default_embedded_path() -> PathBuf {
+/// The folder of the default embedded store files: `tokencache` in the user's cache
+/// folder (`dirs::cache_dir()`, e.g. `~/.cache` on Linux), or in the temporary folder
+/// when there is none.
+pub fn default_embedded_dir() -> PathBuf {
     dirs::cache_dir()
         .unwrap_or_else(std::env::temp_dir)
         .join("tokencache")
-        .join("tokencache.redb")
+}
+
+/// The default embedded store file of this application: `{app}.redb` in
+/// [`default_embedded_dir`], where `app` is the name of the running executable. Per
+/// application because redb lets one process at a time open a file: two applications
+/// (or an application and the `tokencache` tool) must not share one default file.
+pub fn default_embedded_path() -> PathBuf {
+    let app = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    default_embedded_path_for(&app)
+}
+
+/// The default embedded store file of the application named `app` (an app name or a
+/// client id): `{app}.redb` in [`default_embedded_dir`], with every character other than
+/// ASCII letters, digits, `-`, `_` and `.` replaced by `_` (empty: `tokencache`).
+pub fn default_embedded_path_for(app: &str) -> PathBuf {
+    let mut name: String = app
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.trim_matches('.').is_empty() {
+        name = "tokencache".into();
+    }
+    default_embedded_dir().join(format!("{name}.redb"))
 }
 
 /// Our own query parameters: connect timeout, response timeout, CA file.
@@ -446,14 +477,45 @@ impl fmt::Display for ConfiguredUrl {
 /// # Errors
 /// As [`StoreUrl::parse`] and [`StoreUrl::open`].
 pub async fn open(url: &str) -> StoreResult<SharedStore> {
-    let parsed = if url.trim().is_empty() {
-        StoreUrl::Embedded {
-            path: default_embedded_path(),
+    parse_or_default(url)?.open().await
+}
+
+/// Opens the store named by `url` only if it exists: for tools that read or remove
+/// (an inspection, an administrative sign-out), which must never create a store. An
+/// embedded store file that is not there is a `Config` error saying so (no folder or
+/// file is created); `memory://` is refused (a new in-process store is always empty);
+/// Redis opens as with [`open`] (a server either answers or not).
+///
+/// # Errors
+/// As [`open`], plus `Config` for a missing embedded file and for `memory://`.
+pub async fn open_existing(url: &str) -> StoreResult<SharedStore> {
+    let parsed = parse_or_default(url)?;
+    match &parsed {
+        StoreUrl::Embedded { path } if !path.is_file() => {
+            return Err(StoreError::new(
+                StoreErrorKind::Config,
+                path.display().to_string(),
+                "no store exists there (nothing was created); name an existing store file or a Redis URL",
+            ))
         }
-    } else {
-        StoreUrl::parse(url)?
-    };
+        StoreUrl::Memory => {
+            return Err(config(
+                "memory:// is a new, empty store in this process; name an existing store",
+            ))
+        }
+        _ => {}
+    }
     parsed.open().await
+}
+
+fn parse_or_default(url: &str) -> StoreResult<StoreUrl> {
+    if url.trim().is_empty() {
+        Ok(StoreUrl::Embedded {
+            path: default_embedded_path(),
+        })
+    } else {
+        StoreUrl::parse(url)
+    }
 }
 
 /// Open embedded stores (weak handles) by canonical file path.
@@ -604,8 +666,42 @@ mod tests {
     }
 
     #[test]
-    fn default_path_is_in_a_tokencache_folder() {
+    fn default_path_is_per_application() {
         let p = default_embedded_path();
-        assert!(p.ends_with("tokencache/tokencache.redb"), "{}", p.display());
+        let exe = std::env::current_exe().unwrap();
+        let stem = exe.file_stem().unwrap().to_string_lossy();
+        assert!(p.starts_with(default_embedded_dir()), "{}", p.display());
+        assert_eq!(
+            p.file_name().unwrap().to_string_lossy(),
+            format!("{stem}.redb")
+        );
+        let named = default_embedded_path_for("orders-api");
+        assert!(
+            named.ends_with("tokencache/orders-api.redb"),
+            "{}",
+            named.display()
+        );
+        let odd = default_embedded_path_for("../a b/c");
+        assert!(
+            odd.ends_with("tokencache/.._a_b_c.redb"),
+            "{}",
+            odd.display()
+        );
+        assert!(default_embedded_path_for("").ends_with("tokencache/tokencache.redb"));
+        assert!(default_embedded_path_for("..").ends_with("tokencache/tokencache.redb"));
+    }
+
+    #[tokio::test]
+    async fn open_existing_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("typo").join("cache.redb");
+        let url = format!("redb://{}", path.display());
+        let e = open_existing(&url).await.unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::Config);
+        assert!(e.message.contains("no store exists"), "{e}");
+        assert!(!path.parent().unwrap().exists(), "no folder was created");
+        assert!(open_existing("memory://").await.is_err());
+        drop(open(&url).await.unwrap());
+        assert!(open_existing(&url).await.is_ok());
     }
 }

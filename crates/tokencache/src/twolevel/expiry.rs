@@ -1,4 +1,4 @@
-//! When an entry ends (DESIGN.md section 5).
+//! When an entry ends (docs/design.md §5).
 //!
 //! Configured options mirror the .NET ones (absolute, absolute relative to now,
 //! sliding) and combine with a token-derived deadline by taking the **earliest**;

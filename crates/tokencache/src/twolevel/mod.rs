@@ -1,5 +1,5 @@
 //! L1 + L2: the read path, the write path, expiry, single-flight, and what happens
-//! when L2 fails (DESIGN.md section 6).
+//! when L2 fails (docs/design.md §6).
 //!
 //! * **Read**: L1 hit → done (with sliding expiration, an L2 touch at most once per
 //!   fraction of the window, sent in the background). Miss → one shared load per key

@@ -1651,3 +1651,59 @@ fn live_redis_app_partition_shared_with_python() {
         assert_eq!(search, app);
     }
 }
+
+/// A `TokenCache` built with `app_account_form(AppAccountForm::Null)` creates app partitions
+/// in Redis that MSAL Python's `acquire_token_for_client` serves from cache (the default,
+/// `""`, is msal-node's form, which MSAL Python does not find).
+#[test]
+fn live_redis_new_app_partition_for_python() {
+    ensure_peers();
+    let server = testkit::RedisServer::start();
+    let c = cases();
+    let key = format!("{}_{}_AppTokenCache", s(c, "client_id"), s(c, "tenant"));
+    let scopes = Kind::App.scopes();
+    let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    let env = environment();
+    let body = serde_json::to_vec(&Kind::App.case()["response"]).unwrap();
+    let resp = TokenResponse::from_json(&body).expect("TokenResponse::from_json");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (form, python_finds) in [(AppAccountForm::Null, true), (AppAccountForm::Empty, false)] {
+        server.cli(&["DEL", &key]);
+        rt.block_on(async {
+            let cache = tokencache::TokenCache::builder()
+                .store_url(&server.url())
+                .app_account_form(form)
+                .clock(std::sync::Arc::new(
+                    tokencache::clock::ManualClock::at_secs(now()),
+                ))
+                .build()
+                .await
+                .unwrap();
+            let req = tokencache::SaveRequest::new(
+                s(c, "client_id"),
+                tokencache::SaveFor::App,
+                &env,
+                s(c, "tenant"),
+                &scopes,
+            );
+            cache.save_token_response(&req, &resp).await.unwrap()
+        });
+        let blob = server.cli(&["GET", &key]);
+        let (app, _) = peer_find(
+            Peer::Python,
+            blob.trim_end(),
+            client_id(),
+            &Kind::App.scopes(),
+            None,
+            None,
+        );
+        assert_eq!(
+            app.is_some(),
+            python_finds,
+            "{form:?}: MSAL Python's acquire_token_for_client"
+        );
+    }
+}

@@ -46,8 +46,8 @@ use crate::partition::{
     assertion_hash, check_key, session_partition_key, KeyError, PartitionKey, PartitionKind,
 };
 use crate::schema::{
-    decode_jwt_claims, AccessTokenQuery, Ambiguous, Partition, RefreshTokenQuery, Secret,
-    TokenRequest, TokenResponse,
+    decode_jwt_claims, AccessTokenQuery, Ambiguous, AppAccountForm, Partition, RefreshTokenQuery,
+    Secret, TokenRequest, TokenResponse,
 };
 use crate::store::{self, SharedStore};
 use crate::twolevel::{
@@ -286,6 +286,7 @@ pub struct TokenCacheBuilder {
     clock: SharedClock,
     options: TwoLevelOptions,
     skew: Duration,
+    app_account_form: AppAccountForm,
 }
 
 impl TokenCacheBuilder {
@@ -340,6 +341,15 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// The form of an empty `home_account_id` in partitions this cache creates (app
+    /// tokens, OBO without a user): [`AppAccountForm::Empty`] (`""`, what msal-node and
+    /// MSAL.NET read; the default) or [`AppAccountForm::Null`] (what MSAL Python reads).
+    /// A partition that already exists keeps the form it has.
+    pub fn app_account_form(mut self, form: AppAccountForm) -> Self {
+        self.app_account_form = form;
+        self
+    }
+
     /// Uses this clock (tests, simulation).
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
@@ -356,6 +366,7 @@ impl TokenCacheBuilder {
         Ok(TokenCache {
             two: Arc::new(TwoLevel::new(store, self.clock, self.options)),
             skew_secs: self.skew.as_secs() as i64,
+            app_account_form: self.app_account_form,
         })
     }
 
@@ -409,6 +420,8 @@ impl TokenCacheBuilder {
 pub struct TokenCache {
     two: Arc<TwoLevel>,
     skew_secs: i64,
+    /// The form of an empty `home_account_id` in partitions this cache creates.
+    app_account_form: AppAccountForm,
 }
 
 /// What a sign-out removed.
@@ -441,6 +454,7 @@ impl TokenCache {
             clock: Arc::new(SystemClock),
             options: TwoLevelOptions::default(),
             skew: Duration::from_secs(300),
+            app_account_form: AppAccountForm::default(),
         }
     }
 
@@ -676,6 +690,7 @@ impl TokenCache {
         };
         let now = self.two.clock().now_secs();
         let obo = matches!(target.kind, PartitionKind::Obo | PartitionKind::OboSession);
+        let form = self.app_account_form;
         // Linked before the write, so that a save cancelled mid-way never leaves a
         // partition its user's sign-out cannot find (a link to a partition that was not
         // written is harmless: it is pruned). The TTL is what the partition will most
@@ -692,7 +707,7 @@ impl TokenCache {
         let (added, write) = self
             .two
             .update(target.kind, &target.key, target.ctx, |p: &mut Partition| {
-                p.add_token_response(&req, response, now)
+                p.add_token_response_with_form(&req, response, now, form)
                     .map_err(Error::from)
             })
             .await?;

@@ -329,6 +329,13 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// Cross-replica L1 invalidation (on by default when the store has a backplane:
+    /// Redis pub/sub, or in process for the memory and embedded stores).
+    pub fn backplane(mut self, backplane: crate::twolevel::BackplaneOptions) -> Self {
+        self.options.backplane = backplane;
+        self
+    }
+
     /// Bounds every L2 call. Default 250 ms (see [`crate::twolevel::DEFAULT_L2_TIMEOUT`]).
     pub fn l2_timeout(mut self, timeout: Duration) -> Self {
         self.options.l2_timeout = timeout;

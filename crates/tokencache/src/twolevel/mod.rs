@@ -480,6 +480,17 @@ impl TwoLevel {
         self.core.revocation_of(home_account_id)
     }
 
+    /// Whether L1 is bypassed now because the backplane subscription is down (and L2
+    /// is healthy): reads go to L2 until the replica has subscribed again.
+    pub fn l1_bypassed(&self) -> bool {
+        !self.core.l1_trusted()
+    }
+
+    /// Whether this cache listens to a backplane (the store has one and it is enabled).
+    pub fn has_backplane(&self) -> bool {
+        self.core.backplane.is_some()
+    }
+
     /// Whether this replica knows any revocation stamp (cheap: for hit paths).
     #[inline]
     pub fn any_revocation(&self) -> bool {

@@ -374,7 +374,8 @@ async fn a_sign_out_during_an_outage_is_queued_and_completes_when_l2_returns() {
         .expect("stamp queued and written");
     assert_eq!(
         std::str::from_utf8(&stamp.bytes).unwrap(),
-        (T0 + 5).to_string()
+        format!("{}.000", T0 + 5),
+        "Unix seconds with milliseconds: the moment of the sign-out"
     );
     // Now it is durable.
     let again = cache.remove_account(&h).await.unwrap();
@@ -423,7 +424,10 @@ async fn a_sign_out_while_redis_is_down_completes_when_it_is_back() {
     assert_eq!(server.cli(&["EXISTS", &h]).trim(), "0");
     let stamp = server.cli(&["GET", &cache.two_level().keys().revocation(&h)]);
     assert!(
-        stamp.trim().parse::<i64>().is_ok(),
+        stamp
+            .trim()
+            .split_once('.')
+            .is_some_and(|(s, ms)| s.parse::<i64>().is_ok() && ms.len() == 3),
         "stamp written: {stamp:?}"
     );
     // A second sign-out (the provider's retry) finds the linked OBO partition and is durable.

@@ -94,7 +94,10 @@ async fn mfa_case_and_sign_out(url: &str) {
     let seen = b.stats().invalidated;
     save(&a, oid, "before-mfa").await;
     // (a load that races a message is not kept in L1: wait for it first)
-    until("B got the first save's message", || b.stats().invalidated > seen).await;
+    until("B got the first save's message", || {
+        b.stats().invalidated > seen
+    })
+    .await;
     assert_eq!(token(&b, oid).await.as_deref(), Some("before-mfa"));
     assert_eq!(
         token(&b, oid).await.as_deref(),
@@ -143,7 +146,10 @@ async fn a_killed_subscription_never_leaves_a_stale_l1() {
     let oid = "aaaaaaaa-0000-0000-0000-0000000kill1";
     let seen = b.stats().invalidated;
     save(&a, oid, "v1").await;
-    until("B got the first save's message", || b.stats().invalidated > seen).await;
+    until("B got the first save's message", || {
+        b.stats().invalidated > seen
+    })
+    .await;
     assert_eq!(token(&b, oid).await.as_deref(), Some("v1"));
     assert_eq!(token(&b, oid).await.as_deref(), Some("v1"));
     let hits = b.stats().l1_hits;

@@ -173,10 +173,53 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
         let raw = p(&links);
         assert!(raw > 55_000 && raw <= 60_000, "{raw}");
     }
+    // compare_and_swap: only over exactly the expected value (or absence).
+    let cas = k("cas");
+    assert!(store
+        .compare_and_swap(&cas, None, Some(b"v1"), Some(ms(60_000)))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .compare_and_swap(&cas, None, Some(b"v2"), None)
+            .await
+            .unwrap(),
+        "not absent"
+    );
+    assert!(!store
+        .compare_and_swap(&cas, Some(b"v0"), Some(b"v2"), None)
+        .await
+        .unwrap());
+    assert_eq!(store.get(&cas).await.unwrap().unwrap().bytes, b"v1");
+    assert!(store
+        .compare_and_swap(&cas, Some(b"v1"), Some(b"v2"), Some(ms(60_000)))
+        .await
+        .unwrap());
+    assert_eq!(store.get(&cas).await.unwrap().unwrap().bytes, b"v2");
+    if let Some(p) = &pttl {
+        assert!(p(&cas) > 50_000, "the new TTL");
+    }
+    assert!(
+        store
+            .compare_and_swap(&cas, Some(b"v2"), None, None)
+            .await
+            .unwrap(),
+        "a removal"
+    );
+    assert_eq!(store.get(&cas).await.unwrap(), None);
+    assert!(!store
+        .compare_and_swap(&cas, Some(b"v2"), None, None)
+        .await
+        .unwrap());
+
     // A link set is not an entry (as in Redis: WRONGTYPE).
     let e = store.get(&links).await.unwrap_err();
     assert_eq!(e.kind, StoreErrorKind::Server, "{e}");
     let e = store.link_add(&k("a"), "m", None).await.unwrap_err();
+    assert!(store
+        .compare_and_swap(&links, None, Some(b"x"), None)
+        .await
+        .is_err());
     assert_eq!(e.kind, StoreErrorKind::Server, "{e}");
     store
         .link_remove(&links, &["obo1".into(), "nope".into()])

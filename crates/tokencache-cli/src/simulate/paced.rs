@@ -157,6 +157,17 @@ impl Store for PacedStore {
             .set_if_absent(key, value, ttl.map(|t| self.down(t)))
             .await
     }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        self.inner
+            .compare_and_swap(key, expected, new, ttl.map(|t| self.down(t)))
+            .await
+    }
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         self.inner.touch(key, self.down(ttl)).await
     }
@@ -195,6 +206,10 @@ impl Store for PacedStore {
     }
     fn endpoint(&self) -> String {
         self.inner.endpoint()
+    }
+
+    fn backplane(&self) -> Option<tokencache::backplane::SharedBackplane> {
+        self.inner.backplane()
     }
 }
 

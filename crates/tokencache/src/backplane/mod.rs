@@ -39,12 +39,13 @@ pub enum Message {
         /// A digest of what was written (0: removed).
         version: u64,
     },
-    /// A user signed out at `at` (Unix seconds): refuse their tokens cached at or before.
+    /// A user signed out at `at_ms` (ms since the epoch): refuse their tokens cached at
+    /// or before.
     Revoked {
         /// The user's home account id.
         home_account_id: String,
-        /// The revocation stamp.
-        at: i64,
+        /// The revocation stamp, ms since the epoch.
+        at_ms: i64,
     },
     /// "I am here": a replica's periodic check that its own subscription delivers.
     Heartbeat {
@@ -70,7 +71,7 @@ pub struct BadMessage(&'static str);
 const MAGIC: &str = "tc1";
 
 impl Envelope {
-    /// The wire form: `tc1|{origin hex}|c|{version hex}|{key}`, `…|r|{at}|{home}`,
+    /// The wire form: `tc1|{origin hex}|c|{version hex}|{key}`, `…|r|{at_ms}|{home}`,
     /// `…|h|{seq}|`. The key or account id comes last, so it may contain `|`.
     pub fn encode(&self) -> Vec<u8> {
         let o = self.origin;
@@ -78,8 +79,8 @@ impl Envelope {
             Message::Changed { key, version } => format!("{MAGIC}|{o:x}|c|{version:x}|{key}"),
             Message::Revoked {
                 home_account_id,
-                at,
-            } => format!("{MAGIC}|{o:x}|r|{at}|{home_account_id}"),
+                at_ms,
+            } => format!("{MAGIC}|{o:x}|r|{at_ms}|{home_account_id}"),
             Message::Heartbeat { seq } => format!("{MAGIC}|{o:x}|h|{seq:x}|"),
         }
         .into_bytes()
@@ -104,7 +105,7 @@ impl Envelope {
                 key: rest.to_owned(),
             },
             "r" => Message::Revoked {
-                at: num.parse().map_err(|_| BadMessage("bad stamp"))?,
+                at_ms: num.parse().map_err(|_| BadMessage("bad stamp"))?,
                 home_account_id: rest.to_owned(),
             },
             "h" => Message::Heartbeat {
@@ -222,7 +223,7 @@ mod tests {
             },
             Message::Revoked {
                 home_account_id: "oid.tid".into(),
-                at: 1_800_000_000,
+                at_ms: 1_800_000_000_123,
             },
             Message::Heartbeat { seq: 7 },
         ] {

@@ -51,7 +51,8 @@ use crate::schema::{
 };
 use crate::store::{self, SharedStore};
 use crate::twolevel::{
-    EntryContext, ExpiryOptions, Stats, TwoLevel, TwoLevelOptions, WriteOutcome, MAX_TTL,
+    EntryContext, ExpiryOptions, Stats, TwoLevel, TwoLevelOptions, WriteOutcome, WriteScope,
+    MAX_TTL,
 };
 
 /// Whose tokens a lookup is for: decides the partition.
@@ -695,9 +696,15 @@ impl TokenCache {
             scopes: request.scopes,
             user_assertion: assertion,
         };
-        let now = self.two.clock().now_secs();
+        let now_ms = self.two.clock().now_millis();
+        let now = (now_ms / 1000) as i64;
         let obo = matches!(target.kind, PartitionKind::Obo | PartitionKind::OboSession);
         let form = self.app_account_form;
+        // Its tokens were requested now (at the latest): a sign-out since refuses them.
+        let scope = WriteScope {
+            owner: target.owner.as_deref(),
+            requested_at_ms: now_ms as i64,
+        };
         // Linked before the write, so that a save cancelled mid-way never leaves a
         // partition its user's sign-out cannot find (a link to a partition that was not
         // written is harmless: it is pruned). The TTL is what the partition will most
@@ -713,10 +720,16 @@ impl TokenCache {
         }
         let (added, write) = self
             .two
-            .update(target.kind, &target.key, target.ctx, |p: &mut Partition| {
-                p.add_token_response_with_form(&req, response, now, form)
-                    .map_err(Error::from)
-            })
+            .update(
+                target.kind,
+                &target.key,
+                target.ctx,
+                scope,
+                |p: &mut Partition| {
+                    p.add_token_response_with_form(&req, response, now, form)
+                        .map_err(Error::from)
+                },
+            )
             .await?;
         if let (Some(owner), true, true) = (&target.owner, obo, write.stored) {
             if write.ttl.unwrap_or(MAX_TTL) > link_ttl.unwrap_or(MAX_TTL) {
@@ -787,10 +800,12 @@ impl TokenCache {
     async fn sign_out_now(&self, home_account_id: &str) -> SignOut {
         let keys = self.two.keys().clone();
         let store = self.two.store().clone();
-        let now = self.two.clock().now_secs();
         // Refused here at once, on every replica by the backplane, and in L2 (queued
         // when L2 does not take it, like the removals below).
-        let stamp_written = self.two.revoke_everywhere(home_account_id, now).await;
+        let stamp_written = self
+            .two
+            .revoke_everywhere(home_account_id, self.two.clock().now_millis() as i64)
+            .await;
         let set = keys.link_set(home_account_id);
         let (members, links_read) = match self
             .two
@@ -829,19 +844,7 @@ impl TokenCache {
 
     /// Reads the user's revocation stamp from L2 and applies it locally; returns it.
     pub async fn refresh_revocation(&self, home_account_id: &str) -> Result<Option<i64>, Error> {
-        let key = self.two.keys().revocation(home_account_id);
-        let value = self.two.call("get", self.two.store().get(&key)).await?;
-        let stamp = value.and_then(|v| {
-            std::str::from_utf8(&v.bytes)
-                .ok()?
-                .trim()
-                .parse::<i64>()
-                .ok()
-        });
-        if let Some(s) = stamp {
-            self.revoke_locally(home_account_id, s);
-        }
-        Ok(stamp)
+        Ok(self.two.refresh_revocation(home_account_id).await?)
     }
 
     /// The refresh token of a user for a client (a family refresh token is accepted
@@ -910,6 +913,10 @@ impl TokenCache {
                 PartitionKind::User,
                 home_account_id,
                 EntryContext::default(),
+                WriteScope {
+                    owner: Some(home_account_id),
+                    requested_at_ms: self.two.clock().now_millis() as i64,
+                },
                 |p: &mut Partition| Ok(p.remove_account(client_id, home_account_id)),
             )
             .await?;

@@ -808,6 +808,16 @@ impl crate::store::Store for SignOutWritesFail {
         self.check("set_if_absent")?;
         self.inner.set_if_absent(key, value, ttl).await
     }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        ttl: Option<Duration>,
+    ) -> crate::store::StoreResult<bool> {
+        self.check("set")?;
+        self.inner.compare_and_swap(key, expected, new, ttl).await
+    }
     async fn touch(&self, key: &str, ttl: Duration) -> crate::store::StoreResult<bool> {
         self.inner.touch(key, ttl).await
     }

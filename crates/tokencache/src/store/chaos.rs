@@ -275,6 +275,17 @@ impl Store for ChaosStore {
         self.inner.set_if_absent(key, value, ttl).await
     }
 
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        self.chaos("compare_and_swap").await?;
+        self.inner.compare_and_swap(key, expected, new, ttl).await
+    }
+
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         self.chaos("touch").await?;
         self.inner.touch(key, ttl).await

@@ -578,6 +578,45 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        let k = key.to_owned();
+        let expected = expected.map(<[u8]>::to_vec);
+        let new = new.map(<[u8]>::to_vec);
+        let out = self
+            .run(move |db, now| {
+                // One write transaction: redb serializes writers, so compare-and-swap is
+                // atomic.
+                write(db, |t| {
+                    if t.set_deadline(&k)?.is_some_and(|d| !expired(d, now)) {
+                        return Ok(Outcome::WrongType);
+                    }
+                    let (old, current) = match t.entry(&k)? {
+                        Some((d, b)) if !expired(d, now) => (Some(d), Some(b)),
+                        Some((d, _)) => (Some(d), None),
+                        None => (None, None),
+                    };
+                    if current != expected {
+                        return Ok(Outcome::Done(false));
+                    }
+                    match &new {
+                        Some(v) => t.put_entry(&k, v, encode_deadline(ttl, now), old)?,
+                        None => {
+                            t.remove_entry(&k, now)?;
+                        }
+                    }
+                    Ok(Outcome::Done(true))
+                })
+            })
+            .await?;
+        self.done(out, key)
+    }
+
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         let k = key.to_owned();
         self.run(move |db, now| {

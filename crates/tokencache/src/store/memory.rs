@@ -198,6 +198,44 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        let now = self.clock.now_millis();
+        let mut inner = self.lock();
+        let current = match Self::live(&mut inner, key, now) {
+            None => None,
+            Some(Entry {
+                value: Value::Bytes(b),
+                ..
+            }) => Some(b.as_slice()),
+            Some(_) => return Err(wrong_type(ENDPOINT, key)),
+        };
+        if current != expected {
+            return Ok(false);
+        }
+        match new {
+            Some(v) => {
+                inner.map.insert(
+                    key.to_owned(),
+                    Entry {
+                        value: Value::Bytes(v.to_vec()),
+                        deadline: ttl.map(|t| deadline(now, t)),
+                    },
+                );
+            }
+            None => {
+                inner.map.remove(key);
+            }
+        }
+        Self::wrote(&mut inner, now);
+        Ok(true)
+    }
+
     async fn set_if_absent(
         &self,
         key: &str,

@@ -141,6 +141,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         ttl: Option<Duration>,
     ) -> StoreResult<bool>;
 
+    /// Replaces the value of `key` only if it holds exactly `expected` now (`None`: no
+    /// live entry), atomically: `new` with `ttl`, or a removal when `new` is `None`.
+    /// Returns whether it did (false: another writer changed the key since it was
+    /// read). The optimistic write path's compare-and-swap.
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool>;
+
     /// Sets the TTL of an existing entry; returns whether it existed.
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool>;
 

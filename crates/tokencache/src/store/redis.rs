@@ -109,6 +109,27 @@ prune(now)
 return 1
 "#;
 
+/// `compare_and_swap`: ARGV[1] `1` when a value is expected (ARGV[2]) else `0`; ARGV[3]
+/// `1` to write ARGV[4] (with ARGV[5] ms of TTL, `-1`: none) else `0` to remove.
+const CAS_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if cur ~= ARGV[2] then return 0 end
+elseif cur then
+  return 0
+end
+if ARGV[3] == '1' then
+  if ARGV[5] == '-1' then
+    redis.call('SET', KEYS[1], ARGV[4])
+  else
+    redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+  end
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"#;
+
 fn link_script(body: &str) -> redis::Script {
     redis::Script::new(&format!("{NOW_LUA}{LINK_PRUNE_LUA}{body}"))
 }
@@ -264,6 +285,7 @@ pub struct RedisStore {
     link_add: redis::Script,
     link_members: redis::Script,
     link_remove: redis::Script,
+    cas: redis::Script,
     backplane: Arc<RedisBackplane>,
 }
 
@@ -428,6 +450,7 @@ impl RedisStore {
             link_add: link_script(LINK_ADD_BODY),
             link_members: link_script(LINK_MEMBERS_BODY),
             link_remove: link_script(LINK_REMOVE_BODY),
+            cas: redis::Script::new(CAS_LUA),
         })
     }
 
@@ -505,6 +528,7 @@ impl RedisStore {
             link_add: link_script(LINK_ADD_BODY),
             link_members: link_script(LINK_MEMBERS_BODY),
             link_remove: link_script(LINK_REMOVE_BODY),
+            cas: redis::Script::new(CAS_LUA),
         })
     }
 
@@ -626,6 +650,25 @@ impl Store for RedisStore {
         }
         let _: () = self.query(cmd).await?;
         Ok(())
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        let ms: i64 = ttl.map_or(-1, |t| i64::try_from(ttl_millis(t)).unwrap_or(i64::MAX));
+        let mut c = self.conn().await?;
+        let mut inv = self.cas.key(key);
+        inv.arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or_default())
+            .arg(if new.is_some() { "1" } else { "0" })
+            .arg(new.unwrap_or_default())
+            .arg(ms);
+        let done: i64 = c.script(&inv).await.map_err(|e| self.err(&e))?;
+        Ok(done == 1)
     }
 
     async fn set_if_absent(

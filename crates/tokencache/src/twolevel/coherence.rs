@@ -144,10 +144,10 @@ impl Core {
             }
             Message::Revoked {
                 home_account_id,
-                at,
+                at_ms,
             } => {
                 self.invalidations.fetch_add(1, Ordering::AcqRel);
-                self.revoke_locally(&home_account_id, at);
+                self.revoke_locally_ms(&home_account_id, at_ms);
                 self.forget_l1(&home_account_id);
                 bump(&self.counters.invalidated);
                 self.metrics.invalidated.increment(1);

@@ -5,8 +5,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::Duration;
 
+use super::optimistic::Committed;
 use super::recovery::{Queued, QueuedOp};
 use super::stats::{bump, load};
+use super::WriteScope;
 use super::{BreakerState, Core};
 
 impl Core {
@@ -115,69 +117,88 @@ impl Core {
             queued: Some(queued.clone()),
         };
         let now = self.clock.now_millis();
+        if let QueuedOp::Merge {
+            change,
+            kind,
+            ctx,
+            owner,
+            requested_at_ms,
+        } = &queued.op
+        {
+            // The same optimistic write as a live save: merged into what L2 holds now,
+            // refused when the owner signed out after the tokens were requested.
+            let scope = WriteScope {
+                owner: owner.as_deref(),
+                requested_at_ms: *requested_at_ms,
+            };
+            let Some(mut current) = self.read_current(full, scope.owner).await else {
+                return pending.put_back();
+            };
+            let revoked = |pending: &mut PutBack<'_>| {
+                pending.queued = None;
+                bump(&self.counters.superseded);
+                self.metrics.dropped_superseded.increment(1);
+                self.forget_l1(&bare);
+                tracing::debug!(key = %full, "queued change not applied: its user signed out since");
+                true
+            };
+            if scope.revoked_by(current.stamp) {
+                return revoked(&mut pending);
+            }
+            let mut partition = std::mem::take(&mut current.partition);
+            change.apply_to(&mut partition, queued.written_at);
+            return match self
+                .commit(
+                    *kind, &bare, full, ctx, scope, None, change, current, partition,
+                )
+                .await
+            {
+                Committed::Written(_) => {
+                    pending.queued = None;
+                    bump(&self.counters.recovered);
+                    self.metrics.applied.increment(1);
+                    true
+                }
+                Committed::Revoked => revoked(&mut pending),
+                Committed::Failed(_) => pending.put_back(),
+            };
+        }
         // What to write: decided against what L2 holds now (tokencache's own keys other
         // than stamps are written as they are).
         let write = match &queued.op {
             // tokencache's own keys (link sets) are not partitions: removed as they are.
             QueuedOp::Remove if self.keys.is_own_key(full) => Write::Remove,
-            QueuedOp::Remove | QueuedOp::Set { .. } | QueuedOp::Merge { .. } => {
+            QueuedOp::Remove => {
                 bump(&self.counters.l2_reads);
                 let current = match self.call_with("get", || self.store.get(full)).await {
                     Ok(v) => v,
                     Err(_) => return pending.put_back(),
                 };
-                let l2 = current.and_then(|v| match self.decode(full, &v.bytes) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        let then = "replaced by a queued change";
-                        self.unreadable(full, v.bytes.len(), &e, then);
-                        None
-                    }
-                });
-                match &queued.op {
-                    QueuedOp::Merge { change, kind, ctx } => {
-                        let mut merged = l2.unwrap_or_default();
-                        change.apply_to(&mut merged, queued.written_at);
-                        let deadline = self.expiry.deadline(*kind, &merged, ctx, now);
-                        let deadline = deadline.at(now);
-                        if !merged.has_credentials() || deadline.is_some_and(|d| d <= now) {
-                            Write::Remove
-                        } else {
-                            Write::Set(self.encode(full, &merged), deadline)
-                        }
-                    }
-                    op => {
-                        // Newer value wins: another replica stored newer tokens meanwhile.
-                        let newer = l2
-                            .and_then(|p| p.last_cached_at())
-                            .is_some_and(|t| t > queued.written_at);
-                        if newer {
-                            pending.queued = None;
-                            bump(&self.counters.superseded);
-                            self.metrics.dropped_superseded.increment(1);
-                            self.forget_l1(&bare); // reread the newer value
-                            tracing::debug!(key = %full, "queued change not applied: L2 holds newer tokens");
-                            return true;
-                        }
-                        match op {
-                            QueuedOp::Set {
-                                partition,
-                                deadline_ms,
-                            } => Write::Set(self.encode(full, partition), *deadline_ms),
-                            _ => Write::Remove,
-                        }
-                    }
+                // Newer value wins: another replica stored newer tokens meanwhile.
+                let newer = current
+                    .and_then(|v| self.decode(full, &v.bytes).ok())
+                    .and_then(|p| p.last_cached_at())
+                    .is_some_and(|t| t > queued.written_at);
+                if newer {
+                    pending.queued = None;
+                    bump(&self.counters.superseded);
+                    self.metrics.dropped_superseded.increment(1);
+                    self.forget_l1(&bare); // reread the newer value
+                    tracing::debug!(key = %full, "queued removal not applied: L2 holds newer tokens");
+                    return true;
                 }
+                Write::Remove
             }
-            QueuedOp::Revoke { at, deadline_ms } => {
+            QueuedOp::Merge { .. } => return true, // handled above
+            QueuedOp::Revoke { at_ms, deadline_ms } => {
                 // A stamp only moves forward: keep another replica's later sign-out.
                 bump(&self.counters.l2_reads);
                 let current = match self.call_with("get", || self.store.get(full)).await {
                     Ok(v) => v.and_then(|v| parse_stamp(&v.bytes)),
                     Err(_) => return pending.put_back(),
                 };
-                let at = current.map_or(*at, |c| c.max(*at));
-                Write::Set(at.to_string().into_bytes(), *deadline_ms)
+                let at = current.map_or(*at_ms, |c| c.max(*at_ms));
+                Write::Set(format_stamp(at).into_bytes(), *deadline_ms)
             }
         };
         let published = match &write {
@@ -212,18 +233,15 @@ impl Core {
             Ok(()) => {
                 pending.queued = None;
                 match &queued.op {
-                    QueuedOp::Revoke { at, .. } => {
+                    QueuedOp::Revoke { at_ms, .. } => {
                         if let Some(home) = self.keys.revoked_account(full) {
                             self.publish(crate::backplane::Message::Revoked {
                                 home_account_id: home.to_owned(),
-                                at: *at,
+                                at_ms: *at_ms,
                             });
                         }
                     }
                     _ => self.publish_changed(full, published),
-                }
-                if matches!(queued.op, QueuedOp::Merge { .. }) {
-                    self.forget_l1(&bare); // L1 held only our side of the merge
                 }
                 bump(&self.counters.recovered);
                 self.metrics.applied.increment(1);
@@ -240,9 +258,25 @@ enum Write {
     Remove,
 }
 
-/// A revocation stamp's value: Unix seconds as decimal text.
+/// A revocation stamp's value, in ms since the epoch: written as decimal Unix seconds
+/// with milliseconds (`1800000000.123`); plain seconds (stamps written before) read as
+/// the end of that second.
 pub(crate) fn parse_stamp(bytes: &[u8]) -> Option<i64> {
-    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+    let s = std::str::from_utf8(bytes).ok()?.trim();
+    match s.split_once('.') {
+        Some((secs, frac)) if frac.len() == 3 && frac.bytes().all(|b| b.is_ascii_digit()) => {
+            let secs: i64 = secs.parse().ok()?;
+            let ms: i64 = frac.parse().ok()?;
+            secs.checked_mul(1000)?.checked_add(ms)
+        }
+        Some(_) => None,
+        None => s.parse::<i64>().ok()?.checked_mul(1000)?.checked_add(999),
+    }
+}
+
+/// The stored form of a stamp (see [`parse_stamp`]).
+pub(crate) fn format_stamp(at_ms: i64) -> String {
+    format!("{}.{:03}", at_ms.div_euclid(1000), at_ms.rem_euclid(1000))
 }
 
 /// A change taken out of the queue to be applied: put back (at its old place) unless
@@ -296,5 +330,37 @@ async fn recovery_loop(weak: Weak<Core>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_read_both_forms_and_refuse_garbage() {
+        assert_eq!(parse_stamp(b"1800000000.123"), Some(1_800_000_000_123));
+        assert_eq!(
+            parse_stamp(format_stamp(1_800_000_000_007).as_bytes()),
+            Some(1_800_000_000_007)
+        );
+        // written before stamps had milliseconds: the end of that second
+        assert_eq!(parse_stamp(b"1800000000"), Some(1_800_000_000_999));
+        for bad in [
+            &b""[..],
+            b"x",
+            b"1.2",
+            b"1.2345",
+            b"1.-12",
+            b"99999999999999999999",
+            b"\xff",
+        ] {
+            assert_eq!(parse_stamp(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_stamp(format!("{}", i64::MAX).as_bytes()),
+            None,
+            "overflow"
+        );
     }
 }

@@ -62,6 +62,7 @@ mod expiry;
 mod gate;
 mod locks;
 mod metrics;
+mod optimistic;
 mod policy;
 mod quiet;
 mod read;
@@ -154,10 +155,31 @@ pub struct WriteOutcome {
     pub l2_written: bool,
     /// The TTL given to L2 (`None`: no expiry).
     pub ttl: Option<Duration>,
-    /// L2 could not be read before the write, so the whole key was not written: the
-    /// change waits in the recovery queue and is merged, record by record, into L2's
-    /// partition when L2 is back (it never replaces records it did not see).
+    /// L2 could not be read or written: the change waits in the recovery queue and is
+    /// merged, record by record, into L2's partition when L2 is back (it never replaces
+    /// records it did not see).
     pub merged_later: bool,
+    /// The owner signed out after the tokens were requested: nothing was written.
+    pub revoked: bool,
+}
+
+/// Whose partition a write changes and when its tokens were requested: a sign-out of
+/// the owner at or after that moment refuses the write (docs/design.md §7).
+#[derive(Debug, Clone, Copy)]
+pub struct WriteScope<'a> {
+    /// The user the partition belongs to (the user itself, or an OBO partition's user);
+    /// `None` for app partitions.
+    pub owner: Option<&'a str>,
+    /// When the tokens were requested (ms since the epoch, the cache's clock).
+    pub requested_at_ms: i64,
+}
+
+impl WriteScope<'_> {
+    /// Whether a sign-out at `stamp_ms` refuses this write (the sign-out came at or
+    /// after the request).
+    pub(crate) fn revoked_by(&self, stamp_ms: Option<i64>) -> bool {
+        stamp_ms.is_some_and(|s| s >= self.requested_at_ms)
+    }
 }
 
 /// Locks and loads held by operations in flight (see [`TwoLevel::in_flight`]).
@@ -409,17 +431,21 @@ impl TwoLevel {
     }
 
     /// Changes the partition under `key` with `change`, then writes it through both
-    /// levels (or removes it when no credentials are left). Returns what `change`
-    /// returned and what the write did. When L2 fails, the change lands in L1 and in the
-    /// recovery queue; it is not an error.
+    /// levels (or removes it when no credentials are left), optimistically: only over
+    /// what it read, else the change is replayed record by record onto what another
+    /// writer stored (see `optimistic`). Refused when `scope`'s owner signed out at or
+    /// after `scope.requested_at_ms`. Returns what `change` returned and what the write
+    /// did. When L2 fails, the change lands in L1 and in the recovery queue; it is not
+    /// an error.
     pub async fn update<R>(
         &self,
         kind: PartitionKind,
         key: &str,
         ctx: EntryContext,
+        scope: WriteScope<'_>,
         change: impl FnOnce(&mut Partition) -> Result<R, Error>,
     ) -> Result<(R, WriteOutcome), Error> {
-        self.core.update(kind, key, ctx, change).await
+        self.core.update(kind, key, ctx, scope, change).await
     }
 
     /// Removes the partition under `key` from both levels. Returns whether L2 took it
@@ -469,15 +495,20 @@ impl TwoLevel {
     }
 
     /// Makes this replica refuse tokens of `home_account_id` cached at or before
-    /// `stamp` (Unix seconds), until the stamp's TTL ([`stamp_ttl`](Self::stamp_ttl)).
+    /// `stamp` (Unix seconds: the end of that second), until the stamp's TTL
+    /// ([`stamp_ttl`](Self::stamp_ttl)).
     pub fn revoke_locally(&self, home_account_id: &str, stamp: i64) {
-        self.core.revoke_locally(home_account_id, stamp);
+        let ms = stamp.saturating_mul(1000).saturating_add(999);
+        self.core.revoke_locally_ms(home_account_id, ms);
     }
 
-    /// The revocation stamp of `home_account_id` this replica knows, if still live.
+    /// The revocation stamp of `home_account_id` this replica knows, if still live, in
+    /// Unix seconds (tokens with `cached_at` at or before it are refused).
     #[inline]
     pub fn revocation_of(&self, home_account_id: &str) -> Option<i64> {
-        self.core.revocation_of(home_account_id)
+        self.core
+            .revocation_ms(home_account_id)
+            .map(|ms| ms.div_euclid(1000))
     }
 
     /// Whether L1 is bypassed now because the backplane subscription is down (and L2
@@ -497,23 +528,37 @@ impl TwoLevel {
         self.core.revocations.any()
     }
 
+    /// Reads the user's revocation stamp from L2 and applies it here; returns it (Unix
+    /// seconds).
+    pub async fn refresh_revocation(&self, home_account_id: &str) -> StoreResult<Option<i64>> {
+        let core = &self.core;
+        let key = core.keys.revocation(home_account_id);
+        let value = core.call("get", core.store.get(&key)).await?;
+        let stamp = value.and_then(|v| drain::parse_stamp(&v.bytes));
+        if let Some(ms) = stamp {
+            core.revoke_locally_ms(home_account_id, ms);
+        }
+        Ok(stamp.map(|ms| ms.div_euclid(1000)))
+    }
+
     /// How long a revocation stamp lives: as long as a token cached before it could
     /// still be served (a refresh-token lifetime, at most [`MAX_TTL`]).
     pub fn stamp_ttl(&self) -> Duration {
         self.core.stamp_ttl()
     }
 
-    /// Tells every replica that `home_account_id` signed out at `at`: writes the stamp
+    /// Tells every replica that `home_account_id` signed out at `at_ms` (ms since the
+    /// epoch): writes the stamp
     /// to L2 (queued when L2 does not take it, and drained as the later of it and L2's stamp)
     /// and publishes it on the backplane. Returns whether L2 took it now.
-    pub async fn revoke_everywhere(&self, home_account_id: &str, at: i64) -> bool {
+    pub async fn revoke_everywhere(&self, home_account_id: &str, at_ms: i64) -> bool {
         let core = &self.core;
-        core.revoke_locally(home_account_id, at);
+        core.revoke_locally_ms(home_account_id, at_ms);
         let full = core.keys.revocation(home_account_id);
-        let written = core.write_stamp(&full, at, Some(core.stamp_ttl())).await;
+        let written = core.write_stamp(&full, at_ms, Some(core.stamp_ttl())).await;
         core.publish(crate::backplane::Message::Revoked {
             home_account_id: home_account_id.to_owned(),
-            at,
+            at_ms,
         });
         written
     }
@@ -545,18 +590,24 @@ impl TwoLevel {
 }
 
 impl Core {
-    pub(super) fn revoke_locally(&self, home: &str, stamp: i64) {
-        let horizon = self.clock.now_secs() - self.stamp_ttl().as_secs() as i64;
-        self.revocations.revoke(home, stamp, horizon);
+    /// Records a stamp (ms since the epoch).
+    pub(super) fn revoke_locally_ms(&self, home: &str, stamp_ms: i64) {
+        self.revocations
+            .revoke(home, stamp_ms, self.stamp_horizon_ms());
     }
 
+    /// A live stamp of `home` (ms since the epoch).
     #[inline]
-    pub(super) fn revocation_of(&self, home: &str) -> Option<i64> {
+    pub(super) fn revocation_ms(&self, home: &str) -> Option<i64> {
         if !self.revocations.any() {
             return None;
         }
-        let horizon = self.clock.now_secs() - self.stamp_ttl().as_secs() as i64;
-        self.revocations.of(home, horizon)
+        self.revocations.of(home, self.stamp_horizon_ms())
+    }
+
+    /// Stamps at or before this (ms) have outlived their TTL.
+    fn stamp_horizon_ms(&self) -> i64 {
+        self.clock.now_millis() as i64 - self.stamp_ttl().as_millis() as i64
     }
 
     pub(super) fn stamp_ttl(&self) -> Duration {

@@ -110,23 +110,10 @@ impl Core {
         }
         let full = self.keys.partition_str(key);
         let queued = self.queue.peek(&full);
-        match queued.as_ref().map(|q| &q.op) {
-            // This replica's latest whole value, not in L2 yet: it is the answer.
-            Some(QueuedOp::Remove) => return None,
-            Some(QueuedOp::Set {
-                partition,
-                deadline_ms,
-            }) => {
-                let now = self.clock.now_millis();
-                if deadline_ms.is_some_and(|d| d <= now) {
-                    return None;
-                }
-                let size = partition.to_vec().len();
-                self.fill_l1(key, partition.clone(), size, now, *deadline_ms);
-                return Some(partition.clone());
-            }
-            // A change to merge into L2's copy: read it, then make the change on top.
-            _ => {}
+        // This replica's latest change, not in L2 yet: a removal is the answer; a change
+        // to merge into L2's copy is made on top of what is read.
+        if let Some(QueuedOp::Remove) = queued.as_ref().map(|q| &q.op) {
+            return None;
         }
         let merge = |mut p: Partition| {
             if let Some(q) = &queued {

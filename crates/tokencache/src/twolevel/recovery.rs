@@ -28,11 +28,6 @@ use crate::schema::{Partition, PartitionChange};
 /// One queued change of a key.
 #[derive(Debug, Clone)]
 pub(crate) enum QueuedOp {
-    /// Write this partition with this deadline (ms since the epoch; `None`: no expiry).
-    Set {
-        partition: Arc<Partition>,
-        deadline_ms: Option<u64>,
-    },
     /// Remove the key.
     Remove,
     /// Merge this change, record by record, into whatever L2 holds (the write could
@@ -42,10 +37,17 @@ pub(crate) enum QueuedOp {
         change: Box<PartitionChange>,
         kind: PartitionKind,
         ctx: EntryContext,
+        /// Whose tokens (their revocation stamp refuses the change if newer).
+        owner: Option<Arc<str>>,
+        /// When the change's tokens were requested (ms since the epoch).
+        requested_at_ms: i64,
     },
-    /// A revocation stamp (a sign-out at `at`, Unix seconds): written as the later of
-    /// it and the stamp L2 holds, with this deadline.
-    Revoke { at: i64, deadline_ms: Option<u64> },
+    /// A revocation stamp (a sign-out at `at_ms`, ms since the epoch): written as the
+    /// later of it and the stamp L2 holds, with this deadline.
+    Revoke {
+        at_ms: i64,
+        deadline_ms: Option<u64>,
+    },
 }
 
 /// A queued change and when it was made.
@@ -62,13 +64,12 @@ impl Queued {
     pub(crate) fn applied_to(&self, mut l2: Partition) -> Partition {
         let l2_newer = || l2.last_cached_at().is_some_and(|t| t > self.written_at);
         match &self.op {
-            QueuedOp::Set { partition, .. } if !l2_newer() => Partition::clone(partition),
             QueuedOp::Remove if !l2_newer() => Partition::new(),
             QueuedOp::Merge { change, .. } => {
                 change.apply_to(&mut l2, self.written_at);
                 l2
             }
-            QueuedOp::Set { .. } | QueuedOp::Remove | QueuedOp::Revoke { .. } => l2,
+            QueuedOp::Remove | QueuedOp::Revoke { .. } => l2,
         }
     }
 }
@@ -196,9 +197,12 @@ mod tests {
 
     fn set(at: i64) -> Queued {
         Queued {
-            op: QueuedOp::Set {
-                partition: Arc::new(Partition::new()),
-                deadline_ms: None,
+            op: QueuedOp::Merge {
+                change: Box::default(),
+                kind: PartitionKind::User,
+                ctx: EntryContext::default(),
+                owner: None,
+                requested_at_ms: at * 1000,
             },
             written_at: at,
         }

@@ -1,5 +1,5 @@
-//! The revocation stamps this replica knows: user → when they last signed out (Unix
-//! seconds). Tokens of the user cached at or before the stamp are refused, from L1 as
+//! The revocation stamps this replica knows: user → when they last signed out (ms
+//! since the epoch). Tokens of the user cached at or before the stamp are refused, from L1 as
 //! from L2. Stamps come from this replica's sign-outs, from the backplane (another
 //! replica's), and from L2. They end with their TTL, here as in L2.
 
@@ -20,7 +20,7 @@ pub(crate) struct Revocations {
 
 impl Revocations {
     /// Records that `home` signed out at `stamp` (the later stamp wins). Stamps older
-    /// than `horizon` (Unix seconds: now − the stamps' TTL) are pruned, amortized (when
+    /// than `horizon` (now − the stamps' TTL, same unit) are pruned, amortized (when
     /// the map has doubled since the last pruning), so the map never only grows.
     pub(crate) fn revoke(&self, home: &str, stamp: i64, horizon: i64) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());

@@ -26,6 +26,8 @@ pub(super) struct Counters {
     pub(super) superseded: AtomicU64,
     pub(super) expired: AtomicU64,
     pub(super) published: AtomicU64,
+    pub(super) write_conflicts: AtomicU64,
+    pub(super) refused_writes: AtomicU64,
     pub(super) invalidated: AtomicU64,
     pub(super) backplane_losses: AtomicU64,
 }
@@ -109,6 +111,10 @@ pub struct Stats {
     pub expired: u64,
     /// Messages this replica published on the backplane (changes, stamps, heartbeats).
     pub published: u64,
+    /// Writes that found the partition changed by another writer and were replayed.
+    pub write_conflicts: u64,
+    /// Writes refused because the owner signed out after the tokens were requested.
+    pub refused_writes: u64,
     /// Other replicas' messages that dropped an L1 entry or revoked a user here.
     pub invalidated: u64,
     /// Times the backplane subscription was lost (L1 cleared and bypassed meanwhile).
@@ -153,6 +159,8 @@ impl Core {
             superseded: load(&c.superseded),
             expired: load(&c.expired),
             published: load(&c.published),
+            write_conflicts: load(&c.write_conflicts),
+            refused_writes: load(&c.refused_writes),
             invalidated: load(&c.invalidated),
             backplane_losses: load(&c.backplane_losses),
         }

@@ -104,6 +104,17 @@ impl Store for Counting {
         self.pre().await?;
         self.inner.set_if_absent(key, value, ttl).await
     }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        self.sets.fetch_add(1, Ordering::SeqCst);
+        self.pre().await?;
+        self.inner.compare_and_swap(key, expected, new, ttl).await
+    }
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         self.touches.fetch_add(1, Ordering::SeqCst);
         self.pre().await?;
@@ -150,6 +161,9 @@ impl Store for Counting {
     }
     fn endpoint(&self) -> String {
         format!("counting({})", self.inner.endpoint())
+    }
+    fn backplane(&self) -> Option<tokencache::backplane::SharedBackplane> {
+        self.inner.backplane()
     }
 }
 

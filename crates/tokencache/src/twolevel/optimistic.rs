@@ -1,0 +1,320 @@
+//! The optimistic write of one partition (docs/design.md §8): read it with its exact
+//! bytes, change a copy, and write it only if L2 still holds those bytes
+//! (`Store::compare_and_swap`). When another replica wrote in between, the change is
+//! replayed record by record onto what L2 holds now ([`PartitionChange`]: newest
+//! `cached_at` per credential key wins, a refresh token never goes back to an older
+//! one) and the write is tried again, so two replicas saving into one partition at once
+//! both end up in it.
+//!
+//! **Sign-out wins.** With the partition, the owner's revocation stamp is read (after
+//! the partition: a sign-out writes its stamp before it removes the partition, so a
+//! read that missed the removal is caught by the compare-and-swap, and a read that saw
+//! it sees the stamp). A write whose tokens were requested at or before the stamp
+//! writes nothing: a token whose request started before a sign-out is never served
+//! afterwards, and no refresh token of the user is left in L2.
+//!
+//! When L2 cannot be read or written, the change goes to the recovery queue as a
+//! record-level change (merged into L2's partition when L2 is back, by the same rules).
+
+use std::sync::Arc;
+
+use super::drain::parse_stamp;
+use super::recovery::{Queued, QueuedOp};
+use super::stats::bump;
+use super::{Core, EntryContext, WriteOutcome, WriteScope};
+use crate::error::Error;
+use crate::partition::PartitionKind;
+use crate::schema::{Partition, PartitionChange};
+
+/// How many times a write is replayed onto a partition another replica changed before
+/// it gives up and queues the change (a partition written this often at once is a bug
+/// elsewhere, not contention).
+pub(super) const MAX_REPLAYS: usize = 16;
+
+/// How a commit ended.
+pub(super) enum Committed {
+    /// L2 took it.
+    Written(WriteOutcome),
+    /// The owner signed out after the tokens were requested: nothing written.
+    Revoked,
+    /// L2 failed: the partition this replica would have written.
+    Failed(Partition),
+}
+
+/// A partition as L2 holds it, for a write.
+pub(super) struct Current {
+    /// The exact bytes (`None`: no entry): what the compare-and-swap expects.
+    pub(super) raw: Option<Vec<u8>>,
+    /// Decoded (empty when absent or unreadable: a write replaces an unreadable one).
+    pub(super) partition: Partition,
+    /// The owner's revocation stamp (ms since the epoch), from L2 or known here.
+    pub(super) stamp: Option<i64>,
+}
+
+impl Core {
+    /// Reads `full` and its owner's revocation stamp; `None` when L2 failed.
+    pub(super) async fn read_current(&self, full: &str, owner: Option<&str>) -> Option<Current> {
+        bump(&self.counters.l2_reads);
+        let value = self.call_with("get", || self.store.get(full)).await.ok()?;
+        let (raw, partition) = match value {
+            None => (None, Partition::new()),
+            Some(v) => match self.decode(full, &v.bytes) {
+                Ok(p) => (Some(v.bytes), p),
+                Err(e) => {
+                    self.unreadable(full, v.bytes.len(), &e, "replaced by this write");
+                    (Some(v.bytes), Partition::new())
+                }
+            },
+        };
+        let mut stamp = None;
+        if let Some(owner) = owner {
+            let key = self.keys.revocation(owner);
+            bump(&self.counters.l2_reads);
+            let v = self.call_with("get", || self.store.get(&key)).await.ok()?;
+            stamp = v.and_then(|v| parse_stamp(&v.bytes));
+            if let Some(s) = stamp {
+                self.revoke_locally_ms(owner, s);
+            }
+            stamp = stamp.max(self.revocation_ms(owner));
+        }
+        Some(Current {
+            raw,
+            partition,
+            stamp,
+        })
+    }
+
+    pub(super) async fn update<R>(
+        &self,
+        kind: PartitionKind,
+        key: &str,
+        ctx: EntryContext,
+        scope: WriteScope<'_>,
+        change: impl FnOnce(&mut Partition) -> Result<R, Error>,
+    ) -> Result<(R, WriteOutcome), Error> {
+        let _guard = self.locks.lock(key).await;
+        // Dropped mid-write (a cancelled caller): L2 may or may not have the new value,
+        // so L1's copy is no longer known to match it; the next read rereads L2.
+        let mut stale_l1 = ForgetOnDrop {
+            core: self,
+            key,
+            armed: true,
+        };
+        let full = self.keys.partition_str(key);
+        let queued = self.queue.peek(&full);
+        let Some(mut current) = self.read_current(&full, scope.owner).await else {
+            // L2 could not be read: our best knowledge of the partition, and the change
+            // queued record by record (never a whole key over what we could not see).
+            let base = match &queued {
+                Some(Queued {
+                    op: QueuedOp::Remove,
+                    ..
+                }) => Partition::new(),
+                _ => self
+                    .l1
+                    .as_ref()
+                    .and_then(|l1| l1.get(key))
+                    .map(|entry| Partition::clone(entry.value()))
+                    .or_else(|| match &queued {
+                        Some(Queued {
+                            op: QueuedOp::Merge { change, .. },
+                            ..
+                        }) => Some(change.upserts().clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+            };
+            let mut partition = base.clone();
+            let result = change(&mut partition)?;
+            let diff = PartitionChange::between(&base, &partition);
+            let outcome = self.queue_change(kind, key, &full, ctx, scope, queued, diff, partition);
+            stale_l1.armed = false;
+            return Ok((result, outcome));
+        };
+        if scope.revoked_by(current.stamp) {
+            let result = change(&mut Partition::new())?;
+            return Ok((result, self.refused(key, &mut stale_l1)));
+        }
+        let base = match &queued {
+            Some(q) => q.applied_to(std::mem::take(&mut current.partition)),
+            None => std::mem::take(&mut current.partition),
+        };
+        let mut partition = base.clone();
+        let result = change(&mut partition)?;
+        let diff = PartitionChange::between(&base, &partition);
+        let outcome = match self
+            .commit(
+                kind,
+                key,
+                &full,
+                &ctx,
+                scope,
+                queued.as_ref(),
+                &diff,
+                current,
+                partition,
+            )
+            .await
+        {
+            Committed::Written(outcome) => {
+                // a change of the key queued earlier was in the base: it reached L2 too
+                self.settled(&full);
+                outcome
+            }
+            Committed::Revoked => self.refused(key, &mut stale_l1),
+            Committed::Failed(partition) => {
+                self.queue_change(kind, key, &full, ctx, scope, queued, diff, partition)
+            }
+        };
+        stale_l1.armed = false;
+        Ok((result, outcome))
+    }
+
+    /// Writes `partition` (`diff` made to `current`) over exactly `current`; when another
+    /// writer changed the key, replays `diff` (after `queued`, a change of the key still
+    /// queued) onto what it wrote and tries again, at most [`MAX_REPLAYS`] times.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn commit(
+        &self,
+        kind: PartitionKind,
+        key: &str,
+        full: &str,
+        ctx: &EntryContext,
+        scope: WriteScope<'_>,
+        queued: Option<&Queued>,
+        diff: &PartitionChange,
+        mut current: Current,
+        mut partition: Partition,
+    ) -> Committed {
+        let mut replay = 0;
+        loop {
+            replay += 1;
+            let now = self.clock.now_millis();
+            let deadline = self.expiry.deadline(kind, &partition, ctx, now);
+            let ttl = deadline.ttl_at(now);
+            let alive = partition.has_credentials() && !ttl.is_some_and(|t| t.is_zero());
+            let bytes = alive.then(|| self.encode(full, &partition));
+            bump(&self.counters.l2_writes);
+            let swapped = self
+                .call_with("compare_and_swap", || {
+                    self.store
+                        .compare_and_swap(full, current.raw.as_deref(), bytes.as_deref(), ttl)
+                })
+                .await;
+            match swapped {
+                Ok(true) => {
+                    let version = bytes.as_deref().map_or(0, super::coherence::version_of);
+                    self.publish_changed(full, version);
+                    match bytes {
+                        Some(b) => {
+                            self.fill_l1(key, Arc::new(partition), b.len(), now, deadline.at(now))
+                        }
+                        None => self.forget_l1(key),
+                    }
+                    return Committed::Written(WriteOutcome {
+                        stored: alive,
+                        l2_written: true,
+                        ttl: if alive { ttl } else { None },
+                        merged_later: false,
+                        revoked: false,
+                    });
+                }
+                Ok(false) if replay <= MAX_REPLAYS => {
+                    // Another writer came first: replay our change onto what it wrote.
+                    bump(&self.counters.write_conflicts);
+                    let Some(mut fresh) = self.read_current(full, scope.owner).await else {
+                        return Committed::Failed(partition);
+                    };
+                    if scope.revoked_by(fresh.stamp) {
+                        return Committed::Revoked;
+                    }
+                    partition = std::mem::take(&mut fresh.partition);
+                    if let Some(q) = queued {
+                        partition = q.applied_to(partition);
+                    }
+                    diff.apply_to(&mut partition, scope.requested_at_ms / 1000);
+                    current = fresh;
+                }
+                // L2 failed (or the partition is written too often to win).
+                Ok(false) | Err(_) => return Committed::Failed(partition),
+            }
+        }
+    }
+
+    /// A write refused by a newer sign-out: nothing written, nothing kept here.
+    fn refused(&self, key: &str, stale_l1: &mut ForgetOnDrop<'_>) -> WriteOutcome {
+        self.forget_l1(key);
+        stale_l1.armed = false;
+        bump(&self.counters.refused_writes);
+        WriteOutcome {
+            stored: false,
+            l2_written: false,
+            ttl: None,
+            merged_later: false,
+            revoked: true,
+        }
+    }
+
+    /// Queues `diff` (after any change of the key queued before) to be merged into L2's
+    /// partition when L2 is back; L1 holds `partition` meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_change(
+        &self,
+        kind: PartitionKind,
+        key: &str,
+        full: &str,
+        ctx: EntryContext,
+        scope: WriteScope<'_>,
+        queued: Option<Queued>,
+        diff: PartitionChange,
+        partition: Partition,
+    ) -> WriteOutcome {
+        let change = match queued.map(|q| q.op) {
+            Some(QueuedOp::Merge { change, .. }) => Box::new(change.then(&diff)),
+            _ => Box::new(diff),
+        };
+        self.enqueue(
+            full,
+            QueuedOp::Merge {
+                change,
+                kind,
+                ctx,
+                owner: scope.owner.map(Arc::from),
+                requested_at_ms: scope.requested_at_ms,
+            },
+        );
+        let now = self.clock.now_millis();
+        let deadline = self.expiry.deadline(kind, &partition, &ctx, now);
+        let ttl = deadline.ttl_at(now);
+        let alive = partition.has_credentials() && !ttl.is_some_and(|t| t.is_zero());
+        if alive {
+            let size = partition.to_vec().len();
+            self.fill_l1(key, Arc::new(partition), size, now, deadline.at(now));
+        } else {
+            self.forget_l1(key);
+        }
+        WriteOutcome {
+            stored: alive,
+            l2_written: false,
+            ttl,
+            merged_later: true,
+            revoked: false,
+        }
+    }
+}
+
+/// Drops a key from L1 unless disarmed: armed across a write's L2 calls, so that a
+/// cancelled write leaves no L1 copy that may differ from L2.
+pub(super) struct ForgetOnDrop<'a> {
+    pub(super) core: &'a Core,
+    pub(super) key: &'a str,
+    pub(super) armed: bool,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.core.forget_l1(self.key);
+        }
+    }
+}

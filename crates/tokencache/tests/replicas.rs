@@ -213,3 +213,285 @@ async fn replicas_in_one_process_agree_on_the_memory_store() {
     assert_eq!(token(&b, oid).await.as_deref(), Some("two"));
     let _ = now();
 }
+
+fn scoped_response(oid: &str, scope: &str, secret: &str) -> TokenResponse {
+    let body = json!({
+        "token_type": "Bearer",
+        "scope": scope,
+        "expires_in": 3600,
+        "access_token": secret,
+        "refresh_token": format!("rt-{secret}"),
+        "client_info": sample::client_info(oid, TENANT),
+    });
+    TokenResponse::from_json(body.to_string().as_bytes()).unwrap()
+}
+
+/// Two replicas each save 500 different scopes into one user partition at the same
+/// time: all 1,000 are there at the end (no replica's read-modify-write drops the
+/// other's tokens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_saving_into_one_partition_lose_nothing() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let (a, b) = (replica(&url).await, replica(&url).await);
+    let oid = "aaaaaaaa-0000-0000-0000-000000000lu1";
+    let run = |cache: TokenCache, who: &'static str| {
+        tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            for i in 0..500 {
+                let c = cache.clone();
+                tasks.push(tokio::spawn(async move {
+                    let scope = format!("api://lost-updates/{who}{i}");
+                    let scopes = [scope.as_str()];
+                    let resp = scoped_response(oid, &scope, &format!("{who}-{i}"));
+                    let req =
+                        SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, &scopes);
+                    let saved = c.save_token_response(&req, &resp).await.unwrap();
+                    assert!(saved.write.l2_written, "{:?}", c.stats());
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        })
+    };
+    let (ra, rb) = (run(a.clone(), "a"), run(b.clone(), "b"));
+    ra.await.unwrap();
+    rb.await.unwrap();
+    let blob = server.cli(&["GET", &format!("app:{oid}.{TENANT}")]);
+    let p = tokencache::Partition::parse(blob.trim_end().as_bytes()).unwrap();
+    assert_eq!(
+        p.access_tokens().count(),
+        1000,
+        "every save of both replicas is there"
+    );
+    for who in ["a", "b"] {
+        for i in [0, 250, 499] {
+            let scope = format!("api://lost-updates/{who}{i}");
+            let scopes = [scope.as_str()];
+            let home = format!("{oid}.{TENANT}");
+            let found = b
+                .find_access_token(&Lookup::user(CLIENT_ID, &home, &scopes))
+                .await
+                .unwrap();
+            assert_eq!(found.unwrap().secret.expose(), format!("{who}-{i}"));
+        }
+    }
+    let conflicts = a.stats().write_conflicts + b.stats().write_conflicts;
+    assert!(
+        conflicts > 0,
+        "the saves did race (replayed {conflicts} times)"
+    );
+}
+
+/// A save on B races a sign-out on A: B read the partition before A removed it, and
+/// writes after. The user gets nothing afterwards from either replica, and no refresh
+/// token of theirs is left in L2.
+#[tokio::test]
+async fn a_sign_out_wins_a_race_with_a_save_in_flight() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = replica(&url).await;
+    // B's store holds its reads back until A has signed the user out.
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let slow = Arc::new(HeldRead {
+        inner: tokencache::store::open(&url).await.unwrap(),
+        hold: std::sync::atomic::AtomicBool::new(false),
+        read_done: Arc::new(tokio::sync::Notify::new()),
+        release: gate.clone(),
+    });
+    let b = TokenCache::builder()
+        .store(slow.clone() as tokencache::store::SharedStore)
+        .key_prefix("app:")
+        .build()
+        .await
+        .unwrap();
+    subscribed(&[&a, &b]).await;
+    let oid = "aaaaaaaa-0000-0000-0000-00000000race";
+    let home = format!("{oid}.{TENANT}");
+    save(&a, oid, "signed-in").await;
+    // B starts a save (its token was requested now, before the sign-out)...
+    slow.hold.store(true, std::sync::atomic::Ordering::SeqCst);
+    let read_done = slow.read_done.clone();
+    let saving = {
+        let b = b.clone();
+        tokio::spawn(async move { save_outcome(&b, oid, "in-flight").await })
+    };
+    read_done.notified().await; // B has read the partition
+                                // ...A signs the user out meanwhile...
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let out = a.remove_account(&home).await.unwrap();
+    assert!(out.l2_complete);
+    // ...then B writes.
+    gate.notify_one();
+    let write = saving.await.unwrap();
+    assert!(write.revoked && !write.l2_written, "{write:?}");
+    assert_eq!(token(&a, oid).await, None);
+    assert_eq!(token(&b, oid).await, None);
+    assert_eq!(
+        server.cli(&["EXISTS", &format!("app:{home}")]).trim(),
+        "0",
+        "no refresh token left"
+    );
+}
+
+async fn save_outcome(
+    cache: &TokenCache,
+    oid: &str,
+    secret: &str,
+) -> tokencache::twolevel::WriteOutcome {
+    let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, GRAPH);
+    cache
+        .save_token_response(&req, &response(oid, secret))
+        .await
+        .unwrap()
+        .write
+}
+
+/// A store whose first `get` of a partition, once `hold` is set, answers and then
+/// waits for `release` before the caller can go on (the caller's next call waits).
+#[derive(Debug)]
+struct HeldRead {
+    inner: tokencache::store::SharedStore,
+    hold: std::sync::atomic::AtomicBool,
+    read_done: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl tokencache::store::Store for HeldRead {
+    async fn get(
+        &self,
+        key: &str,
+    ) -> tokencache::store::StoreResult<Option<tokencache::store::StoreValue>> {
+        let v = self.inner.get(key).await;
+        if !key.contains("tc:") && self.hold.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.read_done.notify_one();
+            self.release.notified().await;
+        }
+        v
+    }
+    async fn get_and_touch(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> tokencache::store::StoreResult<Option<tokencache::store::StoreValue>> {
+        self.inner.get_and_touch(key, ttl).await
+    }
+    async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> tokencache::store::StoreResult<()> {
+        self.inner.set(key, value, ttl).await
+    }
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> tokencache::store::StoreResult<bool> {
+        self.inner.set_if_absent(key, value, ttl).await
+    }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        ttl: Option<Duration>,
+    ) -> tokencache::store::StoreResult<bool> {
+        self.inner.compare_and_swap(key, expected, new, ttl).await
+    }
+    async fn touch(&self, key: &str, ttl: Duration) -> tokencache::store::StoreResult<bool> {
+        self.inner.touch(key, ttl).await
+    }
+    async fn remove(&self, key: &str) -> tokencache::store::StoreResult<bool> {
+        self.inner.remove(key).await
+    }
+    async fn remove_many(&self, keys: &[String]) -> tokencache::store::StoreResult<u64> {
+        self.inner.remove_many(keys).await
+    }
+    async fn link_add(
+        &self,
+        set_key: &str,
+        member: &str,
+        ttl: Option<Duration>,
+    ) -> tokencache::store::StoreResult<()> {
+        self.inner.link_add(set_key, member, ttl).await
+    }
+    async fn link_members(&self, set_key: &str) -> tokencache::store::StoreResult<Vec<String>> {
+        self.inner.link_members(set_key).await
+    }
+    async fn link_remove(
+        &self,
+        set_key: &str,
+        members: &[String],
+    ) -> tokencache::store::StoreResult<()> {
+        self.inner.link_remove(set_key, members).await
+    }
+    async fn health(&self) -> tokencache::store::StoreResult<()> {
+        self.inner.health().await
+    }
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: u64,
+        count: usize,
+    ) -> tokencache::store::StoreResult<(u64, Vec<String>)> {
+        self.inner.scan(prefix, cursor, count).await
+    }
+    fn endpoint(&self) -> String {
+        self.inner.endpoint()
+    }
+    fn backplane(&self) -> Option<tokencache::backplane::SharedBackplane> {
+        self.inner.backplane()
+    }
+}
+
+/// A save queued during an outage on B; meanwhile A signs the user out; when B's L2
+/// comes back, its drain writes nothing back.
+#[tokio::test(start_paused = false)]
+async fn a_drain_after_another_replicas_sign_out_writes_nothing_back() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = replica(&url).await;
+    let chaos = Arc::new(tokencache::store::chaos::ChaosStore::passthrough(
+        tokencache::store::open(&url).await.unwrap(),
+    ));
+    let b = TokenCache::builder()
+        .store(chaos.clone() as tokencache::store::SharedStore)
+        .key_prefix("app:")
+        .build()
+        .await
+        .unwrap();
+    let oid = "aaaaaaaa-0000-0000-0000-0000000drain";
+    let home = format!("{oid}.{TENANT}");
+    save(&a, oid, "before").await;
+    chaos.fail_always(tokencache::store::StoreErrorKind::Connection);
+    let w = save_outcome(&b, oid, "queued-on-b").await;
+    assert!(w.merged_later, "{w:?}");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(a.remove_account(&home).await.unwrap().l2_complete);
+    chaos.fail_never();
+    until_async(|| async { b.two_level().recover_now().await }).await;
+    assert_eq!(
+        server.cli(&["EXISTS", &format!("app:{home}")]).trim(),
+        "0",
+        "nothing written back"
+    );
+    assert!(b.stats().superseded >= 1, "{:?}", b.stats());
+    assert_eq!(token(&b, oid).await, None);
+}
+
+async fn until_async<F, Fut>(mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t = tokio::time::Instant::now();
+    while !f().await {
+        assert!(t.elapsed() < BOUND, "not within {BOUND:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

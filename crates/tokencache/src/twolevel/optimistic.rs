@@ -29,7 +29,7 @@ use crate::schema::{Partition, PartitionChange};
 /// How many times a write is replayed onto a partition another replica changed before
 /// it gives up and queues the change (a partition written this often at once is a bug
 /// elsewhere, not contention).
-pub(super) const MAX_REPLAYS: usize = 16;
+pub(super) const MAX_REPLAYS: usize = 32;
 
 /// How a commit ended.
 pub(super) enum Committed {
@@ -220,8 +220,12 @@ impl Core {
                     });
                 }
                 Ok(false) if replay <= MAX_REPLAYS => {
-                    // Another writer came first: replay our change onto what it wrote.
+                    // Another writer came first: replay our change onto what it wrote,
+                    // after a short random pause that grows with the replays (two
+                    // replicas writing one key in lockstep would otherwise keep
+                    // colliding).
                     bump(&self.counters.write_conflicts);
+                    tokio::time::sleep(self.replay_pause(replay)).await;
                     let Some(mut fresh) = self.read_current(full, scope.owner).await else {
                         return Committed::Failed(partition);
                     };
@@ -239,6 +243,18 @@ impl Core {
                 Ok(false) | Err(_) => return Committed::Failed(partition),
             }
         }
+    }
+
+    /// A random pause of up to `replay` ms (at most 20 ms) before replay `replay`.
+    fn replay_pause(&self, replay: usize) -> std::time::Duration {
+        use std::hash::BuildHasher;
+        let cap = (replay as u64).clamp(1, 20) * 1000;
+        let seed = foldhash::fast::RandomState::default().hash_one((
+            self.origin,
+            replay,
+            self.clock.now_millis(),
+        ));
+        std::time::Duration::from_micros(seed % cap)
     }
 
     /// A write refused by a newer sign-out: nothing written, nothing kept here.

@@ -13,7 +13,10 @@
 //! probability, 0..=1), `fail` (`always` | `never`), `kind` (`connection`, `timeout`,
 //! `server`, `bad_data`, `config`), `delay_ms`, `seed`; e.g. `p=0.2,kind=timeout,delay_ms=5`.
 
-use super::{SharedStore, Store, StoreError, StoreErrorKind, StoreResult, StoreValue};
+use super::{
+    EntryExpiry, SharedStore, Store, StoreError, StoreErrorKind, StoreResult, StoreValue,
+    ValueLayout,
+};
 use async_trait::async_trait;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -253,6 +256,21 @@ impl Store for ChaosStore {
     async fn get(&self, key: &str) -> StoreResult<Option<StoreValue>> {
         self.chaos("get").await?;
         self.inner.get(key).await
+    }
+
+    async fn get_with_layout(&self, key: &str) -> StoreResult<Option<(StoreValue, ValueLayout)>> {
+        self.chaos("get").await?;
+        self.inner.get_with_layout(key).await
+    }
+
+    async fn set_with_expiry(
+        &self,
+        key: &str,
+        value: &[u8],
+        expiry: EntryExpiry,
+    ) -> StoreResult<()> {
+        self.chaos("set").await?;
+        self.inner.set_with_expiry(key, value, expiry).await
     }
 
     async fn get_and_touch(&self, key: &str, ttl: Duration) -> StoreResult<Option<StoreValue>> {

@@ -126,6 +126,18 @@ impl Core {
                     Ok(v) => v,
                     Err(_) => return pending.put_back(),
                 };
+                if let Some(v) = current.as_ref().filter(|v| {
+                    !matches!(queued.op, QueuedOp::Remove)
+                        && crate::store::dotnet::is_data_protected(&v.bytes)
+                }) {
+                    // Another application's encrypted partition: never written over.
+                    let then = "the queued change is dropped, not written over it";
+                    let e = super::codec::DecodeError::DataProtected;
+                    self.unreadable(full, v.bytes.len(), &e, then);
+                    pending.queued = None;
+                    self.forget_l1(&bare);
+                    return true;
+                }
                 let l2 = current.and_then(|v| match self.decode(full, &v.bytes) {
                     Ok(p) => Some(p),
                     Err(e) => {

@@ -37,6 +37,13 @@ impl Core {
                 let l2 = match current {
                     Some(v) => match self.decode(&full, &v.bytes) {
                         Ok(p) => p,
+                        Err(e @ super::codec::DecodeError::DataProtected) => {
+                            // Another application's encrypted partition: never replaced.
+                            self.unreadable(&full, v.bytes.len(), &e, "left as it is");
+                            stale_l1.armed = false;
+                            self.forget_l1(key);
+                            return Err(Error::DataProtected { key: full });
+                        }
                         Err(e) => {
                             let then = "replaced by this write";
                             self.unreadable(&full, v.bytes.len(), &e, then);
@@ -136,8 +143,15 @@ impl Core {
         let partition = Arc::new(partition);
         bump(&self.counters.l2_writes);
         let bytes = self.encode(&full, &partition);
+        // Both ends, for a store that keeps them (a .NET hash slides and expires by them).
+        let expiry = crate::store::EntryExpiry {
+            absolute: deadline
+                .hard_ms
+                .map(|h| Duration::from_millis(h.saturating_sub(now))),
+            sliding: deadline.sliding,
+        };
         let l2_written = match self
-            .call_with("set", || self.store.set(&full, &bytes, ttl))
+            .call_with("set", || self.store.set_with_expiry(&full, &bytes, expiry))
             .await
         {
             Ok(()) => {

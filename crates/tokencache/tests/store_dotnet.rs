@@ -473,10 +473,13 @@ async fn the_store_keeps_each_keys_layout_and_gives_new_keys_the_configured_one(
     let (abs, sld, _, ttl) = dotnet.hash("p");
     assert_eq!((abs, sld, ttl), (-1, -1, -1));
     assert_eq!(dotnet_store.get("p").await.unwrap().unwrap().ttl, None);
-    // A hash without data is a miss (as for .NET); another type is what GET says of
-    // it (WRONGTYPE), and a write replaces it, as SET did.
+    // A hash without data is no cache entry: bad data (which does not count toward the
+    // breaker); another type is what GET says of it (WRONGTYPE), and a write replaces
+    // it, as SET did.
     server.cli(&["HSET", "nodata", "absexp", "-1"]);
-    assert!(string_store.get("nodata").await.unwrap().is_none());
+    let e = string_store.get("nodata").await.unwrap_err();
+    assert_eq!(e.kind, StoreErrorKind::BadData, "{e}");
+    assert!(e.message.contains("not a .NET cache entry"), "{e}");
     server.cli(&["RPUSH", "list", "x"]);
     let e = string_store.get("list").await.unwrap_err();
     assert_eq!(e.kind, StoreErrorKind::Server, "{e}");

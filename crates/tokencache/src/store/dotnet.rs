@@ -145,6 +145,11 @@ pub(crate) fn expire_seconds(absolute: Option<Duration>, sliding: Option<Duratio
     Some(ttl.as_secs().max(1))
 }
 
+/// The error message (class `BadData`) of a read of a hash that is not a .NET cache
+/// entry (it has no `data` field): another application's key, not a miss.
+pub const NOT_A_DOTNET_ENTRY: &str =
+    "the key holds a Redis hash that is not a .NET cache entry (it has no data field)";
+
 /// Lua: reads `KEYS[1]` whatever it holds, in one round trip.
 ///
 /// ARGV[1]: milliseconds to give a *string* entry (`GETEX PX`), `-1` for none.
@@ -152,7 +157,7 @@ pub(crate) fn expire_seconds(absolute: Option<Duration>, sliding: Option<Duratio
 /// before this read re-arms it (`0`: always, as `Refresh` does).
 ///
 /// Replies `{'string', value, pttl}`, `{'hash', data, pttl, absexp, sldexp}` (missing
-/// fields as nil), `{'none'}`, `{'hash'}` (a hash without `data`: a miss, as for .NET),
+/// fields as nil), `{'none'}`, `{'hash'}` (a hash without `data`: not a cache entry),
 /// `{'expired'}` (a hash past its `absexp`, removed as `Refresh` would), or `{type}` for
 /// any other Redis type. A hash's `Refresh` TTL is `min(absexp − now, sldexp)` with the
 /// server's clock.

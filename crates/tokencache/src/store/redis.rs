@@ -682,7 +682,8 @@ impl RedisStore {
             }
             b"hash" => {
                 let Some(bytes) = text(1) else {
-                    return Ok(None); // a hash without `data`: .NET reads it as a miss
+                    // .NET reads it as a miss; it is no cache entry, and nothing of ours.
+                    return Err(bad(dotnet::NOT_A_DOTNET_ENTRY));
                 };
                 let bytes = bytes.to_vec();
                 let absolute_ticks = dotnet::parse_ticks(text(3)).map_err(|e| bad(&e.message))?;

@@ -235,3 +235,48 @@ fn inspect_counts_layouts_and_purge_removes_a_dotnet_user() {
         ("0", "1")
     );
 }
+
+/// `simulate` writing the .NET layout into a Redis that also holds another
+/// application's partitions of both layouts: the run meets no WRONGTYPE (nothing on
+/// stderr), its new keys are hashes, and the other application's keys keep their layout
+/// and value.
+#[test]
+fn simulate_on_a_mixed_store_converts_nothing() {
+    let (server, _) = prepare();
+    let url = server.url();
+    let before: Vec<(String, String)> = [NET_USER, STR_USER, ENCRYPTED_USER]
+        .iter()
+        .map(|oid| {
+            let key = format!("{INSTANCE}{oid}.{TENANT}");
+            let dump = server.cli(&["DUMP", &key]);
+            (key, dump)
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("c.svg");
+    let sim = Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(["simulate", "--store", &format!("{url}?layout=dotnet")])
+        .args([
+            "--users", "40", "--hours", "3", "--pace", "7200", "--keep", "--chart",
+        ])
+        .arg(&chart)
+        .env_remove("TOKENCACHE_STORE")
+        .env_remove("TOKENCACHE_LOG")
+        .output()
+        .unwrap();
+    assert!(sim.status.success(), "{}", stderr(&sim));
+    assert!(stderr(&sim).trim().is_empty(), "{}", stderr(&sim));
+    for (key, dump) in &before {
+        // compared, never printed: the dump holds tokens
+        assert!(&server.cli(&["DUMP", key]) == dump, "{key} is unchanged");
+    }
+    let kinds: Vec<String> = server
+        .cli(&["--scan", "--pattern", "tcsim:*"])
+        .lines()
+        .filter(|k| !k.contains("tc:"))
+        .map(|k| server.cli(&["TYPE", k]))
+        .filter(|t| t != "none")
+        .collect();
+    assert!(!kinds.is_empty());
+    assert!(kinds.iter().all(|t| t == "hash"), "{kinds:?}");
+}

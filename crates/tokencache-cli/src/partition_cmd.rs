@@ -1,11 +1,20 @@
 //! `tokencache partition show|find`: secret-free views of a blob (`find --raw` prints
 //! the token itself, for scripts, and only then).
+//!
+//! The blob is a file (or `-`, standard input), or one partition read from a live
+//! store: `--store URL [--prefix P] --key KEY` reads `P + KEY` once, whichever layout
+//! it is in (a Redis string, or the hash .NET's `RedisCache` writes for
+//! Microsoft.Identity.Web), and never writes. Output and exit codes are the file
+//! form's; a line on standard error says where the partition was read from and in
+//! which layout. A missing key and a value encrypted by .NET Data Protection are
+//! errors (exit 2) saying so.
 
 use clap::{Args, Subcommand};
 use serde_json::json;
 use std::io::Read;
 use std::process::ExitCode;
 use tokencache::schema::{AccessToken, AccessTokenQuery, Partition};
+use tokencache::store::{dotnet, ValueLayout};
 
 /// Largest blob read (a 7 KB partition is typical; anything near this is not a cache).
 const MAX_INPUT: u64 = 16 * 1024 * 1024;
@@ -15,8 +24,11 @@ const MAX_INPUT: u64 = 16 * 1024 * 1024;
 pub(crate) enum PartitionCommand {
     /// Print a JSON summary of every record (secrets replaced by a SHA-256 prefix).
     Show {
-        /// The blob file, or `-` for standard input.
-        file: String,
+        /// The blob file, or `-` for standard input (or read it from a store: --key).
+        file: Option<String>,
+        /// Where the partition is, when read from a live store.
+        #[command(flatten)]
+        from: StoreSource,
     },
     /// Print the access token a lookup would return, without its secret (exit 1 when
     /// none matches); `--raw` prints the token itself.
@@ -26,8 +38,11 @@ pub(crate) enum PartitionCommand {
 /// Arguments of `partition find`.
 #[derive(Args, Debug)]
 pub(crate) struct FindArgs {
-    /// The blob file, or `-` for standard input.
-    file: String,
+    /// The blob file, or `-` for standard input (or read it from a store: --key).
+    file: Option<String>,
+    /// Where the partition is, when read from a live store.
+    #[command(flatten)]
+    from: StoreSource,
     /// The client id that acquired the token.
     #[arg(long)]
     client_id: String,
@@ -52,9 +67,27 @@ pub(crate) struct FindArgs {
     raw: bool,
 }
 
+/// A partition in a live store, instead of a file.
+#[derive(Args, Debug)]
+pub(crate) struct StoreSource {
+    /// The store to read the partition from: `redis://…`, `redis+cluster://…`,
+    /// `redb:///…` (default: the embedded store in the platform cache folder). Only
+    /// with --key.
+    #[arg(long, env = "TOKENCACHE_STORE")]
+    store: Option<String>,
+    /// The key prefix (Redis "instance name", e.g. Microsoft.Identity.Web's
+    /// `InstanceName`) in front of --key.
+    #[arg(long, default_value = "", env = "TOKENCACHE_PREFIX")]
+    prefix: String,
+    /// The partition key, without the prefix (`oid.tid`, `{client}_AppTokenCache`, an
+    /// OBO assertion hash...): read it from the store instead of a file.
+    #[arg(long)]
+    key: Option<String>,
+}
+
 pub(crate) fn run(cmd: PartitionCommand) -> ExitCode {
     match cmd {
-        PartitionCommand::Show { file } => match load(&file) {
+        PartitionCommand::Show { file, from } => match source(file.as_deref(), &from) {
             Ok(p) => {
                 println!("{}", pretty(&p.summary()));
                 ExitCode::SUCCESS
@@ -66,7 +99,7 @@ pub(crate) fn run(cmd: PartitionCommand) -> ExitCode {
 }
 
 fn find(args: FindArgs) -> ExitCode {
-    let partition = match load(&args.file) {
+    let partition = match source(args.file.as_deref(), &args.from) {
         Ok(p) => p,
         Err(e) => return crate::fail(e),
     };
@@ -136,6 +169,63 @@ fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }
 
+/// The partition named on the command line: a file, or a key in a store.
+fn source(file: Option<&str>, from: &StoreSource) -> Result<Partition, String> {
+    match (file, from.key.as_deref()) {
+        (Some(f), None) => load(f),
+        (None, Some(key)) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))?
+            .block_on(from_store(from, key)),
+        (Some(_), Some(_)) => Err("give either a blob file or --key (with --store), not both".into()),
+        (None, None) => Err(
+            "give a blob file (or - for standard input), or --store URL --key KEY to read one partition from a store".into(),
+        ),
+    }
+}
+
+/// Reads one partition from a store, in either layout; never writes.
+async fn from_store(from: &StoreSource, key: &str) -> Result<Partition, String> {
+    if key.trim().is_empty() {
+        return Err("--key must name a partition key".into());
+    }
+    let store = crate::existing::open(from.store.as_deref()).await?;
+    let full = format!("{}{key}", from.prefix);
+    let read = store
+        .get_with_layout(&full)
+        .await
+        .map_err(|e| format!("cannot read {full:?}: {e}"))?;
+    let Some((value, layout)) = read else {
+        return Err(format!(
+            "no entry under {full:?} in {} (prefix {:?}); nothing to show",
+            store.endpoint(),
+            from.prefix
+        ));
+    };
+    let ttl = value.ttl.map_or("no expiry".to_string(), |t| {
+        format!("ttl {} s", t.as_secs())
+    });
+    let layout_text = match layout {
+        ValueLayout::String => "string layout".to_string(),
+        ValueLayout::DotNet { sliding, .. } => match sliding {
+            Some(s) => format!(".NET IDistributedCache layout, sliding {} s", s.as_secs()),
+            None => ".NET IDistributedCache layout".to_string(),
+        },
+    };
+    eprintln!(
+        "read {full:?} from {} ({layout_text}, {ttl}, {} bytes)",
+        store.endpoint(),
+        value.bytes.len()
+    );
+    if dotnet::is_data_protected(&value.bytes) {
+        return Err(format!(
+            "{full:?} is encrypted by .NET Data Protection (Microsoft.Identity.Web's Encrypt option); tokencache cannot read it"
+        ));
+    }
+    parse_blob(&full, &value.bytes)
+}
+
 /// Reads and parses a blob, bounded in size; errors are one clear line.
 fn load(file: &str) -> Result<Partition, String> {
     let mut bytes = Vec::new();
@@ -150,12 +240,17 @@ fn load(file: &str) -> Result<Partition, String> {
             "{file}: input larger than {MAX_INPUT} bytes; not a token cache blob"
         ));
     }
+    parse_blob(file, &bytes)
+}
+
+/// Parses a blob read from `from` (a file name or a key).
+fn parse_blob(from: &str, bytes: &[u8]) -> Result<Partition, String> {
     // An empty file or stdin is a mistake (a wrong path, a failed pipe), not a cache; an
     // empty cache is written `{}`.
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(format!(
-            "{file}: empty input; not a token cache blob (an empty cache is {{}})"
+            "{from}: empty input; not a token cache blob (an empty cache is {{}})"
         ));
     }
-    Partition::parse(&bytes).map_err(|e| format!("{file}: {e}"))
+    Partition::parse(bytes).map_err(|e| format!("{from}: {e}"))
 }

@@ -20,4 +20,12 @@ pub enum Error {
     /// The request itself is not valid (an empty client id, no scopes...).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The partition in L2 is encrypted by ASP.NET Core Data Protection (a
+    /// Microsoft.Identity.Web cache with `Encrypt` on): tokencache cannot read it, and
+    /// refuses to write over it, which would sign its .NET users out.
+    #[error("the partition {key} in L2 is encrypted by .NET Data Protection; tokencache cannot read it and did not overwrite it (turn Microsoft.Identity.Web's Encrypt off to share this cache)")]
+    DataProtected {
+        /// The full L2 key.
+        key: String,
+    },
 }

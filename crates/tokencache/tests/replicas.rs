@@ -399,9 +399,11 @@ impl tokencache::store::Store for HeldRead {
         key: &str,
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
-        ttl: Option<Duration>,
+        expiry: tokencache::store::EntryExpiry,
     ) -> tokencache::store::StoreResult<bool> {
-        self.inner.compare_and_swap(key, expected, new, ttl).await
+        self.inner
+            .compare_and_swap(key, expected, new, expiry)
+            .await
     }
     async fn touch(&self, key: &str, ttl: Duration) -> tokencache::store::StoreResult<bool> {
         self.inner.touch(key, ttl).await

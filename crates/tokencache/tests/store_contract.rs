@@ -7,7 +7,7 @@ use std::time::Duration;
 use testkit::{RedisCluster, RedisServer};
 use tokencache::store::redis::key_slot;
 use tokencache::store::{
-    EmbeddedStore, MemoryStore, RedisOptions, RedisStore, Store, StoreErrorKind,
+    EmbeddedStore, EntryExpiry, MemoryStore, RedisOptions, RedisStore, Store, StoreErrorKind,
 };
 
 /// Reads the raw `PTTL` of a key on the real server (Redis backends only).
@@ -176,23 +176,33 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
     // compare_and_swap: only over exactly the expected value (or absence).
     let cas = k("cas");
     assert!(store
-        .compare_and_swap(&cas, None, Some(b"v1"), Some(ms(60_000)))
+        .compare_and_swap(
+            &cas,
+            None,
+            Some(b"v1"),
+            EntryExpiry::after(Some(ms(60_000)))
+        )
         .await
         .unwrap());
     assert!(
         !store
-            .compare_and_swap(&cas, None, Some(b"v2"), None)
+            .compare_and_swap(&cas, None, Some(b"v2"), EntryExpiry::after(None))
             .await
             .unwrap(),
         "not absent"
     );
     assert!(!store
-        .compare_and_swap(&cas, Some(b"v0"), Some(b"v2"), None)
+        .compare_and_swap(&cas, Some(b"v0"), Some(b"v2"), EntryExpiry::after(None))
         .await
         .unwrap());
     assert_eq!(store.get(&cas).await.unwrap().unwrap().bytes, b"v1");
     assert!(store
-        .compare_and_swap(&cas, Some(b"v1"), Some(b"v2"), Some(ms(60_000)))
+        .compare_and_swap(
+            &cas,
+            Some(b"v1"),
+            Some(b"v2"),
+            EntryExpiry::after(Some(ms(60_000)))
+        )
         .await
         .unwrap());
     assert_eq!(store.get(&cas).await.unwrap().unwrap().bytes, b"v2");
@@ -201,14 +211,14 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
     }
     assert!(
         store
-            .compare_and_swap(&cas, Some(b"v2"), None, None)
+            .compare_and_swap(&cas, Some(b"v2"), None, EntryExpiry::after(None))
             .await
             .unwrap(),
         "a removal"
     );
     assert_eq!(store.get(&cas).await.unwrap(), None);
     assert!(!store
-        .compare_and_swap(&cas, Some(b"v2"), None, None)
+        .compare_and_swap(&cas, Some(b"v2"), None, EntryExpiry::after(None))
         .await
         .unwrap());
 
@@ -217,7 +227,7 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
     assert_eq!(e.kind, StoreErrorKind::Server, "{e}");
     let e = store.link_add(&k("a"), "m", None).await.unwrap_err();
     assert!(store
-        .compare_and_swap(&links, None, Some(b"x"), None)
+        .compare_and_swap(&links, None, Some(b"x"), EntryExpiry::after(None))
         .await
         .is_err());
     assert_eq!(e.kind, StoreErrorKind::Server, "{e}");

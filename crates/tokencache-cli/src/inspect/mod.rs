@@ -8,8 +8,11 @@
 //! keys named in a link set), bytes, entries without expiry, the TTL distribution,
 //! tokencache's link sets and revocation stamps, OBO partitions that no link set names
 //! (orphans: a sign-out cannot reach them), link-set members whose partition is gone,
-//! and plaintext vs opaque values. Keys that are not strings (a Redis hash, list, or a
-//! set that is not a link set) are counted as "other", never an error.
+//! and plaintext vs opaque values. Partitions are read in either layout (a Redis
+//! string, or the hash .NET's `RedisCache` writes for Microsoft.Identity.Web) and
+//! counted per layout; values encrypted by .NET Data Protection are counted as such.
+//! Keys of any other type (a list, or a set that is not a link set) are counted as
+//! "other", never an error.
 //! Without `--prefix`, the key prefixes in the store are found from the keys' shapes
 //! ([`keys::find_prefixes`]), each key is classified without its prefix, and the
 //! report has a line per prefix. Values are never printed; keys are account ids and
@@ -22,7 +25,7 @@ use clap::Args;
 use std::collections::{BTreeMap, HashSet};
 use std::process::ExitCode;
 use std::time::Duration;
-use tokencache::store::{SharedStore, StoreError, StoreErrorKind, StoreValue};
+use tokencache::store::{dotnet, SharedStore, StoreError, StoreErrorKind, StoreValue, ValueLayout};
 
 use keys::{classify, Kind, KINDS};
 
@@ -70,18 +73,20 @@ pub(crate) fn run(args: InspectArgs) -> ExitCode {
     crate::block_on(crate::Runtime::MultiThread, inspect(args))
 }
 
-/// Whether a store error says the key holds another type (Redis `WRONGTYPE`).
+/// Whether a store error says the key holds another type (Redis `WRONGTYPE`, or a hash
+/// that is not a .NET cache entry).
 fn is_wrong_type(e: &StoreError) -> bool {
-    e.kind == StoreErrorKind::Server && e.message.contains("WRONGTYPE")
+    (e.kind == StoreErrorKind::Server && e.message.contains("WRONGTYPE"))
+        || (e.kind == StoreErrorKind::BadData && e.message.contains(dotnet::NOT_A_DOTNET_ENTRY))
 }
 
 /// What one key turned out to hold.
 enum Read {
-    /// A string value (a partition blob, a stamp, an index entry).
-    Value(StoreValue),
+    /// A value (a partition blob, a stamp, an index entry) and its layout.
+    Value(StoreValue, ValueLayout),
     /// A link set and its members.
     LinkSet(Vec<String>),
-    /// Not a string and not a link set by name: a hash, list, set, sorted set or stream.
+    /// Not a value and not a link set by name: a list, set, sorted set or stream.
     NotString,
     /// Gone between the scan and the read (expired or removed).
     Gone,
@@ -100,8 +105,8 @@ async fn read_key(store: &SharedStore, key: &str, bare: &str) -> Result<Read, St
             Err(e) => return Err(e),
         }
     }
-    match store.get(key).await {
-        Ok(Some(v)) => return Ok(Read::Value(v)),
+    match store.get_with_layout(key).await {
+        Ok(Some((v, layout))) => return Ok(Read::Value(v, layout)),
         Ok(None) => return Ok(Read::Gone),
         Err(e) if is_wrong_type(&e) => {}
         Err(e) => return Err(e),
@@ -208,6 +213,7 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
     let mut per_prefix: BTreeMap<String, PrefixTally> = BTreeMap::new();
     let mut ttl_hist = [0u64; 1 + BUCKETS.len()];
     let (mut plaintext, mut opaque, mut not_strings, mut gone) = (0u64, 0u64, 0u64, 0u64);
+    let (mut string_layout, mut dotnet_layout, mut protected) = (0u64, 0u64, 0u64);
     let mut orphans = Vec::new();
     for (k, r) in &read {
         let b = bare(k);
@@ -229,8 +235,9 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
                 per_kind[Kind::Other.index()].bytes += k.len() as u64;
                 continue;
             }
-            Read::Value(v) => v,
+            Read::Value(v, layout) => (v, layout),
         };
+        let (v, layout) = v;
         let size = (k.len() + v.bytes.len()) as u64;
         if b.starts_with(keys::OWN) && !b.starts_with(keys::SESSION) {
             if b.starts_with("tc:revoked:") {
@@ -242,6 +249,10 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
             tally.own += 1;
             continue;
         }
+        match layout {
+            ValueLayout::String => string_layout += 1,
+            ValueLayout::DotNet { .. } => dotnet_layout += 1,
+        }
         let kind = classify(&b, k, &linked);
         tally.kinds[kind.index()] += 1;
         let c = &mut per_kind[kind.index()];
@@ -252,6 +263,8 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         let first = v.bytes.iter().find(|b| !b.is_ascii_whitespace());
         if first == Some(&b'{') {
             plaintext += 1;
+        } else if dotnet::is_data_protected(&v.bytes) {
+            protected += 1;
         } else {
             opaque += 1;
         }
@@ -313,7 +326,7 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
     }
     if not_strings > 0 {
         println!(
-            "  of the other keys, {not_strings} are not strings (hashes, lists, or sets that are not link sets); their bytes are not counted"
+            "  of the other keys, {not_strings} are neither values nor link sets (hashes that are not .NET cache entries, lists, sets, streams); their bytes are not counted"
         );
     }
     println!();
@@ -329,7 +342,10 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         dangling.len()
     );
     println!(
-        "values: {plaintext} plaintext MSAL JSON, {opaque} not JSON (encrypted or foreign); encryption at rest is not built yet, so there are no key ids to report"
+        "layouts: {string_layout} Redis strings (tokencache, msal-node, MSAL Python), {dotnet_layout} .NET IDistributedCache hashes (Microsoft.Identity.Web)"
+    );
+    println!(
+        "values: {plaintext} plaintext MSAL JSON, {protected} encrypted by .NET Data Protection (unreadable here, never overwritten), {opaque} not JSON (encrypted or foreign); encryption at rest is not built yet, so there are no key ids to report"
     );
     println!(
         "orphans: {} OBO partitions are in no link set (a sign-out cannot reach them; they end only with their TTL)",
@@ -348,7 +364,7 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         );
     }
     println!(
-        "inspect: keys={} user={} app={} obo={} obo-session={} other={} not-strings={} link-sets={} stamps={} bytes={} no-expiry={} orphan-obo={} dangling-links={} plaintext={} not-json={} prefixes={}",
+        "inspect: keys={} user={} app={} obo={} obo-session={} other={} not-strings={} link-sets={} stamps={} bytes={} no-expiry={} orphan-obo={} dangling-links={} plaintext={} not-json={} prefixes={} string-layout={} dotnet-layout={} data-protected={}",
         counted,
         n(Kind::User),
         n(Kind::App),
@@ -364,7 +380,10 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         dangling.len(),
         plaintext,
         opaque,
-        per_prefix.len()
+        per_prefix.len(),
+        string_layout,
+        dotnet_layout,
+        protected
     );
     Ok(())
 }

@@ -162,10 +162,14 @@ impl Store for PacedStore {
         key: &str,
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
-        ttl: Option<Duration>,
+        expiry: tokencache::store::EntryExpiry,
     ) -> StoreResult<bool> {
+        let expiry = tokencache::store::EntryExpiry {
+            absolute: expiry.absolute.map(|t| self.down(t)),
+            sliding: expiry.sliding.map(|t| self.down(t)),
+        };
         self.inner
-            .compare_and_swap(key, expected, new, ttl.map(|t| self.down(t)))
+            .compare_and_swap(key, expected, new, expiry)
             .await
     }
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {

@@ -284,6 +284,7 @@ pub struct TokenCacheBuilder {
     store: Option<SharedStore>,
     /// Shown redacted by the derived `Debug` (never the password).
     url: Option<store::ConfiguredUrl>,
+    layout: Option<store::StoreLayout>,
     clock: SharedClock,
     options: TwoLevelOptions,
     skew: Duration,
@@ -302,6 +303,17 @@ impl TokenCacheBuilder {
     /// platform cache folder.
     pub fn store_url(mut self, url: &str) -> Self {
         self.url = Some(store::ConfiguredUrl::new(url));
+        self
+    }
+
+    /// The layout a Redis store opened from [`store_url`](Self::store_url) writes new
+    /// keys in: [`StoreLayout::String`](store::StoreLayout::String) (msal-node, MSAL
+    /// Python, tokencache) or [`StoreLayout::DotNet`](store::StoreLayout::DotNet) (the
+    /// hash of .NET's `RedisCache`, for Microsoft.Identity.Web). Overrides the URL's
+    /// `?layout=`; existing keys keep their layout either way. A store given with
+    /// [`store`](Self::store) keeps its own (`RedisOptions::layout`).
+    pub fn redis_layout(mut self, layout: store::StoreLayout) -> Self {
+        self.layout = Some(layout);
         self
     }
 
@@ -368,7 +380,7 @@ impl TokenCacheBuilder {
     pub async fn build(self) -> Result<TokenCache, Error> {
         let store = match (self.store, self.url) {
             (Some(s), _) => s,
-            (None, Some(url)) => store::open(url.expose()).await?,
+            (None, Some(url)) => store::open_with_layout(url.expose(), self.layout).await?,
             (None, None) => store::open("").await?,
         };
         Ok(TokenCache {
@@ -459,6 +471,7 @@ impl TokenCache {
         TokenCacheBuilder {
             store: None,
             url: None,
+            layout: None,
             clock: Arc::new(SystemClock),
             options: TwoLevelOptions::default(),
             skew: Duration::from_secs(300),

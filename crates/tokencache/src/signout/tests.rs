@@ -813,10 +813,12 @@ impl crate::store::Store for SignOutWritesFail {
         key: &str,
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
-        ttl: Option<Duration>,
+        expiry: crate::store::EntryExpiry,
     ) -> crate::store::StoreResult<bool> {
         self.check("set")?;
-        self.inner.compare_and_swap(key, expected, new, ttl).await
+        self.inner
+            .compare_and_swap(key, expected, new, expiry)
+            .await
     }
     async fn touch(&self, key: &str, ttl: Duration) -> crate::store::StoreResult<bool> {
         self.inner.touch(key, ttl).await

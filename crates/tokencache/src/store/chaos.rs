@@ -13,7 +13,10 @@
 //! probability, 0..=1), `fail` (`always` | `never`), `kind` (`connection`, `timeout`,
 //! `server`, `bad_data`, `config`), `delay_ms`, `seed`; e.g. `p=0.2,kind=timeout,delay_ms=5`.
 
-use super::{SharedStore, Store, StoreError, StoreErrorKind, StoreResult, StoreValue};
+use super::{
+    EntryExpiry, SharedStore, Store, StoreError, StoreErrorKind, StoreResult, StoreValue,
+    ValueLayout,
+};
 use async_trait::async_trait;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -255,6 +258,21 @@ impl Store for ChaosStore {
         self.inner.get(key).await
     }
 
+    async fn get_with_layout(&self, key: &str) -> StoreResult<Option<(StoreValue, ValueLayout)>> {
+        self.chaos("get").await?;
+        self.inner.get_with_layout(key).await
+    }
+
+    async fn set_with_expiry(
+        &self,
+        key: &str,
+        value: &[u8],
+        expiry: EntryExpiry,
+    ) -> StoreResult<()> {
+        self.chaos("set").await?;
+        self.inner.set_with_expiry(key, value, expiry).await
+    }
+
     async fn get_and_touch(&self, key: &str, ttl: Duration) -> StoreResult<Option<StoreValue>> {
         self.chaos("get_and_touch").await?;
         self.inner.get_and_touch(key, ttl).await
@@ -280,10 +298,12 @@ impl Store for ChaosStore {
         key: &str,
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
-        ttl: Option<Duration>,
+        expiry: super::EntryExpiry,
     ) -> StoreResult<bool> {
         self.chaos("compare_and_swap").await?;
-        self.inner.compare_and_swap(key, expected, new, ttl).await
+        self.inner
+            .compare_and_swap(key, expected, new, expiry)
+            .await
     }
 
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {

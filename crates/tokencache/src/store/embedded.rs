@@ -583,8 +583,9 @@ impl Store for EmbeddedStore {
         key: &str,
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
-        ttl: Option<Duration>,
+        expiry: super::EntryExpiry,
     ) -> StoreResult<bool> {
+        let ttl = expiry.ttl();
         let k = key.to_owned();
         let expected = expected.map(<[u8]>::to_vec);
         let new = new.map(<[u8]>::to_vec);

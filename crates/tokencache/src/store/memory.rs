@@ -203,8 +203,9 @@ impl Store for MemoryStore {
         key: &str,
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
-        ttl: Option<Duration>,
+        expiry: super::EntryExpiry,
     ) -> StoreResult<bool> {
+        let ttl = expiry.ttl();
         let now = self.clock.now_millis();
         let mut inner = self.lock();
         let current = match Self::live(&mut inner, key, now) {

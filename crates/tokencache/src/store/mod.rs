@@ -20,20 +20,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod chaos;
+pub mod dotnet;
 pub mod embedded;
 pub mod memory;
 pub mod redis;
 mod url;
 mod util;
 
+pub use self::dotnet::{StoreLayout, ValueLayout};
 pub use self::embedded::{EmbeddedOptions, EmbeddedStore};
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisOptions, RedisStore};
-pub(crate) use self::url::ConfiguredUrl;
 pub use self::url::{
     default_embedded_dir, default_embedded_path, default_embedded_path_for, open, open_existing,
     redact_url, StoreUrl,
 };
+pub(crate) use self::url::{open_with_layout, ConfiguredUrl};
 
 /// A value read from a store with the time it has left to live (`None`: no expiry).
 #[derive(Clone, PartialEq, Eq)]
@@ -51,6 +53,39 @@ impl fmt::Debug for StoreValue {
             .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
             .field("ttl", &self.ttl)
             .finish()
+    }
+}
+
+/// How long a written entry lives, in the terms of .NET's `DistributedCacheEntryOptions`
+/// (both relative to now): the store's TTL is the earlier of the two. Stores that keep
+/// only a TTL use [`ttl`](Self::ttl); a Redis store writing the .NET layout also
+/// stores both fields, so that a .NET reader expires and slides the entry as its writer
+/// meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EntryExpiry {
+    /// Time left until the entry's hard end (`None`: none).
+    pub absolute: Option<Duration>,
+    /// The sliding window: each read may give the entry this long again, up to
+    /// `absolute` (`None`: no sliding).
+    pub sliding: Option<Duration>,
+}
+
+impl EntryExpiry {
+    /// An entry that ends after `ttl` (`None`: never), without sliding.
+    pub fn after(ttl: Option<Duration>) -> Self {
+        Self {
+            absolute: ttl,
+            sliding: None,
+        }
+    }
+
+    /// The TTL to give the entry now: the earlier of the two (`None`: no expiry).
+    pub fn ttl(&self) -> Option<Duration> {
+        match (self.absolute, self.sliding) {
+            (Some(a), Some(s)) => Some(a.min(s)),
+            (a, None) => a,
+            (None, s) => s,
+        }
     }
 }
 
@@ -132,6 +167,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Writes a value with a TTL (`None`: no expiry), replacing any previous value and TTL.
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()>;
 
+    /// Writes a value that lives as `expiry` says, replacing any previous value. The
+    /// default writes it with [`EntryExpiry::ttl`]; the Redis store keeps an existing
+    /// key's layout and writes a new one in its configured [`StoreLayout`] (a .NET hash
+    /// gets `absexp` and `sldexp` from `expiry`).
+    async fn set_with_expiry(
+        &self,
+        key: &str,
+        value: &[u8],
+        expiry: EntryExpiry,
+    ) -> StoreResult<()> {
+        self.set(key, value, expiry.ttl()).await
+    }
+
+    /// Reads a value as [`get`](Self::get) does, and says in which layout it was found.
+    /// The default (stores that only keep plain values) says [`ValueLayout::String`].
+    async fn get_with_layout(&self, key: &str) -> StoreResult<Option<(StoreValue, ValueLayout)>> {
+        Ok(self.get(key).await?.map(|v| (v, ValueLayout::String)))
+    }
+
     /// Writes a value only if no live entry (or link set) exists under `key`, atomically
     /// (Redis `SET NX PX`); returns whether it was written. For "seen once" markers.
     async fn set_if_absent(
@@ -142,15 +196,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> StoreResult<bool>;
 
     /// Replaces the value of `key` only if it holds exactly `expected` now (`None`: no
-    /// live entry), atomically: `new` with `ttl`, or a removal when `new` is `None`.
-    /// Returns whether it did (false: another writer changed the key since it was
-    /// read). The optimistic write path's compare-and-swap.
+    /// live entry), atomically: `new` with `expiry` (a store that keeps only a TTL uses
+    /// [`EntryExpiry::ttl`]), or a removal when `new` is `None`. An entry keeps its
+    /// layout (a .NET hash stays a hash). Returns whether it did (false: another writer
+    /// changed the key since it was read). The optimistic write path's compare-and-swap.
     async fn compare_and_swap(
         &self,
         key: &str,
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
-        ttl: Option<Duration>,
+        expiry: EntryExpiry,
     ) -> StoreResult<bool>;
 
     /// Sets the TTL of an existing entry; returns whether it existed.

@@ -14,8 +14,12 @@
 //! [`RedisOptions::connect_timeout`] and every command by
 //! [`RedisOptions::response_timeout`], so no call hangs.
 //!
-//! Commands: `get` = pipeline `GET` + `PTTL` (one round trip); `get_and_touch` =
-//! `GETEX PX`; `set` = `SET [PX]`; `touch` = `PEXPIRE`; `remove_many` = one `DEL` per
+//! Commands: `get`, `get_and_touch`, `set` and `touch` are each one Lua script on the
+//! one key (one round trip, Cluster-safe) that looks at its `TYPE` and reads or writes
+//! a string (`GET`/`PTTL`, `PEXPIRE`, `SET [PX]`) or a .NET `RedisCache` hash
+//! (`HMGET absexp sldexp data`, its `Refresh`, `HSET` + `EXPIRE`), so that a key
+//! holding either is read, an existing key keeps its layout and a new one gets
+//! [`RedisOptions::layout`] (see [`super::dotnet`]); no read ever meets `WRONGTYPE`; `remove_many` = one `DEL` per
 //! hash slot (sent concurrently in Cluster, never a cross-slot `DEL`); link sets are
 //! sorted sets scored by each member's own deadline (Lua scripts on the one key, so
 //! Cluster-safe: members past their deadline are pruned on every add and read, and the
@@ -27,7 +31,9 @@
 //! redirections) → `Server`; unparsable replies → `BadData`. Messages never hold a
 //! password, and [`Store::endpoint`] is the `host:port` list only.
 
+use super::dotnet::{self, StoreLayout, ValueLayout};
 use super::util::ttl_millis;
+use super::EntryExpiry;
 use super::{Store, StoreError, StoreErrorKind, StoreResult, StoreValue};
 use crate::backplane::{RedisBackplane, SharedBackplane};
 use async_trait::async_trait;
@@ -109,23 +115,43 @@ prune(now)
 return 1
 "#;
 
-/// `compare_and_swap`: ARGV[1] `1` when a value is expected (ARGV[2]) else `0`; ARGV[3]
-/// `1` to write ARGV[4] (with ARGV[5] ms of TTL, `-1`: none) else `0` to remove.
+/// `compare_and_swap`, in either layout: ARGV[1] `1` when a value is expected (ARGV[2])
+/// else `0`; ARGV[3] `1` to write ARGV[4] else `0` to remove; ARGV[5] the layout of new
+/// keys; ARGV[6] the string TTL in ms, ARGV[7] `absexp` ticks, ARGV[8] `sldexp` ticks,
+/// ARGV[9] `EXPIRE` seconds (each `-1`: none). A .NET hash is compared by its `data`
+/// field and written as `RedisCache` writes it (see `dotnet::WRITE_ANY_LUA`).
 const CAS_LUA: &str = r#"
-local cur = redis.call('GET', KEYS[1])
+local kind = redis.call('TYPE', KEYS[1]).ok
+local cur = false
+if kind == 'string' then
+  cur = redis.call('GET', KEYS[1])
+elseif kind == 'hash' then
+  cur = redis.call('HGET', KEYS[1], 'data')
+elseif kind ~= 'none' then
+  return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
+end
 if ARGV[1] == '1' then
   if cur ~= ARGV[2] then return 0 end
 elseif cur then
   return 0
 end
-if ARGV[3] == '1' then
-  if ARGV[5] == '-1' then
-    redis.call('SET', KEYS[1], ARGV[4])
-  else
-    redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
-  end
-else
+if ARGV[3] ~= '1' then
   redis.call('DEL', KEYS[1])
+  return 1
+end
+if kind == 'hash' or (kind == 'none' and ARGV[5] == 'dotnet') then
+  redis.call('HSET', KEYS[1], 'absexp', ARGV[7], 'sldexp', ARGV[8], 'data', ARGV[4])
+  if ARGV[9] ~= '-1' then
+    redis.call('EXPIRE', KEYS[1], ARGV[9])
+  else
+    redis.call('PERSIST', KEYS[1])
+  end
+  return 1
+end
+if ARGV[6] ~= '-1' then
+  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[6])
+else
+  redis.call('SET', KEYS[1], ARGV[4])
 end
 return 1
 "#;
@@ -157,6 +183,9 @@ pub struct RedisOptions {
     /// PEM root certificate(s) to trust for `rediss://` instead of the built-in web
     /// roots (a private CA). URL form: `?tls_ca_file=/path/ca.pem`.
     pub tls_ca_pem: Option<Vec<u8>>,
+    /// The layout new keys are written in (an existing key keeps its own): a Redis
+    /// string (default) or .NET `RedisCache`'s hash. URL form: `?layout=dotnet`.
+    pub layout: StoreLayout,
 }
 
 impl Default for RedisOptions {
@@ -166,6 +195,7 @@ impl Default for RedisOptions {
             response_timeout: Duration::from_secs(2),
             cluster_retries: 2,
             tls_ca_pem: None,
+            layout: StoreLayout::String,
         }
     }
 }
@@ -257,16 +287,6 @@ impl Conn {
         }
     }
 
-    async fn query_pipe<T: redis::FromRedisValue>(
-        &mut self,
-        p: &redis::Pipeline,
-    ) -> RedisResult<T> {
-        match self {
-            Conn::Standalone(c) => p.query_async(c).await,
-            Conn::Cluster(c) => p.query_async(c).await,
-        }
-    }
-
     async fn script<T: redis::FromRedisValue>(
         &mut self,
         inv: &redis::ScriptInvocation<'_>,
@@ -287,6 +307,27 @@ pub struct RedisStore {
     link_remove: redis::Script,
     cas: redis::Script,
     backplane: Arc<RedisBackplane>,
+    /// Reads and writes of both layouts (see [`dotnet`]).
+    layouts: LayoutScripts,
+}
+
+/// The scripts that read and write a key in either layout, and the layout of new keys.
+struct LayoutScripts {
+    layout: StoreLayout,
+    read: redis::Script,
+    write: redis::Script,
+    touch: redis::Script,
+}
+
+impl LayoutScripts {
+    fn new(layout: StoreLayout) -> Self {
+        Self {
+            layout,
+            read: redis::Script::new(dotnet::READ_ANY_LUA),
+            write: redis::Script::new(dotnet::WRITE_ANY_LUA),
+            touch: redis::Script::new(dotnet::TOUCH_ANY_LUA),
+        }
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -300,6 +341,7 @@ impl fmt::Debug for RedisStore {
                 },
             )
             .field("endpoint", &self.endpoint)
+            .field("layout", &self.layouts.layout)
             .finish()
     }
 }
@@ -451,6 +493,7 @@ impl RedisStore {
             link_members: link_script(LINK_MEMBERS_BODY),
             link_remove: link_script(LINK_REMOVE_BODY),
             cas: redis::Script::new(CAS_LUA),
+            layouts: LayoutScripts::new(options.layout),
         })
     }
 
@@ -529,6 +572,7 @@ impl RedisStore {
             link_members: link_script(LINK_MEMBERS_BODY),
             link_remove: link_script(LINK_REMOVE_BODY),
             cas: redis::Script::new(CAS_LUA),
+            layouts: LayoutScripts::new(options.layout),
         })
     }
 
@@ -611,45 +655,154 @@ impl RedisStore {
     }
 }
 
+/// Both layouts (docs/design.md §4; see [`dotnet`]): one script per call, so a key is
+/// read whatever it holds in one round trip and a `WRONGTYPE` never happens.
+impl RedisStore {
+    /// The layout this store writes new keys in.
+    pub fn layout(&self) -> StoreLayout {
+        self.layouts.layout
+    }
+
+    /// Reads `key` as a string or a .NET hash. `string_ttl`: a TTL to give a string
+    /// entry (`GETEX`); a hash follows its own fields, re-armed when it has run down by
+    /// `refresh_fraction` of its window.
+    async fn read_any(
+        &self,
+        key: &str,
+        string_ttl: Option<Duration>,
+        refresh_fraction: &str,
+    ) -> StoreResult<Option<(StoreValue, ValueLayout)>> {
+        let want: i64 = string_ttl.map_or(-1, |t| i64::try_from(ttl_millis(t)).unwrap_or(i64::MAX));
+        let mut c = self.conn().await?;
+        let mut inv = self.layouts.read.key(key);
+        inv.arg(want).arg(refresh_fraction);
+        let reply: Value = c.script(&inv).await.map_err(|e| self.err(&e))?;
+        self.parse_read(reply)
+            .map_err(|(kind, message)| StoreError::new(kind, &self.endpoint, message))
+    }
+
+    /// The read script's reply. A key of another type (a link set, another
+    /// application's list) is a `Server` error saying `WRONGTYPE`, as `GET` says.
+    fn parse_read(
+        &self,
+        reply: Value,
+    ) -> Result<Option<(StoreValue, ValueLayout)>, (StoreErrorKind, String)> {
+        let bad = |m: &str| (StoreErrorKind::BadData, m.to_string());
+        let Value::Array(items) = reply else {
+            return Err(bad("unexpected reply to the read script"));
+        };
+        let text = |i: usize| -> Option<&[u8]> {
+            match items.get(i) {
+                Some(Value::BulkString(b)) => Some(b.as_slice()),
+                Some(Value::SimpleString(s)) => Some(s.as_bytes()),
+                _ => None,
+            }
+        };
+        let int = |i: usize| -> Option<i64> {
+            match items.get(i) {
+                Some(Value::Int(n)) => Some(*n),
+                _ => None,
+            }
+        };
+        let ttl =
+            |pttl: Option<i64>| -> Result<Option<Option<Duration>>, (StoreErrorKind, String)> {
+                match pttl {
+                    // expired between the commands of the script: never (they are atomic)
+                    Some(-2) => Ok(None),
+                    Some(-1) => Ok(Some(None)),
+                    Some(ms) if ms >= 0 => Ok(Some(Some(Duration::from_millis(ms as u64)))),
+                    _ => Err(bad("unexpected TTL in the read script's reply")),
+                }
+            };
+        let kind = text(0).ok_or_else(|| bad("unexpected reply to the read script"))?;
+        match kind {
+            b"none" | b"expired" => Ok(None),
+            b"string" => {
+                let Some(bytes) = text(1) else {
+                    return Ok(None);
+                };
+                let bytes = bytes.to_vec();
+                Ok(ttl(int(2))?.map(|ttl| (StoreValue { bytes, ttl }, ValueLayout::String)))
+            }
+            b"hash" => {
+                let Some(bytes) = text(1) else {
+                    // .NET reads it as a miss; it is no cache entry, and nothing of ours.
+                    return Err(bad(dotnet::NOT_A_DOTNET_ENTRY));
+                };
+                let bytes = bytes.to_vec();
+                let absolute_ticks = dotnet::parse_ticks(text(3)).map_err(|e| bad(&e.message))?;
+                let sliding = dotnet::parse_ticks(text(4))
+                    .map_err(|e| bad(&e.message))?
+                    .map(dotnet::ticks_duration);
+                let layout = ValueLayout::DotNet {
+                    absolute_ticks,
+                    sliding,
+                };
+                Ok(ttl(int(2))?.map(|ttl| (StoreValue { bytes, ttl }, layout)))
+            }
+            other => Err((
+                StoreErrorKind::Server,
+                format!(
+                    "WRONGTYPE: the key holds a Redis {}, neither a string nor a .NET cache hash",
+                    String::from_utf8_lossy(other)
+                ),
+            )),
+        }
+    }
+
+    /// Writes `key` in the layout it has, or in the configured one when it is new.
+    async fn write_any(&self, key: &str, value: &[u8], expiry: EntryExpiry) -> StoreResult<()> {
+        let ms = |d: Option<Duration>| -> i64 {
+            d.map_or(-1, |t| i64::try_from(ttl_millis(t)).unwrap_or(i64::MAX))
+        };
+        let now = std::time::SystemTime::now();
+        let absexp = expiry.absolute.map_or(-1, |a| dotnet::ticks_of(now + a));
+        let sldexp = expiry.sliding.map_or(-1, dotnet::duration_ticks);
+        let expire = dotnet::expire_seconds(expiry.absolute, expiry.sliding)
+            .map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
+        let mut c = self.conn().await?;
+        let mut inv = self.layouts.write.key(key);
+        inv.arg(self.layouts.layout.as_str())
+            .arg(value)
+            .arg(ms(expiry.ttl()))
+            .arg(absexp)
+            .arg(sldexp)
+            .arg(expire);
+        let _: String = c.script(&inv).await.map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Store for RedisStore {
     async fn get(&self, key: &str) -> StoreResult<Option<StoreValue>> {
-        let mut c = self.conn().await?;
-        let mut p = redis::pipe();
-        p.cmd("GET").arg(key).cmd("PTTL").arg(key);
-        let (bytes, pttl): (Option<Vec<u8>>, i64) =
-            c.query_pipe(&p).await.map_err(|e| self.err(&e))?;
-        Ok(match (bytes, pttl) {
-            (None, _) => None,
-            // Expired between GET and PTTL: never return an expired entry.
-            (Some(_), -2) => None,
-            (Some(bytes), -1) => Some(StoreValue { bytes, ttl: None }),
-            (Some(bytes), ms) => Some(StoreValue {
-                bytes,
-                ttl: Some(Duration::from_millis(ms.max(0) as u64)),
-            }),
-        })
+        let read = self
+            .read_any(key, None, dotnet::READ_REFRESH_FRACTION)
+            .await?;
+        Ok(read.map(|(v, _)| v))
+    }
+
+    async fn get_with_layout(&self, key: &str) -> StoreResult<Option<(StoreValue, ValueLayout)>> {
+        self.read_any(key, None, dotnet::READ_REFRESH_FRACTION)
+            .await
     }
 
     async fn get_and_touch(&self, key: &str, ttl: Duration) -> StoreResult<Option<StoreValue>> {
-        let ms = ttl_millis(ttl);
-        let bytes: Option<Vec<u8>> = self
-            .query(redis::cmd("GETEX").arg(key).arg("PX").arg(ms).clone())
-            .await?;
-        Ok(bytes.map(|bytes| StoreValue {
-            bytes,
-            ttl: Some(Duration::from_millis(ms)),
-        }))
+        let read = self.read_any(key, Some(ttl), "0").await?;
+        Ok(read.map(|(v, _)| v))
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value);
-        if let Some(t) = ttl {
-            cmd.arg("PX").arg(ttl_millis(t));
-        }
-        let _: () = self.query(cmd).await?;
-        Ok(())
+        self.write_any(key, value, EntryExpiry::after(ttl)).await
+    }
+
+    async fn set_with_expiry(
+        &self,
+        key: &str,
+        value: &[u8],
+        expiry: EntryExpiry,
+    ) -> StoreResult<()> {
+        self.write_any(key, value, expiry).await
     }
 
     async fn compare_and_swap(
@@ -657,16 +810,27 @@ impl Store for RedisStore {
         key: &str,
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
-        ttl: Option<Duration>,
+        expiry: EntryExpiry,
     ) -> StoreResult<bool> {
-        let ms: i64 = ttl.map_or(-1, |t| i64::try_from(ttl_millis(t)).unwrap_or(i64::MAX));
+        let ms: i64 = expiry
+            .ttl()
+            .map_or(-1, |t| i64::try_from(ttl_millis(t)).unwrap_or(i64::MAX));
+        let now = std::time::SystemTime::now();
+        let absexp = expiry.absolute.map_or(-1, |a| dotnet::ticks_of(now + a));
+        let sldexp = expiry.sliding.map_or(-1, dotnet::duration_ticks);
+        let expire = dotnet::expire_seconds(expiry.absolute, expiry.sliding)
+            .map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
         let mut c = self.conn().await?;
         let mut inv = self.cas.key(key);
         inv.arg(if expected.is_some() { "1" } else { "0" })
             .arg(expected.unwrap_or_default())
             .arg(if new.is_some() { "1" } else { "0" })
             .arg(new.unwrap_or_default())
-            .arg(ms);
+            .arg(self.layouts.layout.as_str())
+            .arg(ms)
+            .arg(absexp)
+            .arg(sldexp)
+            .arg(expire);
         let done: i64 = c.script(&inv).await.map_err(|e| self.err(&e))?;
         Ok(done == 1)
     }
@@ -688,9 +852,10 @@ impl Store for RedisStore {
     }
 
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
-        let n: i64 = self
-            .query(redis::cmd("PEXPIRE").arg(key).arg(ttl_millis(ttl)).clone())
-            .await?;
+        let mut c = self.conn().await?;
+        let mut inv = self.layouts.touch.key(key);
+        inv.arg(ttl_millis(ttl));
+        let n: i64 = c.script(&inv).await.map_err(|e| self.err(&e))?;
         Ok(n == 1)
     }
 

@@ -9,12 +9,15 @@
 //! | `redis+cluster://[user:pass@]h:p,h:p[,…]`, `rediss+cluster://…` | [`RedisStore`] Cluster |
 //!
 //! Redis URLs accept `?connect_timeout_ms=N&response_timeout_ms=N` (defaults 2000) and
-//! `tls_ca_file=/path/ca.pem` (a private CA to trust for `rediss://`);
+//! `tls_ca_file=/path/ca.pem` (a private CA to trust for `rediss://`) and
+//! `layout=string|dotnet` (how new keys are written: a Redis string, the default, or the
+//! hash of .NET's `RedisCache`, see [`super::dotnet`]; existing keys keep theirs);
 //! other query parameters are passed to redis-rs for standalone URLs (e.g.
 //! `protocol=resp3`). The [`fmt::Display`] of a [`StoreUrl`] never shows a password (nor
 //! the value of a secret-looking query parameter); [`redact_url`] does the same for any
 //! URL string.
 
+use super::dotnet::StoreLayout;
 use super::embedded::EmbeddedStore;
 use super::memory::MemoryStore;
 use super::redis::{RedisOptions, RedisStore};
@@ -58,6 +61,8 @@ pub enum StoreUrl {
         response_timeout: Option<Duration>,
         /// A PEM file of root certificates to trust (`tls_ca_file=`).
         tls_ca_file: Option<PathBuf>,
+        /// The layout of new keys (`layout=`; default a string).
+        layout: StoreLayout,
     },
 }
 
@@ -106,17 +111,27 @@ pub fn default_embedded_path_for(app: &str) -> PathBuf {
     default_embedded_dir().join(format!("{name}.redb"))
 }
 
-/// Our own query parameters: connect timeout, response timeout, CA file.
-type OwnParams = (Option<Duration>, Option<Duration>, Option<PathBuf>);
+/// Our own query parameters: connect timeout, response timeout, CA file, layout.
+type OwnParams = (
+    Option<Duration>,
+    Option<Duration>,
+    Option<PathBuf>,
+    StoreLayout,
+);
 
 /// Takes our own parameters out of a query string; returns the rest and them.
 fn take_params(query: &str) -> StoreResult<(String, OwnParams)> {
     let mut keep = Vec::new();
     let (mut connect, mut response, mut ca) = (None, None, None);
+    let mut layout = StoreLayout::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k == "tls_ca_file" {
             ca = Some(PathBuf::from(v));
+            continue;
+        }
+        if k == "layout" {
+            layout = StoreLayout::parse(v)?;
             continue;
         }
         let slot = match k {
@@ -133,7 +148,7 @@ fn take_params(query: &str) -> StoreResult<(String, OwnParams)> {
             .map_err(|_| config(format!("{k} must be a whole number of milliseconds")))?;
         *slot = Some(Duration::from_millis(ms));
     }
-    Ok((keep.join("&"), (connect, response, ca)))
+    Ok((keep.join("&"), (connect, response, ca, layout)))
 }
 
 impl StoreUrl {
@@ -226,7 +241,8 @@ impl StoreUrl {
                     Some((p, q)) => (p, q),
                     None => (tail, ""),
                 };
-                let (query, (connect_timeout, response_timeout, tls_ca_file)) = take_params(query)?;
+                let (query, (connect_timeout, response_timeout, tls_ca_file, layout)) =
+                    take_params(query)?;
                 let rest = if query.is_empty() {
                     path.to_owned()
                 } else {
@@ -242,6 +258,7 @@ impl StoreUrl {
                     connect_timeout,
                     response_timeout,
                     tls_ca_file,
+                    layout,
                 })
             }
             other => Err(config(format!(
@@ -307,6 +324,7 @@ impl StoreUrl {
                 connect_timeout,
                 response_timeout,
                 tls_ca_file,
+                layout,
                 ..
             } => {
                 let tls_ca_pem = match tls_ca_file {
@@ -324,6 +342,7 @@ impl StoreUrl {
                     connect_timeout: connect_timeout.unwrap_or(defaults.connect_timeout),
                     response_timeout: response_timeout.unwrap_or(defaults.response_timeout),
                     tls_ca_pem,
+                    layout: *layout,
                     ..defaults
                 };
                 let urls: Vec<String> = hosts.iter().filter_map(|h| self.node_url(h)).collect();
@@ -350,6 +369,7 @@ impl fmt::Display for StoreUrl {
                 username,
                 password,
                 rest,
+                layout,
                 ..
             } => {
                 let scheme = match (tls, cluster) {
@@ -364,10 +384,15 @@ impl fmt::Display for StoreUrl {
                     (Some(u), None) => write!(f, "{u}@")?,
                     (u, Some(_)) => write!(f, "{}:***@", u.as_deref().unwrap_or(""))?,
                 }
-                let rest = match rest.split_once('?') {
+                let mut rest = match rest.split_once('?') {
                     Some((path, query)) => format!("{path}?{}", redact_query(query)),
                     None => rest.clone(),
                 };
+                if *layout != StoreLayout::String {
+                    rest.push(if rest.contains('?') { '&' } else { '?' });
+                    rest.push_str("layout=");
+                    rest.push_str(layout.as_str());
+                }
                 write!(f, "{}{}", hosts.join(","), rest)
             }
         }
@@ -478,6 +503,28 @@ impl fmt::Display for ConfiguredUrl {
 /// As [`StoreUrl::parse`] and [`StoreUrl::open`].
 pub async fn open(url: &str) -> StoreResult<SharedStore> {
     parse_or_default(url)?.open().await
+}
+
+/// Opens the store named by `url` as [`open`] does, with `layout` (when given) as the
+/// layout of new keys of a Redis store, in place of the URL's `?layout=`.
+///
+/// # Errors
+/// As [`open`].
+pub(crate) async fn open_with_layout(
+    url: &str,
+    layout: Option<StoreLayout>,
+) -> StoreResult<SharedStore> {
+    let mut parsed = parse_or_default(url)?;
+    if let (
+        Some(want),
+        StoreUrl::Redis {
+            layout: configured, ..
+        },
+    ) = (layout, &mut parsed)
+    {
+        *configured = want;
+    }
+    parsed.open().await
 }
 
 /// Opens the store named by `url` only if it exists: for tools that read or remove
@@ -663,6 +710,40 @@ mod tests {
             let printed = format!("{kept} {kept:?}");
             assert!(!printed.contains("hunter2secret"), "{printed}");
         }
+    }
+
+    #[test]
+    fn layout_is_taken_from_the_query() {
+        let u = StoreUrl::parse("redis://:pw@h:1/0?layout=dotnet&protocol=resp3").unwrap();
+        let StoreUrl::Redis { layout, rest, .. } = &u else {
+            panic!("{u}");
+        };
+        assert_eq!(*layout, StoreLayout::DotNet);
+        assert_eq!(rest, "/0?protocol=resp3", "not passed on to redis-rs");
+        assert_eq!(
+            u.to_string(),
+            "redis://:***@h:1/0?protocol=resp3&layout=dotnet"
+        );
+        let c = StoreUrl::parse("redis+cluster://a:1,b:2?layout=string").unwrap();
+        assert!(matches!(
+            c,
+            StoreUrl::Redis {
+                layout: StoreLayout::String,
+                ..
+            }
+        ));
+        assert_eq!(c.to_string(), "redis+cluster://a:1,b:2");
+        let d = StoreUrl::parse("redis://h").unwrap();
+        assert!(matches!(
+            d,
+            StoreUrl::Redis {
+                layout: StoreLayout::String,
+                ..
+            }
+        ));
+        let e = StoreUrl::parse("redis://h?layout=json").unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::Config);
+        assert!(e.message.contains("string or dotnet"), "{e}");
     }
 
     #[test]

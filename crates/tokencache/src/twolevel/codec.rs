@@ -14,12 +14,16 @@ use crate::schema::{Partition, SchemaError};
 pub(crate) enum DecodeError {
     /// Not MSAL V3 JSON.
     Schema(SchemaError),
+    /// Encrypted by ASP.NET Core Data Protection (Microsoft.Identity.Web's `Encrypt`):
+    /// not corrupt, but not readable here, and never to be written over.
+    DataProtected,
 }
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::Schema(e) => e.fmt(f),
+            DecodeError::DataProtected => f.write_str("encrypted by .NET Data Protection"),
         }
     }
 }
@@ -32,6 +36,9 @@ impl Core {
 
     /// The partition stored as `bytes` under `full`.
     pub(super) fn decode(&self, _full: &str, bytes: &[u8]) -> Result<Partition, DecodeError> {
+        if crate::store::dotnet::is_data_protected(bytes) {
+            return Err(DecodeError::DataProtected);
+        }
         Partition::parse(bytes).map_err(DecodeError::Schema)
     }
 }

@@ -142,6 +142,12 @@ impl Core {
                 tracing::debug!(key = %full, "queued change not applied: its user signed out since");
                 true
             };
+            if current.protected {
+                // Another application's encrypted partition: the change is dropped.
+                pending.queued = None;
+                self.forget_l1(&bare);
+                return true;
+            }
             if scope.revoked_by(current.stamp) {
                 return revoked(&mut pending);
             }
@@ -160,6 +166,11 @@ impl Core {
                     true
                 }
                 Committed::Revoked => revoked(&mut pending),
+                Committed::Protected => {
+                    pending.queued = None;
+                    self.forget_l1(&bare);
+                    true
+                }
                 Committed::Failed(_) => pending.put_back(),
             };
         }

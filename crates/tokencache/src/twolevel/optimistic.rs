@@ -37,6 +37,8 @@ pub(super) enum Committed {
     Written(WriteOutcome),
     /// The owner signed out after the tokens were requested: nothing written.
     Revoked,
+    /// The key now holds another application's encrypted value: never written over.
+    Protected,
     /// L2 failed: the partition this replica would have written.
     Failed(Partition),
 }
@@ -49,6 +51,9 @@ pub(super) struct Current {
     pub(super) partition: Partition,
     /// The owner's revocation stamp (ms since the epoch), from L2 or known here.
     pub(super) stamp: Option<i64>,
+    /// The value is another application's, encrypted by .NET Data Protection: it is
+    /// never written over.
+    pub(super) protected: bool,
 }
 
 impl Core {
@@ -56,10 +61,16 @@ impl Core {
     pub(super) async fn read_current(&self, full: &str, owner: Option<&str>) -> Option<Current> {
         bump(&self.counters.l2_reads);
         let value = self.call_with("get", || self.store.get(full)).await.ok()?;
+        let mut protected = false;
         let (raw, partition) = match value {
             None => (None, Partition::new()),
             Some(v) => match self.decode(full, &v.bytes) {
                 Ok(p) => (Some(v.bytes), p),
+                Err(e @ super::codec::DecodeError::DataProtected) => {
+                    self.unreadable(full, v.bytes.len(), &e, "left as it is");
+                    protected = true;
+                    (Some(v.bytes), Partition::new())
+                }
                 Err(e) => {
                     self.unreadable(full, v.bytes.len(), &e, "replaced by this write");
                     (Some(v.bytes), Partition::new())
@@ -81,6 +92,7 @@ impl Core {
             raw,
             partition,
             stamp,
+            protected,
         })
     }
 
@@ -131,6 +143,12 @@ impl Core {
             stale_l1.armed = false;
             return Ok((result, outcome));
         };
+        if current.protected {
+            // Another application's encrypted partition: never replaced.
+            self.forget_l1(key);
+            stale_l1.armed = false;
+            return Err(Error::DataProtected { key: full });
+        }
         if scope.revoked_by(current.stamp) {
             let result = change(&mut Partition::new())?;
             return Ok((result, self.refused(key, &mut stale_l1)));
@@ -162,6 +180,11 @@ impl Core {
                 outcome
             }
             Committed::Revoked => self.refused(key, &mut stale_l1),
+            Committed::Protected => {
+                self.forget_l1(key);
+                stale_l1.armed = false;
+                return Err(Error::DataProtected { key: full });
+            }
             Committed::Failed(partition) => {
                 self.queue_change(kind, key, &full, ctx, scope, queued, diff, partition)
             }
@@ -194,11 +217,22 @@ impl Core {
             let ttl = deadline.ttl_at(now);
             let alive = partition.has_credentials() && !ttl.is_some_and(|t| t.is_zero());
             let bytes = alive.then(|| self.encode(full, &partition));
+            // Both ends, for a store that keeps them (a .NET hash slides and expires by them).
+            let expiry = crate::store::EntryExpiry {
+                absolute: deadline
+                    .hard_ms
+                    .map(|h| std::time::Duration::from_millis(h.saturating_sub(now))),
+                sliding: deadline.sliding,
+            };
             bump(&self.counters.l2_writes);
             let swapped = self
                 .call_with("compare_and_swap", || {
-                    self.store
-                        .compare_and_swap(full, current.raw.as_deref(), bytes.as_deref(), ttl)
+                    self.store.compare_and_swap(
+                        full,
+                        current.raw.as_deref(),
+                        bytes.as_deref(),
+                        expiry,
+                    )
                 })
                 .await;
             match swapped {
@@ -229,6 +263,9 @@ impl Core {
                     let Some(mut fresh) = self.read_current(full, scope.owner).await else {
                         return Committed::Failed(partition);
                     };
+                    if fresh.protected {
+                        return Committed::Protected;
+                    }
                     if scope.revoked_by(fresh.stamp) {
                         return Committed::Revoked;
                     }

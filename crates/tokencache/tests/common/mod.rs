@@ -109,11 +109,13 @@ impl Store for Counting {
         key: &str,
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
-        ttl: Option<Duration>,
+        expiry: tokencache::store::EntryExpiry,
     ) -> StoreResult<bool> {
         self.sets.fetch_add(1, Ordering::SeqCst);
         self.pre().await?;
-        self.inner.compare_and_swap(key, expected, new, ttl).await
+        self.inner
+            .compare_and_swap(key, expected, new, expiry)
+            .await
     }
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         self.touches.fetch_add(1, Ordering::SeqCst);

@@ -1,11 +1,14 @@
 //! Between a decoded partition and the bytes L2 holds under its key. Every value the
 //! two levels write to or read from L2 passes here, so that this is the one place where
-//! the stored form is decided: today MSAL V3 JSON as it is (readable by MSAL Python,
-//! msal-node and Microsoft.Identity.Web).
+//! the stored form is decided: MSAL V3 JSON as it is (readable by MSAL Python,
+//! msal-node and Microsoft.Identity.Web) when no keys are configured, else that JSON
+//! sealed in an envelope bound to the full L2 key ([`crate::protect`]).
 
 use std::fmt;
+use zeroize::Zeroizing;
 
 use super::Core;
+use crate::protect::{self, ProtectError};
 use crate::schema::{Partition, SchemaError};
 
 /// Why the bytes under a key are not a partition.
@@ -14,24 +17,40 @@ use crate::schema::{Partition, SchemaError};
 pub(crate) enum DecodeError {
     /// Not MSAL V3 JSON.
     Schema(SchemaError),
+    /// Could not be opened with the key ring (or is plaintext where keys are required).
+    Protect(ProtectError),
 }
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::Schema(e) => e.fmt(f),
+            DecodeError::Protect(e) => e.fmt(f),
         }
     }
 }
 
 impl Core {
     /// The bytes to store under `full` (the full L2 key) for `partition`.
-    pub(super) fn encode(&self, _full: &str, partition: &Partition) -> Vec<u8> {
-        partition.to_vec()
+    pub(super) fn encode(&self, full: &str, partition: &Partition) -> Vec<u8> {
+        match &self.protection {
+            None => partition.to_vec(),
+            Some(p) => p.seal(full, &Zeroizing::new(partition.to_vec())),
+        }
     }
 
     /// The partition stored as `bytes` under `full`.
-    pub(super) fn decode(&self, _full: &str, bytes: &[u8]) -> Result<Partition, DecodeError> {
-        Partition::parse(bytes).map_err(DecodeError::Schema)
+    pub(super) fn decode(&self, full: &str, bytes: &[u8]) -> Result<Partition, DecodeError> {
+        match &self.protection {
+            Some(p) => {
+                let (plain, _) = p.open(full, bytes).map_err(DecodeError::Protect)?;
+                Partition::parse(&plain).map_err(DecodeError::Schema)
+            }
+            // Sealed by a replica with keys, read by one without: say so, not "bad JSON".
+            None if protect::is_envelope(bytes) => {
+                Err(DecodeError::Protect(protect::unopenable(bytes)))
+            }
+            None => Partition::parse(bytes).map_err(DecodeError::Schema),
+        }
     }
 }

@@ -84,6 +84,7 @@ use crate::clock::SharedClock;
 use crate::error::Error;
 use crate::memory::{L1Options, MemoryCache};
 use crate::partition::{KeySpace, PartitionKind};
+use crate::protect::{Protection, Reporter};
 use crate::schema::Partition;
 use crate::store::{SharedStore, StoreResult};
 use breaker::Breaker;
@@ -121,6 +122,8 @@ pub struct TwoLevelOptions {
     /// Probe L2 (`PING`) when the cache is built, to report a misconfiguration at once.
     /// Default true.
     pub probe_at_start: bool,
+    /// Encryption at rest of partitions in L2 (`None`: plaintext MSAL JSON).
+    pub protection: Option<Protection>,
 }
 
 impl Default for TwoLevelOptions {
@@ -134,6 +137,7 @@ impl Default for TwoLevelOptions {
             policy: FailurePolicy::default(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             probe_at_start: true,
+            protection: None,
         }
     }
 }
@@ -196,6 +200,10 @@ struct Core {
     quiet: quiet::Quiet,
     /// A recovery task is running.
     recovering: AtomicBool,
+    /// Seals and opens partitions (codec.rs); `None`: plaintext.
+    protection: Option<Protection>,
+    /// Values that could not be opened, logged once per key id and kind.
+    protect_log: Reporter,
 }
 
 impl fmt::Debug for TwoLevel {
@@ -208,6 +216,7 @@ impl fmt::Debug for TwoLevel {
             .field("expiry", &c.expiry)
             .field("breaker", &c.breaker.state())
             .field("queue_depth", &c.queue.len())
+            .field("protection", &c.protection)
             .finish()
     }
 }
@@ -241,6 +250,8 @@ impl TwoLevel {
             outage: Mutex::new(Outage::default()),
             quiet: quiet::Quiet::default(),
             recovering: AtomicBool::new(false),
+            protection: options.protection,
+            protect_log: Reporter::default(),
         });
         core.metrics
             .breaker_state
@@ -275,6 +286,11 @@ impl TwoLevel {
     /// The clock.
     pub fn clock(&self) -> &SharedClock {
         &self.core.clock
+    }
+
+    /// How partitions are protected in L2 (`None`: plaintext).
+    pub fn protection(&self) -> Option<&Protection> {
+        self.core.protection.as_ref()
     }
 
     /// The expiry rules.

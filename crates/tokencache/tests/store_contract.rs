@@ -91,6 +91,64 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
         .await
         .unwrap();
 
+    // set_if_equal: written only over the expected bytes (binary-safe), with the new
+    // TTL; never over other bytes, a missing key, a link set or an expired entry.
+    let old: Vec<u8> = vec![0xFF, 0, b'x', 0x80];
+    store.set(&k("cas"), &old, Some(ms(60_000))).await.unwrap();
+    assert!(!store
+        .set_if_equal(&k("cas"), b"other", b"new", None)
+        .await
+        .unwrap());
+    assert_eq!(store.get(&k("cas")).await.unwrap().unwrap().bytes, old);
+    assert!(store
+        .set_if_equal(&k("cas"), &old, b"new", Some(ms(30_000)))
+        .await
+        .unwrap());
+    let v = store.get(&k("cas")).await.unwrap().unwrap();
+    assert_eq!(v.bytes, b"new");
+    let ttl = v.ttl.expect("the new TTL");
+    assert!(ttl > ms(25_000) && ttl <= ms(30_000), "{ttl:?}");
+    assert!(
+        !store
+            .set_if_equal(&k("cas"), &old, b"again", None)
+            .await
+            .unwrap(),
+        "the old value is gone: a second CAS of it fails"
+    );
+    assert!(store
+        .set_if_equal(&k("cas"), b"new", b"kept", None)
+        .await
+        .unwrap());
+    assert_eq!(store.get(&k("cas")).await.unwrap().unwrap().ttl, None);
+    assert!(!store
+        .set_if_equal(&k("cas-missing"), b"", b"x", None)
+        .await
+        .unwrap());
+    assert_eq!(store.get(&k("cas-missing")).await.unwrap(), None);
+    store
+        .link_add(&k("cas-set"), "m", Some(ms(60_000)))
+        .await
+        .unwrap();
+    assert!(!store
+        .set_if_equal(&k("cas-set"), b"m", b"x", None)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.link_members(&k("cas-set")).await.unwrap(),
+        vec!["m".to_string()]
+    );
+    store.set(&k("cas-exp"), b"e", Some(ms(100))).await.unwrap();
+    tokio::time::sleep(ms(250)).await;
+    assert!(!store
+        .set_if_equal(&k("cas-exp"), b"e", b"x", None)
+        .await
+        .unwrap());
+    assert_eq!(store.get(&k("cas-exp")).await.unwrap(), None);
+    store
+        .remove_many(&[k("cas"), k("cas-set")])
+        .await
+        .unwrap();
+
     // A set without TTL removes the old TTL.
     store.set(&k("a"), b"three", None).await.unwrap();
     assert_eq!(store.get(&k("a")).await.unwrap().unwrap().ttl, None);

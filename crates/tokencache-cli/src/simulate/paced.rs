@@ -104,6 +104,17 @@ impl Store for PacedStore {
             .set_if_absent(key, value, ttl.map(|t| self.down(t)))
             .await
     }
+    async fn set_if_equal(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        self.inner
+            .set_if_equal(key, expected, new, ttl.map(|t| self.down(t)))
+            .await
+    }
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         self.inner.touch(key, self.down(ttl)).await
     }

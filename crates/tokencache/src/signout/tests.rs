@@ -788,6 +788,15 @@ impl crate::store::Store for SignOutWritesFail {
     ) -> crate::store::StoreResult<Option<crate::store::StoreValue>> {
         self.inner.get_and_touch(key, ttl).await
     }
+    async fn set_if_equal(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> crate::store::StoreResult<bool> {
+        self.inner.set_if_equal(key, expected, new, ttl).await
+    }
     async fn set(
         &self,
         key: &str,

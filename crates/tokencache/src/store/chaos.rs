@@ -275,6 +275,17 @@ impl Store for ChaosStore {
         self.inner.set_if_absent(key, value, ttl).await
     }
 
+    async fn set_if_equal(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        self.chaos("set_if_equal").await?;
+        self.inner.set_if_equal(key, expected, new, ttl).await
+    }
+
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         self.chaos("touch").await?;
         self.inner.touch(key, ttl).await

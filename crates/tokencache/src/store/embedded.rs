@@ -506,6 +506,29 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn set_if_equal(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        let k = key.to_owned();
+        let e = expected.to_vec();
+        let v = new.to_vec();
+        self.run(move |db, now| {
+            // One write transaction: redb serializes writers, so compare-and-set is atomic.
+            write(db, |t| match t.entry(&k)? {
+                Some((d, bytes)) if !expired(d, now) && bytes == e => {
+                    t.put_entry(&k, &v, encode_deadline(ttl, now), Some(d))?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            })
+        })
+        .await
+    }
+
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         let k = key.to_owned();
         self.run(move |db, now| {

@@ -206,6 +206,33 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
+    async fn set_if_equal(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        let now = self.clock.now_millis();
+        let mut inner = self.lock();
+        let equal = matches!(
+            inner.map.get(key),
+            Some(e) if e.live(now) && matches!(&e.value, Value::Bytes(b) if b == expected)
+        );
+        if !equal {
+            return Ok(false);
+        }
+        inner.map.insert(
+            key.to_owned(),
+            Entry {
+                value: Value::Bytes(new.to_vec()),
+                deadline: ttl.map(|t| deadline(now, t)),
+            },
+        );
+        Self::wrote(&mut inner, now);
+        Ok(true)
+    }
+
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         let now = self.clock.now_millis();
         let mut inner = self.lock();

@@ -136,6 +136,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         ttl: Option<Duration>,
     ) -> StoreResult<bool>;
 
+    /// Replaces the value under `key` with `new` (TTL `ttl`; `None`: no expiry) only if
+    /// a live value equal to `expected` is there now, atomically (compare-and-set; a
+    /// Lua script on Redis); returns whether it was written. For rewriting a value
+    /// (re-encryption) without overwriting a change another replica made meanwhile.
+    async fn set_if_equal(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool>;
+
     /// Sets the TTL of an existing entry; returns whether it existed.
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool>;
 

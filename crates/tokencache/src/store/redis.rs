@@ -60,6 +60,22 @@ end
 return 1
 "#;
 
+/// Compare-and-set of one string key: `SET` (with `PX` unless ARGV[3] < 0) only if the
+/// current value is ARGV[1]. A missing key or a link set (another type) is "not equal".
+const SET_IF_EQUAL_LUA: &str = r#"
+local cur = redis.pcall('GET', KEYS[1])
+if type(cur) ~= 'string' or cur ~= ARGV[1] then
+  return 0
+end
+local ttl = tonumber(ARGV[3])
+if ttl < 0 then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+end
+return 1
+"#;
+
 /// Keys per `DEL` command in standalone mode.
 const DEL_CHUNK: usize = 512;
 
@@ -206,6 +222,7 @@ pub struct RedisStore {
     backend: Backend,
     endpoint: String,
     link_add: redis::Script,
+    set_if_equal: redis::Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -356,6 +373,7 @@ impl RedisStore {
             backend: Backend::Standalone(lazy),
             endpoint,
             link_add: redis::Script::new(LINK_ADD_LUA),
+            set_if_equal: redis::Script::new(SET_IF_EQUAL_LUA),
         })
     }
 
@@ -409,6 +427,7 @@ impl RedisStore {
             backend: Backend::Cluster(lazy),
             endpoint,
             link_add: redis::Script::new(LINK_ADD_LUA),
+            set_if_equal: redis::Script::new(SET_IF_EQUAL_LUA),
         })
     }
 
@@ -546,6 +565,21 @@ impl Store for RedisStore {
         // OK when written, nil when the key exists.
         let written: Option<String> = self.query(cmd).await?;
         Ok(written.is_some())
+    }
+
+    async fn set_if_equal(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        let px: i64 = ttl.map_or(-1, |t| i64::try_from(ttl_millis(t)).unwrap_or(i64::MAX));
+        let mut c = self.conn().await?;
+        let mut inv = self.set_if_equal.key(key);
+        inv.arg(expected).arg(new).arg(px);
+        let written = c.script(&inv).await.map_err(|e| self.err(&e))?;
+        Ok(written == 1)
     }
 
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {

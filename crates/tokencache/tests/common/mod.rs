@@ -104,6 +104,17 @@ impl Store for Counting {
         self.pre().await?;
         self.inner.set_if_absent(key, value, ttl).await
     }
+    async fn set_if_equal(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
+        self.sets.fetch_add(1, Ordering::SeqCst);
+        self.pre().await?;
+        self.inner.set_if_equal(key, expected, new, ttl).await
+    }
     async fn touch(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         self.touches.fetch_add(1, Ordering::SeqCst);
         self.pre().await?;

@@ -269,3 +269,49 @@ mod tamper {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::protect::ring::KeyId;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn open_of_seal_is_identity(
+            plain in proptest::collection::vec(any::<u8>(), 0..4096),
+            full_key in "[ -~]{0,80}",
+            id in "[A-Za-z0-9_-]{1,32}",
+            key in any::<[u8; 32]>(),
+        ) {
+            let ring = KeyRing::new(Key::new(KeyId::new(&id).unwrap(), &key));
+            let sealed = seal(ring.primary(), &full_key, &plain);
+            prop_assert_eq!(sealed.len(), plain.len() + overhead(id.len()));
+            prop_assert_eq!(&open(&ring, &full_key, &sealed).unwrap()[..], &plain[..]);
+            let other = format!("{full_key}x");
+            prop_assert!(
+                matches!(
+                    open(&ring, &other, &sealed),
+                    Err(ProtectError::AuthenticationFailed { .. })
+                ),
+                "bound to its key"
+            );
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_never_open(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            prefix in any::<bool>(),
+        ) {
+            let ring = KeyRing::new(Key::new(KeyId::new("k1").unwrap(), &[3; 32]));
+            let mut b = bytes;
+            if prefix {
+                let mut head = MAGIC.to_vec();
+                head.push(VERSION);
+                head.extend_from_slice(&b);
+                b = head;
+            }
+            prop_assert!(open(&ring, "o.t", &b).is_err());
+        }
+    }
+}

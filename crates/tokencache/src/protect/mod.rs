@@ -25,11 +25,13 @@
 
 pub mod envelope;
 mod error;
+mod rekey;
 pub mod ring;
 
 pub use envelope::{is_envelope, Envelope};
 pub use error::{kind_of_key, Malformed, ProtectError, ProtectErrorKind};
 pub(crate) use error::Reporter;
+pub use rekey::{rekey, stored, Rekeyed, Stored, REKEY_ATTEMPTS};
 pub use ring::{
     accept_plaintext_from_env, Key, KeyId, KeyProvider, KeyRing, KeysError, ACCEPT_PLAINTEXT_ENV,
     KEYS_ENV, KEYS_FILE_ENV,

@@ -8,12 +8,14 @@
 //! set), bytes, entries without expiry, the TTL distribution, tokencache's link sets and
 //! revocation stamps, OBO partitions that no link set names (orphans: a sign-out cannot
 //! reach them), link-set members whose partition is gone, and plaintext vs opaque
-//! values. Values are never printed; keys are account ids and hashes, not secrets.
+//! values, and the key ids of encrypted ones with their counts (naming those the
+//! configured ring, `TOKENCACHE_KEYS`, does not hold). Values are never printed; keys
+//! are account ids and hashes, not secrets.
 //! The last line is machine-readable (`inspect: key=value …`).
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::process::ExitCode;
 use std::time::Duration;
 use tokencache::store::{self, SharedStore};
@@ -134,6 +136,8 @@ struct Counts {
 }
 
 async fn inspect(args: InspectArgs) -> Result<(), String> {
+    // The ring only names the key ids it knows (nothing is decrypted here).
+    let ring = tokencache::KeyRing::from_env().map_err(|e| format!("encryption keys: {e}"))?;
     let url = args.store.clone().unwrap_or_default();
     let store: SharedStore = store::open(&url).await.map_err(|e| e.to_string())?;
     store.health().await.map_err(|e| e.to_string())?;
@@ -219,6 +223,7 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
     let mut per_kind: Vec<Counts> = KINDS.iter().map(|_| Counts::default()).collect();
     let mut ttl_hist = [0u64; 1 + BUCKETS.len()];
     let (mut plaintext, mut opaque) = (0u64, 0u64);
+    let mut key_ids: BTreeMap<String, u64> = BTreeMap::new();
     let mut orphans = Vec::new();
     for (k, v) in &read {
         let b = bare(k);
@@ -238,11 +243,13 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         c.bytes += size;
         c.no_expiry += u64::from(v.ttl.is_none());
         ttl_hist[bucket(v.ttl)] += 1;
-        let first = v.bytes.iter().find(|b| !b.is_ascii_whitespace());
-        if first == Some(&b'{') {
-            plaintext += 1;
-        } else {
-            opaque += 1;
+        match tokencache::protect::stored(&v.bytes) {
+            tokencache::protect::Stored::Plaintext => plaintext += 1,
+            tokencache::protect::Stored::Sealed { key_id } => {
+                opaque += 1;
+                *key_ids.entry(key_id.to_string()).or_default() += 1;
+            }
+            tokencache::protect::Stored::Malformed(_) => opaque += 1,
         }
         if kind == Kind::Obo && !linked.contains(k) {
             orphans.push((b, v.ttl));
@@ -283,9 +290,33 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         "tokencache keys: {link_sets} link sets ({link_members} members, {} gone), {stamps} revocation stamps, {own_other} other; {own_bytes} bytes",
         dangling.len()
     );
+    let encrypted: u64 = key_ids.values().sum();
     println!(
-        "values: {plaintext} plaintext MSAL JSON, {opaque} not JSON (encrypted or foreign); encryption at rest is not built yet, so there are no key ids to report"
+        "values: {plaintext} plaintext MSAL JSON, {encrypted} encrypted, {} neither (foreign or malformed)",
+        opaque - encrypted
     );
+    let known = |id: &str| ring.as_ref().is_some_and(|r| r.get(id).is_some());
+    let list = |unknown: bool| {
+        key_ids
+            .iter()
+            .filter(|(id, _)| known(id) != unknown)
+            .map(|(id, n)| format!("{id}:{n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (key_ids_known, key_ids_unknown) = (list(false), list(true));
+    if !key_ids.is_empty() {
+        let primary = ring.as_ref().map(|r| r.primary().id().to_string());
+        for (id, n) in &key_ids {
+            let role = match (&primary, known(id)) {
+                (Some(p), _) if p == id => "primary",
+                (_, true) => "decrypt-only",
+                (None, _) => "unknown: no TOKENCACHE_KEYS configured",
+                _ => "UNKNOWN to this key ring: these entries cannot be read",
+            };
+            println!("key id {id}: {n} entries ({role})");
+        }
+    }
     println!(
         "orphans: {} OBO partitions are in no link set (a sign-out cannot reach them; they end only with their TTL)",
         orphans.len()
@@ -304,7 +335,7 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
     }
     let n = |k: Kind| per_kind[KINDS.iter().position(|(x, _)| *x == k).unwrap_or(4)].count;
     println!(
-        "inspect: keys={} user={} app={} obo={} obo-session={} other={} link-sets={} stamps={} bytes={} no-expiry={} orphan-obo={} dangling-links={} plaintext={} not-json={}",
+        "inspect: keys={} user={} app={} obo={} obo-session={} other={} link-sets={} stamps={} bytes={} no-expiry={} orphan-obo={} dangling-links={} plaintext={} not-json={} encrypted={} key-ids={} unknown-key-ids={}",
         keys.len(),
         n(Kind::User),
         n(Kind::App),
@@ -318,7 +349,10 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         orphans.len(),
         dangling.len(),
         plaintext,
-        opaque
+        opaque,
+        encrypted,
+        key_ids_known,
+        key_ids_unknown,
     );
     Ok(())
 }

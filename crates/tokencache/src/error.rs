@@ -22,6 +22,9 @@ pub enum Error {
     /// could not be loaded.
     #[error("encryption keys: {0}")]
     Keys(#[from] KeysError),
+    /// A stored value could not be opened with the key ring.
+    #[error(transparent)]
+    Protect(#[from] crate::protect::ProtectError),
     /// The request itself is not valid (an empty client id, no scopes...).
     #[error("invalid request: {0}")]
     InvalidRequest(String),

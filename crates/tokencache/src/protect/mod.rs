@@ -156,6 +156,25 @@ impl fmt::Debug for Plain<'_> {
     }
 }
 
+/// The partition stored as `bytes` under `full_key`, read as the two levels read it:
+/// opened with `protection` when given (an envelope found without one is
+/// [`ProtectError::UnknownKeyId`]), else parsed as plaintext MSAL JSON. For tools that
+/// read L2 directly (`tokencache load`'s final check, `bench`).
+pub fn read_partition(
+    protection: Option<&Protection>,
+    full_key: &str,
+    bytes: &[u8],
+) -> Result<crate::Partition, crate::Error> {
+    match protection {
+        Some(p) => {
+            let (plain, _) = p.open(full_key, bytes)?;
+            Ok(crate::Partition::parse(&plain)?)
+        }
+        None if is_envelope(bytes) => Err(unopenable(bytes).into()),
+        None => Ok(crate::Partition::parse(bytes)?),
+    }
+}
+
 /// The error for an envelope found where no keys are configured: its key id is
 /// unknown (or the envelope is malformed).
 pub fn unopenable(bytes: &[u8]) -> ProtectError {

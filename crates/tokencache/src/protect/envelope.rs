@@ -7,17 +7,15 @@
 //! 4           1     version    1
 //! 5           1     id_len     L, 1..=32
 //! 6           L     key id     ASCII [A-Za-z0-9_-]
-//! 6+L         24    nonce      random (XChaCha20-Poly1305's 192-bit nonce)
-//! 30+L        n+16  ciphertext the plaintext's n bytes, then the 16-byte Poly1305 tag
+//! 6+L         12    nonce      random (AES-256-GCM-SIV's 96-bit nonce)
+//! 18+L        n+16  ciphertext the plaintext's n bytes, then the 16-byte POLYVAL tag
 //! ```
 //!
 //! Associated data: the header (bytes `0 .. 6+L`: magic, version, id length, key id)
 //! followed by the full L2 key (prefix included, UTF-8). A value copied under another
 //! key, or with its key id changed, does not open. Pure: no I/O, no clock.
 
-use chacha20poly1305::aead::{Aead, AeadCore, OsRng, Payload};
-use chacha20poly1305::XNonce;
-use zeroize::Zeroizing;
+use aws_lc_rs::aead::{Aad, Nonce, NONCE_LEN as AEAD_NONCE_LEN};
 
 use super::error::{Malformed, ProtectError};
 use super::ring::{is_valid_id, Key, KeyRing, MAX_KEY_ID_LEN};
@@ -27,7 +25,7 @@ pub const MAGIC: [u8; 4] = [0xFF, b'T', b'C', b'E'];
 /// The format version this build writes (and the only one it reads).
 pub const VERSION: u8 = 1;
 /// Bytes of the nonce.
-pub const NONCE_LEN: usize = 24;
+pub const NONCE_LEN: usize = AEAD_NONCE_LEN;
 /// Bytes of the authentication tag.
 pub const TAG_LEN: usize = 16;
 /// Bytes an envelope adds to its plaintext, for a key id of `id_len` bytes.
@@ -101,12 +99,12 @@ impl<'a> Envelope<'a> {
     }
 }
 
-/// The associated data: header, then the full L2 key.
-fn aad(header: &[u8], full_key: &str) -> Zeroizing<Vec<u8>> {
+/// The associated data: header, then the full L2 key (neither is secret).
+fn aad(header: &[u8], full_key: &str) -> Vec<u8> {
     let mut aad = Vec::with_capacity(header.len() + full_key.len());
     aad.extend_from_slice(header);
     aad.extend_from_slice(full_key.as_bytes());
-    Zeroizing::new(aad)
+    aad
 }
 
 /// Seals `plaintext` for L2 key `full_key` with `key`, under a fresh random nonce.
@@ -118,44 +116,50 @@ pub fn seal(key: &Key, full_key: &str, plaintext: &[u8]) -> Vec<u8> {
     out.push(id.len() as u8); // ≤ MAX_KEY_ID_LEN, checked by KeyId
     out.extend_from_slice(id);
     let head = out.len();
-    let nonce = chacha20poly1305::XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let mut nonce = [0u8; NONCE_LEN];
+    aws_lc_rs::rand::fill(&mut nonce)
+        .unwrap_or_else(|_| unreachable!("the OS random generator does not fail"));
     out.extend_from_slice(&nonce);
     let aad = aad(&out[..head], full_key);
-    let sealed = key
+    let body = out.len();
+    out.extend_from_slice(plaintext);
+    let tag = key
         .cipher
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&aad[..]),
+            &mut out[body..],
         )
-        // XChaCha20-Poly1305 fails only for messages over 256 GiB; a partition is KBs.
+        // Fails only for messages over the AEAD's limit (GiBs); a partition is KBs.
         .unwrap_or_else(|_| unreachable!("partition larger than the AEAD's limit"));
-    out.extend_from_slice(&sealed);
+    out.extend_from_slice(tag.as_ref());
     out
 }
 
-/// Opens an envelope stored under `full_key` with the ring's key of its id. The
-/// plaintext is zeroized when dropped.
-pub fn open(ring: &KeyRing, full_key: &str, bytes: &[u8]) -> Result<Zeroizing<Vec<u8>>, ProtectError> {
+/// Opens an envelope stored under `full_key` with the ring's key of its id.
+///
+/// The plaintext is not zeroized: it is parsed at once into a partition whose token
+/// strings live on in L1 for as long as the partition does, so wiping this transient
+/// copy (a byte-at-a-time volatile loop, ~15 % of an L2 hit for a 7 KB partition) would
+/// protect nothing they do not already expose. Key bytes are zeroized (by the cipher).
+pub fn open(ring: &KeyRing, full_key: &str, bytes: &[u8]) -> Result<Vec<u8>, ProtectError> {
     let env = Envelope::parse(bytes)?;
     let key = ring.get(env.key_id).ok_or_else(|| ProtectError::UnknownKeyId {
         key_id: env.key_id.to_string(),
     })?;
     let aad = aad(env.header, full_key);
-    key.cipher
-        .decrypt(
-            XNonce::from_slice(env.nonce),
-            Payload {
-                msg: env.sealed,
-                aad: &aad,
-            },
-        )
-        .map(Zeroizing::new)
-        .map_err(|_| ProtectError::AuthenticationFailed {
-            key_id: env.key_id.to_string(),
-        })
+    let failed = || ProtectError::AuthenticationFailed {
+        key_id: env.key_id.to_string(),
+    };
+    let nonce = Nonce::try_assume_unique_for_key(env.nonce).map_err(|_| failed())?;
+    let mut buf = env.sealed.to_vec();
+    let n = key
+        .cipher
+        .open_in_place(nonce, Aad::from(&aad[..]), &mut buf)
+        .map_err(|_| failed())?
+        .len();
+    buf.truncate(n);
+    Ok(buf)
 }
 
 #[cfg(test)]

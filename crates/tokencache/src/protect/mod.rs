@@ -1,7 +1,7 @@
 //! Encryption at rest (DESIGN.md section 9; the byte format is in `docs/encryption.md`).
 //!
 //! When a key ring is configured, every partition tokencache writes to L2 is sealed in
-//! an AEAD envelope ([`envelope`]: XChaCha20-Poly1305, random 192-bit nonces) whose
+//! an AEAD envelope ([`envelope`]: AES-256-GCM-SIV, random 96-bit nonces) whose
 //! associated data is the full L2 key, so that a value copied under another key
 //! (another user's, for instance) does not open. The ring ([`ring`]) holds one primary
 //! key, which seals, and any number of decrypt-only keys; the envelope names the key
@@ -40,7 +40,6 @@ pub use ring::{
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
-use zeroize::Zeroizing;
 
 /// How L2 values are protected: a key ring, and whether plaintext partitions are
 /// accepted (migration). Cheap to clone; `Debug` shows key ids only.
@@ -102,8 +101,7 @@ impl Protection {
         envelope::seal(self.ring.primary(), full_key, plaintext)
     }
 
-    /// The plaintext of a value stored under `full_key` (zeroized on drop when it was
-    /// decrypted), and what it was.
+    /// The plaintext of a value stored under `full_key`, and what it was.
     pub fn open<'a>(
         &self,
         full_key: &str,
@@ -130,11 +128,12 @@ impl Protection {
     }
 }
 
-/// The plaintext of an opened value: decrypted (zeroized on drop) or the stored bytes
-/// themselves (plaintext accepted by the migration setting).
+/// The plaintext of an opened value: decrypted, or the stored bytes themselves
+/// (plaintext accepted by the migration setting). See [`envelope::open`] on why it is
+/// not zeroized.
 pub enum Plain<'a> {
     /// Decrypted from an envelope.
-    Decrypted(Zeroizing<Vec<u8>>),
+    Decrypted(Vec<u8>),
     /// Stored as plaintext.
     Stored(&'a [u8]),
 }

@@ -4,8 +4,6 @@
 //! replica made meanwhile is never overwritten (it is reread and, if it is not on the
 //! primary yet, rekeyed in turn).
 
-use zeroize::Zeroizing;
-
 use super::{looks_like_json, Envelope, Found, ProtectError, Protection};
 use crate::schema::Partition;
 use crate::store::{Store, StoreResult};
@@ -58,7 +56,6 @@ pub async fn rekey(
                 if Partition::parse(&plain).is_err() {
                     return Ok(Rekeyed::NotAPartition);
                 }
-                let plain = Zeroizing::new(plain.to_vec());
                 protection.seal(full_key, &plain)
             }
             Err(e) => return Ok(Rekeyed::Unreadable(e)),

@@ -2,17 +2,18 @@
 //! decrypt-only keys, each under a short id; where keys come from (the builder, a
 //! [`KeyProvider`], or the environment); how they are written (`id:base64key`).
 //!
-//! Key bytes live only inside the AEAD's key schedule, which zeroizes them on drop;
-//! `Debug` shows ids only. Parsing errors name the entry's position or id, never its
+//! Key bytes live only inside the AEAD's key schedule in aws-lc, which wipes every
+//! allocation it frees; the copies this module makes while parsing are zeroized on
+//! drop. `Debug` shows ids only. Parsing errors name the entry's position or id, never its
 //! bytes.
 
 use async_trait::async_trait;
+use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM_SIV};
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
-use chacha20poly1305::aead::{KeyInit, OsRng};
-use chacha20poly1305::XChaCha20Poly1305;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// The environment variable holding the key ring: `id:base64key` entries separated by
@@ -24,7 +25,7 @@ pub const KEYS_FILE_ENV: &str = "TOKENCACHE_KEYS_FILE";
 /// (and encrypts them on their next write) while keys are configured.
 pub const ACCEPT_PLAINTEXT_ENV: &str = "TOKENCACHE_ACCEPT_PLAINTEXT";
 
-/// Bytes of a key (XChaCha20-Poly1305 keys are 256 bits).
+/// Bytes of a key (AES-256-GCM-SIV keys are 256 bits).
 pub const KEY_LEN: usize = 32;
 /// The longest key id.
 pub const MAX_KEY_ID_LEN: usize = 32;
@@ -108,20 +109,22 @@ pub(crate) fn is_valid_id(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
 }
 
-/// One key under its id. The bytes are held by the cipher, zeroized on drop; `Debug`
+/// One key under its id. The bytes are held by the cipher (wiped when freed); `Debug`
 /// shows the id only.
 #[derive(Clone)]
 pub struct Key {
     id: KeyId,
-    pub(crate) cipher: XChaCha20Poly1305,
+    pub(crate) cipher: Arc<LessSafeKey>,
 }
 
 impl Key {
     /// A key from its 32 bytes (copied into the cipher; zeroize your copy).
     pub fn new(id: KeyId, bytes: &[u8; KEY_LEN]) -> Self {
+        let unbound = UnboundKey::new(&AES_256_GCM_SIV, bytes)
+            .unwrap_or_else(|_| unreachable!("AES-256-GCM-SIV takes any 32 bytes"));
         Self {
             id,
-            cipher: XChaCha20Poly1305::new(bytes.into()),
+            cipher: Arc::new(LessSafeKey::new(unbound)),
         }
     }
 
@@ -149,8 +152,9 @@ impl Key {
     /// [`KEYS_ENV`]. The line is the only copy of the key's bytes outside the cipher:
     /// store it in your secret manager.
     pub fn generate(id: KeyId) -> (Self, Zeroizing<String>) {
-        let bytes: Zeroizing<[u8; KEY_LEN]> =
-            Zeroizing::new(XChaCha20Poly1305::generate_key(&mut OsRng).into());
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        aws_lc_rs::rand::fill(&mut bytes[..])
+            .unwrap_or_else(|_| unreachable!("the OS random generator does not fail"));
         let mut line = Zeroizing::new(String::with_capacity(id.as_str().len() + 45));
         line.push_str(id.as_str());
         line.push(':');

@@ -5,7 +5,6 @@
 //! sealed in an envelope bound to the full L2 key ([`crate::protect`]).
 
 use std::fmt;
-use zeroize::Zeroizing;
 
 use super::Core;
 use crate::protect::{self, ProtectError};
@@ -35,7 +34,7 @@ impl Core {
     pub(super) fn encode(&self, full: &str, partition: &Partition) -> Vec<u8> {
         match &self.protection {
             None => partition.to_vec(),
-            Some(p) => p.seal(full, &Zeroizing::new(partition.to_vec())),
+            Some(p) => p.seal(full, &partition.to_vec()),
         }
     }
 

@@ -39,7 +39,10 @@ fn generate(args: GenerateArgs) -> ExitCode {
     };
     let (_key, line) = Key::generate(id);
     let mut out = std::io::stdout().lock();
-    if writeln!(out, "{}", line.as_str()).and_then(|_| out.flush()).is_err() {
+    if writeln!(out, "{}", line.as_str())
+        .and_then(|_| out.flush())
+        .is_err()
+    {
         return crate::fail("cannot write to stdout");
     }
     ExitCode::SUCCESS
@@ -53,7 +56,11 @@ fn default_id() -> String {
         .unwrap_or(0);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
-    format!("k{y:04}{m:02}{d:02}-{:02}{:02}", rem / 3600, rem % 3600 / 60)
+    format!(
+        "k{y:04}{m:02}{d:02}-{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's

@@ -83,7 +83,14 @@ async fn rekey(args: RekeyArgs) -> Result<(), String> {
     let url = args.store.clone().unwrap_or_default();
     let store: SharedStore = store::open(&url).await.map_err(|e| e.to_string())?;
     store.health().await.map_err(|e| e.to_string())?;
-    let tally = run_rekey(&store, &protection, &args.prefix, args.page, args.concurrency).await?;
+    let tally = run_rekey(
+        &store,
+        &protection,
+        &args.prefix,
+        args.page,
+        args.concurrency,
+    )
+    .await?;
     for ((kind, id), n) in &tally.why {
         eprintln!("unreadable: {n} entries: {kind} (key id {id}); left as they are");
     }
@@ -130,9 +137,9 @@ pub(crate) async fn run_rekey(
     keys.dedup(); // SCAN may return a key twice
 
     let bar = ProgressBar::with_draw_target(Some(keys.len() as u64), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} rekeying [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})")
-    {
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} rekeying [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})",
+    ) {
         bar.set_style(style.progress_chars("=> "));
     }
     let protection = Arc::new(protection.clone());
@@ -145,7 +152,9 @@ pub(crate) async fn run_rekey(
             set.spawn(async move { protect::rekey(&*store, &protection, &full, &bare).await });
         }
         while let Some(done) = set.join_next().await {
-            let outcome = done.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            let outcome = done
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
             tally.add(outcome);
             bar.inc(1);
         }
@@ -161,7 +170,9 @@ mod tests {
     use tokencache::store::MemoryStore;
 
     fn ring(ids: &[(&str, u8)]) -> KeyRing {
-        let mut it = ids.iter().map(|(id, b)| Key::new(KeyId::new(id).unwrap(), &[*b; 32]));
+        let mut it = ids
+            .iter()
+            .map(|(id, b)| Key::new(KeyId::new(id).unwrap(), &[*b; 32]));
         let mut r = KeyRing::new(it.next().unwrap());
         for k in it {
             r = r.with_decrypt_only(k).unwrap();
@@ -172,33 +183,59 @@ mod tests {
     #[tokio::test]
     async fn rekeys_old_and_plaintext_leaves_current_own_and_unknown() {
         let store: SharedStore = Arc::new(MemoryStore::new());
-        let (partition, _) =
-            tokencache::sample::user_partition("o1", "t", 1_700_000_000).unwrap();
+        let (partition, _) = tokencache::sample::user_partition("o1", "t", 1_700_000_000).unwrap();
         let json = partition.to_vec();
         let old = Protection::new(ring(&[("k1", 1)]));
         let new = Protection::new(ring(&[("k2", 2), ("k1", 1)]));
         let lost = Protection::new(ring(&[("k0", 7)]));
-        store.set("p:a.t", &old.seal("p:a.t", &json), None).await.unwrap();
-        store.set("p:b.t", &new.seal("p:b.t", &json), None).await.unwrap();
+        store
+            .set("p:a.t", &old.seal("p:a.t", &json), None)
+            .await
+            .unwrap();
+        store
+            .set("p:b.t", &new.seal("p:b.t", &json), None)
+            .await
+            .unwrap();
         store.set("p:c.t", &json, None).await.unwrap();
-        store.set("p:d.t", &lost.seal("p:d.t", &json), None).await.unwrap();
-        store.set("p:tc:revoked:{a.t}", b"1700000000", None).await.unwrap();
+        store
+            .set("p:d.t", &lost.seal("p:d.t", &json), None)
+            .await
+            .unwrap();
+        store
+            .set("p:tc:revoked:{a.t}", b"1700000000", None)
+            .await
+            .unwrap();
         store.set("other:x.t", &json, None).await.unwrap();
 
         let t = run_rekey(&store, &new, "p:", 2, 3).await.unwrap();
-        assert_eq!((t.rekeyed, t.already_current, t.unreadable, t.contended), (2, 1, 1, 0));
+        assert_eq!(
+            (t.rekeyed, t.already_current, t.unreadable, t.contended),
+            (2, 1, 1, 0)
+        );
         assert_eq!(t.why.get(&("unknown_key_id".into(), "k0".into())), Some(&1));
         for k in ["p:a.t", "p:b.t", "p:c.t"] {
             let v = store.get(k).await.unwrap().unwrap().bytes;
-            assert_eq!(protect::stored(&v), protect::Stored::Sealed { key_id: "k2" }, "{k}");
+            assert_eq!(
+                protect::stored(&v),
+                protect::Stored::Sealed { key_id: "k2" },
+                "{k}"
+            );
         }
-        let stamp = store.get("p:tc:revoked:{a.t}").await.unwrap().unwrap().bytes;
+        let stamp = store
+            .get("p:tc:revoked:{a.t}")
+            .await
+            .unwrap()
+            .unwrap()
+            .bytes;
         assert_eq!(stamp, b"1700000000");
         let outside = store.get("other:x.t").await.unwrap().unwrap().bytes;
         assert_eq!(outside, json, "outside the prefix: untouched");
 
         // Resumable: a second run finds everything current.
         let again = run_rekey(&store, &new, "p:", 2, 3).await.unwrap();
-        assert_eq!((again.rekeyed, again.already_current, again.unreadable), (0, 3, 1));
+        assert_eq!(
+            (again.rekeyed, again.already_current, again.unreadable),
+            (0, 3, 1)
+        );
     }
 }

@@ -42,9 +42,16 @@ fn envelope(c: &mut Criterion) {
         sealed.len()
     );
     let mut g = c.benchmark_group("protect/7kb");
-    g.bench_function("seal", |b| b.iter(|| p.seal(black_box(&home), black_box(&json))));
+    g.bench_function("seal", |b| {
+        b.iter(|| p.seal(black_box(&home), black_box(&json)))
+    });
     g.bench_function("open", |b| {
-        b.iter(|| p.open(black_box(&home), black_box(&sealed)).unwrap().0.len())
+        b.iter(|| {
+            p.open(black_box(&home), black_box(&sealed))
+                .unwrap()
+                .0
+                .len()
+        })
     });
     g.bench_function("seal_open", |b| {
         b.iter(|| {
@@ -94,7 +101,10 @@ fn l2_hit_redis(c: &mut Criterion) {
     let scopes = sample::USER_SCOPES[1];
     let lookup = Lookup::user(CLIENT_ID, &home, scopes);
     for cache in [&plain, &sealed] {
-        assert!(rt.block_on(cache.find_access_token(&lookup)).unwrap().is_some());
+        assert!(rt
+            .block_on(cache.find_access_token(&lookup))
+            .unwrap()
+            .is_some());
     }
     let sealed_key = format!("sealed:{home}");
     let bytes = rt.block_on(store.get(&sealed_key)).unwrap().unwrap().bytes;
@@ -113,10 +123,16 @@ fn l2_hit_redis(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("l2_hit_encryption/redis");
     g.bench_function("plaintext", |b| {
-        b.iter(|| rt.block_on(plain.find_access_token(black_box(&lookup))).unwrap())
+        b.iter(|| {
+            rt.block_on(plain.find_access_token(black_box(&lookup)))
+                .unwrap()
+        })
     });
     g.bench_function("encrypted", |b| {
-        b.iter(|| rt.block_on(sealed.find_access_token(black_box(&lookup))).unwrap())
+        b.iter(|| {
+            rt.block_on(sealed.find_access_token(black_box(&lookup)))
+                .unwrap()
+        })
     });
     g.bench_function("raw_get", |b| b.iter(|| raw(black_box(&sealed_key))));
     g.finish();

@@ -44,7 +44,7 @@ pub use cache::{
     TokenCacheBuilder,
 };
 pub use error::Error;
-pub use protect::{KeyProvider, KeyRing, Protection, ProtectError};
+pub use protect::{KeyProvider, KeyRing, ProtectError, Protection};
 pub use schema::{Partition, Secret, TokenResponse};
 
 /// The README's examples, compiled and run as doc tests.

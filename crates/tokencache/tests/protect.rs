@@ -109,21 +109,36 @@ async fn a_shared_ring_shares_entries_and_other_keys_say_which_key_id() {
     assert_eq!(other.stats().bad_blobs, 2);
     let lines = logs.errors();
     assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert!(lines[0].contains("unknown_key_id") && lines[0].contains("k1"), "{}", lines[0]);
-    assert!(lines[0].contains("partition_kind=\"user\"") || lines[0].contains("partition_kind=user"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("unknown_key_id") && lines[0].contains("k1"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("partition_kind=\"user\"") || lines[0].contains("partition_kind=user"),
+        "{}",
+        lines[0]
+    );
 
     // Same id, other bytes: authentication failed, naming k1.
     let impostor = cache(store.clone(), Some(ring(vec![key("k1", 2)]))).await;
     assert_eq!(find(&impostor, 1).await, None);
     let lines = logs.errors();
     assert_eq!(lines.len(), 2, "{lines:#?}");
-    assert!(lines[1].contains("authentication_failed") && lines[1].contains("k1"), "{}", lines[1]);
+    assert!(
+        lines[1].contains("authentication_failed") && lines[1].contains("k1"),
+        "{}",
+        lines[1]
+    );
 
     // No keys at all: an envelope is an unknown key id too, not "bad JSON".
     let plain = cache(store.clone(), None).await;
     assert_eq!(find(&plain, 1).await, None);
     let lines = logs.errors();
-    assert!(lines.last().unwrap().contains("unknown_key_id"), "{lines:#?}");
+    assert!(
+        lines.last().unwrap().contains("unknown_key_id"),
+        "{lines:#?}"
+    );
     // Nothing logged carries key material or the token.
     for l in logs.lines() {
         assert!(!l.contains(&token), "{l}");
@@ -145,7 +160,10 @@ async fn tampered_values_are_typed_misses_never_another_users_token() {
     let got = find(&c, 2).await;
     assert_eq!(got, None);
     assert_ne!(got.as_deref(), Some(t1.as_str()));
-    assert!(logs.errors().iter().any(|l| l.contains("authentication_failed")));
+    assert!(logs
+        .errors()
+        .iter()
+        .any(|l| l.contains("authentication_failed")));
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("flipped", {
@@ -201,7 +219,10 @@ async fn plaintext_needs_the_migration_setting_and_is_sealed_on_its_next_write()
     let store: SharedStore = Arc::new(MemoryStore::new());
     let old = cache(store.clone(), None).await;
     let t1 = save(&old, 1).await;
-    assert_eq!(protect::stored(&raw(&*store, &home(1)).await), Stored::Plaintext);
+    assert_eq!(
+        protect::stored(&raw(&*store, &home(1)).await),
+        Stored::Plaintext
+    );
 
     let (logs, _guard) = common::capture();
     let strict = cache(store.clone(), Some(ring(vec![key("k1", 1)]))).await;
@@ -254,7 +275,12 @@ impl Store for RaceAfterGet {
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
         self.inner.set(key, value, ttl).await
     }
-    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<bool> {
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> StoreResult<bool> {
         self.inner.set_if_absent(key, value, ttl).await
     }
     async fn set_if_equal(
@@ -275,7 +301,12 @@ impl Store for RaceAfterGet {
     async fn remove_many(&self, keys: &[String]) -> StoreResult<u64> {
         self.inner.remove_many(keys).await
     }
-    async fn link_add(&self, set_key: &str, member: &str, ttl: Option<Duration>) -> StoreResult<()> {
+    async fn link_add(
+        &self,
+        set_key: &str,
+        member: &str,
+        ttl: Option<Duration>,
+    ) -> StoreResult<()> {
         self.inner.link_add(set_key, member, ttl).await
     }
     async fn link_members(&self, set_key: &str) -> StoreResult<Vec<String>> {
@@ -287,7 +318,12 @@ impl Store for RaceAfterGet {
     async fn health(&self) -> StoreResult<()> {
         self.inner.health().await
     }
-    async fn scan(&self, prefix: &str, cursor: u64, count: usize) -> StoreResult<(u64, Vec<String>)> {
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: u64,
+        count: usize,
+    ) -> StoreResult<(u64, Vec<String>)> {
         self.inner.scan(prefix, cursor, count).await
     }
     fn endpoint(&self) -> String {
@@ -310,14 +346,26 @@ async fn rekey_never_overwrites_a_write_made_between_its_read_and_its_write() {
         replacement: std::sync::Mutex::new(Some((home(1), newer_bytes))),
     });
     let new_ring = protect::Protection::new(ring(vec![key("k2", 2), key("k1", 1)]));
-    let out = protect::rekey(&*racing, &new_ring, &home(1), &home(1)).await.unwrap();
-    assert_eq!(out, Rekeyed::Rekeyed, "reread after the failed compare-and-set");
+    let out = protect::rekey(&*racing, &new_ring, &home(1), &home(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        Rekeyed::Rekeyed,
+        "reread after the failed compare-and-set"
+    );
     let bytes = raw(&*mem, &home(1)).await;
     assert_eq!(protect::stored(&bytes), Stored::Sealed { key_id: "k2" });
     let reader = cache(mem.clone(), Some(ring(vec![key("k2", 2)]))).await;
-    assert_eq!(find(&reader, 1).await, Some(newer), "the concurrent write survived");
     assert_eq!(
-        protect::rekey(&*mem, &new_ring, &home(1), &home(1)).await.unwrap(),
+        find(&reader, 1).await,
+        Some(newer),
+        "the concurrent write survived"
+    );
+    assert_eq!(
+        protect::rekey(&*mem, &new_ring, &home(1), &home(1))
+            .await
+            .unwrap(),
         Rekeyed::AlreadyCurrent
     );
 }
@@ -360,7 +408,7 @@ async fn rotation_end_to_end_with_rekey_under_load_on_redis() {
             let mut i = 0usize;
             while !stop.load(Ordering::SeqCst) {
                 let u = i % (USERS + 1);
-                if i % 3 == 0 {
+                if i.is_multiple_of(3) {
                     save(&c, u).await; // panics on a caller error
                     saves.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -396,9 +444,16 @@ async fn rotation_end_to_end_with_rekey_under_load_on_redis() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     stop.store(true, Ordering::SeqCst);
     load.await.expect("the load saw no caller error");
-    assert!(rekeyed > 0 && rekeyed + current >= USERS, "{rekeyed} {current}");
+    assert!(
+        rekeyed > 0 && rekeyed + current >= USERS,
+        "{rekeyed} {current}"
+    );
     assert!(saves.load(Ordering::Relaxed) > 0 && lookups.load(Ordering::Relaxed) > 0);
-    assert_eq!(misses.load(Ordering::Relaxed), 0, "no lookup missed during rekey");
+    assert_eq!(
+        misses.load(Ordering::Relaxed),
+        0,
+        "no lookup missed during rekey"
+    );
 
     // No entry left on k1.
     let mut cursor = 0;
@@ -406,7 +461,11 @@ async fn rotation_end_to_end_with_rekey_under_load_on_redis() {
         let (next, page) = store.scan("", cursor, 100).await.unwrap();
         for k in page {
             let bytes = raw(&*store, &k).await;
-            assert_eq!(protect::stored(&bytes), Stored::Sealed { key_id: "k2" }, "{k}");
+            assert_eq!(
+                protect::stored(&bytes),
+                Stored::Sealed { key_id: "k2" },
+                "{k}"
+            );
         }
         if next == 0 {
             break;

@@ -144,10 +144,7 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
         .await
         .unwrap());
     assert_eq!(store.get(&k("cas-exp")).await.unwrap(), None);
-    store
-        .remove_many(&[k("cas"), k("cas-set")])
-        .await
-        .unwrap();
+    store.remove_many(&[k("cas"), k("cas-set")]).await.unwrap();
 
     // A set without TTL removes the old TTL.
     store.set(&k("a"), b"three", None).await.unwrap();

@@ -84,7 +84,8 @@ impl<'a> Envelope<'a> {
         if !is_valid_id(id) {
             return bad(Malformed::BadKeyId);
         }
-        let key_id = std::str::from_utf8(id).map_err(|_| ProtectError::Malformed(Malformed::BadKeyId))?;
+        let key_id =
+            std::str::from_utf8(id).map_err(|_| ProtectError::Malformed(Malformed::BadKeyId))?;
         Ok(Envelope {
             header: &bytes[..head],
             key_id,
@@ -144,9 +145,11 @@ pub fn seal(key: &Key, full_key: &str, plaintext: &[u8]) -> Vec<u8> {
 /// protect nothing they do not already expose. Key bytes are zeroized (by the cipher).
 pub fn open(ring: &KeyRing, full_key: &str, bytes: &[u8]) -> Result<Vec<u8>, ProtectError> {
     let env = Envelope::parse(bytes)?;
-    let key = ring.get(env.key_id).ok_or_else(|| ProtectError::UnknownKeyId {
-        key_id: env.key_id.to_string(),
-    })?;
+    let key = ring
+        .get(env.key_id)
+        .ok_or_else(|| ProtectError::UnknownKeyId {
+            key_id: env.key_id.to_string(),
+        })?;
     let aad = aad(env.header, full_key);
     let failed = || ProtectError::AuthenticationFailed {
         key_id: env.key_id.to_string(),
@@ -199,14 +202,18 @@ mod tests {
         let sealed = seal(ring.primary(), "p:a.t", b"{\"a\":1}");
         assert_eq!(
             open(&ring, "p:b.t", &sealed).unwrap_err(),
-            ProtectError::AuthenticationFailed { key_id: "k1".into() }
+            ProtectError::AuthenticationFailed {
+                key_id: "k1".into()
+            }
         );
         // Same key bytes under another id: the id is in the associated data.
         let mut relabeled = sealed.clone();
         relabeled[7] = b'2';
         assert_eq!(
             open(&ring, "p:a.t", &relabeled).unwrap_err(),
-            ProtectError::AuthenticationFailed { key_id: "k2".into() }
+            ProtectError::AuthenticationFailed {
+                key_id: "k2".into()
+            }
         );
     }
 }

@@ -108,9 +108,8 @@ impl ProtectError {
     /// The key id the error concerns, when the envelope could be read that far.
     pub fn key_id(&self) -> Option<&str> {
         match self {
-            ProtectError::UnknownKeyId { key_id } | ProtectError::AuthenticationFailed { key_id } => {
-                Some(key_id)
-            }
+            ProtectError::UnknownKeyId { key_id }
+            | ProtectError::AuthenticationFailed { key_id } => Some(key_id),
             _ => None,
         }
     }
@@ -237,7 +236,10 @@ mod tests {
         };
         assert!(r.report(&a, "o.t", "user", "read as a miss"));
         assert!(!r.report(&a, "o2.t", "user", "read as a miss"));
-        assert!(r.report(&b, "o.t", "user", "read as a miss"), "another kind");
+        assert!(
+            r.report(&b, "o.t", "user", "read as a miss"),
+            "another kind"
+        );
         assert!(r.report(&c, "o.t", "user", "read as a miss"), "another id");
     }
 

@@ -29,8 +29,8 @@ mod rekey;
 pub mod ring;
 
 pub use envelope::{is_envelope, Envelope};
-pub use error::{kind_of_key, Malformed, ProtectError, ProtectErrorKind};
 pub(crate) use error::Reporter;
+pub use error::{kind_of_key, Malformed, ProtectError, ProtectErrorKind};
 pub use rekey::{rekey, stored, Rekeyed, Stored, REKEY_ATTEMPTS};
 pub use ring::{
     accept_plaintext_from_env, Key, KeyId, KeyProvider, KeyRing, KeysError, ACCEPT_PLAINTEXT_ENV,

@@ -39,7 +39,9 @@ pub enum KeysError {
     Empty,
     /// A key id that is empty, longer than [`MAX_KEY_ID_LEN`], or has characters
     /// outside `[A-Za-z0-9_-]`.
-    #[error("entry {position}: a key id must be 1 to {MAX_KEY_ID_LEN} characters of A-Z a-z 0-9 _ -")]
+    #[error(
+        "entry {position}: a key id must be 1 to {MAX_KEY_ID_LEN} characters of A-Z a-z 0-9 _ -"
+    )]
     BadId {
         /// 1-based position of the entry.
         position: usize,
@@ -137,9 +139,7 @@ impl Key {
         let n = STANDARD
             .decode_slice(b64, &mut buf[..])
             .or_else(|_| STANDARD_NO_PAD.decode_slice(b64, &mut buf[..]))
-            .map_err(|_| KeysError::BadKey {
-                id: id.to_string(),
-            })?;
+            .map_err(|_| KeysError::BadKey { id: id.to_string() })?;
         if n != KEY_LEN {
             return Err(KeysError::BadKey { id: id.to_string() });
         }
@@ -234,7 +234,9 @@ impl KeyRing {
     /// The ring the environment configures: [`KEYS_ENV`], or the file named by
     /// [`KEYS_FILE_ENV`]; `None` when neither is set (encryption stays off).
     pub fn from_env() -> Result<Option<Self>, KeysError> {
-        let inline = std::env::var(KEYS_ENV).ok().filter(|v| !v.trim().is_empty());
+        let inline = std::env::var(KEYS_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty());
         let file = std::env::var_os(KEYS_FILE_ENV).filter(|v| !v.is_empty());
         match (inline, file) {
             (Some(_), Some(_)) => Err(KeysError::Ambiguous),

@@ -139,6 +139,25 @@ async fn a_shared_ring_shares_entries_and_other_keys_say_which_key_id() {
         lines.last().unwrap().contains("unknown_key_id"),
         "{lines:#?}"
     );
+    // A replica that lacks the key never overwrites what it cannot read: its save
+    // stays in its own L1, and the shared partition still opens for the others.
+    let lacking = TokenCache::builder()
+        .store(store.clone())
+        .probe_l2_at_start(false)
+        .keys(ring(vec![key("k9", 9)]))
+        .build()
+        .await
+        .unwrap();
+    let resp = sample::user_response(&oid(1), TENANT, GRAPH, now(), 3600).unwrap();
+    let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, GRAPH);
+    let saved = lacking.save_token_response(&req, &resp).await.unwrap();
+    assert!(saved.write.stored && !saved.write.l2_written);
+    assert_eq!(
+        protect::stored(&raw(&*store, &home(1)).await),
+        Stored::Sealed { key_id: "k1" }
+    );
+    assert_eq!(find(&b, 1).await.as_deref(), Some(token.as_str()));
+    assert!(find(&lacking, 1).await.is_some(), "its own L1");
     // Nothing logged carries key material or the token.
     for l in logs.lines() {
         assert!(!l.contains(&token), "{l}");

@@ -20,6 +20,18 @@ pub(crate) enum DecodeError {
     Protect(ProtectError),
 }
 
+impl DecodeError {
+    /// An envelope sealed with a key id this ring does not hold: another replica's
+    /// valid data (a rotation this replica has not caught up with), not garbage, so a
+    /// write must not replace it.
+    pub(super) fn is_foreign_key(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::Protect(ProtectError::UnknownKeyId { .. })
+        )
+    }
+}
+
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -148,7 +148,9 @@ pub struct WriteOutcome {
     /// The partition still holds credentials (false: it was removed).
     pub stored: bool,
     /// L2 took the write (false: it failed or was skipped; L1 holds the new value and
-    /// the change waits in the recovery queue).
+    /// the change waits in the recovery queue; or L2 holds the partition sealed with a
+    /// key id this replica's ring lacks, which is never overwritten, and L1 alone holds
+    /// the new value).
     pub l2_written: bool,
     /// The TTL given to L2 (`None`: no expiry).
     pub ttl: Option<Duration>,

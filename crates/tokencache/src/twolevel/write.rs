@@ -32,11 +32,19 @@ impl Core {
         bump(&self.counters.l2_reads);
         let read = self.call_with("get", || self.store.get(&full)).await;
         let l2_read = read.is_ok();
+        // L2 holds an envelope sealed with a key this replica does not have.
+        let mut foreign = false;
         let base = match read {
             Ok(current) => {
                 let l2 = match current {
                     Some(v) => match self.decode(&full, &v.bytes) {
                         Ok(p) => p,
+                        Err(e) if e.is_foreign_key() => {
+                            let then = "not overwritten (sealed with a key this replica lacks): this write stays in this replica's L1";
+                            self.unreadable(&full, v.bytes.len(), &e, then);
+                            foreign = true;
+                            Partition::new()
+                        }
                         Err(e) => {
                             let then = "replaced by this write";
                             self.unreadable(&full, v.bytes.len(), &e, then);
@@ -94,6 +102,26 @@ impl Core {
         let deadline = self.expiry.deadline(kind, &partition, &ctx, now);
         let ttl = deadline.ttl_at(now);
         let alive = partition.has_credentials() && !ttl.is_some_and(|t| t.is_zero());
+        if foreign {
+            // Never destroy another ring's valid partition (its refresh tokens) because
+            // this replica cannot read it.
+            if alive {
+                let size = partition.to_vec().len();
+                self.fill_l1(key, Arc::new(partition), size, now, deadline.at(now));
+            } else {
+                self.forget_l1(key);
+            }
+            stale_l1.armed = false;
+            return Ok((
+                result,
+                WriteOutcome {
+                    stored: alive,
+                    l2_written: false,
+                    ttl,
+                    merged_later: false,
+                },
+            ));
+        }
         if let Some(base) = seen {
             // Never write a whole key over a partition we could not see: queue what this
             // change did, record by record, to be merged into L2's copy when it is back.

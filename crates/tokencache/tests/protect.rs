@@ -498,3 +498,72 @@ async fn rotation_end_to_end_with_rekey_under_load_on_redis() {
     }
     assert_eq!(after.stats().bad_blobs, 0);
 }
+
+/// A provider as a KMS-backed one would be: the ring is fetched when the cache is built.
+struct Vault(Option<KeyRing>);
+
+#[async_trait]
+impl protect::KeyProvider for Vault {
+    async fn key_ring(&self) -> Result<KeyRing, protect::KeysError> {
+        self.0
+            .clone()
+            .ok_or_else(|| protect::KeysError::Provider("vault sealed".into()))
+    }
+}
+
+#[tokio::test]
+async fn keys_from_a_provider_and_nothing_secret_in_debug() {
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let (generated, line) = Key::generate(KeyId::new("gen1").unwrap());
+    let b64 = line.split_once(':').unwrap().1.to_string();
+    let provided = ring(vec![generated, key("old", 4)]);
+    let c = TokenCache::builder()
+        .store(store.clone())
+        .probe_l2_at_start(false)
+        .key_provider(Arc::new(Vault(Some(provided.clone()))))
+        .build()
+        .await
+        .unwrap();
+    let token = save(&c, 1).await;
+    assert_eq!(
+        protect::stored(&raw(&*store, &home(1)).await),
+        Stored::Sealed { key_id: "gen1" }
+    );
+    // The same key from its text line opens it.
+    let from_line = cache(store.clone(), Some(KeyRing::parse(&line).unwrap())).await;
+    assert_eq!(find(&from_line, 1).await, Some(token.clone()));
+
+    let failed = TokenCache::builder()
+        .store(store.clone())
+        .key_provider(Arc::new(Vault(None)))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(failed, tokencache::Error::Keys(_)), "{failed}");
+    assert!(failed.to_string().contains("vault sealed"));
+
+    let p = protect::Protection::new(provided.clone());
+    let bytes = raw(&*store, &home(1)).await;
+    let opened = p.open(&home(1), &bytes).unwrap().0;
+    let builder = TokenCache::builder().keys(provided.clone());
+    let bad = KeyRing::parse(&format!("gen1:{}", &b64[..40])).unwrap_err();
+    let shown = [
+        format!("{provided:?}"),
+        format!("{:?}", provided.primary()),
+        format!("{p:?}"),
+        format!("{opened:?}"),
+        format!("{builder:?}"),
+        format!("{c:?}"),
+        format!("{bad} {bad:?}"),
+    ];
+    for s in &shown {
+        assert!(!s.contains(&b64) && !s.contains(&b64[..20]), "{s}");
+        assert!(!s.contains(&token), "{s}");
+    }
+    assert!(
+        shown[0].contains("gen1") && shown[0].contains("old"),
+        "{}",
+        shown[0]
+    );
+    assert!(shown[3].contains("bytes"), "{}", shown[3]);
+}

@@ -234,16 +234,20 @@ impl KeyRing {
     /// The ring the environment configures: [`KEYS_ENV`], or the file named by
     /// [`KEYS_FILE_ENV`]; `None` when neither is set (encryption stays off).
     pub fn from_env() -> Result<Option<Self>, KeysError> {
-        let inline = std::env::var(KEYS_ENV)
-            .ok()
-            .filter(|v| !v.trim().is_empty());
-        let file = std::env::var_os(KEYS_FILE_ENV).filter(|v| !v.is_empty());
+        let inline = std::env::var(KEYS_ENV).ok().map(Zeroizing::new);
+        Self::from_sources(inline, std::env::var_os(KEYS_FILE_ENV))
+    }
+
+    /// [`from_env`](Self::from_env) with the two variables' values given.
+    fn from_sources(
+        inline: Option<Zeroizing<String>>,
+        file: Option<std::ffi::OsString>,
+    ) -> Result<Option<Self>, KeysError> {
+        let inline = inline.filter(|v| !v.trim().is_empty());
+        let file = file.filter(|v| !v.is_empty());
         match (inline, file) {
             (Some(_), Some(_)) => Err(KeysError::Ambiguous),
-            (Some(v), None) => {
-                let v = Zeroizing::new(v);
-                Self::parse(&v).map(Some)
-            }
+            (Some(v), None) => Self::parse(&v).map(Some),
             (None, Some(path)) => {
                 let path = PathBuf::from(path);
                 let text = std::fs::read_to_string(&path).map_err(|e| KeysError::File {
@@ -338,6 +342,32 @@ mod tests {
             KeyRing::parse(&format!("k1:{K1},k1:{K1}")).unwrap_err(),
             KeysError::DuplicateId { id: "k1".into() }
         );
+    }
+
+    #[test]
+    fn environment_sources() {
+        let none = KeyRing::from_sources(None, None).unwrap();
+        assert!(none.is_none(), "no variable: no encryption");
+        let blank = KeyRing::from_sources(Some(Zeroizing::new(" ".into())), Some("".into()));
+        assert!(blank.unwrap().is_none());
+        let inline = Zeroizing::new(format!("k1:{K1}"));
+        let r = KeyRing::from_sources(Some(inline.clone()), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.primary().id().as_str(), "k1");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        std::fs::write(&path, format!("# ring\nk2:{K1}\nk1:{K1}\n")).unwrap();
+        let r = KeyRing::from_sources(None, Some(path.clone().into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.ids().count(), 2);
+        assert_eq!(
+            KeyRing::from_sources(Some(inline), Some(path.into())).unwrap_err(),
+            KeysError::Ambiguous
+        );
+        let missing = KeyRing::from_sources(None, Some(dir.path().join("nope").into()));
+        assert!(matches!(missing, Err(KeysError::File { .. })));
     }
 
     #[test]

@@ -206,12 +206,19 @@ mod tests {
             .await
             .unwrap();
         store.set("other:x.t", &json, None).await.unwrap();
+        store
+            .set("p:config", br#"{"feature":"on"}"#, None)
+            .await
+            .unwrap();
 
         let t = run_rekey(&store, &new, "p:", 2, 3).await.unwrap();
         assert_eq!(
             (t.rekeyed, t.already_current, t.unreadable, t.contended),
-            (2, 1, 1, 0)
+            (2, 1, 2, 0)
         );
+        assert_eq!(t.why.get(&("not_a_partition".into(), "-".into())), Some(&1));
+        let config = store.get("p:config").await.unwrap().unwrap().bytes;
+        assert_eq!(config, br#"{"feature":"on"}"#, "foreign JSON is not sealed");
         assert_eq!(t.why.get(&("unknown_key_id".into(), "k0".into())), Some(&1));
         for k in ["p:a.t", "p:b.t", "p:c.t"] {
             let v = store.get(k).await.unwrap().unwrap().bytes;
@@ -235,7 +242,7 @@ mod tests {
         let again = run_rekey(&store, &new, "p:", 2, 3).await.unwrap();
         assert_eq!(
             (again.rekeyed, again.already_current, again.unreadable),
-            (0, 3, 1)
+            (0, 3, 2)
         );
     }
 }

@@ -21,7 +21,8 @@ pub enum Rekeyed {
     AlreadyCurrent,
     /// Could not be opened with the ring: left as it is.
     Unreadable(ProtectError),
-    /// Opened (or plaintext) but not an MSAL partition: left as it is.
+    /// Opened (or plaintext) but not an MSAL partition holding credentials (a foreign
+    /// JSON value, an empty object): left as it is.
     NotAPartition,
     /// Gone (expired or removed) before it could be read: nothing to do.
     Gone,
@@ -53,7 +54,9 @@ pub async fn rekey(
         let sealed = match migrating.open(full_key, &value.bytes) {
             Ok((_, Found::Primary)) => return Ok(Rekeyed::AlreadyCurrent),
             Ok((plain, _)) => {
-                if Partition::parse(&plain).is_err() {
+                // Only what tokencache would have written: a partition with credentials
+                // (a foreign JSON value in a shared Redis is left alone, not sealed).
+                if !Partition::parse(&plain).is_ok_and(|p| p.has_credentials()) {
                     return Ok(Rekeyed::NotAPartition);
                 }
                 protection.seal(full_key, &plain)

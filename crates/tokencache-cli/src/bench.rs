@@ -9,6 +9,7 @@ use std::hint::black_box;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokencache::protect::read_partition;
 use tokencache::sample;
 use tokencache::store::{self, SharedStore};
 use tokencache::{Lookup, Partition, SaveFor, SaveRequest, TokenCache};
@@ -103,6 +104,13 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         store.endpoint(),
         blob.len()
     );
+    match writer.two_level().protection() {
+        Some(p) => println!(
+            "encryption: on (primary key id {}; L2 hits include opening the envelope)",
+            p.ring().primary().id()
+        ),
+        None => println!("encryption: off (no TOKENCACHE_KEYS)"),
+    }
 
     // Phase 1: L1 hit vs a bare HashMap lookup of the same key.
     let phase = crate::progress::Timed::start(
@@ -168,7 +176,9 @@ async fn l1_phase(
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the benchmark token is not found")?;
-    let parsed = Arc::new(Partition::parse(blob).map_err(|e| e.to_string())?);
+    let protection = cache.two_level().protection();
+    let full = cache.two_level().keys().partition_str(home);
+    let parsed = Arc::new(read_partition(protection, &full, blob).map_err(|e| e.to_string())?);
     let mut map: HashMap<String, Arc<Partition>> = HashMap::new();
     for i in 0..1000 {
         map.insert(format!("{i:08}.{}", sample::TENANT), parsed.clone());

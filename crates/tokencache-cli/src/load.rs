@@ -21,11 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokencache::partition::KeySpace;
+use tokencache::protect::read_partition;
 use tokencache::sample::{self, CLIENT_ID, ENVIRONMENT};
 use tokencache::schema::AccessTokenQuery;
 use tokencache::store::chaos::{ChaosConfig, ChaosStore};
 use tokencache::store::SharedStore;
-use tokencache::{Lookup, Partition, SaveFor, SaveRequest, TokenCache};
+use tokencache::{Lookup, SaveFor, SaveRequest, TokenCache};
 
 /// Arguments of `tokencache load`.
 #[derive(Args, Debug)]
@@ -254,7 +255,7 @@ async fn load(args: LoadArgs) -> Result<String, String> {
         let fine = match what {
             Last::SignedOut => value.is_none(),
             Last::Saved { scope, at } => value
-                .and_then(|v| Partition::parse(&v.bytes).ok())
+                .and_then(|v| read_partition(two.protection(), &key, &v.bytes).ok())
                 .is_some_and(|p| {
                     let scopes = [scope.as_str()];
                     let mut q = AccessTokenQuery::new(CLIENT_ID, &scopes);

@@ -17,10 +17,12 @@ mod args;
 mod bench;
 mod existing;
 mod inspect;
+mod keys;
 mod load;
 mod partition_cmd;
 mod progress;
 mod purge;
+mod rekey;
 mod simulate;
 
 /// Cache OAuth 2.0 / OpenID Connect tokens in process and in a shared store.
@@ -53,6 +55,12 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Sign a user out administratively: the user partition and every linked OBO partition.
     Purge(purge::PurgeArgs),
+    /// Encryption keys: `keys generate` prints a new one for TOKENCACHE_KEYS.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Re-encrypt every entry not on the current primary key (TOKENCACHE_KEYS' first),
+    /// safe while replicas serve; resumable.
+    Rekey(rekey::RekeyArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +87,8 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Purge(args) => purge::run(args),
+        Command::Keys(cmd) => keys::run(cmd),
+        Command::Rekey(args) => rekey::run(args),
     }
 }
 

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use testkit::RedisServer;
 use tokencache::sample::{self, CLIENT_ID, ENVIRONMENT, TENANT};
-use tokencache::store::Store;
 use tokencache::{Lookup, SaveFor, SaveRequest, TokenCache, TokenResponse};
 
 const ROUNDS: usize = 2000;

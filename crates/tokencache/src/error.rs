@@ -1,5 +1,6 @@
 //! The crate's top-level error.
 
+use crate::protect::KeysError;
 use crate::schema::SchemaError;
 use crate::store::StoreError;
 
@@ -17,6 +18,13 @@ pub enum Error {
     /// The L2 store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The key ring (builder, provider, `TOKENCACHE_KEYS` or `TOKENCACHE_KEYS_FILE`)
+    /// could not be loaded.
+    #[error("encryption keys: {0}")]
+    Keys(#[from] KeysError),
+    /// A stored value could not be opened with the key ring.
+    #[error(transparent)]
+    Protect(#[from] crate::protect::ProtectError),
     /// The request itself is not valid (an empty client id, no scopes...).
     #[error("invalid request: {0}")]
     InvalidRequest(String),

@@ -17,6 +17,7 @@
 //! |---|---|
 //! | [`schema`] | MSAL V3 JSON ⇄ typed records; lookups. Pure. |
 //! | [`partition`] | partition keys (user, app, OBO) and tokencache's own keys. Pure. |
+//! | [`protect`] | encryption at rest: the AEAD envelope bound to the L2 key, the key ring. |
 //! | [`memory`] | L1: byte-bounded, per-entry expiry, `Arc` of decoded partitions. |
 //! | [`store`] | the [`Store`](store::Store) trait; embedded (redb), Redis, memory backends. |
 //! | [`backplane`] | cross-replica L1 invalidation: Redis pub/sub, or in process. |
@@ -33,6 +34,7 @@ pub mod clock;
 mod error;
 pub mod memory;
 pub mod partition;
+pub mod protect;
 pub mod sample;
 pub mod schema;
 pub mod signout;
@@ -44,6 +46,7 @@ pub use cache::{
     TokenCacheBuilder,
 };
 pub use error::Error;
+pub use protect::{KeyProvider, KeyRing, ProtectError, Protection};
 pub use schema::{Partition, Secret, TokenResponse};
 
 /// The README's examples, compiled and run as doc tests.

@@ -91,6 +91,99 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
         .await
         .unwrap();
 
+    // compare_and_swap over bytes: written only over the expected bytes (binary-safe),
+    // with the new TTL; never over other bytes, a missing key or an expired entry.
+    let old: Vec<u8> = vec![0xFF, 0, b'x', 0x80];
+    store.set(&k("cas"), &old, Some(ms(60_000))).await.unwrap();
+    assert!(!store
+        .compare_and_swap(
+            &k("cas"),
+            Some(b"other"),
+            Some(b"new"),
+            EntryExpiry::after(None)
+        )
+        .await
+        .unwrap());
+    assert_eq!(store.get(&k("cas")).await.unwrap().unwrap().bytes, old);
+    assert!(store
+        .compare_and_swap(
+            &k("cas"),
+            Some(&old),
+            Some(b"new"),
+            EntryExpiry::after(Some(ms(30_000)))
+        )
+        .await
+        .unwrap());
+    let v = store.get(&k("cas")).await.unwrap().unwrap();
+    assert_eq!(v.bytes, b"new");
+    let ttl = v.ttl.expect("the new TTL");
+    assert!(ttl > ms(25_000) && ttl <= ms(30_000), "{ttl:?}");
+    assert!(
+        !store
+            .compare_and_swap(
+                &k("cas"),
+                Some(&old),
+                Some(b"again"),
+                EntryExpiry::after(None)
+            )
+            .await
+            .unwrap(),
+        "the old value is gone: a second CAS of it fails"
+    );
+    assert!(store
+        .compare_and_swap(
+            &k("cas"),
+            Some(b"new"),
+            Some(b"kept"),
+            EntryExpiry::after(None)
+        )
+        .await
+        .unwrap());
+    assert_eq!(store.get(&k("cas")).await.unwrap().unwrap().ttl, None);
+    assert!(!store
+        .compare_and_swap(
+            &k("cas-missing"),
+            Some(b""),
+            Some(b"x"),
+            EntryExpiry::after(None)
+        )
+        .await
+        .unwrap());
+    assert_eq!(store.get(&k("cas-missing")).await.unwrap(), None);
+    store
+        .link_add(&k("cas-set"), "m", Some(ms(60_000)))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .compare_and_swap(
+                &k("cas-set"),
+                Some(b"m"),
+                Some(b"x"),
+                EntryExpiry::after(None)
+            )
+            .await
+            .is_err(),
+        "a link set is not an entry (WRONGTYPE)"
+    );
+    assert_eq!(
+        store.link_members(&k("cas-set")).await.unwrap(),
+        vec!["m".to_string()]
+    );
+    store.set(&k("cas-exp"), b"e", Some(ms(100))).await.unwrap();
+    tokio::time::sleep(ms(250)).await;
+    assert!(!store
+        .compare_and_swap(
+            &k("cas-exp"),
+            Some(b"e"),
+            Some(b"x"),
+            EntryExpiry::after(None)
+        )
+        .await
+        .unwrap());
+    assert_eq!(store.get(&k("cas-exp")).await.unwrap(), None);
+    store.remove_many(&[k("cas"), k("cas-set")]).await.unwrap();
+
     // A set without TTL removes the old TTL.
     store.set(&k("a"), b"three", None).await.unwrap();
     assert_eq!(store.get(&k("a")).await.unwrap().unwrap().ttl, None);

@@ -8,7 +8,8 @@
 //! keys named in a link set), bytes, entries without expiry, the TTL distribution,
 //! tokencache's link sets and revocation stamps, OBO partitions that no link set names
 //! (orphans: a sign-out cannot reach them), link-set members whose partition is gone,
-//! and plaintext vs opaque values. Partitions are read in either layout (a Redis
+//! and plaintext vs opaque values, and the key ids of encrypted ones with their counts
+//! (naming those the configured ring, `TOKENCACHE_KEYS`, does not hold). Partitions are read in either layout (a Redis
 //! string, or the hash .NET's `RedisCache` writes for Microsoft.Identity.Web) and
 //! counted per layout; values encrypted by .NET Data Protection are counted as such.
 //! Keys of any other type (a list, or a set that is not a link set) are counted as
@@ -137,6 +138,9 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
     store.health().await.map_err(|e| e.to_string())?;
     let given = args.prefix.as_str();
 
+    // The ring only names the key ids it knows (nothing is decrypted here).
+    let ring = tokencache::KeyRing::from_env().map_err(|e| format!("encryption keys: {e}"))?;
+
     // 1. SCAN, a page at a time.
     let bar = crate::progress::spinner("scanning keys");
     let (mut cursor, mut keys) = (0u64, Vec::new());
@@ -213,6 +217,7 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
     let mut per_prefix: BTreeMap<String, PrefixTally> = BTreeMap::new();
     let mut ttl_hist = [0u64; 1 + BUCKETS.len()];
     let (mut plaintext, mut opaque, mut not_strings, mut gone) = (0u64, 0u64, 0u64, 0u64);
+    let mut key_ids: BTreeMap<String, u64> = BTreeMap::new();
     let (mut string_layout, mut dotnet_layout, mut protected) = (0u64, 0u64, 0u64);
     let mut orphans = Vec::new();
     for (k, r) in &read {
@@ -260,13 +265,17 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         c.bytes += size;
         c.no_expiry += u64::from(v.ttl.is_none());
         ttl_hist[bucket(v.ttl)] += 1;
-        let first = v.bytes.iter().find(|b| !b.is_ascii_whitespace());
-        if first == Some(&b'{') {
-            plaintext += 1;
-        } else if dotnet::is_data_protected(&v.bytes) {
+        if dotnet::is_data_protected(&v.bytes) {
             protected += 1;
         } else {
-            opaque += 1;
+            match tokencache::protect::stored(&v.bytes) {
+                tokencache::protect::Stored::Plaintext => plaintext += 1,
+                tokencache::protect::Stored::Sealed { key_id } => {
+                    opaque += 1;
+                    *key_ids.entry(key_id.to_string()).or_default() += 1;
+                }
+                tokencache::protect::Stored::Malformed(_) => opaque += 1,
+            }
         }
         if kind == Kind::Obo && !linked.contains(k) {
             orphans.push((b, v.ttl));
@@ -344,9 +353,33 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
     println!(
         "layouts: {string_layout} Redis strings (tokencache, msal-node, MSAL Python), {dotnet_layout} .NET IDistributedCache hashes (Microsoft.Identity.Web)"
     );
+    let encrypted: u64 = key_ids.values().sum();
     println!(
-        "values: {plaintext} plaintext MSAL JSON, {protected} encrypted by .NET Data Protection (unreadable here, never overwritten), {opaque} not JSON (encrypted or foreign); encryption at rest is not built yet, so there are no key ids to report"
+        "values: {plaintext} plaintext MSAL JSON, {encrypted} encrypted, {protected} encrypted by .NET Data Protection (unreadable here, never overwritten), {} neither (foreign or malformed)",
+        opaque - encrypted
     );
+    let known = |id: &str| ring.as_ref().is_some_and(|r| r.get(id).is_some());
+    let list = |unknown: bool| {
+        key_ids
+            .iter()
+            .filter(|(id, _)| known(id) != unknown)
+            .map(|(id, n)| format!("{id}:{n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (key_ids_known, key_ids_unknown) = (list(false), list(true));
+    if !key_ids.is_empty() {
+        let primary = ring.as_ref().map(|r| r.primary().id().to_string());
+        for (id, n) in &key_ids {
+            let role = match (&primary, known(id)) {
+                (Some(p), _) if p == id => "primary",
+                (_, true) => "decrypt-only",
+                (None, _) => "unknown: no TOKENCACHE_KEYS configured",
+                _ => "UNKNOWN to this key ring: these entries cannot be read",
+            };
+            println!("key id {id}: {n} entries ({role})");
+        }
+    }
     println!(
         "orphans: {} OBO partitions are in no link set (a sign-out cannot reach them; they end only with their TTL)",
         orphans.len()
@@ -364,7 +397,7 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         );
     }
     println!(
-        "inspect: keys={} user={} app={} obo={} obo-session={} other={} not-strings={} link-sets={} stamps={} bytes={} no-expiry={} orphan-obo={} dangling-links={} plaintext={} not-json={} prefixes={} string-layout={} dotnet-layout={} data-protected={}",
+        "inspect: keys={} user={} app={} obo={} obo-session={} other={} not-strings={} link-sets={} stamps={} bytes={} no-expiry={} orphan-obo={} dangling-links={} plaintext={} not-json={} prefixes={} string-layout={} dotnet-layout={} data-protected={} encrypted={} key-ids={} unknown-key-ids={}",
         counted,
         n(Kind::User),
         n(Kind::App),
@@ -383,7 +416,10 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         per_prefix.len(),
         string_layout,
         dotnet_layout,
-        protected
+        protected,
+        encrypted,
+        key_ids_known,
+        key_ids_unknown
     );
     Ok(())
 }

@@ -289,9 +289,65 @@ pub struct TokenCacheBuilder {
     options: TwoLevelOptions,
     skew: Duration,
     app_account_form: AppAccountForm,
+    keys: Keys,
+    accept_plaintext: Option<bool>,
+}
+
+/// Where the builder takes the key ring from.
+enum Keys {
+    /// `TOKENCACHE_KEYS` / `TOKENCACHE_KEYS_FILE`; none set: no encryption.
+    Env,
+    /// Given to the builder.
+    Ring(crate::protect::KeyRing),
+    /// Asked of a provider at build time.
+    Provider(Arc<dyn crate::protect::KeyProvider>),
+    /// Plaintext, whatever the environment says.
+    Off,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Keys::Env => f.write_str("Env"),
+            Keys::Ring(r) => f.debug_tuple("Ring").field(r).finish(),
+            Keys::Provider(_) => f.write_str("Provider(..)"),
+            Keys::Off => f.write_str("Off"),
+        }
+    }
 }
 
 impl TokenCacheBuilder {
+    // ---- Encryption at rest (docs/design.md §9; see `crate::protect`) ----
+
+    /// Encrypts every partition in L2 with this ring's primary key (and opens those
+    /// sealed with any of its keys). Default: the ring in `TOKENCACHE_KEYS` or the file
+    /// named by `TOKENCACHE_KEYS_FILE`; neither set, no encryption.
+    pub fn keys(mut self, ring: crate::protect::KeyRing) -> Self {
+        self.keys = Keys::Ring(ring);
+        self
+    }
+
+    /// Takes the key ring from `provider` (a KMS, a vault) when the cache is built.
+    pub fn key_provider(mut self, provider: Arc<dyn crate::protect::KeyProvider>) -> Self {
+        self.keys = Keys::Provider(provider);
+        self
+    }
+
+    /// Stores plaintext MSAL JSON (readable by MSAL Python, msal-node and .NET) even
+    /// when the environment configures keys.
+    pub fn no_encryption(mut self) -> Self {
+        self.keys = Keys::Off;
+        self
+    }
+
+    /// The migration setting: with keys configured, plaintext partitions found in L2
+    /// are read (and encrypted on their next write) instead of being refused. Default:
+    /// `TOKENCACHE_ACCEPT_PLAINTEXT=1` in the environment, else false.
+    pub fn accept_plaintext(mut self, accept: bool) -> Self {
+        self.accept_plaintext = Some(accept);
+        self
+    }
+
     /// Uses this store for L2.
     pub fn store(mut self, store: SharedStore) -> Self {
         self.store = Some(store);
@@ -376,8 +432,19 @@ impl TokenCacheBuilder {
         self
     }
 
-    /// Opens the store and builds the cache.
-    pub async fn build(self) -> Result<TokenCache, Error> {
+    /// Loads the key ring (if any), opens the store and builds the cache.
+    pub async fn build(mut self) -> Result<TokenCache, Error> {
+        let ring = match std::mem::replace(&mut self.keys, Keys::Off) {
+            Keys::Env => crate::protect::KeyRing::from_env()?,
+            Keys::Ring(r) => Some(r),
+            Keys::Provider(p) => Some(p.key_ring().await?),
+            Keys::Off => None,
+        };
+        let accept = self
+            .accept_plaintext
+            .unwrap_or_else(crate::protect::accept_plaintext_from_env);
+        self.options.protection =
+            ring.map(|r| crate::protect::Protection::new(r).accept_plaintext(accept));
         let store = match (self.store, self.url) {
             (Some(s), _) => s,
             (None, Some(url)) => store::open_with_layout(url.expose(), self.layout).await?,
@@ -476,6 +543,8 @@ impl TokenCache {
             options: TwoLevelOptions::default(),
             skew: Duration::from_secs(300),
             app_account_form: AppAccountForm::default(),
+            keys: Keys::Env,
+            accept_plaintext: None,
         }
     }
 

@@ -1,11 +1,13 @@
 //! Between a decoded partition and the bytes L2 holds under its key. Every value the
 //! two levels write to or read from L2 passes here, so that this is the one place where
-//! the stored form is decided: today MSAL V3 JSON as it is (readable by MSAL Python,
-//! msal-node and Microsoft.Identity.Web).
+//! the stored form is decided: MSAL V3 JSON as it is (readable by MSAL Python,
+//! msal-node and Microsoft.Identity.Web) when no keys are configured, else that JSON
+//! sealed in an envelope bound to the full L2 key ([`crate::protect`]).
 
 use std::fmt;
 
 use super::Core;
+use crate::protect::{self, ProtectError};
 use crate::schema::{Partition, SchemaError};
 
 /// Why the bytes under a key are not a partition.
@@ -17,6 +19,20 @@ pub(crate) enum DecodeError {
     /// Encrypted by ASP.NET Core Data Protection (Microsoft.Identity.Web's `Encrypt`):
     /// not corrupt, but not readable here, and never to be written over.
     DataProtected,
+    /// Could not be opened with the key ring (or is plaintext where keys are required).
+    Protect(ProtectError),
+}
+
+impl DecodeError {
+    /// An envelope sealed with a key id this ring does not hold: another replica's
+    /// valid data (a rotation this replica has not caught up with), not garbage, so a
+    /// write must not replace it.
+    pub(super) fn is_foreign_key(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::Protect(ProtectError::UnknownKeyId { .. })
+        )
+    }
 }
 
 impl fmt::Display for DecodeError {
@@ -24,21 +40,35 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::Schema(e) => e.fmt(f),
             DecodeError::DataProtected => f.write_str("encrypted by .NET Data Protection"),
+            DecodeError::Protect(e) => e.fmt(f),
         }
     }
 }
 
 impl Core {
     /// The bytes to store under `full` (the full L2 key) for `partition`.
-    pub(super) fn encode(&self, _full: &str, partition: &Partition) -> Vec<u8> {
-        partition.to_vec()
+    pub(super) fn encode(&self, full: &str, partition: &Partition) -> Vec<u8> {
+        match &self.protection {
+            None => partition.to_vec(),
+            Some(p) => p.seal(full, &partition.to_vec()),
+        }
     }
 
     /// The partition stored as `bytes` under `full`.
-    pub(super) fn decode(&self, _full: &str, bytes: &[u8]) -> Result<Partition, DecodeError> {
+    pub(super) fn decode(&self, full: &str, bytes: &[u8]) -> Result<Partition, DecodeError> {
         if crate::store::dotnet::is_data_protected(bytes) {
             return Err(DecodeError::DataProtected);
         }
-        Partition::parse(bytes).map_err(DecodeError::Schema)
+        match &self.protection {
+            Some(p) => {
+                let (plain, _) = p.open(full, bytes).map_err(DecodeError::Protect)?;
+                Partition::parse(&plain).map_err(DecodeError::Schema)
+            }
+            // Sealed by a replica with keys, read by one without: say so, not "bad JSON".
+            None if protect::is_envelope(bytes) => {
+                Err(DecodeError::Protect(protect::unopenable(bytes)))
+            }
+            None => Partition::parse(bytes).map_err(DecodeError::Schema),
+        }
     }
 }

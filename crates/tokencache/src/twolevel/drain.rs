@@ -142,8 +142,9 @@ impl Core {
                 tracing::debug!(key = %full, "queued change not applied: its user signed out since");
                 true
             };
-            if current.protected {
-                // Another application's encrypted partition: the change is dropped.
+            if current.protected || current.foreign {
+                // Another application's (or another key ring's) partition: never written
+                // over; the change is dropped.
                 pending.queued = None;
                 self.forget_l1(&bare);
                 return true;
@@ -166,7 +167,7 @@ impl Core {
                     true
                 }
                 Committed::Revoked => revoked(&mut pending),
-                Committed::Protected => {
+                Committed::Protected | Committed::Foreign(_) => {
                     pending.queued = None;
                     self.forget_l1(&bare);
                     true

@@ -265,6 +265,12 @@ impl Core {
         then: &'static str,
     ) {
         bump(&self.counters.bad_blobs);
+        if let super::codec::DecodeError::Protect(e) = error {
+            let bare = self.keys.strip(full).unwrap_or(full);
+            let kind = crate::protect::kind_of_key(bare);
+            self.protect_log.report(e, full, kind, then);
+            return;
+        }
         match self.quiet.occurred("unreadable_partition") {
             Say::First => {
                 tracing::error!(key = %full, bytes = size, error = %error, "unreadable partition in L2 ({error}); {then}; more of these are counted (stats bad_blobs) and summed up once a minute")

@@ -88,6 +88,7 @@ use crate::clock::SharedClock;
 use crate::error::Error;
 use crate::memory::{L1Options, MemoryCache};
 use crate::partition::{KeySpace, PartitionKind};
+use crate::protect::{Protection, Reporter};
 use crate::schema::Partition;
 use crate::store::{SharedStore, StoreResult};
 use breaker::Breaker;
@@ -127,6 +128,8 @@ pub struct TwoLevelOptions {
     pub probe_at_start: bool,
     /// Cross-replica L1 invalidation over the store's backplane.
     pub backplane: BackplaneOptions,
+    /// Encryption at rest of partitions in L2 (`None`: plaintext MSAL JSON).
+    pub protection: Option<Protection>,
 }
 
 impl Default for TwoLevelOptions {
@@ -141,6 +144,7 @@ impl Default for TwoLevelOptions {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             probe_at_start: true,
             backplane: BackplaneOptions::default(),
+            protection: None,
         }
     }
 }
@@ -151,7 +155,9 @@ pub struct WriteOutcome {
     /// The partition still holds credentials (false: it was removed).
     pub stored: bool,
     /// L2 took the write (false: it failed or was skipped; L1 holds the new value and
-    /// the change waits in the recovery queue).
+    /// the change waits in the recovery queue; or L2 holds the partition sealed with a
+    /// key id this replica's ring lacks, which is never overwritten, and L1 alone holds
+    /// the new value).
     pub l2_written: bool,
     /// The TTL given to L2 (`None`: no expiry).
     pub ttl: Option<Duration>,
@@ -238,6 +244,10 @@ struct Core {
     l2_failing: AtomicBool,
     /// Users signed out, as far as this replica knows.
     revocations: revocations::Revocations,
+    /// Seals and opens partitions (codec.rs); `None`: plaintext.
+    protection: Option<Protection>,
+    /// Values that could not be opened, logged once per key id and kind.
+    protect_log: Reporter,
 }
 
 impl fmt::Debug for TwoLevel {
@@ -250,6 +260,7 @@ impl fmt::Debug for TwoLevel {
             .field("expiry", &c.expiry)
             .field("breaker", &c.breaker.state())
             .field("queue_depth", &c.queue.len())
+            .field("protection", &c.protection)
             .finish()
     }
 }
@@ -297,6 +308,8 @@ impl TwoLevel {
             invalidations: std::sync::atomic::AtomicU64::new(0),
             l2_failing: AtomicBool::new(false),
             revocations: revocations::Revocations::default(),
+            protection: options.protection,
+            protect_log: Reporter::default(),
         });
         coherence::start(&core, &options.backplane);
         core.metrics
@@ -332,6 +345,11 @@ impl TwoLevel {
     /// The clock.
     pub fn clock(&self) -> &SharedClock {
         &self.core.clock
+    }
+
+    /// How partitions are protected in L2 (`None`: plaintext).
+    pub fn protection(&self) -> Option<&Protection> {
+        self.core.protection.as_ref()
     }
 
     /// The expiry rules.

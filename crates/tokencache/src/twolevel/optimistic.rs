@@ -39,6 +39,8 @@ pub(super) enum Committed {
     Revoked,
     /// The key now holds another application's encrypted value: never written over.
     Protected,
+    /// The key now holds a value sealed with a key this ring lacks: never written over.
+    Foreign(Partition),
     /// L2 failed: the partition this replica would have written.
     Failed(Partition),
 }
@@ -54,6 +56,9 @@ pub(super) struct Current {
     /// The value is another application's, encrypted by .NET Data Protection: it is
     /// never written over.
     pub(super) protected: bool,
+    /// The value is sealed with a key this replica's ring lacks: another replica's
+    /// valid data (a rotation not caught up with here), never written over.
+    pub(super) foreign: bool,
 }
 
 impl Core {
@@ -61,7 +66,7 @@ impl Core {
     pub(super) async fn read_current(&self, full: &str, owner: Option<&str>) -> Option<Current> {
         bump(&self.counters.l2_reads);
         let value = self.call_with("get", || self.store.get(full)).await.ok()?;
-        let mut protected = false;
+        let (mut protected, mut foreign) = (false, false);
         let (raw, partition) = match value {
             None => (None, Partition::new()),
             Some(v) => match self.decode(full, &v.bytes) {
@@ -69,6 +74,12 @@ impl Core {
                 Err(e @ super::codec::DecodeError::DataProtected) => {
                     self.unreadable(full, v.bytes.len(), &e, "left as it is");
                     protected = true;
+                    (Some(v.bytes), Partition::new())
+                }
+                Err(e) if e.is_foreign_key() => {
+                    let then = "not overwritten (sealed with a key this replica lacks): writes stay in this replica's L1";
+                    self.unreadable(full, v.bytes.len(), &e, then);
+                    foreign = true;
                     (Some(v.bytes), Partition::new())
                 }
                 Err(e) => {
@@ -93,6 +104,7 @@ impl Core {
             partition,
             stamp,
             protected,
+            foreign,
         })
     }
 
@@ -153,6 +165,15 @@ impl Core {
             let result = change(&mut Partition::new())?;
             return Ok((result, self.refused(key, &mut stale_l1)));
         }
+        if current.foreign {
+            // Never destroy another ring's valid partition (its refresh tokens) because
+            // this replica cannot read it: the change is served from this L1 only.
+            let mut partition = Partition::new();
+            let result = change(&mut partition)?;
+            let outcome = self.local_only(kind, key, &ctx, partition);
+            stale_l1.armed = false;
+            return Ok((result, outcome));
+        }
         let base = match &queued {
             Some(q) => q.applied_to(std::mem::take(&mut current.partition)),
             None => std::mem::take(&mut current.partition),
@@ -185,6 +206,7 @@ impl Core {
                 stale_l1.armed = false;
                 return Err(Error::DataProtected { key: full });
             }
+            Committed::Foreign(partition) => self.local_only(kind, key, &ctx, partition),
             Committed::Failed(partition) => {
                 self.queue_change(kind, key, &full, ctx, scope, queued, diff, partition)
             }
@@ -266,6 +288,9 @@ impl Core {
                     if fresh.protected {
                         return Committed::Protected;
                     }
+                    if fresh.foreign {
+                        return Committed::Foreign(partition);
+                    }
                     if scope.revoked_by(fresh.stamp) {
                         return Committed::Revoked;
                     }
@@ -292,6 +317,31 @@ impl Core {
             self.clock.now_millis(),
         ));
         std::time::Duration::from_micros(seed % cap)
+    }
+
+    /// A change L2 must not take (see [`Current::foreign`]): kept in this L1 only.
+    fn local_only(
+        &self,
+        kind: PartitionKind,
+        key: &str,
+        ctx: &EntryContext,
+        partition: Partition,
+    ) -> WriteOutcome {
+        let now = self.clock.now_millis();
+        let deadline = self.expiry.deadline(kind, &partition, ctx, now);
+        let ttl = deadline.ttl_at(now);
+        let alive = partition.has_credentials() && !ttl.is_some_and(|t| t.is_zero());
+        if alive {
+            let size = partition.to_vec().len();
+            self.fill_l1(key, Arc::new(partition), size, now, deadline.at(now));
+        }
+        WriteOutcome {
+            stored: alive,
+            l2_written: false,
+            ttl,
+            merged_later: false,
+            revoked: false,
+        }
     }
 
     /// A write refused by a newer sign-out: nothing written, nothing kept here.

@@ -615,6 +615,21 @@ impl TokenCache {
         request: &SaveRequest<'_>,
         response: &TokenResponse,
     ) -> Result<Saved, Error> {
+        let now = self.two.clock().now_secs();
+        self.save_token_response_at(request, response, now).await
+    }
+
+    /// [`save_token_response`](Self::save_token_response) with the records' `cached_at`
+    /// (and the base of their expiry) at `cached_at`, Unix seconds: for a response to a
+    /// request sent at `cached_at`. Acquisition saves with the time its request started,
+    /// so that a sign-out while the request was in flight (a revocation stamp at or
+    /// after that time) refuses the tokens it brought.
+    pub async fn save_token_response_at(
+        &self,
+        request: &SaveRequest<'_>,
+        response: &TokenResponse,
+        cached_at: i64,
+    ) -> Result<Saved, Error> {
         if request.client_id.is_empty()
             || request.environment.is_empty()
             || request.tenant.is_empty()
@@ -674,7 +689,7 @@ impl TokenCache {
             scopes: request.scopes,
             user_assertion: assertion,
         };
-        let now = self.two.clock().now_secs();
+        let now = cached_at;
         let obo = matches!(target.kind, PartitionKind::Obo | PartitionKind::OboSession);
         // Linked before the write, so that a save cancelled mid-way never leaves a
         // partition its user's sign-out cannot find (a link to a partition that was not

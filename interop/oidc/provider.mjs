@@ -8,7 +8,7 @@
 //   REFRESH_TTL     refresh-token lifetime in seconds (default 86400)
 //   ROTATE          "0" turns refresh-token rotation off (default on: reuse revokes the grant)
 //
-// Clients (all confidential, scopes openid offline_access api.read api.write):
+// Clients (all confidential, scopes openid profile offline_access api.read api.write):
 //   app       client_secret_basic, secret "app-secret"; every grant below
 //   app-post  client_secret_post,  secret "post-secret"; client_credentials
 //   app-jwt   private_key_jwt (key pair made at start; private key at /__test/client-key)
@@ -24,8 +24,11 @@
 //   GET  /__test/mint?sub=S&aud=A      a user access token for S (audience A), signed by the provider,
 //                                      as a web API receives it (the incoming assertion of OBO)
 //   GET  /__test/client-key            app-jwt's private key (PKCS#8 PEM) and its kid
+//   POST /__test/active (body: a token) {"active", "sub", "client_id", "scope"}: an access token for
+//                                      urn:api signed by this provider, unexpired
 // Interactions log in whoever the authorization request names in login_hint (default "user1")
 // and grant every requested scope: no pages, the redirect goes straight back with a code.
+// As OIDC Core §11 says, offline_access (a refresh token) needs prompt=consent.
 
 import Provider, { errors } from 'oidc-provider';
 import { generateKeyPair, exportJWK, exportPKCS8, jwtVerify, SignJWT } from 'jose';
@@ -59,7 +62,7 @@ const resourceInfo = () => ({
   accessTokenFormat: 'jwt',
   accessTokenTTL: accessTtl,
 });
-const allScopes = `openid offline_access ${API_SCOPES}`;
+const allScopes = `openid profile offline_access ${API_SCOPES}`;
 const allGrants = ['client_credentials', 'authorization_code', 'refresh_token', OBO, EXCHANGE];
 
 const provider = new Provider(issuer, {
@@ -95,7 +98,7 @@ const provider = new Provider(issuer, {
   ],
   jwks: { keys: [signingJwk] },
   // api.admin is known but no client may ask for it: the "unknown scope" error path (invalid_scope).
-  scopes: ['openid', 'offline_access', 'api.read', 'api.write', 'api.admin'],
+  scopes: ['openid', 'profile', 'offline_access', 'api.read', 'api.write', 'api.admin'],
   claims: { openid: ['sub'], profile: ['name', 'preferred_username'] },
   cookies: { keys: ['tokencache-test-cookie-key'] },
   pkce: { required: () => true },
@@ -181,6 +184,24 @@ provider.use(async (ctx, next) => {
     ctx.body = { access_token: token };
     return;
   }
+  if (ctx.path === '/__test/active' && ctx.method === 'POST') {
+    // A JWT access token this provider issued: signature, issuer and expiry checked, as
+    // the resource server would (JWT access tokens are not stored by oidc-provider, so
+    // revoking their grant does not reach them; grant liveness is tested by refreshing).
+    const chunks = [];
+    for await (const c of ctx.req) chunks.push(c);
+    const token = Buffer.concat(chunks).toString().trim();
+    let active = false;
+    let claims;
+    try {
+      ({ payload: claims } = await jwtVerify(token, signing.publicKey, { issuer, audience: RESOURCE }));
+      active = true;
+    } catch {
+      active = false;
+    }
+    ctx.body = { active, sub: claims?.sub, client_id: claims?.client_id, scope: claims?.scope };
+    return;
+  }
   if (ctx.path === '/__test/client-key') {
     ctx.body = { kid: clientPublicJwk.kid, pem: clientPrivatePem };
     return;
@@ -212,8 +233,9 @@ provider.use(async (ctx, next) => {
     const { params, session } = details;
     const accountId = session?.accountId || params.login_hint || 'user1';
     const grant = new provider.Grant({ accountId, clientId: params.client_id });
-    const oidcScopes = String(params.scope || '').split(' ').filter((s) => s === 'openid' || s === 'offline_access');
-    if (oidcScopes.length) grant.addOIDCScope(oidcScopes.join(' '));
+    // Without a resource parameter the API scopes count as OIDC scopes of the request:
+    // grant them both ways.
+    grant.addOIDCScope(String(params.scope || 'openid'));
     grant.addResourceScope(RESOURCE, API_SCOPES);
     const grantId = await grant.save();
     const to = await provider.interactionResult(ctx.req, ctx.res,

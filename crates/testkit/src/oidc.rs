@@ -145,7 +145,9 @@ impl OidcProvider {
             }
             Err(_) => {
                 provider.stop();
-                Err(format!("oidc-provider on port {port} did not say it was ready"))
+                Err(format!(
+                    "oidc-provider on port {port} did not say it was ready"
+                ))
             }
         }
     }

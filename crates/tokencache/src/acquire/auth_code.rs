@@ -20,11 +20,14 @@ use crate::schema::Secret;
 pub struct AuthorizationParams<'a> {
     /// Where the provider sends the user back (registered with the provider).
     pub redirect_uri: &'a str,
-    /// The API scopes wanted (`openid` and `offline_access` are added).
+    /// The API scopes wanted (`openid`, `profile` and `offline_access` are added, as
+    /// MSAL does).
     pub scopes: &'a [&'a str],
     /// `login_hint`.
     pub login_hint: Option<&'a str>,
-    /// `prompt` (`login`, `consent`, `select_account`, `none`).
+    /// `prompt` (`login`, `consent`, `select_account`, `none`). A provider that follows
+    /// OpenID Connect Core §11 to the letter issues a refresh token only with
+    /// `consent` (Entra does without).
     pub prompt: Option<&'a str>,
 }
 

@@ -102,6 +102,9 @@ pub struct OAuthError {
     pub uri: Option<String>,
     /// The HTTP status it came with.
     pub status: u16,
+    /// The `Retry-After` it came with (a 429 or 503 whose delay was longer than the
+    /// retries wait for).
+    pub retry_after: Option<Duration>,
     /// `suberror` (Entra: `consent_required`, `basic_action`, ...), when sent.
     pub suberror: Option<String>,
     /// `claims` (Entra's conditional-access challenge), to pass back on a forced refresh.
@@ -156,8 +159,7 @@ pub enum AcquireError {
         endpoint: String,
         /// The status code.
         status: u16,
-        /// The `Retry-After` the provider asked for, when it was longer than the
-        /// configured bound and so not waited for.
+        /// The `Retry-After` the provider sent.
         retry_after: Option<Duration>,
     },
     /// The provider's answer could not be understood (not JSON, no access token...).
@@ -293,6 +295,7 @@ mod tests {
                 description: Some("d".into()),
                 uri: None,
                 status: 400,
+                retry_after: None,
                 suberror: None,
                 claims: None,
             })

@@ -122,7 +122,7 @@ impl Http {
             return Err(AcquireError::Status {
                 endpoint: shown,
                 status: answer.status,
-                retry_after: None,
+                retry_after: answer.retry_after,
             });
         }
         Ok(answer.body)
@@ -175,7 +175,7 @@ impl Http {
                     match a.retry_after {
                         Some(d) if d > self.options.max_backoff => {
                             // Not worth waiting for: report it, with the provider's delay.
-                            return finish(shown, outcome, Some(d));
+                            return finish(shown, outcome);
                         }
                         Some(d) => Some(d),
                         None => Some(self.backoff(attempt)),
@@ -192,7 +192,7 @@ impl Http {
                     tokio::time::sleep(d).await;
                     attempt += 1;
                 }
-                _ => return finish(shown, outcome, None),
+                _ => return finish(shown, outcome),
             }
         }
     }
@@ -262,20 +262,9 @@ impl Http {
     }
 }
 
-fn finish(
-    shown: &str,
-    outcome: Attempt,
-    retry_after: Option<Duration>,
-) -> Result<Answer, AcquireError> {
+fn finish(shown: &str, outcome: Attempt) -> Result<Answer, AcquireError> {
     match outcome {
-        Attempt::Answer(a) => match retry_after {
-            Some(d) if oauth_error(a.status, &a.body).is_none() => Err(AcquireError::Status {
-                endpoint: shown.to_string(),
-                status: a.status,
-                retry_after: Some(d),
-            }),
-            _ => Ok(a),
-        },
+        Attempt::Answer(a) => Ok(a),
         Attempt::NotSent(message) => Err(AcquireError::Transport {
             endpoint: shown.to_string(),
             message,
@@ -287,7 +276,7 @@ fn finish(
 /// A token endpoint answer: a token response (2xx), an OAuth error (a JSON body with
 /// `error`), or a bare HTTP status.
 fn parse_token_answer(shown: &str, answer: Answer) -> Result<TokenResponse, AcquireError> {
-    if let Some(e) = oauth_error(answer.status, &answer.body) {
+    if let Some(e) = oauth_error(&answer) {
         return Err(AcquireError::OAuth(e));
     }
     if !(200..300).contains(&answer.status) {
@@ -318,15 +307,16 @@ fn parse_token_answer(shown: &str, answer: Answer) -> Result<TokenResponse, Acqu
 
 /// The OAuth error in a body (RFC 6749 §5.2), whatever the status (some providers send
 /// 200 with an error; Entra sends 400/401).
-fn oauth_error(status: u16, body: &[u8]) -> Option<OAuthError> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+fn oauth_error(answer: &Answer) -> Option<OAuthError> {
+    let v: serde_json::Value = serde_json::from_slice(&answer.body).ok()?;
     let code = v.get("error")?.as_str()?;
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
     Some(OAuthError {
         code: OAuthErrorCode::parse(code),
         description: s("error_description"),
         uri: s("error_uri"),
-        status,
+        status: answer.status,
+        retry_after: answer.retry_after,
         suberror: s("suberror"),
         claims: s("claims"),
     })

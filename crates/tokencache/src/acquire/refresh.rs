@@ -20,9 +20,9 @@ use crate::cache::Lookup;
 use crate::schema::Secret;
 
 /// Scopes every user request carries, as MSAL adds them: `openid` makes the provider
-/// name the account (id token) in every response, `offline_access` keeps a refresh
-/// token coming.
-pub(crate) const USER_SCOPES: [&str; 2] = ["openid", "offline_access"];
+/// name the account (id token) in every response, `profile` puts the username in it,
+/// `offline_access` keeps a refresh token coming.
+pub(crate) const USER_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
 
 impl Acquirer {
     /// A token for a signed-in user (`home_account_id`, as the sign-in returned it): the

@@ -7,6 +7,7 @@
 //   ACCESS_TTL      access-token lifetime in seconds (default 3600)
 //   REFRESH_TTL     refresh-token lifetime in seconds (default 86400)
 //   ROTATE          "0" turns refresh-token rotation off (default on: reuse revokes the grant)
+//   REFRESH_IN      when set, token responses carry refresh_in = this many seconds (Entra's hint)
 //
 // Clients (all confidential, scopes openid profile offline_access api.read api.write):
 //   app       client_secret_basic, secret "app-secret"; every grant below
@@ -42,6 +43,7 @@ const issuer = `http://127.0.0.1:${port}`;
 const accessTtl = Number(process.env.ACCESS_TTL || 3600);
 const refreshTtl = Number(process.env.REFRESH_TTL || 86400);
 const rotate = process.env.ROTATE !== '0';
+const refreshIn = process.env.REFRESH_IN ? Number(process.env.REFRESH_IN) : undefined;
 const RESOURCE = 'urn:api';
 const API_SCOPES = 'api.read api.write';
 const OBO = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
@@ -226,6 +228,13 @@ provider.use(async (ctx, next) => {
       ctx.body = { error: 'server_error', error_description: 'injected fault' };
       return;
     }
+  }
+  if (ctx.path === '/token' && refreshIn !== undefined) {
+    await next();
+    if (ctx.status === 200 && ctx.body && typeof ctx.body === 'object' && ctx.body.expires_in) {
+      ctx.body = { ...ctx.body, refresh_in: refreshIn };
+    }
+    return;
   }
   const m = ctx.path.match(/^\/interaction\/([^/]+)$/);
   if (m && ctx.method === 'GET') {

@@ -27,6 +27,8 @@ pub struct OidcOptions {
     pub refresh_ttl: Duration,
     /// Rotate refresh tokens (a reused one revokes the grant). Default true.
     pub rotate_refresh_tokens: bool,
+    /// Add `refresh_in` (Entra's proactive-refresh hint) to token responses. Default none.
+    pub refresh_in: Option<Duration>,
 }
 
 impl Default for OidcOptions {
@@ -35,6 +37,7 @@ impl Default for OidcOptions {
             access_ttl: Duration::from_secs(3600),
             refresh_ttl: Duration::from_secs(86400),
             rotate_refresh_tokens: true,
+            refresh_in: None,
         }
     }
 }
@@ -101,7 +104,11 @@ impl OidcProvider {
     }
 
     fn spawn(script: &PathBuf, port: u16, o: &OidcOptions) -> Result<OidcProvider, String> {
-        let mut child = Command::new("node")
+        let mut cmd = Command::new("node");
+        if let Some(r) = o.refresh_in {
+            cmd.env("REFRESH_IN", r.as_secs().to_string());
+        }
+        let mut child = cmd
             .arg(script)
             .env("PORT", port.to_string())
             .env("ACCESS_TTL", o.access_ttl.as_secs().max(1).to_string())

@@ -689,3 +689,68 @@ async fn a_user_who_signs_out_during_the_request_is_not_served_its_result() {
         .is_none());
     assert_eq!(grant_count(&op, OBO).await, 1, "the provider did answer");
 }
+
+#[tokio::test]
+async fn past_refresh_on_the_token_is_served_while_a_new_one_is_fetched_in_the_background() {
+    let op = OidcProvider::start_with(&OidcOptions {
+        refresh_in: Some(Duration::from_secs(1)),
+        ..OidcOptions::default()
+    });
+    let a = basic(cache().await, &op);
+    let first = a.client_credentials(API).await.unwrap();
+    assert_eq!(first.source, TokenSource::Provider);
+    let refresh_on = first.refresh_on.expect("refresh_in was sent");
+    assert!(refresh_on < first.expires_on);
+    // before refresh_on: served, nothing sent
+    let early = a.client_credentials(API).await.unwrap();
+    assert_eq!(early.secret, first.secret);
+    // wait until refresh_on has passed (the cache's clock is in seconds)
+    while tokencache::clock::Clock::now_secs(&tokencache::clock::SystemClock) <= refresh_on {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let late = a.client_credentials(API).await.unwrap();
+    assert_eq!(late.source, TokenSource::Cache);
+    assert_eq!(
+        late.secret, first.secret,
+        "the current token is still served"
+    );
+    // the background refresh reaches the provider and replaces the cached token
+    let mut waited = 0;
+    while grant_count(&op, CC).await < 2 {
+        assert!(waited < 100, "no background refresh");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let mut next = a.client_credentials(API).await.unwrap();
+    for _ in 0..100 {
+        if next.secret != first.secret {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        next = a.client_credentials(API).await.unwrap();
+    }
+    assert_ne!(next.secret, first.secret);
+    assert_eq!(next.source, TokenSource::Cache);
+}
+
+#[tokio::test]
+async fn a_claims_challenge_bypasses_the_cache_and_replaces_the_token() {
+    let op = OidcProvider::start();
+    let a = basic(cache().await, &op);
+    let first = a.client_credentials(API).await.unwrap();
+    let challenge = r#"{"access_token":{"acrs":{"essential":true,"value":"c1"}}}"#;
+    let forced = a
+        .client_credentials_with(API, &AcquireOptions::claims(challenge))
+        .await
+        .unwrap();
+    assert_eq!(forced.source, TokenSource::Provider);
+    assert_ne!(forced.secret, first.secret);
+    assert_eq!(grant_count(&op, CC).await, 2);
+    let after = a.client_credentials(API).await.unwrap();
+    assert_eq!(after.source, TokenSource::Cache);
+    assert_eq!(
+        after.secret, forced.secret,
+        "the new token replaced the old"
+    );
+    assert_eq!(grant_count(&op, CC).await, 2);
+}

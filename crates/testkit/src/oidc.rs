@@ -170,6 +170,24 @@ impl OidcProvider {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// GETs `path` (e.g. `/__test/stats`) and returns the body (test controls answer
+    /// JSON with a Content-Length). Panics when the provider does not answer 200.
+    pub fn get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port))
+            .unwrap_or_else(|e| panic!("connect to oidc-provider: {e}"));
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .expect("write the request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read the answer");
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+        body.to_string()
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

@@ -5,7 +5,8 @@
 //! failure (one line on stderr, never a backtrace).
 //!
 //! Environment: `TOKENCACHE_STORE` and `TOKENCACHE_PREFIX` are the defaults of every
-//! command's `--store` and `--prefix`; `TOKENCACHE_LOG` is a `tracing` filter for the
+//! command's `--store` and `--prefix`; `TOKENCACHE_CLIENT_SECRET` is the client secret of
+//! `token` commands; `TOKENCACHE_LOG` is a `tracing` filter for the
 //! logs on stderr (default `warn`; e.g. `TOKENCACHE_LOG=tokencache=debug`). Logs carry
 //! ANSI colours only when stderr is a terminal.
 
@@ -22,6 +23,7 @@ mod partition_cmd;
 mod progress;
 mod purge;
 mod simulate;
+mod token_cmd;
 
 /// Cache OAuth 2.0 / OpenID Connect tokens in process and in a shared store.
 #[derive(Parser, Debug)]
@@ -53,6 +55,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Sign a user out administratively: the user partition and every linked OBO partition.
     Purge(purge::PurgeArgs),
+    /// Acquire a token through the cache (client credentials, on-behalf-of), to check a
+    /// deployment's credentials; prints a secret-free summary, or the token with --raw.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Purge(args) => purge::run(args),
+        Command::Token(cmd) => token_cmd::run(cmd),
     }
 }
 

@@ -127,7 +127,7 @@ impl std::fmt::Display for OAuthError {
 pub enum AcquireError {
     /// The provider answered with an OAuth error.
     #[error("the provider refused the token request: {0}")]
-    OAuth(OAuthError),
+    OAuth(Box<OAuthError>),
     /// No token can be had without the user: no refresh token is cached (or the user
     /// signed out). Send the user to sign in.
     #[error("interaction required: {0}")]
@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn interaction_and_temporary_are_told_apart() {
         let oauth = |code: &str| {
-            AcquireError::OAuth(OAuthError {
+            AcquireError::OAuth(Box::new(OAuthError {
                 code: OAuthErrorCode::parse(code),
                 description: Some("d".into()),
                 uri: None,
@@ -298,7 +298,7 @@ mod tests {
                 retry_after: None,
                 suberror: None,
                 claims: None,
-            })
+            }))
         };
         assert!(oauth("invalid_grant").requires_interaction());
         assert!(oauth("interaction_required").requires_interaction());

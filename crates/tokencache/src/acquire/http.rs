@@ -277,7 +277,7 @@ fn finish(shown: &str, outcome: Attempt) -> Result<Answer, AcquireError> {
 /// `error`), or a bare HTTP status.
 fn parse_token_answer(shown: &str, answer: Answer) -> Result<TokenResponse, AcquireError> {
     if let Some(e) = oauth_error(&answer) {
-        return Err(AcquireError::OAuth(e));
+        return Err(AcquireError::OAuth(Box::new(e)));
     }
     if !(200..300).contains(&answer.status) {
         return Err(AcquireError::Status {

@@ -754,3 +754,38 @@ async fn a_claims_challenge_bypasses_the_cache_and_replaces_the_token() {
     );
     assert_eq!(grant_count(&op, CC).await, 2);
 }
+
+#[tokio::test]
+async fn a_failing_background_refresh_is_not_retried_on_every_hit() {
+    let op = OidcProvider::start_with(&OidcOptions {
+        refresh_in: Some(Duration::from_secs(1)),
+        ..OidcOptions::default()
+    });
+    let a = Acquirer::builder(
+        cache().await,
+        &op.issuer(),
+        "app",
+        ClientCredential::SecretBasic(Secret::new("app-secret")),
+    )
+    .http(HttpOptions {
+        max_retries: 0,
+        ..quick_http()
+    })
+    .build()
+    .unwrap();
+    let first = a.client_credentials(API).await.unwrap();
+    let refresh_on = first.refresh_on.unwrap();
+    while tokencache::clock::Clock::now_secs(&tokencache::clock::SystemClock) <= refresh_on {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // the provider fails every token request from now on
+    fault(&op, "kind=500&times=100").await;
+    for _ in 0..50 {
+        let t = a.client_credentials(API).await.unwrap();
+        assert_eq!(t.secret, first.secret, "the current token is served");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // one background refresh reached the provider; its failure holds the next ones back
+    assert_eq!(stats(&op).await["faults"].as_u64().unwrap(), 1);
+    assert_eq!(grant_count(&op, CC).await, 1);
+}

@@ -147,6 +147,7 @@ pub(crate) struct Inner {
     pub(crate) flights: SingleFlight<Result<AcquiredToken, AcquireError>>,
     pub(crate) refresh_lock: Option<RefreshLockOptions>,
     proactive: bool,
+    backoff: ProactiveBackoff,
     requests: AtomicU64,
 }
 
@@ -227,6 +228,7 @@ impl AcquirerBuilder {
                 flights: SingleFlight::default(),
                 refresh_lock: self.refresh_lock,
                 proactive: self.proactive,
+                backoff: ProactiveBackoff::default(),
                 requests: AtomicU64::new(0),
             }),
         })
@@ -296,12 +298,19 @@ impl Acquirer {
                 if t.needs_refresh && self.inner.proactive {
                     let mut job = job()?;
                     job.force = true;
-                    let this = self.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = this.run(job).await {
-                            tracing::warn!(error = %e, "proactive refresh failed; the current token is still served");
-                        }
-                    });
+                    let key = job.flight_key();
+                    if self.inner.backoff.may_try(&key) {
+                        let this = self.clone();
+                        tokio::spawn(async move {
+                            match this.run(job).await {
+                                Ok(_) => this.inner.backoff.succeeded(&key),
+                                Err(e) => {
+                                    this.inner.backoff.failed(&key);
+                                    tracing::warn!(error = %e, "proactive refresh failed; the current token is still served");
+                                }
+                            }
+                        });
+                    }
                 }
                 return Ok(AcquiredToken::from_cache(t));
             }
@@ -314,9 +323,7 @@ impl Acquirer {
 
     async fn run(&self, job: Job) -> Result<AcquiredToken, AcquireError> {
         let key = job.flight_key();
-        let inner = self.inner.clone();
         let this = self.clone();
-        let _ = inner;
         self.inner
             .flights
             .run(&key, move || async move { this.execute(job).await })
@@ -415,6 +422,17 @@ impl Acquirer {
 }
 
 impl Inner {
+    /// Form fields every user request (code, refresh) carries: Entra's `client_info=1`,
+    /// so that the response names the account as `uid.utid`, the home account id
+    /// MSAL.NET, msal-node and Microsoft.Identity.Web key the user partition by.
+    pub(crate) fn user_form(&self) -> Vec<(&'static str, FormValue)> {
+        if self.authority.is_entra {
+            vec![("client_info", FormValue::Plain("1".into()))]
+        } else {
+            Vec::new()
+        }
+    }
+
     pub(crate) async fn provider(&self) -> Result<Arc<Provider>, AcquireError> {
         self.provider
             .get_or_try_init(|| async {
@@ -423,6 +441,44 @@ impl Inner {
             })
             .await
             .cloned()
+    }
+}
+
+/// How long a failed background refresh keeps the next one from starting: while the
+/// provider fails, a busy token must not turn every cache hit into a token request.
+const PROACTIVE_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+/// Keys remembered at most (then the oldest failures are forgotten).
+const PROACTIVE_BACKOFF_KEYS: usize = 10_000;
+
+/// The flight keys whose background refresh failed recently.
+#[derive(Default)]
+struct ProactiveBackoff {
+    failed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl ProactiveBackoff {
+    fn may_try(&self, key: &str) -> bool {
+        let map = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .is_none_or(|at| at.elapsed() >= PROACTIVE_BACKOFF)
+    }
+
+    fn failed(&self, key: &str) {
+        let mut map = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= PROACTIVE_BACKOFF_KEYS {
+            map.retain(|_, at| at.elapsed() < PROACTIVE_BACKOFF);
+            if map.len() >= PROACTIVE_BACKOFF_KEYS {
+                map.clear();
+            }
+        }
+        map.insert(key.to_string(), std::time::Instant::now());
+    }
+
+    fn succeeded(&self, key: &str) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 }
 
@@ -466,7 +522,7 @@ impl Job {
     }
 
     /// One flight per (partition, scopes, claims).
-    fn flight_key(&self) -> String {
+    pub(crate) fn flight_key(&self) -> String {
         let mut scopes: Vec<String> = self.scopes.iter().map(|s| s.to_lowercase()).collect();
         scopes.sort();
         scopes.dedup();
@@ -566,5 +622,83 @@ impl Job {
     /// The grant's own form fields.
     pub(crate) fn grant_form(&self) -> Vec<(&'static str, FormValue)> {
         super::grants::form(&self.grant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_background_refresh_holds_back_its_key_only_until_it_succeeds() {
+        let b = ProactiveBackoff::default();
+        assert!(b.may_try("k"));
+        b.failed("k");
+        assert!(!b.may_try("k"));
+        assert!(b.may_try("other"));
+        b.succeeded("k");
+        assert!(b.may_try("k"));
+        for i in 0..PROACTIVE_BACKOFF_KEYS + 5 {
+            b.failed(&i.to_string());
+        }
+        let len = b.failed.lock().unwrap().len();
+        assert!(len <= PROACTIVE_BACKOFF_KEYS, "{len}");
+    }
+
+    #[tokio::test]
+    async fn entra_user_requests_ask_for_client_info() {
+        let cache = TokenCache::builder()
+            .store_url("memory://")
+            .build()
+            .await
+            .unwrap();
+        let make = |authority: &str| {
+            Acquirer::builder(
+                cache.clone(),
+                authority,
+                "c",
+                ClientCredential::SecretPost(Secret::new("s")),
+            )
+            .build()
+            .unwrap()
+        };
+        let entra = make("https://login.microsoftonline.com/t/v2.0");
+        let fields: Vec<&str> = entra.inner.user_form().iter().map(|(k, _)| *k).collect();
+        assert_eq!(fields, ["client_info"]);
+        assert!(make("https://op.example/t").inner.user_form().is_empty());
+    }
+
+    #[test]
+    fn flight_keys_separate_partitions_scopes_and_claims_but_not_scope_order() {
+        let app = |scopes: &[&str]| Job::new(Grant::ClientCredentials, scopes).flight_key();
+        assert_eq!(app(&["a", "B"]), app(&["b", "a"]));
+        assert_ne!(app(&["a"]), app(&["a", "b"]));
+        let mut claims = Job::new(Grant::ClientCredentials, &["a"]);
+        claims.claims = Some("{}".into());
+        assert_ne!(claims.flight_key(), app(&["a"]));
+        let user = |h: &str| {
+            Job::new(
+                Grant::Refresh {
+                    home_account_id: h.into(),
+                },
+                &["a"],
+            )
+            .flight_key()
+        };
+        assert_ne!(user("u1"), user("u2"));
+        let obo = |a: &str| {
+            Job::new(
+                Grant::Obo {
+                    assertion: Secret::new(a),
+                    exchange: None,
+                    user: None,
+                    session_key: None,
+                },
+                &["a"],
+            )
+            .flight_key()
+        };
+        assert_ne!(obo("x.y.z"), obo("x.y.w"));
+        assert!(!obo("secret.assertion.value").contains("secret.assertion"));
     }
 }

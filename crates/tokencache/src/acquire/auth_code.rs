@@ -172,7 +172,7 @@ impl Acquirer {
                 sent.push(s.to_string());
             }
         }
-        let form = vec![
+        let mut form = vec![
             ("grant_type", FormValue::Plain("authorization_code".into())),
             ("code", FormValue::Secret(Secret::new(code))),
             (
@@ -181,6 +181,7 @@ impl Acquirer {
             ),
             ("code_verifier", FormValue::Secret(request.verifier.clone())),
         ];
+        form.extend(inner.user_form());
         // a code is single-use: never sent twice
         let response = self
             .token_request(&provider, form, &sent, None, Replay::Once)

@@ -166,10 +166,11 @@ pub(crate) async fn redeem(
             scopes_sent.push(s.to_string());
         }
     }
-    let form = vec![
+    let mut form = vec![
         ("grant_type", FormValue::Plain("refresh_token".into())),
         ("refresh_token", FormValue::Secret(refresh_token)),
     ];
+    form.extend(inner.user_form());
     // Once: a retry after a lost answer could redeem a token the provider already rotated.
     let result = acq
         .token_request(

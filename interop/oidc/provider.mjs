@@ -21,7 +21,8 @@
 // Test controls (never part of a real provider):
 //   GET  /__test/stats                 {"token_requests": n, "by_grant": {...}, "errors": {...}}
 //   POST /__test/fault?kind=K&times=N  the next N token requests fail: K = 500 | 429 (Retry-After:
-//                                      &retry_after=S) | malformed (200 with broken JSON) | slow (&ms=M, then served)
+//                                      &retry_after=S) | malformed (200 with broken JSON) | slow (served);
+//                                      &ms=M holds each of them M ms first
 //   GET  /__test/mint?sub=S&aud=A      a user access token for S (audience A), signed by the provider,
 //                                      as a web API receives it (the incoming assertion of OBO)
 //   GET  /__test/client-key            app-jwt's private key (PKCS#8 PEM) and its kid
@@ -211,8 +212,9 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/token' && ctx.method === 'POST' && faults.length) {
     const f = faults.shift();
     stats.faults += 1;
+    if (f.ms) await sleep(f.ms);
     if (f.kind === 'slow') {
-      await sleep(f.ms);
+      // served normally, late
     } else if (f.kind === '429') {
       ctx.status = 429;
       if (f.retryAfter !== undefined) ctx.set('Retry-After', String(f.retryAfter));

@@ -789,3 +789,155 @@ async fn a_failing_background_refresh_is_not_retried_on_every_hit() {
     assert_eq!(stats(&op).await["faults"].as_u64().unwrap(), 1);
     assert_eq!(grant_count(&op, CC).await, 1);
 }
+
+/// Everything the log subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Every flow and some failures, with every log line of every crate captured at TRACE
+/// (the runtime is this thread's, so the spawned work logs here too): no secret, token,
+/// assertion or refresh token is in the logs, the errors or the `Debug` of anything.
+#[tokio::test]
+async fn no_secret_token_or_assertion_reaches_a_log_an_error_or_debug() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let op = OidcProvider::start();
+    let c = cache().await;
+    let a = basic(c.clone(), &op);
+    let post = Acquirer::builder(
+        c.clone(),
+        &op.issuer(),
+        "app-post",
+        ClientCredential::SecretPost(Secret::new("post-secret")),
+    )
+    .build()
+    .unwrap();
+    let mut shown: Vec<String> = vec![format!("{a:?}"), format!("{post:?}")];
+    let mut secrets: Vec<String> = vec!["app-secret".into(), "post-secret".into()];
+    for t in [
+        a.client_credentials(API).await.unwrap(),
+        post.client_credentials(API).await.unwrap(),
+    ] {
+        shown.push(format!("{t:?}"));
+        secrets.push(t.secret.expose().to_string());
+    }
+    let incoming = user_token(&op, "harry").await;
+    secrets.push(incoming.clone());
+    let t = a.on_behalf_of(&incoming, API).await.unwrap();
+    shown.push(format!("{t:?}"));
+    secrets.push(t.secret.expose().to_string());
+    let signed = sign_in(&a, "harry").await;
+    shown.push(format!("{signed:?}"));
+    secrets.push(signed.token.secret.expose().to_string());
+    secrets.push(
+        c.find_refresh_token("app", "harry", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose()
+            .to_string(),
+    );
+    let r = a
+        .acquire_silent_with("harry", API, &AcquireOptions::force_refresh())
+        .await
+        .unwrap();
+    secrets.push(r.secret.expose().to_string());
+    // (its own cache: the shared one would serve app's cached token without a request)
+    let wrong = Acquirer::builder(
+        cache().await,
+        &op.issuer(),
+        "app",
+        ClientCredential::SecretPost(Secret::new("wrong-secret-value")),
+    )
+    .build()
+    .unwrap();
+    secrets.push("wrong-secret-value".into());
+    let e = wrong.client_credentials(API).await.unwrap_err();
+    shown.push(format!("{e:?} {e}"));
+    fault(&op, "kind=malformed").await;
+    let e = a
+        .acquire_silent_with("harry", API, &AcquireOptions::force_refresh())
+        .await
+        .unwrap_err();
+    shown.push(format!("{e:?} {e}"));
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("DEBUG") || logs.contains("TRACE"),
+        "logs were captured"
+    );
+    for s in &secrets {
+        // any 24-character piece of a secret would be a leak
+        let piece = &s[..24.min(s.len())];
+        assert!(!logs.contains(piece), "a secret reached the logs");
+        for text in &shown {
+            assert!(
+                !text.contains(piece),
+                "a secret reached Debug/Display: {text}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_failure_and_the_next_call_tries_again() {
+    let op = OidcProvider::start();
+    let a = Acquirer::builder(
+        cache().await,
+        &op.issuer(),
+        "app",
+        ClientCredential::SecretBasic(Secret::new("app-secret")),
+    )
+    .http(HttpOptions {
+        max_retries: 0,
+        ..quick_http()
+    })
+    .build()
+    .unwrap();
+    a.provider().await.unwrap();
+    // the next request is held 300 ms, then answered 500
+    fault(&op, "kind=500&ms=300").await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(200));
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let (a, b) = (a.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            b.wait().await;
+            a.client_credentials(API).await
+        }));
+    }
+    for t in tasks {
+        let e = t.await.unwrap().unwrap_err();
+        assert!(e.is_temporary(), "{e:?}");
+    }
+    // the 200 callers made one request, and shared its failure
+    assert_eq!(a.token_requests(), 1);
+    assert_eq!(stats(&op).await["faults"].as_u64().unwrap(), 1);
+    // the failure was not kept: the next call asks again, and is served
+    let next = a.client_credentials(API).await.unwrap();
+    assert_eq!(next.source, TokenSource::Provider);
+    assert_eq!(a.token_requests(), 2);
+}

@@ -90,6 +90,11 @@ pub(crate) async fn redeem(
 
     let (refresh_token, guard) = match &inner.refresh_lock {
         None => {
+            // The refresh token as L2 has it now: this replica's L1 copy may predate a
+            // rotation by another replica (when no backplane told it), and redeeming an
+            // old one makes the provider revoke the grant. Refreshes are rare; one L2
+            // read each is cheap.
+            two.forget_local(home);
             let rt = cache
                 .find_refresh_token(&inner.client_id, home, None)
                 .await?

@@ -16,6 +16,7 @@
 // Grants: client_credentials, authorization_code (+ refresh_token), and two custom ones:
 //   urn:ietf:params:oauth:grant-type:jwt-bearer with requested_token_use=on_behalf_of (Entra OBO)
 //   urn:ietf:params:oauth:grant-type:token-exchange (RFC 8693)
+//   (both return a refresh token when offline_access is asked, as Entra's OBO does)
 // Access tokens are JWTs for the resource urn:api.
 //
 // Test controls (never part of a real provider):
@@ -279,7 +280,21 @@ async function mint(ctx, sub, grantLabel) {
   const token = new provider.AccessToken({ accountId: sub, client, scope, gty: grantLabel });
   token.resourceServer = rs;
   const value = await token.save();
-  return { access_token: value, token_type: 'Bearer', expires_in: token.expiration, scope };
+  const body = { access_token: value, token_type: 'Bearer', expires_in: token.expiration, scope };
+  if (requested.includes('offline_access')) {
+    // As Entra does for OBO with offline_access: a refresh token of its own grant, so that
+    // a long-running process can go on after the incoming token expired.
+    const grant = new provider.Grant({ accountId: sub, clientId: client.clientId });
+    grant.addOIDCScope('offline_access');
+    grant.addResourceScope(RESOURCE, scope);
+    const grantId = await grant.save();
+    const rt = new provider.RefreshToken({
+      accountId: sub, client, grantId, gty: grantLabel, resource: RESOURCE,
+      scope: `offline_access ${scope}`,
+    });
+    body.refresh_token = await rt.save();
+  }
+  return body;
 }
 
 provider.registerGrantType(OBO, async (ctx) => {

@@ -941,3 +941,67 @@ async fn concurrent_callers_share_one_failure_and_the_next_call_tries_again() {
     assert_eq!(next.source, TokenSource::Provider);
     assert_eq!(a.token_requests(), 2);
 }
+
+#[tokio::test]
+async fn a_long_running_obo_session_goes_on_from_its_own_refresh_token() {
+    let op = OidcProvider::start();
+    let c = cache().await;
+    let a = basic(c.clone(), &op);
+    let incoming = user_token(&op, "ivy").await;
+    let mut start = OboRequest::new(&incoming, API);
+    start.user = Some("ivy.tenant1");
+    start.session_key = Some("nightly-report-7");
+    let first = a
+        .on_behalf_of_with(&start, &AcquireOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(first.source, TokenSource::Provider);
+    assert_eq!(grant_count(&op, OBO).await, 1);
+
+    // later, without the incoming token: the session's access token...
+    let t = a
+        .acquire_in_session("nightly-report-7", "ivy.tenant1", API)
+        .await
+        .unwrap();
+    assert_eq!(t.source, TokenSource::Cache);
+    assert_eq!(t.secret, first.secret);
+    // ...and when it must be renewed, the session's refresh token (rotated)
+    let renewed = a
+        .acquire_in_session_with(
+            "nightly-report-7",
+            "ivy.tenant1",
+            API,
+            &AcquireOptions::force_refresh(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(renewed.source, TokenSource::Provider);
+    assert_ne!(renewed.secret, first.secret);
+    assert_eq!(introspect(&op, renewed.secret.expose()).await["sub"], "ivy");
+    assert_eq!(grant_count(&op, REFRESH).await, 1);
+    let again = a
+        .acquire_in_session_with(
+            "nightly-report-7",
+            "ivy.tenant1",
+            API,
+            &AcquireOptions::force_refresh(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.source, TokenSource::Provider, "the rotated token worked");
+    let s = stats(&op).await;
+    assert!(s["errors"].as_object().unwrap().is_empty(), "{s}");
+
+    // an unknown session, and a session whose user signed out: interaction required
+    let e = a
+        .acquire_in_session("no-such-session", "ivy.tenant1", API)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AcquireError::InteractionRequired(_)), "{e:?}");
+    c.remove_account("ivy.tenant1").await.unwrap();
+    let e = a
+        .acquire_in_session("nightly-report-7", "ivy.tenant1", API)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AcquireError::InteractionRequired(_)), "{e:?}");
+}

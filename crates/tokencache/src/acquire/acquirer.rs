@@ -345,14 +345,29 @@ impl Acquirer {
                 return Ok(AcquiredToken::from_cache(t));
             }
         }
-        if let Grant::Refresh { .. } = &job.grant {
+        if let Grant::Refresh { .. } | Grant::Session { .. } = &job.grant {
             return super::refresh::redeem(self, &provider, job).await;
+        }
+        // A long-running session asks for a refresh token of its own, to go on after the
+        // incoming token expired.
+        let mut scopes = job.scopes.clone();
+        if matches!(
+            job.grant,
+            Grant::Obo {
+                session_key: Some(_),
+                ..
+            }
+        ) && !scopes
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case("offline_access"))
+        {
+            scopes.push("offline_access".into());
         }
         let response = self
             .token_request(
                 &provider,
                 job.grant_form(),
-                &job.scopes,
+                &scopes,
                 job.claims.as_deref(),
                 Replay::Safe,
             )
@@ -509,6 +524,8 @@ pub(crate) enum Grant {
     },
     /// refresh_token for a signed-in user.
     Refresh { home_account_id: String },
+    /// refresh_token of a long-running OBO session.
+    Session { session_key: String, user: String },
 }
 
 impl Job {
@@ -531,7 +548,10 @@ impl Job {
             Grant::Obo {
                 session_key: Some(k),
                 ..
-            } => format!("session:{}", crate::partition::session_partition_key(k)),
+            }
+            | Grant::Session { session_key: k, .. } => {
+                format!("session:{}", crate::partition::session_partition_key(k))
+            }
             Grant::Obo { assertion, .. } => {
                 format!(
                     "obo:{}",
@@ -557,7 +577,8 @@ impl Job {
             Grant::Obo {
                 session_key: Some(k),
                 ..
-            } => Lookup::new(
+            }
+            | Grant::Session { session_key: k, .. } => Lookup::new(
                 &inner.client_id,
                 crate::cache::Subject::OboSession { session_key: k },
                 scopes,
@@ -596,6 +617,7 @@ impl Job {
                 assertion: assertion.expose(),
             },
             Grant::Refresh { .. } => SaveFor::User,
+            Grant::Session { session_key, user } => SaveFor::OboSession { session_key, user },
         }
     }
 
@@ -603,7 +625,7 @@ impl Job {
     fn owner(&self, response: &TokenResponse) -> Result<Option<String>, AcquireError> {
         Ok(match &self.grant {
             Grant::ClientCredentials => None,
-            Grant::Obo { user: Some(u), .. } => Some(u.clone()),
+            Grant::Obo { user: Some(u), .. } | Grant::Session { user: u, .. } => Some(u.clone()),
             Grant::Obo { assertion, .. } => crate::schema::decode_jwt_claims(assertion.expose())
                 .ok()
                 .and_then(|c| c.home_account_id()),

@@ -199,6 +199,8 @@ pub(crate) fn form(grant: &Grant) -> Vec<(&'static str, FormValue)> {
             ("subject_token_type", FormValue::Plain(token_type.clone())),
         ],
         // redeemed by super::refresh, which adds the refresh token itself
-        Grant::Refresh { .. } => vec![("grant_type", FormValue::Plain("refresh_token".into()))],
+        Grant::Refresh { .. } | Grant::Session { .. } => {
+            vec![("grant_type", FormValue::Plain("refresh_token".into()))]
+        }
     }
 }

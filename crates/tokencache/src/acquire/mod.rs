@@ -10,6 +10,7 @@
 //! | [`on_behalf_of`](Acquirer::on_behalf_of) | Entra's jwt-bearer OBO | OBO (assertion hash), linked to the user |
 //! | [`token_exchange`](Acquirer::token_exchange) | RFC 8693 | OBO |
 //! | [`on_behalf_of_with`](Acquirer::on_behalf_of_with) + `session_key` | either | OBO session |
+//! | [`acquire_in_session`](Acquirer::acquire_in_session) | the session's `refresh_token` | OBO session |
 //! | [`authorization_url`](Acquirer::authorization_url) / [`redeem_code`](Acquirer::redeem_code) | `authorization_code` + PKCE | user |
 //! | [`acquire_silent`](Acquirer::acquire_silent) | `refresh_token` | user |
 //!

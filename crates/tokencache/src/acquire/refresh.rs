@@ -16,8 +16,8 @@ use super::discovery::Provider;
 use super::error::AcquireError;
 use super::http::{FormValue, Replay};
 use super::lock::{self, Taken};
-use crate::cache::Lookup;
-use crate::schema::Secret;
+use crate::cache::{Lookup, Subject};
+use crate::schema::{RefreshTokenQuery, Secret};
 
 /// Scopes every user request carries, as MSAL adds them: `openid` makes the provider
 /// name the account (id token) in every response, `profile` puts the username in it,
@@ -66,70 +66,188 @@ impl Acquirer {
     }
 }
 
-/// Redeems the user's refresh token (under the lock when configured) and saves.
+/// Where the refresh token of a job lives: a user partition, or a long-running OBO
+/// session's partition.
+enum Holder<'a> {
+    User(&'a str),
+    Session { key: &'a str, partition: String },
+}
+
+impl Holder<'_> {
+    /// The bare partition key (for L1 and the lock).
+    fn partition(&self) -> &str {
+        match self {
+            Holder::User(home) => home,
+            Holder::Session { partition, .. } => partition,
+        }
+    }
+
+    /// The refresh token as the cache has it (L1, else L2).
+    async fn read(&self, acq: &Acquirer) -> Result<Option<Secret>, AcquireError> {
+        let inner = &acq.inner;
+        match self {
+            Holder::User(home) => Ok(inner
+                .cache
+                .find_refresh_token(&inner.client_id, home, None)
+                .await?),
+            Holder::Session { key, .. } => {
+                let subject = Subject::OboSession { session_key: key };
+                let Some(p) = inner.cache.partition(&subject, &inner.client_id).await else {
+                    return Ok(None);
+                };
+                // OBO responses name no account: the session's refresh token has none
+                Ok(
+                    p.find_refresh_token(&RefreshTokenQuery::new(&inner.client_id, ""))
+                        .map(|rt| rt.secret.clone()),
+                )
+            }
+        }
+    }
+
+    /// This replica's L1 copy may predate another replica's rotation: read L2.
+    async fn read_fresh(&self, acq: &Acquirer) -> Result<Option<Secret>, AcquireError> {
+        acq.inner.cache.two_level().forget_local(self.partition());
+        self.read(acq).await
+    }
+
+    fn missing(&self) -> AcquireError {
+        AcquireError::InteractionRequired(match self {
+            Holder::User(_) => "no refresh token is cached for this user: sign in again".into(),
+            Holder::Session { .. } => {
+                "no refresh token in this OBO session: start it again with the incoming token"
+                    .into()
+            }
+        })
+    }
+
+    /// Scopes the request carries besides the asked ones.
+    fn extra_scopes(&self) -> &'static [&'static str] {
+        match self {
+            Holder::User(_) => &USER_SCOPES,
+            Holder::Session { .. } => &["offline_access"],
+        }
+    }
+}
+
+impl Acquirer {
+    /// A token of a long-running OBO session started by
+    /// [`on_behalf_of_with`](Self::on_behalf_of_with) with a `session_key` (MSAL's
+    /// `AcquireTokenInLongRunningProcess`): the session's cached access token, else one
+    /// from the session's refresh token (the provider returns one for OBO with
+    /// `offline_access`, which the session start asks for), else
+    /// [`AcquireError::InteractionRequired`]. No incoming token is needed: the process
+    /// goes on after it expired. `user` is the account the session was started for (its
+    /// sign-out removes the session).
+    pub async fn acquire_in_session(
+        &self,
+        session_key: &str,
+        user: &str,
+        scopes: &[&str],
+    ) -> Result<AcquiredToken, AcquireError> {
+        self.acquire_in_session_with(session_key, user, scopes, &AcquireOptions::default())
+            .await
+    }
+
+    /// [`acquire_in_session`](Self::acquire_in_session) with options (a forced refresh
+    /// redeems the session's refresh token even when an access token is cached).
+    pub async fn acquire_in_session_with(
+        &self,
+        session_key: &str,
+        user: &str,
+        scopes: &[&str],
+        options: &AcquireOptions,
+    ) -> Result<AcquiredToken, AcquireError> {
+        if scopes.is_empty() || session_key.is_empty() {
+            return Err(AcquireError::Config(
+                "a session key and at least one scope are needed".into(),
+            ));
+        }
+        crate::partition::check_key(user)
+            .map_err(|e| AcquireError::Config(format!("user: {e}")))?;
+        let inner = &self.inner;
+        let lookup = Lookup::new(
+            &inner.client_id,
+            Subject::OboSession { session_key },
+            scopes,
+        )
+        .environment(&inner.authority.environment);
+        let job = || {
+            Ok(Job::new(
+                Grant::Session {
+                    session_key: session_key.to_string(),
+                    user: user.to_string(),
+                },
+                scopes,
+            ))
+        };
+        self.serve(&lookup, job, options).await
+    }
+}
+
+/// Redeems the refresh token of a user or an OBO session (under the lock when
+/// configured) and saves.
 pub(crate) async fn redeem(
     acq: &Acquirer,
     provider: &Provider,
     job: Job,
 ) -> Result<AcquiredToken, AcquireError> {
     let inner = &acq.inner;
-    let Grant::Refresh { home_account_id } = &job.grant else {
-        return Err(AcquireError::Config("not a refresh job".into()));
+    let holder = match &job.grant {
+        Grant::Refresh { home_account_id } => Holder::User(home_account_id),
+        Grant::Session { session_key, .. } => Holder::Session {
+            key: session_key,
+            partition: crate::partition::session_partition_key(session_key),
+        },
+        _ => return Err(AcquireError::Config("not a refresh job".into())),
     };
-    let home = home_account_id.as_str();
     let cache = &inner.cache;
     let two = cache.two_level().clone();
     let scopes: Vec<&str> = job.scopes.iter().map(String::as_str).collect();
-    let lookup =
-        Lookup::user(&inner.client_id, home, &scopes).environment(&inner.authority.environment);
-    let no_rt = || {
-        AcquireError::InteractionRequired(
-            "no refresh token is cached for this user: sign in again".into(),
-        )
-    };
+    let lookup = job.lookup(inner, &scopes);
 
     let (refresh_token, guard) = match &inner.refresh_lock {
         None => {
-            // The refresh token as L2 has it now: this replica's L1 copy may predate a
-            // rotation by another replica (when no backplane told it), and redeeming an
-            // old one makes the provider revoke the grant. Refreshes are rare; one L2
-            // read each is cheap.
-            two.forget_local(home);
-            let rt = cache
-                .find_refresh_token(&inner.client_id, home, None)
+            // Refreshes are rare; one L2 read each is cheap, and redeeming an old
+            // (rotated) token would make the provider revoke the grant.
+            let rt = holder
+                .read_fresh(acq)
                 .await?
-                .ok_or_else(no_rt)?;
+                .ok_or_else(|| holder.missing())?;
             (rt, None)
         }
         Some(options) => {
-            let key = lock::lock_key(&two, &inner.client_id, home);
+            let key = lock::lock_key(&two, &inner.client_id, holder.partition());
             // the longest a waiter waits: one lock lifetime, plus one redemption
             let deadline = Instant::now() + options.ttl + inner.http.options().timeout;
             loop {
-                let seen = cache
-                    .find_refresh_token(&inner.client_id, home, None)
-                    .await?
-                    .ok_or_else(no_rt)?;
+                let seen = holder.read(acq).await?.ok_or_else(|| holder.missing())?;
                 match lock::try_take(&two, &key, options).await {
                     Taken::Held(guard) => {
                         // What is in L2 now is what counts: another replica may have
                         // rotated the token between our read and our lock.
-                        two.forget_local(home);
+                        let fresh = holder.read_fresh(acq).await;
                         if !job.force {
-                            if let Some(t) = cache.find_access_token(&lookup).await? {
-                                guard.release().await;
-                                return Ok(AcquiredToken::from_cache(t));
+                            match cache.find_access_token(&lookup).await {
+                                Ok(Some(t)) => {
+                                    guard.release().await;
+                                    return Ok(AcquiredToken::from_cache(t));
+                                }
+                                Ok(None) => {}
+                                Err(e) => {
+                                    guard.release().await;
+                                    return Err(e.into());
+                                }
                             }
                         }
-                        match cache.find_refresh_token(&inner.client_id, home, None).await {
+                        match fresh {
                             Ok(Some(rt)) => break (rt, Some(guard)),
                             Ok(None) => {
                                 guard.release().await;
-                                return Err(no_rt());
+                                return Err(holder.missing());
                             }
                             Err(e) => {
                                 guard.release().await;
-                                return Err(e.into());
+                                return Err(e);
                             }
                         }
                     }
@@ -144,15 +262,12 @@ pub(crate) async fn redeem(
                                 });
                             }
                             tokio::time::sleep(options.poll).await;
-                            two.forget_local(home);
+                            let now = holder.read_fresh(acq).await?;
                             if !job.force {
                                 if let Some(t) = cache.find_access_token(&lookup).await? {
                                     return Ok(AcquiredToken::from_cache(t));
                                 }
                             }
-                            let now = cache
-                                .find_refresh_token(&inner.client_id, home, None)
-                                .await?;
                             let changed = now.as_ref().map(Secret::expose) != Some(seen.expose());
                             if changed || lock::is_free(&two, &key).await {
                                 break;
@@ -166,7 +281,7 @@ pub(crate) async fn redeem(
 
     let started = two.clock().now_secs();
     let mut scopes_sent: Vec<String> = job.scopes.clone();
-    for s in USER_SCOPES {
+    for s in holder.extra_scopes() {
         if !scopes_sent.iter().any(|x| x.eq_ignore_ascii_case(s)) {
             scopes_sent.push(s.to_string());
         }
@@ -175,7 +290,9 @@ pub(crate) async fn redeem(
         ("grant_type", FormValue::Plain("refresh_token".into())),
         ("refresh_token", FormValue::Secret(refresh_token)),
     ];
-    form.extend(inner.user_form());
+    if let Holder::User(_) = holder {
+        form.extend(inner.user_form());
+    }
     // Once: a retry after a lost answer could redeem a token the provider already rotated.
     let result = acq
         .token_request(
@@ -187,43 +304,51 @@ pub(crate) async fn redeem(
         )
         .await;
     let saved = match result {
-        Ok(response) => match response.home_account_id() {
-            Ok(Some(named)) if named != home => Err(AcquireError::Malformed {
-                endpoint: super::http::shown(&provider.metadata.token_endpoint),
-                reason: "the refresh response names another account".into(),
-            }),
-            Ok(None) => Err(AcquireError::Malformed {
-                endpoint: super::http::shown(&provider.metadata.token_endpoint),
-                reason: "the refresh response names no account (no id_token, no client_info)"
-                    .into(),
-            }),
-            Err(e) => Err(AcquireError::Malformed {
-                endpoint: super::http::shown(&provider.metadata.token_endpoint),
-                reason: e.to_string(),
-            }),
-            Ok(Some(_)) => {
-                let valid = match &response.id_token {
-                    Some(idt) => super::id_token::validate(
-                        provider,
-                        &inner.client_id,
-                        idt.expose(),
-                        None,
-                        started,
-                    )
-                    .await
-                    .map(|_| ()),
-                    None => Ok(()),
-                };
-                match valid {
-                    Ok(()) => acq.save(&job, &response, started).await,
-                    Err(e) => Err(e),
-                }
+        Ok(response) => {
+            match check_account(&holder, provider, &inner.client_id, &response, started).await {
+                Ok(()) => acq.save(&job, &response, started).await,
+                Err(e) => Err(e),
             }
-        },
+        }
         Err(e) => Err(e),
     };
     if let Some(g) = guard {
         g.release().await;
     }
     saved
+}
+
+/// A user's refresh response must name that user (and its id token validate); a
+/// session's names nobody.
+async fn check_account(
+    holder: &Holder<'_>,
+    provider: &Provider,
+    client_id: &str,
+    response: &crate::schema::TokenResponse,
+    started: i64,
+) -> Result<(), AcquireError> {
+    let Holder::User(home) = holder else {
+        return Ok(());
+    };
+    let malformed = |reason: String| AcquireError::Malformed {
+        endpoint: super::http::shown(&provider.metadata.token_endpoint),
+        reason,
+    };
+    match response.home_account_id() {
+        Ok(Some(named)) if named != *home => Err(malformed(
+            "the refresh response names another account".into(),
+        )),
+        Ok(None) => Err(malformed(
+            "the refresh response names no account (no id_token, no client_info)".into(),
+        )),
+        Err(e) => Err(malformed(e.to_string())),
+        Ok(Some(_)) => match &response.id_token {
+            Some(idt) => {
+                super::id_token::validate(provider, client_id, idt.expose(), None, started)
+                    .await
+                    .map(|_| ())
+            }
+            None => Ok(()),
+        },
+    }
 }

@@ -4,8 +4,8 @@
 //! A token request is retried only when the provider surely did not act on it, or when
 //! acting twice is harmless: a connection that was never made, a 429, a 5xx. A timeout or
 //! a connection that broke after the request was sent is retried only for grants that
-//! may be repeated ([`Replay::Safe`]); redeeming a rotating refresh token twice would make
-//! the provider revoke the whole grant, so those are [`Replay::Once`].
+//! may be repeated (`Replay::Safe`); redeeming a rotating refresh token twice would make
+//! the provider revoke the whole grant, so those are `Replay::Once`.
 //!
 //! Nothing here logs a body, a header value or a form field: only endpoints, statuses,
 //! attempt counts and delays.

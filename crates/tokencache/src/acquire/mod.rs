@@ -34,7 +34,7 @@
 //! ```
 //!
 //! Concurrency and safety (docs/design.md §13): one request per (partition, scopes) in a
-//! process ([`single_flight`]); an optional L2 lock around refresh-token redemption
+//! process (`single_flight.rs`); an optional L2 lock around refresh-token redemption
 //! across replicas ([`lock`]); failures are never cached; a token acquired for a user who
 //! signed out while the request was in flight is neither saved nor returned.
 //! HTTP ([`http`]): timeouts, retries with backoff on 5xx and 429 honouring

@@ -988,7 +988,11 @@ async fn a_long_running_obo_session_goes_on_from_its_own_refresh_token() {
         )
         .await
         .unwrap();
-    assert_eq!(again.source, TokenSource::Provider, "the rotated token worked");
+    assert_eq!(
+        again.source,
+        TokenSource::Provider,
+        "the rotated token worked"
+    );
     let s = stats(&op).await;
     assert!(s["errors"].as_object().unwrap().is_empty(), "{s}");
 

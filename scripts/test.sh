@@ -21,6 +21,8 @@ fi
 
 # MSAL Python and msal-node, pinned, in a local folder (not system-wide).
 bash interop/setup.sh
+# oidc-provider, pinned, for the acquisition tests (testkit::OidcProvider runs it).
+bash interop/oidc/setup.sh
 
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc "$@"

@@ -1,5 +1,6 @@
-//! Test support for tokencache: throwaway `redis-server` processes and a 3-master
-//! Redis Cluster on loopback, started by the tests themselves and killed on drop.
+//! Test support for tokencache: throwaway `redis-server` processes, a 3-master
+//! Redis Cluster, and an OpenID provider ([`OidcProvider`], the `oidc-provider` npm
+//! package) on loopback, started by the tests themselves and killed on drop.
 //!
 //! Tests never skip silently: when `redis-server` is not on `PATH`, [`RedisServer::start`]
 //! and [`RedisCluster::start`] panic with a message that says how to install it.
@@ -361,6 +362,9 @@ impl RedisCluster {
         run_cli(self.nodes[0].port(), &["-c"], args)
     }
 }
+
+mod oidc;
+pub use oidc::{OidcOptions, OidcProvider};
 
 #[cfg(test)]
 mod tests {

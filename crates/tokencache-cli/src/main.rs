@@ -5,7 +5,8 @@
 //! failure (one line on stderr, never a backtrace).
 //!
 //! Environment: `TOKENCACHE_STORE` and `TOKENCACHE_PREFIX` are the defaults of every
-//! command's `--store` and `--prefix`; `TOKENCACHE_LOG` is a `tracing` filter for the
+//! command's `--store` and `--prefix`; `TOKENCACHE_CLIENT_SECRET` is the client secret of
+//! `token` commands; `TOKENCACHE_LOG` is a `tracing` filter for the
 //! logs on stderr (default `warn`; e.g. `TOKENCACHE_LOG=tokencache=debug`). Logs carry
 //! ANSI colours only when stderr is a terminal.
 
@@ -24,6 +25,7 @@ mod progress;
 mod purge;
 mod rekey;
 mod simulate;
+mod token_cmd;
 
 /// Cache OAuth 2.0 / OpenID Connect tokens in process and in a shared store.
 #[derive(Parser, Debug)]
@@ -61,6 +63,10 @@ enum Command {
     /// Re-encrypt every entry not on the current primary key (TOKENCACHE_KEYS' first),
     /// safe while replicas serve; resumable.
     Rekey(rekey::RekeyArgs),
+    /// Acquire a token through the cache (client credentials, on-behalf-of), to check a
+    /// deployment's credentials; prints a secret-free summary, or the token with --raw.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +95,7 @@ fn main() -> ExitCode {
         Command::Purge(args) => purge::run(args),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Rekey(args) => rekey::run(args),
+        Command::Token(cmd) => token_cmd::run(cmd),
     }
 }
 

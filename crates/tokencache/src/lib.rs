@@ -23,11 +23,14 @@
 //! | [`backplane`] | cross-replica L1 invalidation: Redis pub/sub, or in process. |
 //! | [`twolevel`] | L1 + L2: read path, write path, expiry, single-flight, coherence. |
 //! | [`cache`] | the public [`TokenCache`] API. |
+//! | [`acquire`] | token acquisition through the cache: discovery, client auth, the grants (feature `acquire`). |
 //! | [`signout`] | sign-out entry points: framework-neutral, axum routes, OIDC front- and back-channel logout. |
 //! | [`sample`] | realistic fake token responses (benchmarks, docs, simulation). |
 //! | [`clock`] | the injected time source. |
 #![warn(missing_docs)]
 
+#[cfg(feature = "acquire")]
+pub mod acquire;
 pub mod backplane;
 pub mod cache;
 pub mod clock;

@@ -719,6 +719,33 @@ impl TokenCache {
         request: &SaveRequest<'_>,
         response: &TokenResponse,
     ) -> Result<Saved, Error> {
+        let now_ms = self.two.clock().now_millis() as i64;
+        self.save_requested_at(request, response, now_ms).await
+    }
+
+    /// [`save_token_response`](Self::save_token_response) with the records' `cached_at`
+    /// (and the base of their expiry) at `cached_at`, Unix seconds: for a response to a
+    /// request sent at `cached_at`. Acquisition saves with the time its request started,
+    /// so that a sign-out while the request was in flight (a revocation stamp at or
+    /// after that time) refuses the tokens it brought.
+    pub async fn save_token_response_at(
+        &self,
+        request: &SaveRequest<'_>,
+        response: &TokenResponse,
+        cached_at: i64,
+    ) -> Result<Saved, Error> {
+        // (the start of that second: a sign-out within it refuses the tokens)
+        self.save_requested_at(request, response, cached_at.saturating_mul(1000))
+            .await
+    }
+
+    /// The save, for tokens requested at `requested_at_ms` (ms since the epoch).
+    async fn save_requested_at(
+        &self,
+        request: &SaveRequest<'_>,
+        response: &TokenResponse,
+        requested_at_ms: i64,
+    ) -> Result<Saved, Error> {
         if request.client_id.is_empty()
             || request.environment.is_empty()
             || request.tenant.is_empty()
@@ -778,14 +805,13 @@ impl TokenCache {
             scopes: request.scopes,
             user_assertion: assertion,
         };
-        let now_ms = self.two.clock().now_millis();
-        let now = (now_ms / 1000) as i64;
+        let now = requested_at_ms.div_euclid(1000);
         let obo = matches!(target.kind, PartitionKind::Obo | PartitionKind::OboSession);
         let form = self.app_account_form;
         // Its tokens were requested now (at the latest): a sign-out since refuses them.
         let scope = WriteScope {
             owner: target.owner.as_deref(),
-            requested_at_ms: now_ms as i64,
+            requested_at_ms,
         };
         // Linked before the write, so that a save cancelled mid-way never leaves a
         // partition its user's sign-out cannot find (a link to a partition that was not

@@ -1,0 +1,503 @@
+//! The HTTP side: one `reqwest` client (rustls) with timeouts, and retries with backoff
+//! on 5xx and 429 that honour `Retry-After`.
+//!
+//! A token request is retried only when the provider surely did not act on it, or when
+//! acting twice is harmless: a connection that was never made, a 429, a 5xx. A timeout or
+//! a connection that broke after the request was sent is retried only for grants that
+//! may be repeated (`Replay::Safe`); redeeming a rotating refresh token twice would make
+//! the provider revoke the whole grant, so those are `Replay::Once`.
+//!
+//! Nothing here logs a body, a header value or a form field: only endpoints, statuses,
+//! attempt counts and delays.
+
+use std::time::Duration;
+
+use super::error::{AcquireError, OAuthError, OAuthErrorCode};
+use crate::schema::{Secret, TokenResponse};
+
+/// Timeouts and retries of provider calls.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpOptions {
+    /// Bound of one request, connection included. Default 10 s.
+    pub timeout: Duration,
+    /// Bound of connecting. Default 3 s.
+    pub connect_timeout: Duration,
+    /// Retries after the first attempt. Default 2.
+    pub max_retries: u32,
+    /// The first backoff; doubles per retry. Default 200 ms.
+    pub backoff: Duration,
+    /// The longest backoff, and the longest `Retry-After` waited for (a longer one ends
+    /// the retries with [`AcquireError::Status`] carrying it). Default 5 s.
+    pub max_backoff: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            max_retries: 2,
+            backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Whether a request may be sent again after the provider may have acted on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// Repeating it is harmless (client credentials, OBO, discovery).
+    Safe,
+    /// It must reach the provider at most once (a rotating refresh token, a code).
+    Once,
+}
+
+/// Largest response body read (a token response or a discovery document).
+const MAX_BODY: usize = 1 << 20;
+
+/// A form field value: plain, or a secret (kept redacted until it is encoded).
+pub(crate) enum FormValue {
+    Plain(String),
+    Secret(Secret),
+}
+
+/// The client, shared by every call of an acquirer.
+#[derive(Clone)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+    options: HttpOptions,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// One answer: status, `Retry-After`, body.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+}
+
+/// The outcome of one attempt.
+enum Attempt {
+    Answer(Answer),
+    /// Not sent at all (connection refused, DNS): always safe to retry.
+    NotSent(String),
+    /// Sent, but no answer (timeout, reset): maybe acted on.
+    Lost(AcquireError),
+}
+
+impl Http {
+    pub(crate) fn new(options: HttpOptions) -> Result<Self, AcquireError> {
+        let client = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tokencache/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| AcquireError::Config(format!("HTTP client: {}", e.without_url())))?;
+        Ok(Self { client, options })
+    }
+
+    pub(crate) fn options(&self) -> &HttpOptions {
+        &self.options
+    }
+
+    /// GETs a JSON document (discovery), with retries.
+    pub(crate) async fn get(&self, url: &url::Url) -> Result<Vec<u8>, AcquireError> {
+        let shown = shown(url);
+        let answer = self
+            .with_retries(&shown, Replay::Safe, || {
+                self.client
+                    .get(url.clone())
+                    .header(reqwest::header::ACCEPT, "application/json")
+            })
+            .await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(AcquireError::Status {
+                endpoint: shown,
+                status: answer.status,
+                retry_after: answer.retry_after,
+            });
+        }
+        Ok(answer.body)
+    }
+
+    /// POSTs a form to a token endpoint, with retries; parses the token response or
+    /// the OAuth error. `basic`: HTTP Basic client authentication (client_secret_basic).
+    pub(crate) async fn post_token(
+        &self,
+        endpoint: &url::Url,
+        form: &[(&'static str, FormValue)],
+        basic: Option<(&str, &Secret)>,
+        replay: Replay,
+    ) -> Result<TokenResponse, AcquireError> {
+        let shown = shown(endpoint);
+        let body = encode_form(form);
+        let answer = self
+            .with_retries(&shown, replay, || {
+                let mut req = self
+                    .client
+                    .post(endpoint.clone())
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .body(body.expose().to_string());
+                if let Some((id, secret)) = basic {
+                    // RFC 6749 §2.3.1: both form-urlencoded before base64.
+                    req = req.basic_auth(form_encode(id), Some(form_encode(secret.expose())));
+                }
+                req
+            })
+            .await?;
+        parse_token_answer(&shown, answer)
+    }
+
+    async fn with_retries(
+        &self,
+        shown: &str,
+        replay: Replay,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Answer, AcquireError> {
+        let mut attempt = 0u32;
+        loop {
+            let outcome = self.once(shown, make()).await;
+            let retries_left = attempt < self.options.max_retries;
+            let delay = match &outcome {
+                Attempt::Answer(a) if a.status == 429 || a.status >= 500 => {
+                    match a.retry_after {
+                        Some(d) if d > self.options.max_backoff => {
+                            // Not worth waiting for: report it, with the provider's delay.
+                            return finish(shown, outcome);
+                        }
+                        Some(d) => Some(d),
+                        None => Some(self.backoff(attempt)),
+                    }
+                }
+                Attempt::Answer(_) => None,
+                Attempt::NotSent(_) => Some(self.backoff(attempt)),
+                Attempt::Lost(_) if replay == Replay::Safe => Some(self.backoff(attempt)),
+                Attempt::Lost(_) => None,
+            };
+            match delay {
+                Some(d) if retries_left => {
+                    tracing::debug!(endpoint = shown, attempt, delay = ?d, "token endpoint: retrying");
+                    tokio::time::sleep(d).await;
+                    attempt += 1;
+                }
+                _ => return finish(shown, outcome),
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        self.options
+            .backoff
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.options.max_backoff)
+    }
+
+    async fn once(&self, shown: &str, req: reqwest::RequestBuilder) -> Attempt {
+        let mut response = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Attempt::NotSent(describe(e)),
+            Err(e) if e.is_timeout() => {
+                return Attempt::Lost(AcquireError::Timeout {
+                    endpoint: shown.to_string(),
+                    after: self.options.timeout,
+                })
+            }
+            Err(e) => {
+                return Attempt::Lost(AcquireError::Transport {
+                    endpoint: shown.to_string(),
+                    message: describe(e),
+                })
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len().saturating_add(chunk.len()) > MAX_BODY {
+                        return Attempt::Lost(AcquireError::Malformed {
+                            endpoint: shown.to_string(),
+                            reason: format!("larger than {MAX_BODY} bytes"),
+                        });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    return Attempt::Lost(AcquireError::Timeout {
+                        endpoint: shown.to_string(),
+                        after: self.options.timeout,
+                    })
+                }
+                Err(e) => {
+                    return Attempt::Lost(AcquireError::Transport {
+                        endpoint: shown.to_string(),
+                        message: describe(e),
+                    })
+                }
+            }
+        }
+        Attempt::Answer(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+}
+
+fn finish(shown: &str, outcome: Attempt) -> Result<Answer, AcquireError> {
+    match outcome {
+        Attempt::Answer(a) => Ok(a),
+        Attempt::NotSent(message) => Err(AcquireError::Transport {
+            endpoint: shown.to_string(),
+            message,
+        }),
+        Attempt::Lost(e) => Err(e),
+    }
+}
+
+/// A token endpoint answer: a token response (2xx), an OAuth error (a JSON body with
+/// `error`), or a bare HTTP status.
+fn parse_token_answer(shown: &str, answer: Answer) -> Result<TokenResponse, AcquireError> {
+    if let Some(e) = oauth_error(&answer) {
+        return Err(AcquireError::OAuth(Box::new(e)));
+    }
+    if !(200..300).contains(&answer.status) {
+        return Err(AcquireError::Status {
+            endpoint: shown.to_string(),
+            status: answer.status,
+            retry_after: answer.retry_after,
+        });
+    }
+    let malformed = |reason: String| AcquireError::Malformed {
+        endpoint: shown.to_string(),
+        reason,
+    };
+    // The schema error names the field, never its value.
+    let response = TokenResponse::from_json(&answer.body).map_err(|e| malformed(e.to_string()))?;
+    if response.access_token.is_none() {
+        return Err(malformed("no access_token".into()));
+    }
+    if let Some(t) = &response.token_type {
+        if !t.eq_ignore_ascii_case("bearer") {
+            return Err(malformed(format!(
+                "token_type {t:?} (only Bearer is supported)"
+            )));
+        }
+    }
+    Ok(response)
+}
+
+/// The OAuth error in a body (RFC 6749 §5.2), whatever the status (some providers send
+/// 200 with an error; Entra sends 400/401).
+fn oauth_error(answer: &Answer) -> Option<OAuthError> {
+    let v: serde_json::Value = serde_json::from_slice(&answer.body).ok()?;
+    let code = v.get("error")?.as_str()?;
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    Some(OAuthError {
+        code: OAuthErrorCode::parse(code),
+        description: s("error_description"),
+        uri: s("error_uri"),
+        status: answer.status,
+        retry_after: answer.retry_after,
+        suberror: s("suberror"),
+        claims: s("claims"),
+    })
+}
+
+/// `Retry-After`: delta seconds, or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate(v)?;
+    let now = std::time::SystemTime::now();
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form RFC 9110 requires senders to use.
+fn httpdate(v: &str) -> Option<std::time::SystemTime> {
+    let parts: Vec<&str> = v.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let day: u64 = day.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as u64
+        + 1;
+    let year: u64 = year.parse().ok()?;
+    let hms: Vec<u64> = time.split(':').filter_map(|p| p.parse().ok()).collect();
+    let [h, mi, s] = hms.as_slice() else {
+        return None;
+    };
+    if year < 1970 || !(1..=31).contains(&day) || *h > 23 || *mi > 59 || *s > 60 {
+        return None;
+    }
+    // days from civil (Howard Hinnant's algorithm)
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// The form body, kept as a secret: it holds the client secret, assertions, codes.
+fn encode_form(form: &[(&'static str, FormValue)]) -> Secret {
+    let mut out = String::new();
+    for (k, v) in form {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str(&form_encode(k));
+        out.push('=');
+        out.push_str(&form_encode(match v {
+            FormValue::Plain(s) => s,
+            FormValue::Secret(s) => s.expose(),
+        }));
+    }
+    Secret::new(out)
+}
+
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// An endpoint for logs and errors: scheme, host, port, path (no query, no userinfo).
+pub(crate) fn shown(url: &url::Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+/// A reqwest error and its causes, without its URL.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_and_as_a_date() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+        // a date in the past: no wait
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            httpdate("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(784_111_777))
+        );
+        assert_eq!(httpdate("Sun, 06 Foo 1994 08:49:37 GMT"), None);
+        assert_eq!(httpdate("Sun, 06 Nov 1994 25:49:37 GMT"), None);
+    }
+
+    #[test]
+    fn token_answers_are_typed() {
+        let answer = |status: u16, body: &str| Answer {
+            status,
+            retry_after: None,
+            body: body.as_bytes().to_vec(),
+        };
+        let e = parse_token_answer(
+            "e",
+            answer(
+                400,
+                r#"{"error":"invalid_grant","error_description":"refresh token is expired"}"#,
+            ),
+        )
+        .unwrap_err();
+        match e {
+            AcquireError::OAuth(o) => {
+                assert_eq!(o.code, OAuthErrorCode::InvalidGrant);
+                assert_eq!(o.description.as_deref(), Some("refresh token is expired"));
+                assert_eq!(o.status, 400);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_token_answer("e", answer(502, "<html>bad gateway</html>")),
+            Err(AcquireError::Status { status: 502, .. })
+        ));
+        let m = parse_token_answer(
+            "e",
+            answer(200, r#"{"access_token": "abc", "expires_in": "#),
+        )
+        .unwrap_err();
+        assert!(matches!(m, AcquireError::Malformed { .. }), "{m:?}");
+        assert!(!m.to_string().contains("abc"), "{m}");
+        assert!(matches!(
+            parse_token_answer("e", answer(200, r#"{"token_type":"Bearer"}"#)),
+            Err(AcquireError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_token_answer(
+                "e",
+                answer(200, r#"{"access_token":"x","token_type":"pop"}"#)
+            ),
+            Err(AcquireError::Malformed { .. })
+        ));
+        let ok = parse_token_answer("e", answer(200, r#"{"access_token":"x","expires_in":60}"#))
+            .unwrap();
+        assert_eq!(ok.expires_in, Some(60));
+    }
+
+    #[test]
+    fn forms_are_encoded_and_endpoints_shown_without_secrets() {
+        let body = encode_form(&[
+            ("grant_type", FormValue::Plain("client_credentials".into())),
+            ("scope", FormValue::Plain("a b/c".into())),
+            ("client_secret", FormValue::Secret(Secret::new("s&=+"))),
+        ]);
+        assert_eq!(
+            body.expose(),
+            "grant_type=client_credentials&scope=a+b%2Fc&client_secret=s%26%3D%2B"
+        );
+        assert!(!format!("{body:?}").contains("s&=+"));
+        let u = url::Url::parse("https://user:pw@h.example/t/token?code=abc#x").unwrap();
+        assert_eq!(shown(&u), "https://h.example/t/token");
+    }
+}

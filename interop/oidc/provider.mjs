@@ -1,0 +1,321 @@
+// The OpenID provider the acquisition tests run against (crates/tokencache/tests/acquire_oidc.rs):
+// oidc-provider (pinned in package.json / package-lock.json), on 127.0.0.1:$PORT, plain http.
+// Started and stopped by testkit::OidcProvider; installed by interop/setup.sh into .peers/oidc.
+//
+// Environment:
+//   PORT            the port (required)
+//   ACCESS_TTL      access-token lifetime in seconds (default 3600)
+//   REFRESH_TTL     refresh-token lifetime in seconds (default 86400)
+//   ROTATE          "0" turns refresh-token rotation off (default on: reuse revokes the grant)
+//   REFRESH_IN      when set, token responses carry refresh_in = this many seconds (Entra's hint)
+//
+// Clients (all confidential, scopes openid profile offline_access api.read api.write):
+//   app       client_secret_basic, secret "app-secret"; every grant below
+//   app-post  client_secret_post,  secret "post-secret"; client_credentials
+//   app-jwt   private_key_jwt (key pair made at start; private key at /__test/client-key)
+// Grants: client_credentials, authorization_code (+ refresh_token), and two custom ones:
+//   urn:ietf:params:oauth:grant-type:jwt-bearer with requested_token_use=on_behalf_of (Entra OBO)
+//   urn:ietf:params:oauth:grant-type:token-exchange (RFC 8693)
+//   (both return a refresh token when offline_access is asked, as Entra's OBO does)
+// Access tokens are JWTs for the resource urn:api.
+//
+// Test controls (never part of a real provider):
+//   GET  /__test/stats                 {"token_requests": n, "by_grant": {...}, "errors": {...}}
+//   POST /__test/fault?kind=K&times=N  the next N token requests fail: K = 500 | 429 (Retry-After:
+//                                      &retry_after=S) | malformed (200 with broken JSON) | slow (served);
+//                                      &ms=M holds each of them M ms first
+//   GET  /__test/mint?sub=S&aud=A      a user access token for S (audience A), signed by the provider,
+//                                      as a web API receives it (the incoming assertion of OBO)
+//   GET  /__test/client-key            app-jwt's private key (PKCS#8 PEM) and its kid
+//   POST /__test/active (body: a token) {"active", "sub", "client_id", "scope"}: an access token for
+//                                      urn:api signed by this provider, unexpired
+// Interactions log in whoever the authorization request names in login_hint (default "user1")
+// and grant every requested scope: no pages, the redirect goes straight back with a code.
+// As OIDC Core §11 says, offline_access (a refresh token) needs prompt=consent.
+
+import Provider, { errors } from 'oidc-provider';
+import { generateKeyPair, exportJWK, exportPKCS8, jwtVerify, SignJWT } from 'jose';
+
+const port = Number(process.env.PORT);
+if (!port) {
+  console.error('provider.mjs: PORT is required');
+  process.exit(2);
+}
+const issuer = `http://127.0.0.1:${port}`;
+const accessTtl = Number(process.env.ACCESS_TTL || 3600);
+const refreshTtl = Number(process.env.REFRESH_TTL || 86400);
+const rotate = process.env.ROTATE !== '0';
+const refreshIn = process.env.REFRESH_IN ? Number(process.env.REFRESH_IN) : undefined;
+const RESOURCE = 'urn:api';
+const API_SCOPES = 'api.read api.write';
+const OBO = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+
+// The provider's signing key, and the private_key_jwt client's key.
+const signing = await generateKeyPair('RS256', { extractable: true });
+const signingJwk = { ...(await exportJWK(signing.privateKey)), kid: 'sig-1', alg: 'RS256', use: 'sig' };
+const clientKey = await generateKeyPair('RS256', { extractable: true });
+const clientPublicJwk = { ...(await exportJWK(clientKey.publicKey)), kid: 'client-key-1', alg: 'RS256', use: 'sig' };
+const clientPrivatePem = await exportPKCS8(clientKey.privateKey);
+
+const resourceInfo = () => ({
+  scope: API_SCOPES,
+  audience: RESOURCE,
+  accessTokenFormat: 'jwt',
+  accessTokenTTL: accessTtl,
+});
+const allScopes = `openid profile offline_access ${API_SCOPES}`;
+const allGrants = ['client_credentials', 'authorization_code', 'refresh_token', OBO, EXCHANGE];
+
+const provider = new Provider(issuer, {
+  clients: [
+    {
+      client_id: 'app',
+      client_secret: 'app-secret',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: allGrants,
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'],
+      scope: allScopes,
+    },
+    {
+      client_id: 'app-post',
+      client_secret: 'post-secret',
+      token_endpoint_auth_method: 'client_secret_post',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      scope: allScopes,
+    },
+    {
+      client_id: 'app-jwt',
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'RS256',
+      jwks: { keys: [clientPublicJwk] },
+      grant_types: allGrants,
+      response_types: [],
+      redirect_uris: [],
+      scope: allScopes,
+    },
+  ],
+  jwks: { keys: [signingJwk] },
+  // api.admin is known but no client may ask for it: the "unknown scope" error path (invalid_scope).
+  scopes: ['openid', 'profile', 'offline_access', 'api.read', 'api.write', 'api.admin'],
+  claims: { openid: ['sub'], profile: ['name', 'preferred_username'] },
+  cookies: { keys: ['tokencache-test-cookie-key'] },
+  pkce: { required: () => true },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => RESOURCE,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (_ctx, resource) => {
+        if (resource !== RESOURCE) throw new errors.InvalidTarget();
+        return resourceInfo();
+      },
+    },
+  },
+  // A function, not a constant: a constant would override the resource's accessTokenTTL.
+  ttl: {
+    AccessToken: () => accessTtl,
+    ClientCredentials: () => accessTtl,
+    RefreshToken: () => refreshTtl,
+    IdToken: () => 3600,
+    AuthorizationCode: () => 60,
+    Interaction: () => 600,
+    Session: () => 86400,
+    Grant: () => 86400,
+  },
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  rotateRefreshToken: () => rotate,
+  findAccount: async (_ctx, id) => ({
+    accountId: id,
+    claims: async () => ({ sub: id, name: id, preferred_username: `${id}@example.test` }),
+  }),
+  interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+  renderError: async (ctx, out) => {
+    ctx.type = 'application/json';
+    ctx.body = out;
+  },
+});
+
+// ---- counting -----------------------------------------------------------------------------
+const stats = { token_requests: 0, by_grant: {}, errors: {}, faults: 0 };
+const bump = (map, k) => { map[k] = (map[k] || 0) + 1; };
+provider.on('grant.success', (ctx) => {
+  stats.token_requests += 1;
+  bump(stats.by_grant, ctx.oidc.params.grant_type);
+});
+provider.on('grant.error', (ctx, err) => {
+  stats.token_requests += 1;
+  bump(stats.by_grant, ctx.oidc?.params?.grant_type || 'unknown');
+  bump(stats.errors, err.error || 'server_error');
+});
+
+// ---- test controls and interactions ---------------------------------------------------------
+const faults = [];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/__test/stats') {
+    ctx.body = stats;
+    return;
+  }
+  if (ctx.path === '/__test/fault' && ctx.method === 'POST') {
+    const q = ctx.query;
+    const times = Number(q.times || 1);
+    for (let i = 0; i < times; i += 1) {
+      faults.push({ kind: q.kind, retryAfter: q.retry_after, ms: Number(q.ms || 0) });
+    }
+    ctx.body = { queued: faults.length };
+    return;
+  }
+  if (ctx.path === '/__test/mint') {
+    const sub = ctx.query.sub || 'user1';
+    const aud = ctx.query.aud || 'app';
+    const ttl = Number(ctx.query.ttl || 3600);
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({ scp: 'access_as_user', oid: sub, tid: 'tenant1', azp: 'spa' })
+      .setProtectedHeader({ alg: 'RS256', kid: signingJwk.kid, typ: 'at+jwt' })
+      .setIssuer(issuer).setSubject(sub).setAudience(aud)
+      .setIssuedAt(now).setExpirationTime(now + ttl).setJti(`mint-${now}-${Math.random()}`)
+      .sign(signing.privateKey);
+    ctx.body = { access_token: token };
+    return;
+  }
+  if (ctx.path === '/__test/active' && ctx.method === 'POST') {
+    // A JWT access token this provider issued: signature, issuer and expiry checked, as
+    // the resource server would (JWT access tokens are not stored by oidc-provider, so
+    // revoking their grant does not reach them; grant liveness is tested by refreshing).
+    const chunks = [];
+    for await (const c of ctx.req) chunks.push(c);
+    const token = Buffer.concat(chunks).toString().trim();
+    let active = false;
+    let claims;
+    try {
+      ({ payload: claims } = await jwtVerify(token, signing.publicKey, { issuer, audience: RESOURCE }));
+      active = true;
+    } catch {
+      active = false;
+    }
+    ctx.body = { active, sub: claims?.sub, client_id: claims?.client_id, scope: claims?.scope };
+    return;
+  }
+  if (ctx.path === '/__test/client-key') {
+    ctx.body = { kid: clientPublicJwk.kid, pem: clientPrivatePem };
+    return;
+  }
+  if (ctx.path === '/token' && ctx.method === 'POST' && faults.length) {
+    const f = faults.shift();
+    stats.faults += 1;
+    if (f.ms) await sleep(f.ms);
+    if (f.kind === 'slow') {
+      // served normally, late
+    } else if (f.kind === '429') {
+      ctx.status = 429;
+      if (f.retryAfter !== undefined) ctx.set('Retry-After', String(f.retryAfter));
+      ctx.body = { error: 'temporarily_unavailable', error_description: 'slow down' };
+      return;
+    } else if (f.kind === 'malformed') {
+      ctx.status = 200;
+      ctx.type = 'application/json';
+      ctx.body = '{"access_token": "abc", "expires_in": ';
+      return;
+    } else {
+      ctx.status = 500;
+      ctx.body = { error: 'server_error', error_description: 'injected fault' };
+      return;
+    }
+  }
+  if (ctx.path === '/token' && refreshIn !== undefined) {
+    await next();
+    if (ctx.status === 200 && ctx.body && typeof ctx.body === 'object' && ctx.body.expires_in) {
+      ctx.body = { ...ctx.body, refresh_in: refreshIn };
+    }
+    return;
+  }
+  const m = ctx.path.match(/^\/interaction\/([^/]+)$/);
+  if (m && ctx.method === 'GET') {
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    const { params, session } = details;
+    const accountId = session?.accountId || params.login_hint || 'user1';
+    const grant = new provider.Grant({ accountId, clientId: params.client_id });
+    // Without a resource parameter the API scopes count as OIDC scopes of the request:
+    // grant them both ways.
+    grant.addOIDCScope(String(params.scope || 'openid'));
+    grant.addResourceScope(RESOURCE, API_SCOPES);
+    const grantId = await grant.save();
+    const to = await provider.interactionResult(ctx.req, ctx.res,
+      { login: { accountId }, consent: { grantId } }, { mergeWithLastSubmission: false });
+    ctx.redirect(to);
+    return;
+  }
+  await next();
+});
+
+// ---- on-behalf-of and token exchange ---------------------------------------------------------
+async function verifyUserToken(token, audience) {
+  try {
+    const { payload } = await jwtVerify(token, signing.publicKey, { issuer, audience });
+    if (!payload.sub) throw new Error('no sub');
+    return payload;
+  } catch (e) {
+    throw new errors.InvalidGrant(`the incoming token is not valid: ${e.code || e.message}`);
+  }
+}
+
+async function mint(ctx, sub, grantLabel) {
+  const { client, params } = ctx.oidc;
+  const rs = new provider.ResourceServer(RESOURCE, resourceInfo());
+  const requested = String(params.scope || '').split(' ').filter(Boolean);
+  const allowed = rs.scopes;
+  const bad = requested.filter((s) => !allowed.has(s) && s !== 'offline_access');
+  if (bad.length) throw new errors.InvalidScope('requested scope is not allowed', bad.join(' '));
+  const scope = requested.filter((s) => allowed.has(s)).join(' ');
+  const token = new provider.AccessToken({ accountId: sub, client, scope, gty: grantLabel });
+  token.resourceServer = rs;
+  const value = await token.save();
+  const body = { access_token: value, token_type: 'Bearer', expires_in: token.expiration, scope };
+  if (requested.includes('offline_access')) {
+    // As Entra does for OBO with offline_access: a refresh token of its own grant, so that
+    // a long-running process can go on after the incoming token expired.
+    const grant = new provider.Grant({ accountId: sub, clientId: client.clientId });
+    grant.addOIDCScope('offline_access');
+    grant.addResourceScope(RESOURCE, scope);
+    const grantId = await grant.save();
+    const rt = new provider.RefreshToken({
+      accountId: sub, client, grantId, gty: grantLabel, resource: RESOURCE,
+      scope: `offline_access ${scope}`,
+    });
+    body.refresh_token = await rt.save();
+  }
+  return body;
+}
+
+provider.registerGrantType(OBO, async (ctx) => {
+  const { params, client } = ctx.oidc;
+  if (params.requested_token_use !== 'on_behalf_of') {
+    throw new errors.InvalidRequest('requested_token_use must be on_behalf_of');
+  }
+  const claims = await verifyUserToken(params.assertion, client.clientId);
+  ctx.body = await mint(ctx, claims.sub, 'obo');
+}, ['assertion', 'requested_token_use', 'scope']);
+
+provider.registerGrantType(EXCHANGE, async (ctx) => {
+  const { params, client } = ctx.oidc;
+  if (![ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE].includes(params.subject_token_type)) {
+    throw new errors.InvalidRequest('unsupported subject_token_type');
+  }
+  const claims = await verifyUserToken(params.subject_token, client.clientId);
+  const body = await mint(ctx, claims.sub, 'token-exchange');
+  ctx.body = { ...body, issued_token_type: ACCESS_TOKEN_TYPE };
+}, ['subject_token', 'subject_token_type', 'scope', 'audience', 'requested_token_type', 'actor_token', 'actor_token_type']);
+
+provider.listen(port, '127.0.0.1', () => {
+  console.log(`oidc-provider ready on ${issuer}`);
+});

@@ -49,7 +49,7 @@ pub struct Lookup<'a> {
     pub scopes: &'a [&'a str],
     /// The tenant (realm). `None`: the tenant the matching tokens were saved for, when
     /// they are all of one tenant; when they span several, the lookup fails with
-    /// [`Error::InvalidRequest`] asking to name one (or to set
+    /// [`Error::InvalidRequest`](crate::Error::InvalidRequest) asking to name one (or to set
     /// [`any_tenant`](Self::any_tenant)). For [`Subject::App`] the subject's tenant.
     pub tenant: Option<&'a str>,
     /// The authority host (compared as clouds: `login.windows.net` is

@@ -20,7 +20,7 @@
 //!
 //! 1. the **circuit breaker** ([`BreakerOptions`]): while open, the call skips L2 at once;
 //! 2. the **timeout** ([`TwoLevelOptions::l2_timeout`], default 250 ms);
-//! 3. **classification** of the failure ([`StoreErrorKind`]: connection, timeout,
+//! 3. **classification** of the failure ([`StoreErrorKind`](crate::store::StoreErrorKind): connection, timeout,
 //!    server, bad data, config), counted per class in [`Stats`] and in metrics;
 //! 4. the **failure policy** ([`FailurePolicy`]): the `on_l2_failure` callback may ask for
 //!    a retry, after a bounded exponential backoff.

@@ -170,7 +170,7 @@ impl Core {
             // this replica cannot read it: the change is served from this L1 only.
             let mut partition = Partition::new();
             let result = change(&mut partition)?;
-            let outcome = self.local_only(kind, key, &ctx, partition);
+            let outcome = self.keep_in_l1(kind, key, &ctx, partition, false);
             stale_l1.armed = false;
             return Ok((result, outcome));
         }
@@ -206,7 +206,7 @@ impl Core {
                 stale_l1.armed = false;
                 return Err(Error::DataProtected { key: full });
             }
-            Committed::Foreign(partition) => self.local_only(kind, key, &ctx, partition),
+            Committed::Foreign(partition) => self.keep_in_l1(kind, key, &ctx, partition, false),
             Committed::Failed(partition) => {
                 self.queue_change(kind, key, &full, ctx, scope, queued, diff, partition)
             }
@@ -235,9 +235,7 @@ impl Core {
         loop {
             replay += 1;
             let now = self.clock.now_millis();
-            let deadline = self.expiry.deadline(kind, &partition, ctx, now);
-            let ttl = deadline.ttl_at(now);
-            let alive = partition.has_credentials() && !ttl.is_some_and(|t| t.is_zero());
+            let (deadline, ttl, alive) = self.life(kind, &partition, ctx, now);
             let bytes = alive.then(|| self.encode(full, &partition));
             // Both ends, for a store that keeps them (a .NET hash slides and expires by them).
             let expiry = crate::store::EntryExpiry {
@@ -319,27 +317,44 @@ impl Core {
         std::time::Duration::from_micros(seed % cap)
     }
 
-    /// A change L2 must not take (see [`Current::foreign`]): kept in this L1 only.
-    fn local_only(
+    /// When `partition` ends if written at `now`: its deadline, TTL, and whether it is
+    /// still worth keeping (credentials left, deadline not passed).
+    fn life(
+        &self,
+        kind: PartitionKind,
+        partition: &Partition,
+        ctx: &EntryContext,
+        now: u64,
+    ) -> (super::Deadline, Option<std::time::Duration>, bool) {
+        let deadline = self.expiry.deadline(kind, partition, ctx, now);
+        let ttl = deadline.ttl_at(now);
+        let alive = partition.has_credentials() && !ttl.is_some_and(|t| t.is_zero());
+        (deadline, ttl, alive)
+    }
+
+    /// Keeps `partition` in this replica's L1 only (L2 did not take it): filled when it
+    /// is alive, else dropped. The outcome of such a write.
+    fn keep_in_l1(
         &self,
         kind: PartitionKind,
         key: &str,
         ctx: &EntryContext,
         partition: Partition,
+        merged_later: bool,
     ) -> WriteOutcome {
         let now = self.clock.now_millis();
-        let deadline = self.expiry.deadline(kind, &partition, ctx, now);
-        let ttl = deadline.ttl_at(now);
-        let alive = partition.has_credentials() && !ttl.is_some_and(|t| t.is_zero());
+        let (deadline, ttl, alive) = self.life(kind, &partition, ctx, now);
         if alive {
             let size = partition.to_vec().len();
             self.fill_l1(key, Arc::new(partition), size, now, deadline.at(now));
+        } else {
+            self.forget_l1(key);
         }
         WriteOutcome {
             stored: alive,
             l2_written: false,
             ttl,
-            merged_later: false,
+            merged_later,
             revoked: false,
         }
     }
@@ -386,23 +401,7 @@ impl Core {
                 requested_at_ms: scope.requested_at_ms,
             },
         );
-        let now = self.clock.now_millis();
-        let deadline = self.expiry.deadline(kind, &partition, &ctx, now);
-        let ttl = deadline.ttl_at(now);
-        let alive = partition.has_credentials() && !ttl.is_some_and(|t| t.is_zero());
-        if alive {
-            let size = partition.to_vec().len();
-            self.fill_l1(key, Arc::new(partition), size, now, deadline.at(now));
-        } else {
-            self.forget_l1(key);
-        }
-        WriteOutcome {
-            stored: alive,
-            l2_written: false,
-            ttl,
-            merged_later: true,
-            revoked: false,
-        }
+        self.keep_in_l1(kind, key, &ctx, partition, true)
     }
 }
 

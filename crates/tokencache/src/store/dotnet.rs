@@ -166,7 +166,11 @@ local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'string' then
   local v = redis.call('GET', KEYS[1])
   local want = tonumber(ARGV[1])
-  if want >= 0 then redis.call('PEXPIRE', KEYS[1], want) end
+  if want >= 0 then
+    -- the TTL just set, as GETEX reports it (a PTTL now may have ticked down a ms)
+    redis.call('PEXPIRE', KEYS[1], want)
+    return {'string', v, want}
+  end
   return {'string', v, redis.call('PTTL', KEYS[1])}
 end
 if kind ~= 'hash' then return {kind} end

@@ -233,7 +233,19 @@ fn scoped_response(oid: &str, scope: &str, secret: &str) -> TokenResponse {
 async fn two_replicas_saving_into_one_partition_lose_nothing() {
     let server = RedisServer::start();
     let url = server.url();
-    let (a, b) = (replica(&url).await, replica(&url).await);
+    // A generous L2 timeout: on a loaded machine a write (which waits for the key's lock
+    // behind hundreds of others) must not time out into the recovery queue; this test is
+    // about lost updates, not timeouts.
+    let patient = || async {
+        TokenCache::builder()
+            .store_url(&url)
+            .key_prefix("app:")
+            .l2_timeout(Duration::from_secs(10))
+            .build()
+            .await
+            .unwrap()
+    };
+    let (a, b) = (patient().await, patient().await);
     let oid = "aaaaaaaa-0000-0000-0000-000000000lu1";
     let run = |cache: TokenCache, who: &'static str| {
         tokio::spawn(async move {
@@ -496,4 +508,202 @@ where
         assert!(t.elapsed() < BOUND, "not within {BOUND:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A replica that missed a sign-out's message (here: it has no backplane at all), or
+/// started after it, reads the owner's stamp with the partition: the user's older
+/// tokens, still in L2 (written there by a writer that knows nothing of stamps, say),
+/// are not served, for the user's partition as for the OBO partitions linked to them.
+async fn a_load_reads_the_owners_stamp(url: &str) {
+    let a = replica(url).await;
+    let oid = "aaaaaaaa-0000-0000-0000-0000000stamp";
+    let home = format!("{oid}.{TENANT}");
+    save(&a, oid, "before-sign-out").await;
+    let assertion = sample::incoming_assertion(oid, TENANT, now(), now() + 900);
+    let scopes = ["api://downstream/.default"];
+    let obo = SaveRequest::new(
+        CLIENT_ID,
+        SaveFor::Obo {
+            assertion: &assertion,
+        },
+        ENVIRONMENT,
+        TENANT,
+        &scopes,
+    );
+    let resp = sample::obo_response(oid, TENANT, &scopes, now(), 3600).unwrap();
+    a.save_token_response(&obo, &resp).await.unwrap();
+    let obo_lookup = Lookup::obo(CLIENT_ID, &assertion, &scopes);
+
+    // Control: a deaf replica reads both while no stamp exists.
+    let early = deaf_replica(url, false).await;
+    assert_eq!(token(&early, oid).await.as_deref(), Some("before-sign-out"));
+    assert!(early
+        .find_access_token(&obo_lookup)
+        .await
+        .unwrap()
+        .is_some());
+
+    // The stamp alone (the partitions stay in L2): the user signed out after both saves.
+    let at_ms = (now() + 1) * 1000;
+    assert!(a.two_level().revoke_everywhere(&home, at_ms).await);
+    let late = deaf_replica(url, false).await;
+    assert_eq!(token(&late, oid).await, None, "the user's own partition");
+    assert!(
+        late.find_access_token(&obo_lookup).await.unwrap().is_none(),
+        "an OBO partition linked to the user"
+    );
+    assert_eq!(late.two_level().revocation_of(&home), Some(at_ms / 1000));
+    assert!(late.stats().l2_hits >= 1, "{:?}", late.stats());
+}
+
+#[tokio::test]
+async fn a_load_reads_the_owners_stamp_on_a_real_redis() {
+    let server = RedisServer::start();
+    a_load_reads_the_owners_stamp(&server.url()).await;
+}
+
+#[tokio::test]
+async fn a_load_reads_the_owners_stamp_on_a_real_cluster() {
+    let cluster = RedisCluster::start();
+    a_load_reads_the_owners_stamp(&cluster.url()).await;
+}
+
+async fn deaf_replica(url: &str, strict: bool) -> TokenCache {
+    TokenCache::builder()
+        .store_url(url)
+        .key_prefix("app:")
+        .backplane(BackplaneOptions {
+            enabled: false,
+            ..BackplaneOptions::default()
+        })
+        .strict_reads(strict)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Strict reads: with no message at all (no backplane), a strict replica's next read
+/// after another replica's save is the new token; a replica without strict reads keeps
+/// serving its L1 copy (the control: what strict reads are for).
+async fn strict_reads_see_a_write_at_once(url: &str) {
+    let a = deaf_replica(url, false).await;
+    let strict = deaf_replica(url, true).await;
+    let lax = deaf_replica(url, false).await;
+    let oid = "aaaaaaaa-0000-0000-0000-000000strict";
+    save(&a, oid, "one").await;
+    for r in [&strict, &lax] {
+        assert_eq!(token(r, oid).await.as_deref(), Some("one"));
+        assert_eq!(token(r, oid).await.as_deref(), Some("one"), "from L1");
+    }
+    let s = strict.stats();
+    assert_eq!(
+        (s.l1_hits, s.strict_checks, s.strict_stale),
+        (1, 1, 0),
+        "{s:?}"
+    );
+
+    save(&a, oid, "two").await;
+    assert_eq!(token(&strict, oid).await.as_deref(), Some("two"));
+    assert_eq!(strict.stats().strict_stale, 1);
+    assert_eq!(
+        token(&strict, oid).await.as_deref(),
+        Some("two"),
+        "L1 again"
+    );
+    assert_eq!(strict.stats().strict_stale, 1);
+    assert_eq!(
+        token(&lax, oid).await.as_deref(),
+        Some("one"),
+        "without strict reads (nor a backplane) L1 is served"
+    );
+
+    // Its own write is L1's version: the next hit checks and serves it.
+    save(&strict, oid, "three").await;
+    let before = strict.stats();
+    assert_eq!(token(&strict, oid).await.as_deref(), Some("three"));
+    let after = strict.stats();
+    assert_eq!(after.l1_hits, before.l1_hits + 1);
+    assert_eq!(after.strict_stale, before.strict_stale);
+
+    // A sign-out elsewhere: the partition is gone from L2, so nothing is served.
+    a.remove_account(&format!("{oid}.{TENANT}")).await.unwrap();
+    assert_eq!(token(&strict, oid).await, None);
+}
+
+#[tokio::test]
+async fn strict_reads_on_a_real_redis() {
+    let server = RedisServer::start();
+    strict_reads_see_a_write_at_once(&server.url()).await;
+}
+
+#[tokio::test]
+async fn strict_reads_on_a_real_cluster() {
+    let cluster = RedisCluster::start();
+    strict_reads_see_a_write_at_once(&cluster.url()).await;
+}
+
+/// Strict reads never turn an L2 failure into a miss: the check fails, L1 serves.
+#[tokio::test]
+async fn strict_reads_serve_l1_while_l2_fails() {
+    use tokencache::store::chaos::ChaosStore;
+    use tokencache::store::StoreErrorKind;
+    let chaos = Arc::new(ChaosStore::passthrough(Arc::new(
+        tokencache::store::MemoryStore::new(),
+    )));
+    let cache = TokenCache::builder()
+        .store(chaos.clone())
+        .probe_l2_at_start(false)
+        .strict_reads(true)
+        .build()
+        .await
+        .unwrap();
+    let oid = "aaaaaaaa-0000-0000-0000-00strictdown";
+    save(&cache, oid, "kept").await;
+    assert_eq!(token(&cache, oid).await.as_deref(), Some("kept"));
+    chaos.fail_always(StoreErrorKind::Connection);
+    assert_eq!(token(&cache, oid).await.as_deref(), Some("kept"));
+    assert_eq!(token(&cache, oid).await.as_deref(), Some("kept"));
+    let s = cache.stats();
+    assert!(s.l2_errors + s.l2_skipped >= 1, "{s:?}");
+    assert_eq!(s.strict_stale, 0, "{s:?}");
+}
+
+/// A publish that fails is retried: the other replica still drops its L1 copy.
+#[tokio::test]
+async fn a_failed_publish_is_retried() {
+    use tokencache::store::chaos::ChaosStore;
+    let inner: tokencache::store::SharedStore = Arc::new(tokencache::store::MemoryStore::new());
+    let chaos = Arc::new(ChaosStore::passthrough(inner.clone()));
+    // Heartbeats far apart: the one publish that fails is the save's.
+    let quiet = BackplaneOptions {
+        heartbeat: Duration::from_secs(30),
+        ..BackplaneOptions::default()
+    };
+    let build = |store: tokencache::store::SharedStore| {
+        TokenCache::builder()
+            .store(store)
+            .probe_l2_at_start(false)
+            .backplane(quiet.clone())
+            .build()
+    };
+    let a = build(chaos.clone()).await.unwrap();
+    let b = build(inner).await.unwrap();
+    for c in [&a, &b] {
+        let two = c.two_level().clone();
+        until("subscribed", || {
+            two.stats().published >= 1 && !two.l1_bypassed()
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let oid = "aaaaaaaa-0000-0000-0000-000000retry1";
+    save(&a, oid, "one").await;
+    assert_eq!(token(&b, oid).await.as_deref(), Some("one"));
+    assert_eq!(token(&b, oid).await.as_deref(), Some("one"), "B's L1");
+    let seen = b.stats().invalidated;
+    chaos.fail_next_publishes(1);
+    save(&a, oid, "two").await;
+    until("B got the retried message", || b.stats().invalidated > seen).await;
+    assert_eq!(a.stats().publish_retries, 1, "{:?}", a.stats());
+    assert_eq!(token(&b, oid).await.as_deref(), Some("two"));
 }

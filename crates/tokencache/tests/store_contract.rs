@@ -8,6 +8,7 @@ use testkit::{RedisCluster, RedisServer};
 use tokencache::store::redis::key_slot;
 use tokencache::store::{
     EmbeddedStore, EntryExpiry, MemoryStore, RedisOptions, RedisStore, Store, StoreErrorKind,
+    ValueDigest,
 };
 
 /// Reads the raw `PTTL` of a key on the real server (Redis backends only).
@@ -54,6 +55,32 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
         let raw = p(&k("a"));
         assert!(raw > 55_000 && raw <= 60_000, "raw PTTL {raw}");
     }
+    // get_along: a value and another key's, in one call; each may be missing.
+    store.set(&k("stamp"), b"123.456", None).await.unwrap();
+    let (v, other) = store.get_along(&k("a"), None, &k("stamp")).await.unwrap();
+    assert_eq!(v.expect("a").bytes, b"two");
+    assert_eq!(other.as_deref(), Some(&b"123.456"[..]));
+    let (v, other) = store
+        .get_along(&k("nothing"), None, &k("stamp"))
+        .await
+        .unwrap();
+    assert!(v.is_none());
+    assert_eq!(other.as_deref(), Some(&b"123.456"[..]));
+    let (v, other) = store
+        .get_along(&k("a"), Some(ms(30_000)), &k("no-stamp"))
+        .await
+        .unwrap();
+    let v = v.expect("a");
+    assert_eq!((v.bytes.as_slice(), other), (&b"two"[..], None));
+    let ttl = v.ttl.expect("touched");
+    assert!(ttl <= ms(30_000) && ttl > ms(25_000), "{ttl:?}");
+    store.set(&k("a"), b"two", Some(ms(60_000))).await.unwrap();
+    // digest: of what get returns; None for no entry; changes with the value.
+    let d = store.digest(&k("a")).await.unwrap().expect("digest");
+    assert_eq!(d, ValueDigest::of(b"two"));
+    assert_eq!(store.digest(&k("nothing")).await.unwrap(), None);
+    store.set(&k("a2"), b"two!", None).await.unwrap();
+    assert_ne!(store.digest(&k("a2")).await.unwrap(), Some(d));
     // set_if_absent: written once; refused while the key lives (bytes or link set);
     // written again after the entry expired.
     assert!(store

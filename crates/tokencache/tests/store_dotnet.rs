@@ -19,7 +19,8 @@ use testkit::{RedisCluster, RedisServer};
 use tokencache::sample::{self, CLIENT_ID, ENVIRONMENT, TENANT};
 use tokencache::store::dotnet::{duration_ticks, ticks_of, DATA_PROTECTION_MAGIC};
 use tokencache::store::{
-    open, EntryExpiry, RedisOptions, RedisStore, Store, StoreErrorKind, StoreLayout, ValueLayout,
+    open, EntryExpiry, RedisOptions, RedisStore, Store, StoreErrorKind, StoreLayout, ValueDigest,
+    ValueLayout,
 };
 use tokencache::twolevel::ExpiryOptions;
 use tokencache::{Error, Lookup, SaveFor, SaveRequest, TokenCache};
@@ -471,6 +472,21 @@ async fn the_store_keeps_each_keys_layout_and_gives_new_keys_the_configured_one(
         assert_eq!(store.get("h").await.unwrap().unwrap().bytes, b"four");
         let (_, l) = store.get_with_layout("s").await.unwrap().unwrap();
         assert_eq!(l, ValueLayout::String);
+        // digest and get_along read either layout, as get does
+        assert_eq!(
+            store.digest("h").await.unwrap(),
+            Some(ValueDigest::of(b"four"))
+        );
+        assert_eq!(
+            store.digest("s").await.unwrap(),
+            Some(ValueDigest::of(b"three"))
+        );
+        let (v, other) = store.get_along("h", None, "s").await.unwrap();
+        assert_eq!(v.unwrap().bytes, b"four");
+        assert_eq!(other.as_deref(), Some(&b"three"[..]));
+        let (v, other) = store.get_along("s", None, "h").await.unwrap();
+        assert_eq!(v.unwrap().bytes, b"three");
+        assert_eq!(other.as_deref(), Some(&b"four"[..]));
     }
     // No expiry: the hash is persistent, with -1 in both fields.
     dotnet_store.set("p", b"five", None).await.unwrap();
@@ -556,6 +572,16 @@ async fn cluster_reads_and_writes_both_layouts() {
             .unwrap();
         let kind = cluster.cli(&["TYPE", key]);
         assert_eq!(kind, if i % 2 == 0 { "hash" } else { "string" }, "{key}");
+    }
+    // A partition and another key (another slot) in one call, either layout; digests.
+    for pair in keys.windows(2) {
+        let (v, other) = store.get_along(&pair[0], None, &pair[1]).await.unwrap();
+        assert_eq!(v.unwrap().bytes, b"{}");
+        assert_eq!(other.as_deref(), Some(&b"{}"[..]));
+        assert_eq!(
+            store.digest(&pair[0]).await.unwrap(),
+            Some(ValueDigest::of(b"{}"))
+        );
     }
     let fresh = format!("{INSTANCE}fresh");
     store.set(&fresh, b"{}", None).await.unwrap();

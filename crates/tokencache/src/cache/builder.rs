@@ -154,6 +154,16 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// Strict reads: every L1 hit first checks, with one small L2 round trip (the
+    /// value's digest), that L2 still holds what L1 mirrors, so a replica reads another
+    /// replica's write at once, without waiting for the backplane's message (and sees
+    /// writers that publish none, such as .NET or MSAL apps). Default off: an L1 hit
+    /// then makes no L2 call. When L2 fails, L1 serves as usual.
+    pub fn strict_reads(mut self, on: bool) -> Self {
+        self.options.strict_reads = on;
+        self
+    }
+
     /// Bounds every L2 call. Default 250 ms (see [`crate::twolevel::DEFAULT_L2_TIMEOUT`]).
     pub fn l2_timeout(mut self, timeout: Duration) -> Self {
         self.options.l2_timeout = timeout;

@@ -118,15 +118,9 @@ impl TokenCache {
             Subject::User(id) => {
                 check_key(id).map_err(|e| bad_key("home account id", e))?;
                 let owner = || Some(id.to_string());
-                self.find_in(
-                    id,
-                    PartitionKind::User,
-                    EntryContext::default,
-                    lookup,
-                    None,
-                    owner,
-                )
-                .await
+                let ctx = || EntryContext::of_owner(id);
+                self.find_in(id, PartitionKind::User, ctx, lookup, None, owner)
+                    .await
             }
             Subject::OboSession { session_key } => {
                 let key = session_partition_key(session_key);
@@ -232,7 +226,7 @@ impl TokenCache {
             Subject::User(id) => Target {
                 kind: PartitionKind::User,
                 key: id.to_string(),
-                ctx: EntryContext::default(),
+                ctx: EntryContext::of_owner(id),
                 owner: Some(id.to_string()),
             },
             Subject::App { tenant } => Target {
@@ -241,12 +235,15 @@ impl TokenCache {
                 ctx: EntryContext::default(),
                 owner: None,
             },
-            Subject::Obo { assertion } => Target {
-                kind: PartitionKind::Obo,
-                key: assertion_hash(assertion),
-                ctx: obo_context(assertion),
-                owner: obo_owner(assertion),
-            },
+            Subject::Obo { assertion } => {
+                let ctx = obo_context(assertion);
+                Target {
+                    kind: PartitionKind::Obo,
+                    key: assertion_hash(assertion),
+                    owner: ctx.owner.as_deref().map(str::to_string),
+                    ctx,
+                }
+            }
             Subject::OboSession { session_key } => Target {
                 kind: PartitionKind::OboSession,
                 key: session_partition_key(session_key),
@@ -592,9 +589,12 @@ fn bad_key(what: &str, e: KeyError) -> Error {
     Error::InvalidRequest(format!("{what} refused: {e}"))
 }
 
-/// The deadline context of an OBO partition: the assertion's `exp`.
+/// The context of an OBO partition: the assertion's `exp` (its deadline) and its user
+/// (whose revocation stamp an L2 load reads), from one decoding of its claims.
 fn obo_context(assertion: &str) -> EntryContext {
+    let claims = decode_jwt_claims(assertion).ok();
     EntryContext {
-        assertion_exp: decode_jwt_claims(assertion).ok().and_then(|c| c.exp),
+        assertion_exp: claims.as_ref().and_then(|c| c.exp),
+        owner: claims.and_then(|c| c.home_account_id()).map(Arc::from),
     }
 }

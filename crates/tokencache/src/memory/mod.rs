@@ -52,12 +52,20 @@ pub struct L1Entry<V> {
     touched_ms: AtomicU64,
     /// When this entry was filled (clock milliseconds); compared with revocation stamps.
     loaded_ms: u64,
+    /// The short [`ValueDigest`](crate::store::ValueDigest) of the L2 value it was
+    /// filled from or written as (0: not known); strict reads compare it with L2's.
+    version: u64,
 }
 
 impl<V> L1Entry<V> {
     /// The decoded value.
     pub fn value(&self) -> &Arc<V> {
         &self.value
+    }
+
+    /// The short digest of the L2 value this entry mirrors (0: not known).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The entry's weight (serialized bytes).
@@ -216,6 +224,19 @@ impl<V: Send + Sync + 'static> MemoryCache<V> {
         weight: usize,
         deadline_ms: u64,
     ) -> Option<Arc<L1Entry<V>>> {
+        self.insert_versioned(key, value, weight, deadline_ms, 0)
+    }
+
+    /// [`insert`](Self::insert), recording the short digest of the L2 value the entry
+    /// mirrors (see [`L1Entry::version`]).
+    pub fn insert_versioned(
+        &self,
+        key: &str,
+        value: Arc<V>,
+        weight: usize,
+        deadline_ms: u64,
+        version: u64,
+    ) -> Option<Arc<L1Entry<V>>> {
         let now = self.clock.now_millis();
         if deadline_ms <= now {
             self.cache.invalidate(key);
@@ -227,6 +248,7 @@ impl<V: Send + Sync + 'static> MemoryCache<V> {
             deadline_ms: AtomicU64::new(deadline_ms),
             touched_ms: AtomicU64::new(now),
             loaded_ms: now,
+            version,
         });
         self.cache.insert(Arc::from(key), entry.clone());
         Some(entry)

@@ -20,7 +20,7 @@ use super::{
 use async_trait::async_trait;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the chaos store does to each call.
@@ -118,6 +118,8 @@ pub struct ChaosStore {
     rng: AtomicU64,
     calls: AtomicU64,
     injected: AtomicU64,
+    /// Backplane publishes still to fail (see [`fail_next_publishes`](Self::fail_next_publishes)).
+    publish_failures: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for ChaosStore {
@@ -139,7 +141,15 @@ impl ChaosStore {
             rng: AtomicU64::new(seed),
             calls: AtomicU64::new(0),
             injected: AtomicU64::new(0),
+            publish_failures: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The next `n` publishes on the wrapped store's backplane fail (with a
+    /// `Connection` error; subscriptions are not affected). The other chaos settings
+    /// never touch the backplane.
+    pub fn fail_next_publishes(&self, n: u64) {
+        self.publish_failures.store(n, Ordering::Relaxed);
     }
 
     /// Wraps `inner` with no chaos yet (every call passes).
@@ -356,12 +366,64 @@ impl Store for ChaosStore {
         self.inner.scan(prefix, cursor, count).await
     }
 
+    async fn get_along(
+        &self,
+        key: &str,
+        touch: Option<Duration>,
+        also: &str,
+    ) -> StoreResult<(Option<StoreValue>, Option<Vec<u8>>)> {
+        self.chaos("get_along").await?;
+        self.inner.get_along(key, touch, also).await
+    }
+
+    async fn digest(&self, key: &str) -> StoreResult<Option<super::ValueDigest>> {
+        self.chaos("digest").await?;
+        self.inner.digest(key).await
+    }
+
     fn endpoint(&self) -> String {
         format!("chaos({})", self.inner.endpoint())
     }
 
     fn backplane(&self) -> Option<crate::backplane::SharedBackplane> {
-        self.inner.backplane()
+        let inner = self.inner.backplane()?;
+        Some(Arc::new(ChaosBackplane {
+            inner,
+            failures: self.publish_failures.clone(),
+        }))
+    }
+}
+
+/// The wrapped store's backplane, failing publishes on demand.
+#[derive(Debug)]
+struct ChaosBackplane {
+    inner: crate::backplane::SharedBackplane,
+    failures: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl crate::backplane::Backplane for ChaosBackplane {
+    async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()> {
+        let failed = self
+            .failures
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if failed {
+            return Err(StoreError::new(
+                StoreErrorKind::Connection,
+                self.inner.endpoint(),
+                "publish refused (chaos)",
+            ));
+        }
+        self.inner.publish(channel, payload).await
+    }
+
+    async fn subscribe(&self, channel: &str) -> StoreResult<crate::backplane::Subscription> {
+        self.inner.subscribe(channel).await
+    }
+
+    fn endpoint(&self) -> String {
+        format!("chaos({})", self.inner.endpoint())
     }
 }
 

@@ -227,6 +227,36 @@ end
 return 'string'
 "#;
 
+/// Lua: [`READ_ANY_LUA`] of `KEYS[1]` (with `ARGV[1]`, `ARGV[2]` as there) and of
+/// `KEYS[2]` (no TTL change), in one call: `{reply1, reply2}`. A partition and its
+/// owner's revocation stamp in one round trip (standalone Redis; in a Cluster the two
+/// keys live in different slots).
+pub(crate) fn read_along_lua() -> String {
+    let body = READ_ANY_LUA
+        .replace("KEYS[1]", "key")
+        .replace("ARGV[1]", "want")
+        .replace("ARGV[2]", "fraction");
+    format!(
+        "local function read(key, want, fraction)\n{body}\nend\n\
+         return {{read(KEYS[1], ARGV[1], ARGV[2]), read(KEYS[2], '-1', ARGV[2])}}\n"
+    )
+}
+
+/// Lua: the SHA-1 (hex) of the value `KEYS[1]` holds in either layout (a string's
+/// bytes, a .NET hash's `data`), or nil; no side effect (no sliding refresh). The
+/// strict read's version check: 40 bytes on the wire instead of the value.
+pub(crate) const DIGEST_ANY_LUA: &str = r#"
+local kind = redis.call('TYPE', KEYS[1]).ok
+local v
+if kind == 'string' then
+  v = redis.call('GET', KEYS[1])
+elseif kind == 'hash' then
+  v = redis.call('HGET', KEYS[1], 'data')
+end
+if not v then return false end
+return redis.sha1hex(v)
+"#;
+
 /// Lua: sets the TTL of `KEYS[1]` (ARGV[1] ms). A string gets it as asked; a .NET
 /// hash follows its own fields (`Refresh`: `min(absexp − now, sldexp)`, nothing when
 /// it has no sliding window, so a .NET reader never sees it outlive its `absexp`).

@@ -165,6 +165,26 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Redis `GETEX PX`). The returned `ttl` is the new one.
     async fn get_and_touch(&self, key: &str, ttl: Duration) -> StoreResult<Option<StoreValue>>;
 
+    /// Reads `key` as [`get`](Self::get) does (as [`get_and_touch`](Self::get_and_touch)
+    /// with `touch`) and the plain value of `also` (a revocation stamp), in one round
+    /// trip where the store can (Redis standalone: one script; elsewhere both requests
+    /// are sent before either answer is awaited). One call: both answers, or an error.
+    async fn get_along(
+        &self,
+        key: &str,
+        touch: Option<Duration>,
+        also: &str,
+    ) -> StoreResult<(Option<StoreValue>, Option<Vec<u8>>)> {
+        let first = async {
+            match touch {
+                Some(t) => self.get_and_touch(key, t).await,
+                None => self.get(key).await,
+            }
+        };
+        let (value, other) = futures::join!(first, self.get(also));
+        Ok((value?, other?.map(|v| v.bytes)))
+    }
+
     /// Writes a value with a TTL (`None`: no expiry), replacing any previous value and TTL.
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()>;
 
@@ -185,6 +205,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The default (stores that only keep plain values) says [`ValueLayout::String`].
     async fn get_with_layout(&self, key: &str) -> StoreResult<Option<(StoreValue, ValueLayout)>> {
         Ok(self.get(key).await?.map(|v| (v, ValueLayout::String)))
+    }
+
+    /// The [`ValueDigest`] of the value [`get`](Self::get) would return for `key`
+    /// (`None`: no live entry), without its side effects (no sliding refresh): a cheap
+    /// version check, for strict reads. The default reads the value and digests it
+    /// here; Redis digests it on the server (a script: 20 bytes on the wire, not 7 KB).
+    async fn digest(&self, key: &str) -> StoreResult<Option<ValueDigest>> {
+        Ok(self.get(key).await?.map(|v| ValueDigest::of(&v.bytes)))
     }
 
     /// Writes a value only if no live entry (or link set) exists under `key`, atomically
@@ -249,6 +277,50 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// replicas are not told of each other's writes (wrappers that do not forward it).
     fn backplane(&self) -> Option<SharedBackplane> {
         None
+    }
+}
+
+/// A digest of a stored value's bytes: SHA-1, which Redis computes in a script
+/// (`redis.sha1hex`), so that a replica can ask whether a value changed without
+/// fetching it. A change detector between writers that share the store, not a
+/// protection against them (a writer of the store can write anything anyway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ValueDigest(pub [u8; 20]);
+
+impl ValueDigest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes);
+        let mut out = [0u8; 20];
+        out.copy_from_slice(d.as_ref());
+        Self(out)
+    }
+
+    /// From its 40 hex digits (as `redis.sha1hex` gives it); `None` if malformed.
+    pub fn from_hex(hex: &[u8]) -> Option<Self> {
+        if hex.len() != 40 {
+            return None;
+        }
+        let nibble = |c: u8| -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                b'A'..=b'F' => Some(c - b'A' + 10),
+                _ => None,
+            }
+        };
+        let mut out = [0u8; 20];
+        for (i, pair) in hex.chunks_exact(2).enumerate() {
+            out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(Self(out))
+    }
+
+    /// A short form of it (its first 8 bytes), never 0: what an L1 entry keeps.
+    pub fn short(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[..8]);
+        u64::from_be_bytes(b) | 1
     }
 }
 

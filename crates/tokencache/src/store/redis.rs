@@ -37,7 +37,7 @@ use super::redis_scripts::{
 };
 use super::util::ttl_millis;
 use super::EntryExpiry;
-use super::{Store, StoreError, StoreErrorKind, StoreResult, StoreValue};
+use super::{Store, StoreError, StoreErrorKind, StoreResult, StoreValue, ValueDigest};
 use crate::backplane::{RedisBackplane, SharedBackplane};
 use async_trait::async_trait;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -210,6 +210,8 @@ struct LayoutScripts {
     read: redis::Script,
     write: redis::Script,
     touch: redis::Script,
+    digest: redis::Script,
+    read_along: redis::Script,
 }
 
 impl LayoutScripts {
@@ -219,6 +221,8 @@ impl LayoutScripts {
             read: redis::Script::new(dotnet::READ_ANY_LUA),
             write: redis::Script::new(dotnet::WRITE_ANY_LUA),
             touch: redis::Script::new(dotnet::TOUCH_ANY_LUA),
+            digest: redis::Script::new(dotnet::DIGEST_ANY_LUA),
+            read_along: redis::Script::new(&dotnet::read_along_lua()),
         }
     }
 }
@@ -559,6 +563,55 @@ impl RedisStore {
     /// Reads `key` as a string or a .NET hash. `string_ttl`: a TTL to give a string
     /// entry (`GETEX`); a hash follows its own fields, re-armed when it has run down by
     /// `refresh_fraction` of its window.
+    /// [`Store::get_along`]: one script on a standalone server, two requests sent
+    /// together in a Cluster (the keys are in different slots).
+    async fn read_along(
+        &self,
+        key: &str,
+        touch: Option<Duration>,
+        also: &str,
+    ) -> StoreResult<(Option<StoreValue>, Option<Vec<u8>>)> {
+        let fraction = if touch.is_some() {
+            "0"
+        } else {
+            dotnet::READ_REFRESH_FRACTION
+        };
+        if self.is_cluster() {
+            let (value, other) = futures::join!(
+                self.read_any(key, touch, fraction),
+                self.read_any(also, None, dotnet::READ_REFRESH_FRACTION)
+            );
+            return Ok((value?.map(|(v, _)| v), other?.map(|(v, _)| v.bytes)));
+        }
+        let want: i64 = touch.map_or(-1, |t| i64::try_from(ttl_millis(t)).unwrap_or(i64::MAX));
+        let mut c = self.conn().await?;
+        let mut inv = self.layouts.read_along.key(key);
+        inv.key(also).arg(want).arg(fraction);
+        let reply: Value = c.script(&inv).await.map_err(|e| self.err(&e))?;
+        let bad = || {
+            StoreError::new(
+                StoreErrorKind::BadData,
+                &self.endpoint,
+                "unexpected reply to the read script",
+            )
+        };
+        let Value::Array(mut both) = reply else {
+            return Err(bad());
+        };
+        if both.len() != 2 {
+            return Err(bad());
+        }
+        let second = both.pop().ok_or_else(bad)?;
+        let first = both.pop().ok_or_else(bad)?;
+        let parse = |v| {
+            self.parse_read(v)
+                .map_err(|(kind, message)| StoreError::new(kind, &self.endpoint, message))
+        };
+        let value = parse(first)?.map(|(v, _)| v);
+        let other = parse(second)?.map(|(v, _)| v.bytes);
+        Ok((value, other))
+    }
+
     async fn read_any(
         &self,
         key: &str,
@@ -685,6 +738,15 @@ impl Store for RedisStore {
         Ok(read.map(|(v, _)| v))
     }
 
+    async fn get_along(
+        &self,
+        key: &str,
+        touch: Option<Duration>,
+        also: &str,
+    ) -> StoreResult<(Option<StoreValue>, Option<Vec<u8>>)> {
+        self.read_along(key, touch, also).await
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
         self.write_any(key, value, EntryExpiry::after(ttl)).await
     }
@@ -750,6 +812,22 @@ impl Store for RedisStore {
         inv.arg(ttl_millis(ttl));
         let n: i64 = c.script(&inv).await.map_err(|e| self.err(&e))?;
         Ok(n == 1)
+    }
+
+    async fn digest(&self, key: &str) -> StoreResult<Option<ValueDigest>> {
+        let mut c = self.conn().await?;
+        let inv = self.layouts.digest.key(key);
+        let hex: Option<Vec<u8>> = c.script(&inv).await.map_err(|e| self.err(&e))?;
+        match hex {
+            None => Ok(None),
+            Some(h) => ValueDigest::from_hex(&h).map(Some).ok_or_else(|| {
+                StoreError::new(
+                    StoreErrorKind::BadData,
+                    &self.endpoint,
+                    "unexpected reply to the digest script",
+                )
+            }),
+        }
     }
 
     async fn remove(&self, key: &str) -> StoreResult<bool> {

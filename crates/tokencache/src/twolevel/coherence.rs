@@ -51,6 +51,13 @@ impl Default for BackplaneOptions {
     }
 }
 
+/// The pauses before the retries of a failed publish.
+const PUBLISH_RETRIES: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+];
+
 /// A random id for this cache instance (messages name their origin).
 pub(super) fn new_origin() -> u64 {
     // RandomState is seeded from the OS per instance: distinct across replicas.
@@ -90,15 +97,34 @@ impl Core {
         bump(&self.counters.published);
         // Not through the L2 gate: a backplane message is no L2 call (it must not be the
         // breaker's probe, nor be skipped by it); bounded by the same timeout.
+        // A failed publish is retried a few times (a dropped connection is usually back
+        // within a second): the others' L1 would otherwise keep the old entry until
+        // their own L1 deadline. The task holds the cache weakly between attempts.
+        let weak = Arc::downgrade(&this);
+        drop(this);
         rt.spawn(async move {
-            let sent = tokio::time::timeout(this.l2_timeout, bp.publish(&this.channel, &payload));
-            let error = match sent.await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer within {:?}", this.l2_timeout),
+            let mut attempt = 0;
+            let (this, error) = loop {
+                let Some(this) = weak.upgrade() else {
+                    return; // the cache is gone
+                };
+                let sent =
+                    tokio::time::timeout(this.l2_timeout, bp.publish(&this.channel, &payload));
+                let error = match sent.await {
+                    Ok(Ok(())) => return,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {:?}", this.l2_timeout),
+                };
+                let Some(pause) = PUBLISH_RETRIES.get(attempt) else {
+                    break (this, error);
+                };
+                attempt += 1;
+                bump(&this.counters.publish_retries);
+                drop(this);
+                tokio::time::sleep(*pause).await;
             };
             match this.quiet.occurred("backplane_publish") {
-                Say::First => tracing::warn!(endpoint = %bp.endpoint(), cause = %error, "backplane publish at {} failed ({error}); other replicas may keep an old L1 entry until their own subscription check notices; more of these are summed up once a minute", bp.endpoint()),
+                Say::First => tracing::warn!(endpoint = %bp.endpoint(), cause = %error, "backplane publish at {} failed ({error}), also when retried {} times; other replicas may keep an old L1 entry until its L1 deadline; more of these are summed up once a minute", bp.endpoint(), PUBLISH_RETRIES.len()),
                 Say::Summary(n) => tracing::warn!(endpoint = %bp.endpoint(), count = n, "{n} more backplane publishes failed in the last minute (the latest: {error})"),
                 Say::Nothing => {}
             }

@@ -20,6 +20,7 @@
 //!   a token response claims (`expires_in` near `i64::MAX` would otherwise become a TTL
 //!   that Redis refuses). So every entry ends.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::partition::PartitionKind;
@@ -75,10 +76,24 @@ impl Default for ExpiryOptions {
 }
 
 /// What the caller knows about a partition beyond its content.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct EntryContext {
     /// `exp` of the incoming assertion (OBO partitions), Unix seconds.
     pub assertion_exp: Option<i64>,
+    /// The user the partition belongs to (a user partition's account, an OBO
+    /// partition's user): an L2 load reads this user's revocation stamp alongside the
+    /// partition, so a replica that missed a sign-out still refuses what predates it.
+    pub owner: Option<Arc<str>>,
+}
+
+impl EntryContext {
+    /// The context of a user's partition: only its owner.
+    pub fn of_owner(home_account_id: &str) -> Self {
+        Self {
+            assertion_exp: None,
+            owner: Some(Arc::from(home_account_id)),
+        }
+    }
 }
 
 /// The computed life of one entry, in clock milliseconds.

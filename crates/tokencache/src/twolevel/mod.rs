@@ -69,6 +69,7 @@ mod read;
 mod recovery;
 mod revocations;
 mod stats;
+mod strict;
 mod write;
 
 pub use breaker::{BreakerOptions, BreakerState};
@@ -130,6 +131,10 @@ pub struct TwoLevelOptions {
     pub backplane: BackplaneOptions,
     /// Encryption at rest of partitions in L2 (`None`: plaintext MSAL JSON).
     pub protection: Option<Protection>,
+    /// Strict reads: every L1 hit checks that L2 still holds the value L1 mirrors (one
+    /// small round trip: the value's digest), for read-your-writes across replicas
+    /// without waiting for the backplane's message. Default false (see `strict`).
+    pub strict_reads: bool,
 }
 
 impl Default for TwoLevelOptions {
@@ -145,6 +150,7 @@ impl Default for TwoLevelOptions {
             probe_at_start: true,
             backplane: BackplaneOptions::default(),
             protection: None,
+            strict_reads: false,
         }
     }
 }
@@ -248,6 +254,8 @@ struct Core {
     protection: Option<Protection>,
     /// Values that could not be opened, logged once per key id and kind.
     protect_log: Reporter,
+    /// Every L1 hit checks L2's digest (see `strict`).
+    strict_reads: bool,
 }
 
 impl fmt::Debug for TwoLevel {
@@ -310,6 +318,7 @@ impl TwoLevel {
             revocations: revocations::Revocations::default(),
             protection: options.protection,
             protect_log: Reporter::default(),
+            strict_reads: options.strict_reads,
         });
         coherence::start(&core, &options.backplane);
         core.metrics
@@ -437,10 +446,12 @@ impl TwoLevel {
         let core = &self.core;
         if let Some(l1) = core.l1.as_ref().filter(|_| core.l1_trusted()) {
             if let Some(entry) = l1.get_at(key, now_ms) {
-                bump(&core.counters.l1_hits);
-                core.metrics.l1_hits.increment(1);
-                core.slide(kind, key, &entry, ctx);
-                return Some(entry.value().clone());
+                if !core.strict_reads || core.still_current(key, &entry).await {
+                    bump(&core.counters.l1_hits);
+                    core.metrics.l1_hits.increment(1);
+                    core.slide(kind, key, &entry, ctx);
+                    return Some(entry.value().clone());
+                }
             }
             bump(&core.counters.l1_misses);
             core.metrics.l1_misses.increment(1);

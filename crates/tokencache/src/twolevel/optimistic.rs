@@ -260,9 +260,14 @@ impl Core {
                     let version = bytes.as_deref().map_or(0, super::coherence::version_of);
                     self.publish_changed(full, version);
                     match bytes {
-                        Some(b) => {
-                            self.fill_l1(key, Arc::new(partition), b.len(), now, deadline.at(now))
-                        }
+                        Some(b) => self.fill_l1(
+                            key,
+                            Arc::new(partition),
+                            b.len(),
+                            now,
+                            deadline.at(now),
+                            Some(&b),
+                        ),
                         None => self.forget_l1(key),
                     }
                     return Committed::Written(WriteOutcome {
@@ -346,7 +351,7 @@ impl Core {
         let (deadline, ttl, alive) = self.life(kind, &partition, ctx, now);
         if alive {
             let size = partition.to_vec().len();
-            self.fill_l1(key, Arc::new(partition), size, now, deadline.at(now));
+            self.fill_l1(key, Arc::new(partition), size, now, deadline.at(now), None);
         } else {
             self.forget_l1(key);
         }
@@ -396,7 +401,7 @@ impl Core {
             QueuedOp::Merge {
                 change,
                 kind,
-                ctx,
+                ctx: ctx.clone(),
                 owner: scope.owner.map(Arc::from),
                 requested_at_ms: scope.requested_at_ms,
             },

@@ -125,17 +125,42 @@ impl Core {
         // is served but not kept (see `coherence`).
         let seen = self.invalidations();
         bump(&self.counters.l2_reads);
-        let read = match self.expiry.sliding_expiration {
-            Some(window) => {
-                self.call_with("get", || self.store.get_and_touch(&full, window))
-                    .await
+        // The owner's revocation stamp is read along (one round trip), so a replica
+        // that missed a sign-out's message, or started after it, still refuses what
+        // predates it.
+        let touch = self.expiry.sliding_expiration;
+        let read = match ctx.owner.as_deref() {
+            Some(owner) => {
+                let stamp_key = self.keys.revocation(owner);
+                let read = self
+                    .call_with("get", || self.store.get_along(&full, touch, &stamp_key))
+                    .await;
+                read.map(|(value, stamp)| {
+                    if let Some(ms) = stamp.as_deref().and_then(super::drain::parse_stamp) {
+                        self.revoke_locally_ms(owner, ms);
+                    }
+                    value
+                })
             }
-            None => self.call_with("get", || self.store.get(&full)).await,
+            None => match touch {
+                Some(window) => {
+                    self.call_with("get", || self.store.get_and_touch(&full, window))
+                        .await
+                }
+                None => self.call_with("get", || self.store.get(&full)).await,
+            },
         };
         let pending = matches!(queued.as_ref().map(|q| &q.op), Some(QueuedOp::Merge { .. }));
+        let mut l2_bytes = None;
         let (partition, size, l2_ttl) = match read {
             Ok(Some(value)) => match self.decode(&full, &value.bytes) {
-                Ok(p) => (merge(p), value.bytes.len(), value.ttl),
+                Ok(p) => {
+                    let size = value.bytes.len();
+                    if !pending {
+                        l2_bytes = Some(value.bytes);
+                    }
+                    (merge(p), size, value.ttl)
+                }
                 Err(e) => {
                     self.unreadable(&full, value.bytes.len(), &e, "read as a miss");
                     return None;
@@ -180,7 +205,14 @@ impl Core {
         self.metrics.l2_hits.increment(1);
         let partition = Arc::new(partition);
         if self.invalidations() == seen {
-            self.fill_l1(key, partition.clone(), size, now, l2_deadline);
+            self.fill_l1(
+                key,
+                partition.clone(),
+                size,
+                now,
+                l2_deadline,
+                l2_bytes.as_deref(),
+            );
         }
         Some(partition)
     }

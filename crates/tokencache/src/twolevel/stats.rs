@@ -30,6 +30,9 @@ pub(super) struct Counters {
     pub(super) refused_writes: AtomicU64,
     pub(super) invalidated: AtomicU64,
     pub(super) backplane_losses: AtomicU64,
+    pub(super) publish_retries: AtomicU64,
+    pub(super) strict_checks: AtomicU64,
+    pub(super) strict_stale: AtomicU64,
 }
 
 pub(super) fn class_index(kind: StoreErrorKind) -> usize {
@@ -119,6 +122,12 @@ pub struct Stats {
     pub invalidated: u64,
     /// Times the backplane subscription was lost (L1 cleared and bypassed meanwhile).
     pub backplane_losses: u64,
+    /// Backplane publishes retried after a failure.
+    pub publish_retries: u64,
+    /// Strict reads: L1 hits checked against L2's digest.
+    pub strict_checks: u64,
+    /// Strict reads: L1 hits whose copy was no longer L2's (dropped and reloaded).
+    pub strict_stale: u64,
 }
 
 pub(super) fn bump(counter: &AtomicU64) {
@@ -163,6 +172,9 @@ impl Core {
             refused_writes: load(&c.refused_writes),
             invalidated: load(&c.invalidated),
             backplane_losses: load(&c.backplane_losses),
+            publish_retries: load(&c.publish_retries),
+            strict_checks: load(&c.strict_checks),
+            strict_stale: load(&c.strict_stale),
         }
     }
 }

@@ -12,7 +12,9 @@ use crate::store::StoreResult;
 
 impl Core {
     /// Puts a partition into L1 (when enabled) with an L1 deadline derived from its L2
-    /// deadline.
+    /// deadline; `l2_bytes`: the value L2 holds for it, when known (strict reads
+    /// compare its digest with L2's on every hit; without it, the first strict hit
+    /// rereads L2).
     pub(super) fn fill_l1(
         &self,
         key: &str,
@@ -20,13 +22,19 @@ impl Core {
         size: usize,
         now_ms: u64,
         l2_deadline: Option<u64>,
+        l2_bytes: Option<&[u8]>,
     ) {
         if let Some(l1) = &self.l1 {
-            l1.insert(
+            let version = match l2_bytes {
+                Some(b) if self.strict_reads => crate::store::ValueDigest::of(b).short(),
+                _ => 0,
+            };
+            l1.insert_versioned(
                 key,
                 partition,
                 size,
                 self.expiry.l1_deadline(now_ms, l2_deadline),
+                version,
             );
         }
     }

@@ -89,6 +89,21 @@ impl Store for Counting {
         self.get_fails()?;
         self.inner.get_and_touch(key, ttl).await
     }
+    /// One read on the wire (the partition and its owner's stamp): counted as one get.
+    async fn get_along(
+        &self,
+        key: &str,
+        touch: Option<Duration>,
+        also: &str,
+    ) -> StoreResult<(Option<StoreValue>, Option<Vec<u8>>)> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        if touch.is_some() {
+            self.touches.fetch_add(1, Ordering::SeqCst);
+        }
+        self.pre().await?;
+        self.get_fails()?;
+        self.inner.get_along(key, touch, also).await
+    }
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
         self.sets.fetch_add(1, Ordering::SeqCst);
         self.pre().await?;

@@ -297,6 +297,7 @@ async fn a_sign_out_wins_a_race_with_a_save_in_flight() {
     let slow = Arc::new(HeldRead {
         inner: tokencache::store::open(&url).await.unwrap(),
         hold: std::sync::atomic::AtomicBool::new(false),
+        hold_swap: std::sync::atomic::AtomicBool::new(false),
         read_done: Arc::new(tokio::sync::Notify::new()),
         release: gate.clone(),
     });
@@ -348,12 +349,67 @@ async fn save_outcome(
         .write
 }
 
+/// B's write lands in L2, then A's lands over it and A's message reaches B, all before
+/// B's write returns: B must not keep its own (older) partition in L1 afterwards. (The
+/// write path filled L1 after the swap whatever came meanwhile: B served its older
+/// token from L1 until the entry's deadline. Found by `tokencache load --replicas 3`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_overtaken_before_it_returns_is_not_kept_in_l1() {
+    let store: tokencache::store::SharedStore = Arc::new(tokencache::store::MemoryStore::new());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let held = Arc::new(HeldRead {
+        inner: store.clone(),
+        hold: std::sync::atomic::AtomicBool::new(false),
+        hold_swap: std::sync::atomic::AtomicBool::new(false),
+        read_done: Arc::new(tokio::sync::Notify::new()),
+        release: gate.clone(),
+    });
+    let build = |s: tokencache::store::SharedStore| {
+        TokenCache::builder()
+            .store(s)
+            .probe_l2_at_start(false)
+            .build()
+    };
+    let a = build(store.clone()).await.unwrap();
+    let b = build(held.clone() as tokencache::store::SharedStore)
+        .await
+        .unwrap();
+    subscribed(&[&a, &b]).await;
+    let oid = "aaaaaaaa-0000-0000-0000-000overtake";
+    save(&a, oid, "one").await;
+    assert_eq!(token(&b, oid).await.as_deref(), Some("one"));
+    // B's save of "two" reaches L2 and is held there...
+    held.hold_swap
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let swapped = held.read_done.clone();
+    let saving = {
+        let b = b.clone();
+        tokio::spawn(async move { save(&b, oid, "two").await })
+    };
+    swapped.notified().await;
+    // ...A saves "three" over it, and B hears of it...
+    let seen = b.stats().invalidated;
+    save(&a, oid, "three").await;
+    until("B got the message", || b.stats().invalidated > seen).await;
+    // ...then B's save returns.
+    gate.notify_one();
+    saving.await.unwrap();
+    assert_eq!(token(&a, oid).await.as_deref(), Some("three"));
+    assert_eq!(
+        token(&b, oid).await.as_deref(),
+        Some("three"),
+        "B kept its overtaken write in L1"
+    );
+}
+
 /// A store whose first `get` of a partition, once `hold` is set, answers and then
-/// waits for `release` before the caller can go on (the caller's next call waits).
+/// waits for `release` before the caller can go on (the caller's next call waits);
+/// likewise its first successful `compare_and_swap` once `hold_swap` is set.
 #[derive(Debug)]
 struct HeldRead {
     inner: tokencache::store::SharedStore,
     hold: std::sync::atomic::AtomicBool,
+    hold_swap: std::sync::atomic::AtomicBool,
     read_done: Arc<tokio::sync::Notify>,
     release: Arc<tokio::sync::Notify>,
 }
@@ -401,9 +457,19 @@ impl tokencache::store::Store for HeldRead {
         new: Option<&[u8]>,
         expiry: tokencache::store::EntryExpiry,
     ) -> tokencache::store::StoreResult<bool> {
-        self.inner
+        let swapped = self
+            .inner
             .compare_and_swap(key, expected, new, expiry)
-            .await
+            .await;
+        if matches!(swapped, Ok(true))
+            && self
+                .hold_swap
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.read_done.notify_one();
+            self.release.notified().await;
+        }
+        swapped
     }
     async fn touch(&self, key: &str, ttl: Duration) -> tokencache::store::StoreResult<bool> {
         self.inner.touch(key, ttl).await

@@ -14,8 +14,8 @@
 //! The checks, with `bound` = `--stale-bound-ms`:
 //! - **stale read**: a read that began more than `bound` after a save of its (user,
 //!   scope) was acknowledged and returned a token older than that save, or nothing
-//!   (unless a sign-out of the user can explain the nothing, or L2 failed during the
-//!   read, which reads as a miss by design);
+//!   (unless a sign-out of the user can explain the nothing); reads of a replica that
+//!   cannot rely on L2 at the time are not checked (it serves what it knows, by design);
 //! - **served after sign-out**: a read that began more than `bound` after a sign-out
 //!   of its user was acknowledged returned a token whose save ended before the
 //!   sign-out began;
@@ -72,8 +72,10 @@ pub(super) struct Read {
     pub(super) start: Micros,
     pub(super) end: Micros,
     pub(super) got: Got,
-    /// The reading replica's L2 failed (or was skipped) during the read.
-    pub(super) l2_failed: bool,
+    /// The reading replica could not rely on L2: its L2 calls failed (or were skipped)
+    /// during the read, or it was degraded (an outage, or changes queued) when the read
+    /// began or ended.
+    pub(super) degraded: bool,
 }
 
 /// What a read did wrong.
@@ -91,6 +93,8 @@ struct Save {
     scope: usize,
     start: Micros,
     end: Micros,
+    /// `None` while in flight.
+    outcome: Option<SaveOutcome>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -142,6 +146,7 @@ impl History {
             scope,
             start: at,
             end: OPEN,
+            outcome: None,
         });
         (self.saves.len() - 1) as u64
     }
@@ -152,6 +157,7 @@ impl History {
             return;
         };
         save.end = at;
+        save.outcome = Some(outcome);
         let span = Span {
             start: save.start,
             end: at,
@@ -207,6 +213,13 @@ impl History {
     pub(super) fn check_read(&self, r: &Read) -> Option<Anomaly> {
         // Acknowledged more than the bound before the read began.
         let cutoff = r.start.checked_sub(self.bound)?;
+        // A replica cut off from L2 serves what it knows, by design (docs/design.md §6:
+        // an L2 failure reads as a miss, its own writes are kept in its L1 and queued),
+        // and cannot see what others wrote meanwhile: its reads say nothing about the
+        // backplane. What it did to L2 is checked at the end (`lost_update`).
+        if r.degraded {
+            return None;
+        }
         let user = &self.users[r.user];
         let latest = self.latest_stored_before(r.user, r.scope, cutoff);
         match r.got {
@@ -232,10 +245,6 @@ impl History {
             }
             Got::Foreign => Some(Anomaly::Stale),
             Got::Nothing => {
-                // An L2 failure reads as a miss (by design, not an inconsistency).
-                if r.l2_failed {
-                    return None;
-                }
                 let y = latest?;
                 // A sign-out that began before the read ended, and did not end more
                 // than the stamp's grain before the save began, can explain nothing:
@@ -250,24 +259,53 @@ impl History {
         }
     }
 
-    /// What a flagged read was checked against, for the log (ids and instants only,
-    /// never a token).
-    pub(super) fn explain(&self, r: &Read) -> String {
-        let at = |t: Micros| {
-            if t == OPEN {
-                "(not ended)".to_string()
-            } else {
-                format!("{:.6} s", t as f64 / 1e6)
-            }
-        };
-        let got = match r.got {
+    /// What `got` is, for the log.
+    fn describe(&self, got: Got) -> String {
+        match got {
             Got::Nothing => "nothing".to_string(),
             Got::Foreign => "a token of no save of the run".to_string(),
             Got::Token(id) => match self.saves.get(id as usize) {
-                Some(x) => format!("save #{id} (began {}, ended {})", at(x.start), at(x.end)),
+                Some(x) => format!(
+                    "save #{id} of scope {} (began {}, ended {}, {:?})",
+                    x.scope,
+                    at(x.start),
+                    at(x.end),
+                    x.outcome
+                ),
                 None => format!("an unknown save #{id}"),
             },
-        };
+        }
+    }
+
+    /// What a flagged lost update was checked against, for the log.
+    pub(super) fn explain_lost(&self, user: usize, scope: usize, found: Got) -> String {
+        let u = &self.users[user];
+        let saves: Vec<String> = self
+            .saves
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.user == user)
+            .rev()
+            .take(6)
+            .map(|(id, _)| self.describe(Got::Token(id as u64)))
+            .collect();
+        let outs: Vec<String> = u
+            .sign_outs
+            .iter()
+            .map(|o| format!("{}..{}", at(o.start), at(o.end)))
+            .collect();
+        format!(
+            "user {user} scope {scope}: L2 holds {}; the user's last saves: [{}]; sign-outs: [{}]",
+            self.describe(found),
+            saves.join("; "),
+            outs.join(", ")
+        )
+    }
+
+    /// What a flagged read was checked against, for the log (ids and instants only,
+    /// never a token).
+    pub(super) fn explain(&self, r: &Read) -> String {
+        let got = self.describe(r.got);
         let cutoff = r.start.saturating_sub(self.bound);
         let latest = self
             .latest_stored_before(r.user, r.scope, cutoff)
@@ -345,6 +383,15 @@ impl History {
     }
 }
 
+/// An instant of the run, for the log.
+fn at(t: Micros) -> String {
+    if t == OPEN {
+        "(not ended)".to_string()
+    } else {
+        format!("{:.6} s", t as f64 / 1e6)
+    }
+}
+
 /// The history behind a lock, with the run's clock: every instant is read under the
 /// lock, so that the order of recorded instants is the order of recording.
 #[derive(Debug)]
@@ -405,7 +452,7 @@ mod tests {
             start,
             end: start + MS,
             got,
-            l2_failed: false,
+            degraded: false,
         }
     }
 
@@ -483,9 +530,9 @@ mod tests {
             h.check_read(&read(2100 * MS, Got::Nothing)),
             Some(Anomaly::Stale)
         );
-        // ... unless the read failed to reach L2.
+        // ... unless the replica could not rely on L2 then.
         let mut failed = read(2100 * MS, Got::Nothing);
-        failed.l2_failed = true;
+        failed.degraded = true;
         assert_eq!(h.check_read(&failed), None);
         // A save within the grain of a sign-out may read as nothing (whole seconds).
         save(&mut h, 1, 0, 0, 10 * MS);

@@ -328,12 +328,15 @@ async fn load(args: LoadArgs) -> Result<String, String> {
         for s in 0..tokens::SCOPES {
             let found = found_in(partition.as_ref(), &home, s);
             if history.lost_update(u, s, found) {
-                tracing::warn!("lost update: user {u} scope {s}: L2 holds {found:?}");
+                tracing::warn!("lost update: {}", history.explain_lost(u, s, found));
                 lost_updates += 1;
                 wrong = true;
             }
             if history.resurrected(u, found) {
-                tracing::warn!("user {u} scope {s}: L2 holds {found:?}, acquired before a sign-out of the user");
+                tracing::warn!(
+                    "acquired before a sign-out, still in L2: {}",
+                    history.explain_lost(u, s, found)
+                );
                 wrong = true;
             }
         }
@@ -425,6 +428,7 @@ async fn one_op(
         out.is_ok()
     } else {
         let before = l2_trouble(cache);
+        let degraded_before = cache.two_level().is_degraded();
         let start = recorder.now();
         let found = cache
             .find_access_token(&Lookup::user(CLIENT_ID, &home, &scopes))
@@ -436,7 +440,8 @@ async fn one_op(
             None => Got::Nothing,
             Some(t) => tokens::id_of(t.secret.expose()).map_or(Got::Foreign, Got::Token),
         };
-        let l2_failed = l2_trouble(cache) != before;
+        let degraded =
+            degraded_before || cache.two_level().is_degraded() || l2_trouble(cache) != before;
         let verdict = recorder.with(|h, now| {
             let read = Read {
                 user: u,
@@ -444,7 +449,7 @@ async fn one_op(
                 start,
                 end: now,
                 got,
-                l2_failed,
+                degraded,
             };
             let verdict = h.check_read(&read);
             if let Some(a) = verdict {

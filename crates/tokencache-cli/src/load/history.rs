@@ -120,12 +120,22 @@ struct User {
     sign_outs: Vec<SignOut>,
 }
 
-/// The history of a run: every save (by id) and sign-out, with their intervals.
+/// A user nothing was recorded for.
+static NOBODY: User = User {
+    stored: [const { Vec::new() }; SCOPES],
+    stored_later: [const { Vec::new() }; SCOPES],
+    sign_outs: Vec::new(),
+};
+
+/// The history of a run: every save (by id) and sign-out, with their intervals. It
+/// keeps every save (about 50 bytes each, plus 8 bytes a user): a long run's memory
+/// grows with its saves.
 #[derive(Debug)]
 pub(super) struct History {
     bound: Micros,
     saves: Vec<Save>,
-    users: Vec<User>,
+    /// Made on a user's first record (`--users` goes to a million).
+    users: Vec<Option<Box<User>>>,
 }
 
 impl History {
@@ -134,8 +144,21 @@ impl History {
         Self {
             bound: bound.as_micros() as Micros,
             saves: Vec::new(),
-            users: (0..users).map(|_| User::default()).collect(),
+            users: (0..users).map(|_| None).collect(),
         }
+    }
+
+    /// What was recorded for `user`.
+    fn user(&self, user: usize) -> &User {
+        self.users
+            .get(user)
+            .and_then(|u| u.as_deref())
+            .unwrap_or(&NOBODY)
+    }
+
+    /// What was recorded for `user`, to record more (`None`: not one of the run's users).
+    fn user_mut(&mut self, user: usize) -> Option<&mut User> {
+        Some(self.users.get_mut(user)?.get_or_insert_with(Box::default))
     }
 
     /// Records that a save of (user, scope) begins at `at`; returns its id (ids
@@ -162,17 +185,23 @@ impl History {
             start: save.start,
             end: at,
         };
-        let user = &mut self.users[save.user];
+        let (user, scope) = (save.user, save.scope);
+        let Some(u) = self.user_mut(user) else {
+            return;
+        };
         match outcome {
-            SaveOutcome::Stored => user.stored[save.scope].push(span),
-            SaveOutcome::StoredLater => user.stored_later[save.scope].push(span),
+            SaveOutcome::Stored => u.stored[scope].push(span),
+            SaveOutcome::StoredLater => u.stored_later[scope].push(span),
             SaveOutcome::Refused | SaveOutcome::Failed => {}
         }
     }
 
     /// Records that a sign-out of `user` begins at `at`; returns its index.
     pub(super) fn begin_sign_out(&mut self, user: usize, at: Micros) -> usize {
-        let outs = &mut self.users[user].sign_outs;
+        let Some(u) = self.user_mut(user) else {
+            return usize::MAX;
+        };
+        let outs = &mut u.sign_outs;
         outs.push(SignOut {
             start: at,
             end: OPEN,
@@ -184,7 +213,7 @@ impl History {
     /// Records that sign-out `index` of `user` ended at `at` (`acked`: it returned
     /// with every L2 step done).
     pub(super) fn end_sign_out(&mut self, user: usize, index: usize, at: Micros, acked: bool) {
-        if let Some(o) = self.users[user].sign_outs.get_mut(index) {
+        if let Some(o) = self.user_mut(user).and_then(|u| u.sign_outs.get_mut(index)) {
             o.end = at;
             o.acked = acked;
         }
@@ -195,7 +224,7 @@ impl History {
         let mut latest: Option<Micros> = None;
         // Ends increase along the list: walk back past those not before the cutoff,
         // and stop at an end no later than the best start (starts precede ends).
-        for s in self.users[user].stored[scope].iter().rev() {
+        for s in self.user(user).stored[scope].iter().rev() {
             if latest.is_some_and(|l| s.end <= l) {
                 break;
             }
@@ -220,7 +249,7 @@ impl History {
         if r.degraded {
             return None;
         }
-        let user = &self.users[r.user];
+        let user = self.user(r.user);
         let latest = self.latest_stored_before(r.user, r.scope, cutoff);
         match r.got {
             Got::Token(id) => {
@@ -279,7 +308,7 @@ impl History {
 
     /// What a flagged lost update was checked against, for the log.
     pub(super) fn explain_lost(&self, user: usize, scope: usize, found: Got) -> String {
-        let u = &self.users[user];
+        let u = self.user(user);
         let saves: Vec<String> = self
             .saves
             .iter()
@@ -310,7 +339,8 @@ impl History {
         let latest = self
             .latest_stored_before(r.user, r.scope, cutoff)
             .map_or("none".to_string(), at);
-        let outs: Vec<String> = self.users[r.user]
+        let outs: Vec<String> = self
+            .user(r.user)
             .sign_outs
             .iter()
             .map(|o| {
@@ -337,7 +367,7 @@ impl History {
     /// and that no sign-out of the user overlapped or followed must be there, or one
     /// not older than it.
     pub(super) fn lost_update(&self, user: usize, scope: usize, found: Got) -> bool {
-        let u = &self.users[user];
+        let u = self.user(user);
         let required = u.stored[scope]
             .iter()
             .chain(&u.stored_later[scope])
@@ -365,7 +395,7 @@ impl History {
             return false;
         };
         self.saves.get(id as usize).is_some_and(|x| {
-            self.users[user]
+            self.user(user)
                 .sign_outs
                 .iter()
                 .any(|o| o.acked && x.end < o.start)
@@ -374,7 +404,7 @@ impl History {
 
     /// Whether any save of `user` was recorded (a user never saved has nothing to check).
     pub(super) fn saved_any(&self, user: usize) -> bool {
-        let u = &self.users[user];
+        let u = self.user(user);
         u.stored
             .iter()
             .chain(&u.stored_later)

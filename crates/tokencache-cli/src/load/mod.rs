@@ -109,7 +109,7 @@ pub(crate) struct LoadArgs {
     no_backplane: bool,
 }
 
-/// The users' op mix and where they run.
+/// The op mix: how many users, and the shares of saves and sign-outs.
 #[derive(Clone, Copy)]
 struct Mix {
     users: usize,

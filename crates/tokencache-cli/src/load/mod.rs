@@ -221,11 +221,17 @@ async fn load(args: LoadArgs) -> Result<String, String> {
     }
     if replicas.len() > 1 && replicas.iter().all(|r| r.two_level().has_backplane()) {
         // Every replica subscribed before the traffic (a message sent before that is
-        // missed, which the checks would count against the backplane).
+        // missed, which the checks would count against the backplane): a replica
+        // publishes its first heartbeat once its subscription is in place.
         let until = Instant::now() + Duration::from_secs(5);
-        while replicas.iter().any(|r| r.two_level().l1_bypassed()) && Instant::now() < until {
+        let subscribed = |r: &TokenCache| {
+            let two = r.two_level();
+            two.stats().published >= 2 && !two.l1_bypassed()
+        };
+        while !replicas.iter().all(subscribed) && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let bound = Duration::from_millis(args.stale_bound_ms);

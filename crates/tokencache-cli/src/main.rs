@@ -47,8 +47,9 @@ enum Command {
     Partition(partition_cmd::PartitionCommand),
     /// Measure L1 and L2 hits side by side with their raw baselines.
     Bench(bench::BenchArgs),
-    /// Drive the cache like a web app (lookups, saves, sign-outs) for a bounded time,
-    /// optionally with injected L2 faults, and report whether L2 caught up.
+    /// Drive the cache like a web app (lookups, saves, sign-outs) for a bounded time, on
+    /// one or several replicas (`--replicas`), optionally with injected L2 faults; check
+    /// every read against what was acknowledged, and report whether L2 caught up.
     Load(load::LoadArgs),
     /// Replay the seed scenario on a virtual clock under Microsoft.Identity.Web's policies
     /// and tokencache's, and count live and orphaned partitions in L2.

@@ -309,6 +309,7 @@ async fn a_sign_out_wins_a_race_with_a_save_in_flight() {
     let slow = Arc::new(HeldRead {
         inner: tokencache::store::open(&url).await.unwrap(),
         hold: std::sync::atomic::AtomicBool::new(false),
+        hold_swap: std::sync::atomic::AtomicBool::new(false),
         read_done: Arc::new(tokio::sync::Notify::new()),
         release: gate.clone(),
     });
@@ -360,12 +361,67 @@ async fn save_outcome(
         .write
 }
 
+/// B's write lands in L2, then A's lands over it and A's message reaches B, all before
+/// B's write returns: B must not keep its own (older) partition in L1 afterwards. (The
+/// write path filled L1 after the swap whatever came meanwhile: B served its older
+/// token from L1 until the entry's deadline. Found by `tokencache load --replicas 3`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_overtaken_before_it_returns_is_not_kept_in_l1() {
+    let store: tokencache::store::SharedStore = Arc::new(tokencache::store::MemoryStore::new());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let held = Arc::new(HeldRead {
+        inner: store.clone(),
+        hold: std::sync::atomic::AtomicBool::new(false),
+        hold_swap: std::sync::atomic::AtomicBool::new(false),
+        read_done: Arc::new(tokio::sync::Notify::new()),
+        release: gate.clone(),
+    });
+    let build = |s: tokencache::store::SharedStore| {
+        TokenCache::builder()
+            .store(s)
+            .probe_l2_at_start(false)
+            .build()
+    };
+    let a = build(store.clone()).await.unwrap();
+    let b = build(held.clone() as tokencache::store::SharedStore)
+        .await
+        .unwrap();
+    subscribed(&[&a, &b]).await;
+    let oid = "aaaaaaaa-0000-0000-0000-000overtake";
+    save(&a, oid, "one").await;
+    assert_eq!(token(&b, oid).await.as_deref(), Some("one"));
+    // B's save of "two" reaches L2 and is held there...
+    held.hold_swap
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let swapped = held.read_done.clone();
+    let saving = {
+        let b = b.clone();
+        tokio::spawn(async move { save(&b, oid, "two").await })
+    };
+    swapped.notified().await;
+    // ...A saves "three" over it, and B hears of it...
+    let seen = b.stats().invalidated;
+    save(&a, oid, "three").await;
+    until("B got the message", || b.stats().invalidated > seen).await;
+    // ...then B's save returns.
+    gate.notify_one();
+    saving.await.unwrap();
+    assert_eq!(token(&a, oid).await.as_deref(), Some("three"));
+    assert_eq!(
+        token(&b, oid).await.as_deref(),
+        Some("three"),
+        "B kept its overtaken write in L1"
+    );
+}
+
 /// A store whose first `get` of a partition, once `hold` is set, answers and then
-/// waits for `release` before the caller can go on (the caller's next call waits).
+/// waits for `release` before the caller can go on (the caller's next call waits);
+/// likewise its first successful `compare_and_swap` once `hold_swap` is set.
 #[derive(Debug)]
 struct HeldRead {
     inner: tokencache::store::SharedStore,
     hold: std::sync::atomic::AtomicBool,
+    hold_swap: std::sync::atomic::AtomicBool,
     read_done: Arc<tokio::sync::Notify>,
     release: Arc<tokio::sync::Notify>,
 }
@@ -413,9 +469,19 @@ impl tokencache::store::Store for HeldRead {
         new: Option<&[u8]>,
         expiry: tokencache::store::EntryExpiry,
     ) -> tokencache::store::StoreResult<bool> {
-        self.inner
+        let swapped = self
+            .inner
             .compare_and_swap(key, expected, new, expiry)
-            .await
+            .await;
+        if matches!(swapped, Ok(true))
+            && self
+                .hold_swap
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.read_done.notify_one();
+            self.release.notified().await;
+        }
+        swapped
     }
     async fn touch(&self, key: &str, ttl: Duration) -> tokencache::store::StoreResult<bool> {
         self.inner.touch(key, ttl).await
@@ -706,4 +772,125 @@ async fn a_failed_publish_is_retried() {
     until("B got the retried message", || b.stats().invalidated > seen).await;
     assert_eq!(a.stats().publish_retries, 1, "{:?}", a.stats());
     assert_eq!(token(&b, oid).await.as_deref(), Some("two"));
+}
+
+/// Two replicas on one in-process store; `b`'s L2 calls all fail until `chaos.fail_never()`.
+async fn healthy_and_cut_off() -> (
+    TokenCache,
+    TokenCache,
+    Arc<tokencache::store::chaos::ChaosStore>,
+    tokencache::store::SharedStore,
+) {
+    use tokencache::store::chaos::{ChaosConfig, ChaosStore};
+    let store: tokencache::store::SharedStore = Arc::new(tokencache::store::MemoryStore::new());
+    let chaos = Arc::new(ChaosStore::new(
+        store.clone(),
+        ChaosConfig {
+            error_probability: 1.0,
+            ..ChaosConfig::default()
+        },
+    ));
+    let build = |s: tokencache::store::SharedStore| {
+        TokenCache::builder()
+            .store(s)
+            .probe_l2_at_start(false)
+            .build()
+    };
+    let a = build(store.clone()).await.unwrap();
+    let b = build(chaos.clone() as tokencache::store::SharedStore)
+        .await
+        .unwrap();
+    subscribed(&[&a]).await;
+    (a, b, chaos, store)
+}
+
+/// The access token of scope `scope` that L2 itself holds for `oid`.
+async fn in_l2(store: &tokencache::store::SharedStore, oid: &str, scope: &str) -> Option<String> {
+    let home = format!("{oid}.{TENANT}");
+    let bytes = store.get(&home).await.unwrap()?.bytes;
+    let p = tokencache::Partition::parse(&bytes).unwrap();
+    let scopes = [scope];
+    let mut q = tokencache::schema::AccessTokenQuery::new(CLIENT_ID, &scopes);
+    q.home_account_id = Some(&home);
+    p.find_access_token(&q, now())
+        .map(|t| t.secret.expose().to_owned())
+}
+
+/// Waits for the start of the next second (two saves then fall in one `cached_at`).
+async fn next_second() {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_millis();
+    tokio::time::sleep(Duration::from_millis(u64::from(1000 - ms) + 10)).await;
+}
+
+/// KNOWN, not fixed (found by `tokencache load --replicas 3 --chaos ...`): B's save of
+/// "older" is queued (B's L2 fails); then A saves "newer" for the same scope, in the
+/// same second, and L2 takes it; when B's L2 is back, its drain merges "older" over
+/// "newer": records are ordered by `cached_at` in whole seconds and a tie goes to the
+/// change being applied, so the later, acknowledged save is lost.
+#[tokio::test]
+#[ignore = "known: a queued change wins a same-second tie over a later save (cached_at has one-second grain)"]
+async fn a_drained_change_does_not_overwrite_a_later_save_of_the_same_second() {
+    let (a, b, chaos, store) = healthy_and_cut_off().await;
+    let oid = "aaaaaaaa-0000-0000-0000-0000000tie00";
+    let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, GRAPH);
+    next_second().await;
+    let older = b
+        .save_token_response(&req, &response(oid, "older"))
+        .await
+        .unwrap();
+    assert!(older.write.merged_later, "{:?}", older.write);
+    save(&a, oid, "newer").await;
+    chaos.fail_never();
+    until_async(|| async {
+        b.two_level().recover_now().await;
+        !b.two_level().is_degraded()
+    })
+    .await;
+    assert_eq!(in_l2(&store, oid, GRAPH[0]).await.as_deref(), Some("newer"));
+}
+
+/// KNOWN, not fixed (found by `tokencache load --replicas 3 --chaos ...`): B's save of
+/// scope one is queued (B's L2 fails); A signs the user out; B then saves scope two
+/// (requested after the sign-out: rightly not refused), which B's queue composes with
+/// the first change under the *later* request time; when B's L2 is back the drain is
+/// not refused by the stamp, and the token of scope one, acquired before the sign-out,
+/// is back in L2.
+#[tokio::test]
+#[ignore = "known: a queued change from before a sign-out rides to L2 with a later change of the key"]
+async fn a_change_queued_before_a_sign_out_never_reaches_l2() {
+    let (a, b, chaos, store) = healthy_and_cut_off().await;
+    let oid = "aaaaaaaa-0000-0000-0000-0000000rides";
+    let home = format!("{oid}.{TENANT}");
+    let one: &[&str] = &["api://one"];
+    let two: &[&str] = &["api://two"];
+    let req = |s| SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, s);
+    let w = b
+        .save_token_response(&req(one), &scoped_response(oid, one[0], "before"))
+        .await
+        .unwrap();
+    assert!(w.write.merged_later, "{:?}", w.write);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(a.remove_account(&home).await.unwrap().l2_complete);
+    // the next second: no doubt that scope two's tokens were requested after it
+    next_second().await;
+    let w = b
+        .save_token_response(&req(two), &scoped_response(oid, two[0], "after"))
+        .await
+        .unwrap();
+    assert!(w.write.merged_later && !w.write.revoked, "{:?}", w.write);
+    chaos.fail_never();
+    until_async(|| async {
+        b.two_level().recover_now().await;
+        !b.two_level().is_degraded()
+    })
+    .await;
+    assert_eq!(
+        in_l2(&store, oid, one[0]).await,
+        None,
+        "acquired before the sign-out"
+    );
+    assert_eq!(in_l2(&store, oid, two[0]).await.as_deref(), Some("after"));
 }

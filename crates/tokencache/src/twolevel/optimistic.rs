@@ -245,6 +245,9 @@ impl Core {
                 sliding: deadline.sliding,
             };
             bump(&self.counters.l2_writes);
+            // As a load does (`coherence`): a message that arrives between the swap and
+            // the fill may be of a write that came after ours; then ours is not kept.
+            let seen = self.invalidations();
             let swapped = self
                 .call_with("compare_and_swap", || {
                     self.store.compare_and_swap(
@@ -260,14 +263,20 @@ impl Core {
                     let version = bytes.as_deref().map_or(0, super::coherence::version_of);
                     self.publish_changed(full, version);
                     match bytes {
-                        Some(b) => self.fill_l1(
-                            key,
-                            Arc::new(partition),
-                            b.len(),
-                            now,
-                            deadline.at(now),
-                            Some(&b),
-                        ),
+                        Some(b) => {
+                            // (not kept when a message came meanwhile: the next read loads)
+                            self.forget_l1(key);
+                            let (size, at) = (b.len(), deadline.at(now));
+                            self.fill_l1_unless_invalidated(
+                                key,
+                                Arc::new(partition),
+                                size,
+                                now,
+                                at,
+                                Some(&b),
+                                seen,
+                            )
+                        }
                         None => self.forget_l1(key),
                     }
                     return Committed::Written(WriteOutcome {

@@ -204,16 +204,15 @@ impl Core {
         bump(&self.counters.l2_hits);
         self.metrics.l2_hits.increment(1);
         let partition = Arc::new(partition);
-        if self.invalidations() == seen {
-            self.fill_l1(
-                key,
-                partition.clone(),
-                size,
-                now,
-                l2_deadline,
-                l2_bytes.as_deref(),
-            );
-        }
+        self.fill_l1_unless_invalidated(
+            key,
+            partition.clone(),
+            size,
+            now,
+            l2_deadline,
+            l2_bytes.as_deref(),
+            seen,
+        );
         Some(partition)
     }
 

@@ -39,6 +39,30 @@ impl Core {
         }
     }
 
+    /// [`fill_l1`](Self::fill_l1), unless a backplane message arrived since the
+    /// invalidation counter read `seen` (before the L2 call whose result this is): that
+    /// message may be of a later write. Checked again after the fill, which closes the
+    /// window between the check and the insert: the listener counts a message before it
+    /// drops the entry, so a message counted after the second check drops what we put.
+    pub(super) fn fill_l1_unless_invalidated(
+        &self,
+        key: &str,
+        partition: Arc<Partition>,
+        size: usize,
+        now_ms: u64,
+        l2_deadline: Option<u64>,
+        l2_bytes: Option<&[u8]>,
+        seen: u64,
+    ) {
+        if self.invalidations() != seen {
+            return;
+        }
+        self.fill_l1(key, partition, size, now_ms, l2_deadline, l2_bytes);
+        if self.invalidations() != seen {
+            self.forget_l1(key);
+        }
+    }
+
     /// Writes a revocation stamp (`full` is its full key): at `at_ms` (ms since the
     /// epoch), living `ttl`. When L2 does not take it, it is queued (a stamp only moves
     /// forward when drained). Returns whether L2 took it now.

@@ -480,7 +480,8 @@ impl Code<'_> {
 /// The status and code of an acquisition error.
 fn classify(e: &AcquireError) -> (StatusCode, Code<'_>) {
     match e {
-        AcquireError::OAuth(o) if o.code == OAuthErrorCode::TemporarilyUnavailable => {
+        // temporarily_unavailable, server_error: the provider is there but cannot serve
+        AcquireError::OAuth(o) if e.is_temporary() => {
             (StatusCode::SERVICE_UNAVAILABLE, Code::OAuth(&o.code))
         }
         AcquireError::OAuth(o) => (StatusCode::BAD_GATEWAY, Code::OAuth(&o.code)),

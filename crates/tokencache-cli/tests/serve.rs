@@ -955,13 +955,16 @@ fn sigterm_during_a_burst_answers_every_accepted_request_and_exits_0() {
     assert!(logs.contains("\"stopped\""), "{logs}");
 }
 
+/// Environment variables of one run.
+type Env = Vec<(&'static str, &'static str)>;
+
 #[test]
 fn a_bad_configuration_is_one_line_naming_file_and_key_without_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     let api = |extra: &str| {
         format!("[apis.orders]\nauthority = \"http://127.0.0.1:9/t\"\nclient_id = \"app\"\nscopes = [\"api.read\"]\n{extra}\n")
     };
-    let cases: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<(String, Env, &str)> = vec![
         (format!("listen = 8707\n{}", api("client_secret_env = \"S\"")), vec![("S", "hunter2-hunter2")], "listen: must be a string"),
         (api("client_secret = \"hunter2-hunter2\""), vec![], "apis.orders.client_secret: a secret is not accepted in the file"),
         (api("client_secret_env = \"MISSING_VAR\""), vec![], "apis.orders.client_secret_env: the environment variable MISSING_VAR is not set"),

@@ -690,9 +690,11 @@ obo_form = "token_exchange"
         assert_eq!(flag.listen, Listen::Tcp("127.0.0.1:1".parse().unwrap()));
     }
 
+    type Pairs = &'static [(&'static str, &'static str)];
+
     #[test]
     fn errors_are_one_line_with_file_and_key_and_no_secret() {
-        let cases: &[(&str, &[(&'static str, &'static str)], &str)] = &[
+        let cases: &[(&str, Pairs, &str)] = &[
             ("listen = 5\n[apis.a]\n", &[], "tc.toml: listen: must be a string, not integer"),
             (GOOD, &[], "tc.toml: apis.graph-obo.client_secret_env: the environment variable ORDERS_SECRET is not set"),
             (GOOD, &[("ORDERS_SECRET", "x"), ("TOKENCACHE_LISTEN", "nowhere")], "tc.toml: listen (from TOKENCACHE_LISTEN): \"nowhere\" is not an address"),

@@ -792,7 +792,7 @@ fn a_caller_key_guards_the_v1_routes_only() {
         dir.path(),
         &op,
         "memory://",
-        "caller_key_env = \"CALLER_KEY\"",
+        "caller_key_env = \"CALLER_KEY\"\nrequest_timeout_ms = 500",
     );
     let s = Serve::start(&cfg, &[("CALLER_KEY", key)]);
     let path = "/v1/authorization-header/orders";
@@ -825,7 +825,61 @@ fn a_caller_key_guards_the_v1_routes_only() {
             "{open}"
         );
     }
+    // a provider slower than the request timeout: 503 timeout, and the server goes on
+    fault(&op, "kind=slow&ms=3000");
+    let a = request(
+        &s.addr,
+        "GET",
+        &format!("{path}?force_refresh=true"),
+        &[("X-Tokencache-Key", key)],
+        None,
+    );
+    assert_error(&spec, HEADER_ROUTE, "get", &a, 503, "timeout");
+    assert_eq!(request(&s.addr, "GET", "/healthz", &[], None).status, 200);
     assert!(!s.logs().contains(key));
+}
+
+#[cfg(unix)]
+#[test]
+fn listens_on_a_unix_socket() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("unix.toml");
+    let sock = dir.path().join("tc.sock");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"{}\"\nstore = \"memory://\"\n[apis.a]\nauthority = \"http://127.0.0.1:9/t\"\nclient_id = \"c\"\nclient_secret_env = \"APP_SECRET\"\nscopes = [\"s\"]\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("APP_SECRET", SECRET)
+        .env_remove("TOKENCACHE_LISTEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(
+        line.trim_end(),
+        format!("tokencache serve: listening on unix:{}", sock.display())
+    );
+    let mut s = UnixStream::connect(&sock).expect("connect to the socket");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("{\"status\":\"ok\"}"), "{out}");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

@@ -85,10 +85,12 @@ pub(crate) struct BackchannelConfig {
 pub(crate) struct Config {
     /// The file it came from.
     pub(crate) file: PathBuf,
+    /// Where to listen (`--listen` > `TOKENCACHE_LISTEN` > `listen` > 127.0.0.1:8707).
     pub(crate) listen: Listen,
     /// The store URL (`None`: the embedded store). May hold a password: never logged
     /// but redacted.
     pub(crate) store: Option<Secret>,
+    /// The L2 key prefix (Redis "instance name").
     pub(crate) key_prefix: String,
     /// Bound of one HTTP request, provider calls included.
     pub(crate) request_timeout: Duration,
@@ -100,7 +102,9 @@ pub(crate) struct Config {
     pub(crate) shutdown_drain: Duration,
     /// The shared key callers send in `X-Tokencache-Key`.
     pub(crate) caller_key: Option<Secret>,
+    /// `[backchannel_logout]`, when configured.
     pub(crate) backchannel_logout: Option<BackchannelConfig>,
+    /// The downstream APIs, by name.
     pub(crate) apis: BTreeMap<String, ApiConfig>,
     /// The encryption key ring (`TOKENCACHE_KEYS`), when configured.
     pub(crate) keys: Option<KeyRing>,

@@ -29,12 +29,19 @@ use tokencache::TokenCache;
 /// The routes requests are counted under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route {
+    /// `GET /v1/authorization-header/{api}`.
     AuthorizationHeader,
+    /// `POST /v1/sign-out`.
     SignOut,
+    /// `POST /v1/backchannel-logout`.
     BackchannelLogout,
+    /// `GET /healthz`.
     Healthz,
+    /// `GET /readyz`.
     Readyz,
+    /// `GET /metrics`.
     Metrics,
+    /// Anything else (404, 405).
     Other,
 }
 
@@ -133,7 +140,9 @@ pub(crate) struct ServeMetrics {
 /// What a token request ended with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Outcome {
+    /// Served from the cache.
     Cache,
+    /// Acquired from the provider.
     Provider,
     /// The error code answered.
     Error(&'static str),

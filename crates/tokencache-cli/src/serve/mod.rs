@@ -54,6 +54,7 @@ pub(crate) struct ServeArgs {
     pub(crate) log_format: LogFormat,
 }
 
+/// Loads the configuration (a bad one: one line, exit 2) and serves until a signal.
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
     let env = |k: &str| std::env::var(k).ok();
     let config = match config::load(&args.config, args.listen.as_deref(), &env) {

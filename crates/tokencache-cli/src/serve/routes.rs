@@ -55,23 +55,33 @@ pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// One configured downstream API.
 #[derive(Debug)]
 pub(crate) struct Api {
+    /// Its client at its authority, over the shared cache.
     pub(crate) acquirer: Acquirer,
+    /// The scopes asked for unless the query names others.
     pub(crate) scopes: Vec<String>,
+    /// On behalf of the caller's user (the forwarded bearer token).
     pub(crate) on_behalf_of: bool,
+    /// Entra's OBO form or RFC 8693.
     pub(crate) obo_form: OboForm,
 }
 
 /// What the handlers share.
 pub(crate) struct AppState {
+    /// The configured APIs, by name.
     pub(crate) apis: HashMap<String, Api>,
+    /// The cache every API's acquirer saves into.
     pub(crate) cache: TokenCache,
     /// SHA-256 of the caller key (compared in constant time, whatever its length).
     pub(crate) caller_key: Option<[u8; 32]>,
+    /// Permits for provider token requests (`max_provider_requests`).
     pub(crate) permits: Arc<Semaphore>,
+    /// How many permits there are.
     pub(crate) max_permits: usize,
+    /// The server's own counters.
     pub(crate) metrics: ServeMetrics,
     /// Shutdown has begun: `/readyz` answers 503.
     pub(crate) draining: AtomicBool,
+    /// Bound of one request.
     pub(crate) request_timeout: Duration,
 }
 

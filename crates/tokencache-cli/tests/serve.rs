@@ -244,6 +244,35 @@ fn dechunk(mut rest: &str) -> Result<String, String> {
     }
 }
 
+/// POSTs an `application/x-www-form-urlencoded` body.
+fn form_post(addr: &str, path: &str, body: &str) -> Answer {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an answer");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
 fn request(
     addr: &str,
     method: &str,
@@ -582,7 +611,11 @@ fn bad_input_gets_its_documented_error_and_never_a_token() {
     let spec = openapi();
     let op = OidcProvider::start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &op, "memory://", "provider_timeout_ms = 2000");
+    let extra = format!(
+        "provider_timeout_ms = 2000\n[backchannel_logout]\nissuer = \"{0}\"\nclient_id = \"app\"\njwks_uri = \"{0}/jwks\"",
+        op.issuer()
+    );
+    let cfg = config(dir.path(), &op, "memory://", &extra);
     let s = Serve::start(&cfg, &[]);
     let get = |path: &str, headers: &[(&str, &str)]| request(&s.addr, "GET", path, headers, None);
 
@@ -742,6 +775,14 @@ fn bad_input_gets_its_documented_error_and_never_a_token() {
     ));
     assert_error(&spec, "/v1/sign-out", "post", &a, 413, "payload_too_large");
     errors.push(a);
+
+    // back-channel logout (the library's handler, mounted): refusals are documented 400s
+    for body in ["logout_token=not-a-jwt", "other=1"] {
+        let a = form_post(&s.addr, "/v1/backchannel-logout", body);
+        assert_eq!(a.status, 400, "{}", a.body);
+        conforms(&spec, "post", "/v1/backchannel-logout", &a);
+        errors.push(a);
+    }
 
     // routes and methods
     let a = get("/v2/whatever", &[]);

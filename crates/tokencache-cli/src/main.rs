@@ -7,8 +7,9 @@
 //! Environment: `TOKENCACHE_STORE` and `TOKENCACHE_PREFIX` are the defaults of every
 //! command's `--store` and `--prefix`; `TOKENCACHE_CLIENT_SECRET` is the client secret of
 //! `token` commands; `TOKENCACHE_LOG` is a `tracing` filter for the
-//! logs on stderr (default `warn`; e.g. `TOKENCACHE_LOG=tokencache=debug`). Logs carry
-//! ANSI colours only when stderr is a terminal.
+//! logs on stderr (default `warn`; `serve` adds its own start and stop lines at `info`; e.g.
+//! `TOKENCACHE_LOG=tokencache=debug`). Logs carry ANSI colours only when stderr is a
+//! terminal; `serve --log-format json` writes JSON lines.
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;

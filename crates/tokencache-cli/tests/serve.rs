@@ -284,6 +284,16 @@ fn request(
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
+/// The value of an unlabelled metric of the server at `addr`.
+fn metric(addr: &str, name: &str) -> f64 {
+    let m = request(addr, "GET", "/metrics", &[], None);
+    m.body
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
 // ---- the provider's test controls ----------------------------------------------------------
 
 fn provider_stats(op: &OidcProvider) -> Value {
@@ -504,7 +514,10 @@ fn two_replicas_share_one_redis_app_obo_and_sign_out() {
     assert_eq!(obo_2.json()["source"], "provider");
     assert_ne!(header_of(&obo_2), obo_header);
 
-    // sign-out through A: B no longer serves user1's OBO token
+    // sign-out through A: B no longer serves user1's OBO token. B hears of it on the
+    // backplane (Redis pub/sub, well under a millisecond on loopback); the test waits
+    // for B to count the message rather than guessing a delay on a loaded machine.
+    let heard_before = metric(&b.addr, "tokencache_backplane_invalidations_total");
     let out = request(
         &a.addr,
         "POST",
@@ -520,6 +533,11 @@ fn two_replicas_share_one_redis_app_obo_and_sign_out() {
         out.body
     );
     assert_eq!(out.json()["complete"], true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&b.addr, "tokencache_backplane_invalidations_total") <= heard_before {
+        assert!(Instant::now() < deadline, "B never heard of the sign-out");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let after = request(
         &b.addr,
         "GET",

@@ -7,8 +7,9 @@
 //! Environment: `TOKENCACHE_STORE` and `TOKENCACHE_PREFIX` are the defaults of every
 //! command's `--store` and `--prefix`; `TOKENCACHE_CLIENT_SECRET` is the client secret of
 //! `token` commands; `TOKENCACHE_LOG` is a `tracing` filter for the
-//! logs on stderr (default `warn`; e.g. `TOKENCACHE_LOG=tokencache=debug`). Logs carry
-//! ANSI colours only when stderr is a terminal.
+//! logs on stderr (default `warn`; `serve` adds its own start and stop lines at `info`; e.g.
+//! `TOKENCACHE_LOG=tokencache=debug`). Logs carry ANSI colours only when stderr is a
+//! terminal; `serve --log-format json` writes JSON lines.
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -24,6 +25,7 @@ mod partition_cmd;
 mod progress;
 mod purge;
 mod rekey;
+mod serve;
 mod simulate;
 mod token_cmd;
 
@@ -68,6 +70,9 @@ enum Command {
     /// deployment's credentials; prints a secret-free summary, or the token with --raw.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
+    /// Serve authorization headers over HTTP to apps in any language: from the cache,
+    /// else from the provider; sign-out, health, readiness, Prometheus metrics.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,18 +80,21 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error: {info}");
     }));
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TOKENCACHE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e),
+        Err(e) => {
+            init_logs(false, "warn");
+            return usage_error(e);
+        }
     };
+    match &cli.command {
+        // the service logs its start and stop
+        Command::Serve(a) => init_logs(
+            a.log_format == serve::LogFormat::Json,
+            "warn,tokencache::serve=info",
+        ),
+        _ => init_logs(false, "warn"),
+    }
     match cli.command {
         Command::Partition(cmd) => partition_cmd::run(cmd),
         Command::Bench(args) => bench::run(args),
@@ -97,6 +105,22 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Rekey(args) => rekey::run(args),
         Command::Token(cmd) => token_cmd::run(cmd),
+        Command::Serve(args) => serve::run(args),
+    }
+}
+
+/// Logs on stderr, filtered by `TOKENCACHE_LOG` (else `default`); JSON lines or text
+/// (ANSI colours only when stderr is a terminal).
+fn init_logs(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOKENCACHE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }
 

@@ -1,0 +1,722 @@
+//! The configuration of `tokencache serve`: one TOML file, every value overridable by
+//! the environment, checked completely at start.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8707"          # or a unix socket path ("/run/tc.sock", "unix:rel.sock")
+//! store = "redis://127.0.0.1:6379"   # default: the embedded store
+//! key_prefix = ""
+//!
+//! [apis.orders]
+//! authority = "https://login.microsoftonline.com/{tenant}/v2.0"
+//! client_id = "..."
+//! client_secret_env = "ORDERS_CLIENT_SECRET"   # or client_secret_file, or client_cert_file
+//! scopes = ["api://orders/.default"]
+//! on_behalf_of = false
+//! ```
+//!
+//! Environment: a top-level key `k` is overridden by `TOKENCACHE_K` (upper case:
+//! `TOKENCACHE_LISTEN`, `TOKENCACHE_STORE`, `TOKENCACHE_KEY_PREFIX` — or the CLI's
+//! `TOKENCACHE_PREFIX` — ...), a key of `[apis.NAME]` by `TOKENCACHE_APIS__NAME__KEY`
+//! (`-` in a name becomes `_`), a list by a space- or comma-separated value. The
+//! encryption keys come from `TOKENCACHE_KEYS` / `TOKENCACHE_KEYS_FILE`, as for every
+//! command. `--listen` beats them all.
+//!
+//! Every error is one line, `FILE: KEY: problem` (`KEY (from VAR)` when the value came
+//! from the environment). Secret values are never part of an error: only names of
+//! keys, variables and files. A client secret written into the file itself is refused.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokencache::acquire::{AssertionKey, ClientCredential, OboForm};
+use tokencache::{KeyRing, Secret};
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Listen {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A unix socket path.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(a) => write!(f, "{a}"),
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// One downstream API.
+#[derive(Debug)]
+pub(crate) struct ApiConfig {
+    /// The issuer URL.
+    pub(crate) authority: String,
+    /// The client id.
+    pub(crate) client_id: String,
+    /// How the client authenticates (secrets redacted in `Debug`).
+    pub(crate) credential: ClientCredential,
+    /// The default scopes.
+    pub(crate) scopes: Vec<String>,
+    /// On behalf of the caller's user (the incoming bearer token) instead of the app.
+    pub(crate) on_behalf_of: bool,
+    /// The OBO form (Entra's jwt-bearer, or RFC 8693 token exchange).
+    pub(crate) obo_form: OboForm,
+}
+
+/// OpenID Connect Back-Channel Logout at `/v1/backchannel-logout`.
+#[derive(Debug, Clone)]
+pub(crate) struct BackchannelConfig {
+    /// The provider's issuer.
+    pub(crate) issuer: String,
+    /// The client id the logout tokens are for.
+    pub(crate) client_id: String,
+    /// Where the provider's signing keys are.
+    pub(crate) jwks_uri: String,
+}
+
+/// The whole configuration, checked.
+#[derive(Debug)]
+pub(crate) struct Config {
+    /// The file it came from.
+    pub(crate) file: PathBuf,
+    /// Where to listen (`--listen` > `TOKENCACHE_LISTEN` > `listen` > 127.0.0.1:8707).
+    pub(crate) listen: Listen,
+    /// The store URL (`None`: the embedded store). May hold a password: never logged
+    /// but redacted.
+    pub(crate) store: Option<Secret>,
+    /// The L2 key prefix (Redis "instance name").
+    pub(crate) key_prefix: String,
+    /// Bound of one HTTP request, provider calls included.
+    pub(crate) request_timeout: Duration,
+    /// Bound of one provider call (each attempt).
+    pub(crate) provider_timeout: Duration,
+    /// Token requests in flight to providers at once, all APIs together.
+    pub(crate) max_provider_requests: usize,
+    /// At shutdown, how long the recovery queue may take to drain into L2.
+    pub(crate) shutdown_drain: Duration,
+    /// The shared key callers send in `X-Tokencache-Key`.
+    pub(crate) caller_key: Option<Secret>,
+    /// `[backchannel_logout]`, when configured.
+    pub(crate) backchannel_logout: Option<BackchannelConfig>,
+    /// The downstream APIs, by name.
+    pub(crate) apis: BTreeMap<String, ApiConfig>,
+    /// The encryption key ring (`TOKENCACHE_KEYS`), when configured.
+    pub(crate) keys: Option<KeyRing>,
+}
+
+/// A configuration error: one line, naming the file, the key and the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Reads the environment (a function, so that tests need not change the process's).
+pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Loads and checks `file`, with `listen` (the `--listen` flag) on top.
+pub(crate) fn load(file: &Path, listen: Option<&str>, env: Env<'_>) -> Result<Config, ConfigError> {
+    let shown = file.display().to_string();
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ConfigError(format!("{shown}: cannot read the file: {e}")))?;
+    let keys =
+        KeyRing::from_env().map_err(|e| ConfigError(format!("{shown}: TOKENCACHE_KEYS: {e}")))?;
+    let mut config = parse(file, &text, listen, env)?;
+    config.keys = keys;
+    Ok(config)
+}
+
+/// Parses and checks a configuration text (`file` names it in errors).
+pub(crate) fn parse(
+    file: &Path,
+    text: &str,
+    listen_flag: Option<&str>,
+    env: Env<'_>,
+) -> Result<Config, ConfigError> {
+    let shown = file.display().to_string();
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        // The message only, with the line: toml's own rendering quotes the source line,
+        // which could hold a secret.
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let msg = one_line(e.message());
+        match line {
+            Some(l) => ConfigError(format!("{shown}: line {l}: {msg}")),
+            None => ConfigError(format!("{shown}: {msg}")),
+        }
+    })?;
+    let mut top = Reader::new(&shown, &table, "", "TOKENCACHE_".into(), env);
+    // read (and type-checked) even when the flag wins
+    let from_file = top.string("listen")?;
+    let listen = match listen_flag {
+        Some(v) => parse_listen(v).map_err(|p| ConfigError(format!("{shown}: --listen: {p}")))?,
+        None => from_file
+            .map(|(v, at)| parse_listen(&v).map_err(|p| top.error_at(&at, &p)))
+            .transpose()?
+            .unwrap_or_else(|| Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 8707)))),
+    };
+    let store = top.string("store")?.map(|(v, at)| {
+        if v.trim().is_empty() {
+            Err(top.error_at(&at, "is empty (leave it out for the embedded store)"))
+        } else {
+            Ok(Secret::new(v))
+        }
+    });
+    let store = store.transpose()?;
+    let key_prefix = match top.string("key_prefix")? {
+        Some((v, _)) => v,
+        // the prefix every other command takes from TOKENCACHE_PREFIX
+        None => env("TOKENCACHE_PREFIX").unwrap_or_default(),
+    };
+    let ms = |r: &mut Reader<'_>, key: &str, default: u64, lo: u64, hi: u64| {
+        r.int(key, lo, hi)
+            .map(|v| Duration::from_millis(v.unwrap_or(default)))
+    };
+    let request_timeout = ms(&mut top, "request_timeout_ms", 30_000, 100, 600_000)?;
+    let provider_timeout = ms(&mut top, "provider_timeout_ms", 10_000, 100, 300_000)?;
+    let shutdown_drain = ms(&mut top, "shutdown_drain_ms", 5_000, 0, 600_000)?;
+    let max_provider_requests = top.int("max_provider_requests", 1, 10_000)?.unwrap_or(32) as usize;
+    let caller_key = caller_key(&mut top)?;
+    let backchannel_logout = match top.table("backchannel_logout")? {
+        Some(t) => {
+            let mut r = Reader::new(
+                &shown,
+                t,
+                "backchannel_logout.",
+                "TOKENCACHE_BACKCHANNEL_LOGOUT__".into(),
+                env,
+            );
+            let issuer = r.required_string("issuer")?;
+            let client_id = r.required_string("client_id")?;
+            let jwks_uri = r.required_string("jwks_uri")?;
+            r.finish()?;
+            Some(BackchannelConfig {
+                issuer,
+                client_id,
+                jwks_uri,
+            })
+        }
+        None => None,
+    };
+    let mut apis = BTreeMap::new();
+    if let Some(t) = top.table("apis")? {
+        {
+            for (name, value) in t {
+                let key = format!("apis.{name}");
+                if !valid_api_name(name) {
+                    return Err(ConfigError(format!(
+                        "{shown}: {key}: an API name is 1 to 64 of a-z A-Z 0-9 _ - (it is a URL path segment)"
+                    )));
+                }
+                let Some(api) = value.as_table() else {
+                    return Err(ConfigError(format!(
+                        "{shown}: {key}: must be a table ([apis.{name}])"
+                    )));
+                };
+                let env_prefix = format!(
+                    "TOKENCACHE_APIS__{}__",
+                    name.to_ascii_uppercase().replace('-', "_")
+                );
+                let mut r = Reader::new(&shown, api, &format!("{key}."), env_prefix, env);
+                apis.insert(name.clone(), api_config(&mut r)?);
+                r.finish()?;
+            }
+        }
+    }
+    if apis.is_empty() {
+        return Err(ConfigError(format!(
+            "{shown}: apis: no API configured (add an [apis.NAME] table)"
+        )));
+    }
+    top.finish()?;
+    Ok(Config {
+        file: file.to_path_buf(),
+        listen,
+        store,
+        key_prefix,
+        request_timeout,
+        provider_timeout,
+        max_provider_requests,
+        shutdown_drain,
+        caller_key,
+        backchannel_logout,
+        apis,
+        keys: None,
+    })
+}
+
+fn valid_api_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn parse_listen(v: &str) -> Result<Listen, String> {
+    let v = v.trim();
+    if let Some(path) = v.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err("unix: needs a socket path".into());
+        }
+        return Ok(Listen::Unix(PathBuf::from(path)));
+    }
+    if v.starts_with('/') || v.starts_with("./") {
+        return Ok(Listen::Unix(PathBuf::from(v)));
+    }
+    v.parse::<SocketAddr>().map(Listen::Tcp).map_err(|_| {
+        format!("{v:?} is not an address (IP:PORT, e.g. 127.0.0.1:8707) nor a unix socket path")
+    })
+}
+
+/// `caller_key_env` / `caller_key_file`: the shared key of `X-Tokencache-Key`.
+fn caller_key(r: &mut Reader<'_>) -> Result<Option<Secret>, ConfigError> {
+    let from_env = r.string("caller_key_env")?;
+    let from_file = r.string("caller_key_file")?;
+    let (value, at) = match (from_env, from_file) {
+        (Some(_), Some((_, at))) => {
+            return Err(r.error_at(&at, "give caller_key_env or caller_key_file, not both"))
+        }
+        (Some((var, at)), None) => (r.secret_from_env(&var, &at)?, at),
+        (None, Some((path, at))) => (r.secret_from_file(&path, &at)?, at),
+        (None, None) => return Ok(None),
+    };
+    if value.expose().len() < 16 {
+        return Err(r.error_at(&at, "the caller key is too short (at least 16 characters)"));
+    }
+    Ok(Some(value))
+}
+
+fn api_config(r: &mut Reader<'_>) -> Result<ApiConfig, ConfigError> {
+    let authority = r.required_string("authority")?;
+    let client_id = r.required_string("client_id")?;
+    if let Some(at) = r.present("client_secret") {
+        return Err(r.error_at(
+            &at,
+            "a secret is not accepted in the file: use client_secret_env or client_secret_file",
+        ));
+    }
+    let secret_env = r.string("client_secret_env")?;
+    let secret_file = r.string("client_secret_file")?;
+    let cert_file = r.string("client_cert_file")?;
+    let key_id = r.string("client_key_id")?;
+    let method = r.string("secret_method")?;
+    let given = [&secret_env, &secret_file, &cert_file]
+        .iter()
+        .filter(|v| v.is_some())
+        .count();
+    if given != 1 {
+        let at = r.here("client_secret_env");
+        return Err(r.error_at(
+            &at,
+            if given == 0 {
+                "missing: give one of client_secret_env, client_secret_file, client_cert_file"
+            } else {
+                "give only one of client_secret_env, client_secret_file, client_cert_file"
+            },
+        ));
+    }
+    let post = match &method {
+        None => false,
+        Some((m, _)) if m == "basic" => false,
+        Some((m, _)) if m == "post" => true,
+        Some((_, at)) => return Err(r.error_at(at, "must be \"basic\" or \"post\"")),
+    };
+    let secret = |s: Secret| {
+        if post {
+            ClientCredential::SecretPost(s)
+        } else {
+            ClientCredential::SecretBasic(s)
+        }
+    };
+    let credential = match (secret_env, secret_file, cert_file) {
+        (Some((var, at)), _, _) => secret(r.secret_from_env(&var, &at)?),
+        (None, Some((path, at)), _) => secret(r.secret_from_file(&path, &at)?),
+        (None, None, Some((path, at))) => {
+            let pem = std::fs::read(&path)
+                .map_err(|e| r.error_at(&at, &format!("cannot read {path}: {e}")))?;
+            let key = AssertionKey::from_pem(&pem, key_id.as_ref().map(|(k, _)| k.as_str()))
+                .map_err(|e| r.error_at(&at, &format!("{path}: {e}")))?;
+            ClientCredential::PrivateKeyJwt(Arc::new(key))
+        }
+        (None, None, None) => {
+            return Err(r.error_at(
+                &r.here("client_secret_env"),
+                "missing: give one of client_secret_env, client_secret_file, client_cert_file",
+            ))
+        }
+    };
+    let (scopes, at) = r
+        .strings("scopes")?
+        .ok_or_else(|| r.error_at(&r.here("scopes"), "missing (a list of scopes)"))?;
+    if let Err(p) = check_scopes(&scopes) {
+        return Err(r.error_at(&at, &p));
+    }
+    let on_behalf_of = r.bool("on_behalf_of")?.unwrap_or(false);
+    let obo_form = match r.string("obo_form")? {
+        None => OboForm::Entra,
+        Some((f, _)) if f == "entra" => OboForm::Entra,
+        Some((f, _)) if f == "token_exchange" => OboForm::TokenExchange,
+        Some((_, at)) => return Err(r.error_at(&at, "must be \"entra\" or \"token_exchange\"")),
+    };
+    Ok(ApiConfig {
+        authority,
+        client_id,
+        credential,
+        scopes,
+        on_behalf_of,
+        obo_form,
+    })
+}
+
+/// At least one scope, each 1 to 256 visible ASCII characters (no spaces, no quotes).
+pub(crate) fn check_scopes(scopes: &[String]) -> Result<(), String> {
+    if scopes.is_empty() || scopes.len() > 50 {
+        return Err("needs 1 to 50 scopes".into());
+    }
+    for s in scopes {
+        let ok = (1..=256).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+        if !ok {
+            return Err(
+                "a scope is 1 to 256 visible ASCII characters, without quotes or backslashes"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `text` on one line.
+fn one_line(text: &str) -> String {
+    crate::one_line(text)
+}
+
+/// Where a value came from, for its error.
+struct At {
+    key: String,
+    env: Option<String>,
+}
+
+/// Reads the keys of one table, each overridable by its environment variable, and
+/// remembers which it read (the others are unknown keys).
+struct Reader<'a> {
+    file: &'a str,
+    table: &'a toml::Table,
+    path: String,
+    env_prefix: String,
+    env: Env<'a>,
+    seen: BTreeSet<String>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(
+        file: &'a str,
+        table: &'a toml::Table,
+        path: &str,
+        env_prefix: String,
+        env: Env<'a>,
+    ) -> Self {
+        Self {
+            file,
+            table,
+            path: path.to_string(),
+            env_prefix,
+            env,
+            seen: BTreeSet::new(),
+        }
+    }
+
+    fn var(&self, key: &str) -> String {
+        format!("{}{}", self.env_prefix, key.to_ascii_uppercase())
+    }
+
+    fn here(&self, key: &str) -> At {
+        At {
+            key: format!("{}{key}", self.path),
+            env: None,
+        }
+    }
+
+    fn error_at(&self, at: &At, problem: &str) -> ConfigError {
+        let key = match &at.env {
+            Some(v) => format!("{} (from {v})", at.key),
+            None => at.key.clone(),
+        };
+        ConfigError(format!("{}: {key}: {}", self.file, one_line(problem)))
+    }
+
+    /// Marks `key` read; whether it is in the file (its place, if so).
+    fn present(&mut self, key: &str) -> Option<At> {
+        self.seen.insert(key.to_string());
+        self.table.get(key).map(|_| self.here(key))
+    }
+
+    /// The raw value: the environment's (a string) or the file's.
+    fn raw(&mut self, key: &str) -> Option<(Raw<'a>, At)> {
+        self.seen.insert(key.to_string());
+        let var = self.var(key);
+        if let Some(v) = (self.env)(&var) {
+            let at = At {
+                key: format!("{}{key}", self.path),
+                env: Some(var),
+            };
+            return Some((Raw::Env(v), at));
+        }
+        self.table.get(key).map(|v| (Raw::File(v), self.here(key)))
+    }
+
+    fn string(&mut self, key: &str) -> Result<Option<(String, At)>, ConfigError> {
+        match self.raw(key) {
+            None => Ok(None),
+            Some((Raw::Env(v), at)) => Ok(Some((v, at))),
+            Some((Raw::File(toml::Value::String(s)), at)) => Ok(Some((s.clone(), at))),
+            Some((Raw::File(other), at)) => {
+                Err(self.error_at(&at, &format!("must be a string, not {}", other.type_str())))
+            }
+        }
+    }
+
+    fn required_string(&mut self, key: &str) -> Result<String, ConfigError> {
+        match self.string(key)? {
+            Some((v, at)) if v.trim().is_empty() => Err(self.error_at(&at, "is empty")),
+            Some((v, _)) => Ok(v),
+            None => Err(self.error_at(&self.here(key), "missing")),
+        }
+    }
+
+    fn int(&mut self, key: &str, lo: u64, hi: u64) -> Result<Option<u64>, ConfigError> {
+        let (v, at) = match self.raw(key) {
+            None => return Ok(None),
+            Some((Raw::Env(v), at)) => match v.trim().parse::<i64>() {
+                Ok(n) => (n, at),
+                Err(_) => return Err(self.error_at(&at, "must be a whole number")),
+            },
+            Some((Raw::File(toml::Value::Integer(n)), at)) => (*n, at),
+            Some((Raw::File(other), at)) => {
+                return Err(self.error_at(
+                    &at,
+                    &format!("must be a whole number, not {}", other.type_str()),
+                ))
+            }
+        };
+        match u64::try_from(v) {
+            Ok(n) if (lo..=hi).contains(&n) => Ok(Some(n)),
+            _ => Err(self.error_at(&at, &format!("must be from {lo} to {hi}, got {v}"))),
+        }
+    }
+
+    fn bool(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.raw(key) {
+            None => Ok(None),
+            Some((Raw::Env(v), at)) => match v.trim() {
+                "true" | "1" => Ok(Some(true)),
+                "false" | "0" => Ok(Some(false)),
+                _ => Err(self.error_at(&at, "must be true or false")),
+            },
+            Some((Raw::File(toml::Value::Boolean(b)), _)) => Ok(Some(*b)),
+            Some((Raw::File(other), at)) => Err(self.error_at(
+                &at,
+                &format!("must be true or false, not {}", other.type_str()),
+            )),
+        }
+    }
+
+    fn strings(&mut self, key: &str) -> Result<Option<(Vec<String>, At)>, ConfigError> {
+        match self.raw(key) {
+            None => Ok(None),
+            Some((Raw::Env(v), at)) => Ok(Some((
+                v.split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                at,
+            ))),
+            Some((Raw::File(toml::Value::Array(items)), at)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    match item.as_str() {
+                        Some(s) => out.push(s.to_string()),
+                        None => return Err(self.error_at(&at, "must be a list of strings")),
+                    }
+                }
+                Ok(Some((out, at)))
+            }
+            Some((Raw::File(other), at)) => Err(self.error_at(
+                &at,
+                &format!("must be a list of strings, not {}", other.type_str()),
+            )),
+        }
+    }
+
+    fn table(&mut self, key: &str) -> Result<Option<&'a toml::Table>, ConfigError> {
+        self.seen.insert(key.to_string());
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Table(t)) => Ok(Some(t)),
+            Some(other) => Err(self.error_at(
+                &self.here(key),
+                &format!("must be a table, not {}", other.type_str()),
+            )),
+        }
+    }
+
+    /// The secret in environment variable `var` (named by the key at `at`).
+    fn secret_from_env(&self, var: &str, at: &At) -> Result<Secret, ConfigError> {
+        if var.trim().is_empty() {
+            return Err(self.error_at(at, "is empty (the name of an environment variable)"));
+        }
+        match (self.env)(var) {
+            Some(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim().to_string())),
+            Some(_) => Err(self.error_at(at, &format!("the environment variable {var} is empty"))),
+            None => Err(self.error_at(at, &format!("the environment variable {var} is not set"))),
+        }
+    }
+
+    /// The secret in file `path` (trimmed).
+    fn secret_from_file(&self, path: &str, at: &At) -> Result<Secret, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| self.error_at(at, &format!("cannot read {path}: {e}")))?;
+        let v = text.trim();
+        if v.is_empty() {
+            return Err(self.error_at(at, &format!("{path} is empty")));
+        }
+        Ok(Secret::new(v.to_string()))
+    }
+
+    /// Fails on the first key of the table that was not read.
+    fn finish(self) -> Result<(), ConfigError> {
+        match self.table.keys().find(|k| !self.seen.contains(k.as_str())) {
+            Some(k) => Err(self.error_at(&self.here(k), "unknown key")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A value from the environment (always a string) or from the file.
+enum Raw<'a> {
+    Env(String),
+    File(&'a toml::Value),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen = "127.0.0.1:9000"
+store = "redis://:pw@127.0.0.1:6390"
+key_prefix = "p:"
+
+[apis.orders]
+authority = "https://login.microsoftonline.com/t/v2.0"
+client_id = "c1"
+client_secret_env = "ORDERS_SECRET"
+scopes = ["api://orders/.default"]
+
+[apis.graph-obo]
+authority = "https://op.example/t"
+client_id = "c2"
+client_secret_env = "ORDERS_SECRET"
+scopes = ["a", "b"]
+on_behalf_of = true
+obo_form = "token_exchange"
+"#;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn parse_with(text: &str, env: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let pairs: &'static [(&'static str, &'static str)] =
+            Box::leak(env.to_vec().into_boxed_slice());
+        let env = env_of(pairs);
+        parse(Path::new("tc.toml"), text, None, &env)
+    }
+
+    #[test]
+    fn the_documented_shape_parses() {
+        let c = parse_with(GOOD, &[("ORDERS_SECRET", "s3cret-value")]).unwrap();
+        assert_eq!(c.listen, Listen::Tcp("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(c.key_prefix, "p:");
+        assert_eq!(c.apis.len(), 2);
+        let o = &c.apis["orders"];
+        assert!(!o.on_behalf_of);
+        assert_eq!(o.scopes, ["api://orders/.default"]);
+        let g = &c.apis["graph-obo"];
+        assert!(g.on_behalf_of);
+        assert_eq!(g.obo_form, OboForm::TokenExchange);
+        assert!(!format!("{c:?}").contains("s3cret-value"));
+        assert!(!format!("{c:?}").contains(":pw@"));
+    }
+
+    #[test]
+    fn the_environment_overrides_every_level() {
+        let c = parse_with(
+            GOOD,
+            &[
+                ("ORDERS_SECRET", "x"),
+                ("TOKENCACHE_LISTEN", "/tmp/tc.sock"),
+                ("TOKENCACHE_STORE", "memory://"),
+                ("TOKENCACHE_APIS__GRAPH_OBO__SCOPES", "x y,z"),
+                ("TOKENCACHE_APIS__ORDERS__ON_BEHALF_OF", "true"),
+                ("TOKENCACHE_MAX_PROVIDER_REQUESTS", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen, Listen::Unix("/tmp/tc.sock".into()));
+        assert_eq!(c.store.unwrap().expose(), "memory://");
+        assert_eq!(c.apis["graph-obo"].scopes, ["x", "y", "z"]);
+        assert!(c.apis["orders"].on_behalf_of);
+        assert_eq!(c.max_provider_requests, 3);
+        let flag = parse(
+            Path::new("f"),
+            GOOD,
+            Some("127.0.0.1:1"),
+            &env_of(&[("ORDERS_SECRET", "x"), ("TOKENCACHE_LISTEN", "bad")]),
+        )
+        .unwrap();
+        assert_eq!(flag.listen, Listen::Tcp("127.0.0.1:1".parse().unwrap()));
+    }
+
+    type Pairs = &'static [(&'static str, &'static str)];
+
+    #[test]
+    fn errors_are_one_line_with_file_and_key_and_no_secret() {
+        let cases: &[(&str, Pairs, &str)] = &[
+            ("listen = 5\n[apis.a]\n", &[], "tc.toml: listen: must be a string, not integer"),
+            (GOOD, &[], "tc.toml: apis.graph-obo.client_secret_env: the environment variable ORDERS_SECRET is not set"),
+            (GOOD, &[("ORDERS_SECRET", "x"), ("TOKENCACHE_LISTEN", "nowhere")], "tc.toml: listen (from TOKENCACHE_LISTEN): \"nowhere\" is not an address"),
+            ("[apis.a]\nauthority='https://x/t'\nclient_id='c'\nclient_secret='hunter2-secret'\nscopes=['s']\n", &[], "tc.toml: apis.a.client_secret: a secret is not accepted in the file"),
+            ("[apis.a]\nauthority='https://x/t'\nclient_id='c'\nclient_secret_env='E'\nscopes=['s']\nscope='x'\n", &[("E", "v")], "tc.toml: apis.a.scope: unknown key"),
+            ("[apis.a]\nauthority='https://x/t'\nclient_id='c'\nclient_secret_env='E'\nscopes=[]\n", &[("E", "v")], "tc.toml: apis.a.scopes: needs 1 to 50 scopes"),
+            ("[apis.a]\nauthority='https://x/t'\nclient_secret_env='E'\nscopes=['s']\n", &[("E", "v")], "tc.toml: apis.a.client_id: missing"),
+            ("[apis.'a b']\n", &[], "tc.toml: apis.a b: an API name is"),
+            ("", &[], "tc.toml: apis: no API configured"),
+            ("x = \"hunter2-secret\n", &[], "tc.toml: line 1:"),
+            ("request_timeout_ms = 5\n[apis.a]\n", &[], "tc.toml: request_timeout_ms: must be from 100 to 600000, got 5"),
+            ("caller_key_env = 'K'\n[apis.a]\n", &[("K", "short")], "tc.toml: caller_key_env: the caller key is too short"),
+        ];
+        for (text, env, want) in cases {
+            let e = parse_with(text, env).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{e:?} should start with {want:?}");
+            assert!(!e.contains('\n'), "{e:?}");
+            assert!(!e.contains("hunter2"), "{e:?}");
+        }
+    }
+}

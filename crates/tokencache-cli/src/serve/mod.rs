@@ -1,0 +1,196 @@
+//! `tokencache serve`: the token service for every language. Authorization headers over
+//! HTTP, from the two-level cache, acquired from the provider when missing; several
+//! replicas share one Redis (docs/design.md §14).
+//!
+//! * [`config`]: the TOML file and its environment overrides, checked at start;
+//! * [`routes`]: the HTTP API (`docs/openapi.json`), the guard around it;
+//! * [`metrics`]: `/metrics` in the Prometheus text format;
+//! * [`shutdown`]: SIGTERM / Ctrl-C, in-flight requests, the recovery queue.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use tokencache::acquire::{Acquirer, HttpOptions};
+use tokencache::signout::axum::SignOutState;
+use tokencache::signout::{Jwks, LogoutTokenValidator};
+use tokencache::TokenCache;
+use tokio::sync::Semaphore;
+
+pub(crate) mod config;
+pub(crate) mod metrics;
+pub(crate) mod routes;
+pub(crate) mod shutdown;
+
+use config::{Config, Listen};
+use routes::{Api, AppState, Shared};
+
+/// The log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (`tracing-subscriber`'s JSON format).
+    Json,
+}
+
+/// Arguments of `serve`.
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// The configuration file (TOML; see the README's "tokencache serve" section).
+    #[arg(long)]
+    config: PathBuf,
+    /// Listen here instead of the file's `listen` / TOKENCACHE_LISTEN: IP:PORT (port 0
+    /// picks a free one; the address is printed on stdout) or a unix socket path.
+    #[arg(long)]
+    listen: Option<String>,
+    /// The format of the logs on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+/// Loads the configuration (a bad one: one line, exit 2) and serves until a signal.
+pub(crate) fn run(args: ServeArgs) -> ExitCode {
+    let env = |k: &str| std::env::var(k).ok();
+    let config = match config::load(&args.config, args.listen.as_deref(), &env) {
+        Ok(c) => c,
+        Err(e) => return crate::fail(e),
+    };
+    crate::block_on(crate::Runtime::MultiThread, serve(config))
+}
+
+/// Builds everything the configuration names, then serves until a signal.
+async fn serve(config: Config) -> Result<(), String> {
+    let file = config.file.display().to_string();
+    let mut builder = TokenCache::builder().key_prefix(&config.key_prefix);
+    if let Some(url) = &config.store {
+        builder = builder.store_url(url.expose());
+    }
+    if let Some(ring) = config.keys.clone() {
+        builder = builder.keys(ring);
+    }
+    let cache = builder
+        .build()
+        .await
+        .map_err(|e| format!("{file}: store: {e}"))?;
+    let http = HttpOptions {
+        timeout: config.provider_timeout,
+        connect_timeout: config
+            .provider_timeout
+            .min(HttpOptions::default().connect_timeout),
+        ..HttpOptions::default()
+    };
+    let mut apis = HashMap::new();
+    for (name, api) in config.apis {
+        let acquirer = Acquirer::builder(
+            cache.clone(),
+            &api.authority,
+            &api.client_id,
+            api.credential,
+        )
+        .http(http)
+        .build()
+        .map_err(|e| format!("{file}: apis.{name}: {e}"))?;
+        apis.insert(
+            name,
+            Api {
+                acquirer,
+                scopes: api.scopes,
+                on_behalf_of: api.on_behalf_of,
+                obo_form: api.obo_form,
+            },
+        );
+    }
+    let backchannel = match &config.backchannel_logout {
+        Some(b) => {
+            let jwks = Jwks::remote(&b.jwks_uri)
+                .map_err(|e| format!("{file}: backchannel_logout.jwks_uri: {e}"))?;
+            let validator = LogoutTokenValidator::builder(&b.issuer, &b.client_id, jwks)
+                .replay_cache(&cache)
+                .build();
+            Some(SignOutState::new(&cache, validator))
+        }
+        None => None,
+    };
+    let mut names: Vec<(&str, bool)> = apis
+        .iter()
+        .map(|(n, a)| (n.as_str(), a.on_behalf_of))
+        .collect();
+    names.sort();
+    let metrics = metrics::ServeMetrics::new(names.into_iter());
+    let state: Shared = Arc::new(AppState {
+        apis,
+        cache: cache.clone(),
+        caller_key: config.caller_key.as_ref().map(AppState::digest),
+        permits: Arc::new(Semaphore::new(config.max_provider_requests)),
+        max_permits: config.max_provider_requests,
+        metrics,
+        draining: AtomicBool::new(false),
+        request_timeout: config.request_timeout,
+    });
+    let app = routes::router(state.clone(), backchannel);
+    let stop = shutdown::signal(state.clone());
+    match &config.listen {
+        Listen::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let bound = listener
+                .local_addr()
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            announce(&bound.to_string(), state.apis.len());
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(|e| format!("the server failed: {e}"))?;
+        }
+        Listen::Unix(path) => {
+            #[cfg(unix)]
+            {
+                remove_stale_socket(path)?;
+                let listener = tokio::net::UnixListener::bind(path)
+                    .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+                announce(&format!("unix:{}", path.display()), state.apis.len());
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await;
+                let _ = std::fs::remove_file(path);
+                served.map_err(|e| format!("the server failed: {e}"))?;
+            }
+            #[cfg(not(unix))]
+            return Err(format!(
+                "{}: unix sockets need a unix system",
+                path.display()
+            ));
+        }
+    }
+    tracing::info!("requests in flight answered; draining the recovery queue");
+    let drained = shutdown::drain(&cache, config.shutdown_drain).await;
+    tracing::info!(drained, "stopped");
+    Ok(())
+}
+
+/// One line on stdout with the address (scripts and tests read it: the port may be 0).
+fn announce(addr: &str, apis: usize) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "tokencache serve: listening on {addr}");
+    let _ = out.flush();
+    tracing::info!(%addr, apis, "listening");
+}
+
+/// A socket file left by a previous run is removed; any other file is an error.
+#[cfg(unix)]
+fn remove_stale_socket(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove the old socket {}: {e}", path.display())),
+        Ok(_) => Err(format!("{} exists and is not a socket", path.display())),
+        Err(_) => Ok(()),
+    }
+}

@@ -1,0 +1,769 @@
+//! The HTTP API of `tokencache serve` (documented in `docs/openapi.json`):
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /v1/authorization-header/{api}` | `{"authorization_header", "expires_on", "source"}` |
+//! | `POST /v1/sign-out` | `{"home_account_id"}`: the user and every linked OBO partition go |
+//! | `POST /v1/backchannel-logout` | OpenID Connect Back-Channel Logout (when configured) |
+//! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness, readiness (L2 state), Prometheus |
+//!
+//! Every error is `{"error", "error_description"}` with `Cache-Control: no-store`:
+//! 400 bad request, 401 missing or malformed incoming token or wrong caller key, 404
+//! unknown API or route, 405, 413 body too large, 431 headers too large, 502 the
+//! provider's OAuth error (its code as `error`) or an answer that is not one, 503 the
+//! provider unreachable or slow, or the request's own timeout. No answer carries a
+//! token other than the one asked for, nor a secret; incoming tokens are never echoed
+//! or logged.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokencache::acquire::{
+    AcquireError, AcquireOptions, Acquirer, OAuthErrorCode, OboForm, OboRequest,
+};
+use tokencache::{Lookup, Secret, TokenCache};
+use tokio::sync::Semaphore;
+
+use super::metrics::{Outcome, Route, ServeMetrics};
+
+/// The header callers authenticate with, when a caller key is configured.
+pub(crate) const CALLER_KEY_HEADER: &str = "x-tokencache-key";
+/// Largest single header value accepted (an incoming token is far smaller).
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Largest sum of header names and values accepted.
+pub(crate) const MAX_HEADERS_BYTES: usize = 32 * 1024;
+/// Largest request body (`/v1/sign-out`, `/v1/backchannel-logout`).
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// One configured downstream API.
+#[derive(Debug)]
+pub(crate) struct Api {
+    /// Its client at its authority, over the shared cache.
+    pub(crate) acquirer: Acquirer,
+    /// The scopes asked for unless the query names others.
+    pub(crate) scopes: Vec<String>,
+    /// On behalf of the caller's user (the forwarded bearer token).
+    pub(crate) on_behalf_of: bool,
+    /// Entra's OBO form or RFC 8693.
+    pub(crate) obo_form: OboForm,
+}
+
+/// What the handlers share.
+pub(crate) struct AppState {
+    /// The configured APIs, by name.
+    pub(crate) apis: HashMap<String, Api>,
+    /// The cache every API's acquirer saves into.
+    pub(crate) cache: TokenCache,
+    /// SHA-256 of the caller key (compared in constant time, whatever its length).
+    pub(crate) caller_key: Option<[u8; 32]>,
+    /// Permits for provider token requests (`max_provider_requests`).
+    pub(crate) permits: Arc<Semaphore>,
+    /// How many permits there are.
+    pub(crate) max_permits: usize,
+    /// The server's own counters.
+    pub(crate) metrics: ServeMetrics,
+    /// Shutdown has begun: `/readyz` answers 503.
+    pub(crate) draining: AtomicBool,
+    /// Bound of one request.
+    pub(crate) request_timeout: Duration,
+}
+
+/// The shared state.
+pub(crate) type Shared = Arc<AppState>;
+
+impl AppState {
+    /// The SHA-256 digest a caller key is kept as.
+    pub(crate) fn digest(key: &Secret) -> [u8; 32] {
+        Sha256::digest(key.expose().as_bytes()).into()
+    }
+
+    fn caller_key_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(want) = &self.caller_key else {
+            return true;
+        };
+        let mut sent = headers.get_all(CALLER_KEY_HEADER).iter();
+        match (sent.next(), sent.next()) {
+            (Some(v), None) => {
+                let got: [u8; 32] = Sha256::digest(v.as_bytes()).into();
+                bool::from(got.ct_eq(want))
+            }
+            _ => false,
+        }
+    }
+
+    /// Provider token requests per API, for `/metrics`.
+    fn provider_requests(&self) -> Vec<(&str, u64)> {
+        let mut v: Vec<(&str, u64)> = self
+            .apis
+            .iter()
+            .map(|(n, a)| (n.as_str(), a.acquirer.token_requests()))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// The routes, with the guard (header bounds, caller key, timeout, metrics) around them.
+pub(crate) fn router(
+    state: Shared,
+    backchannel: Option<tokencache::signout::axum::SignOutState>,
+) -> Router {
+    let mut router = Router::new()
+        .route("/v1/authorization-header/{api}", get(authorization_header))
+        .route("/v1/sign-out", post(sign_out))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    if let Some(s) = backchannel {
+        router = router.route(
+            "/v1/backchannel-logout",
+            post(tokencache::signout::axum::back_channel).with_state(s),
+        );
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+/// Around every request: header bounds, the caller key, the request timeout, the
+/// metrics and the access log (debug level: method, route, status, time; never a header).
+async fn guard(State(st): State<Shared>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = Route::of(request.uri().path());
+    let method = request.method().clone();
+    let response = if headers_too_large(request.headers()) {
+        error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request_header_too_large",
+            &format!("a header is over {MAX_HEADER_BYTES} bytes, or all of them over {MAX_HEADERS_BYTES}"),
+        )
+    } else if matches!(route, Route::AuthorizationHeader | Route::SignOut)
+        && !st.caller_key_ok(request.headers())
+    {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_caller_key",
+            "send the configured caller key in X-Tokencache-Key",
+        )
+    } else {
+        match tokio::time::timeout(st.request_timeout, next.run(request)).await {
+            Ok(r) => r,
+            Err(_) => {
+                let mut r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    &format!(
+                        "no answer within the request timeout ({:?})",
+                        st.request_timeout
+                    ),
+                );
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+        }
+    };
+    let took = started.elapsed();
+    st.metrics.request(route, response.status().as_u16(), took);
+    tracing::debug!(%method, route = ?route, status = response.status().as_u16(), micros = took.as_micros() as u64, "request");
+    response
+}
+
+fn headers_too_large(headers: &HeaderMap) -> bool {
+    let mut total = 0;
+    for (name, value) in headers {
+        let len = value.len();
+        if len > MAX_HEADER_BYTES {
+            return true;
+        }
+        total += name.as_str().len() + len;
+    }
+    total > MAX_HEADERS_BYTES
+}
+
+/// `{"error", "error_description"}`, no-store.
+pub(crate) fn error(status: StatusCode, code: &str, description: &str) -> Response {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        error: &'a str,
+        error_description: &'a str,
+    }
+    json(
+        status,
+        &Body {
+            error: code,
+            error_description: description,
+        },
+    )
+}
+
+fn json(status: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [
+                (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "the route does not take this method",
+    )
+}
+
+/// The query of `GET /v1/authorization-header/{api}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenQuery {
+    /// Space- (or comma-) separated scopes instead of the configured ones.
+    scopes: Option<String>,
+    /// `true`: skip the cache (a token the resource refused).
+    force_refresh: Option<String>,
+    /// A claims challenge (JSON), sent to the provider; implies a forced refresh.
+    claims: Option<String>,
+}
+
+#[derive(Serialize)]
+struct HeaderAnswer<'a> {
+    authorization_header: &'a str,
+    expires_on: i64,
+    source: &'static str,
+}
+
+/// A token served: from the cache, or just acquired.
+struct Served {
+    secret: Secret,
+    token_type: Cow<'static, str>,
+    expires_on: i64,
+    source: &'static str,
+}
+
+async fn authorization_header(
+    State(st): State<Shared>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<TokenQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(Path(name)) = path else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the API name in the path is not valid",
+        );
+    };
+    let Some(api) = st.apis.get(&name) else {
+        let shown = if name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            format!("no API named {name:?} is configured")
+        } else {
+            "no such API is configured".to_string()
+        };
+        return error(StatusCode::NOT_FOUND, "unknown_api", &shown);
+    };
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the query takes only scopes, force_refresh and claims",
+            )
+        }
+    };
+    let asked: Vec<String>;
+    let scopes: Vec<&str> = match &q.scopes {
+        Some(s) => {
+            asked = s
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if let Err(p) = super::config::check_scopes(&asked) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &format!("scopes: {p}"),
+                );
+            }
+            asked.iter().map(String::as_str).collect()
+        }
+        None => api.scopes.iter().map(String::as_str).collect(),
+    };
+    let force = match q.force_refresh.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "force_refresh is true or false",
+            )
+        }
+    };
+    let options = match &q.claims {
+        Some(c)
+            if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(c).is_err() =>
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "claims is not a JSON object",
+            )
+        }
+        Some(c) => AcquireOptions::claims(c),
+        None if force => AcquireOptions::force_refresh(),
+        None => AcquireOptions::default(),
+    };
+    let assertion = if api.on_behalf_of {
+        match incoming_token(&headers, api.obo_form) {
+            Ok(t) => Some(t),
+            Err(r) => {
+                st.metrics.token(&name, Outcome::Error("invalid_token"));
+                return *r;
+            }
+        }
+    } else {
+        None
+    };
+    match acquire(&st, api, assertion, &scopes, &options).await {
+        Ok(t) => {
+            st.metrics.token(
+                &name,
+                if t.source == "cache" {
+                    Outcome::Cache
+                } else {
+                    Outcome::Provider
+                },
+            );
+            let scheme = if t.token_type.eq_ignore_ascii_case("bearer") {
+                "Bearer"
+            } else {
+                &t.token_type
+            };
+            let header = format!("{scheme} {}", t.secret.expose());
+            json(
+                StatusCode::OK,
+                &HeaderAnswer {
+                    authorization_header: &header,
+                    expires_on: t.expires_on,
+                    source: t.source,
+                },
+            )
+        }
+        Err(e) => {
+            let (status, code) = classify(&e);
+            st.metrics.token(&name, Outcome::Error(code.static_str()));
+            tracing::info!(api = %name, error = %e, "token request failed");
+            let mut r = error(status, code.as_str(), &e.to_string());
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            r
+        }
+    }
+}
+
+/// The cache, else the acquirer (one of `max_provider_requests` permits held while it
+/// goes to the provider).
+async fn acquire(
+    st: &AppState,
+    api: &Api,
+    assertion: Option<&str>,
+    scopes: &[&str],
+    options: &AcquireOptions,
+) -> Result<Served, AcquireError> {
+    let a = &api.acquirer;
+    if !options.force_refresh && options.claims.is_none() {
+        let lookup = match assertion {
+            Some(x) => Lookup::obo(a.client_id(), x, scopes),
+            None => Lookup::app(a.client_id(), &a.authority().tenant, scopes),
+        }
+        .environment(&a.authority().environment);
+        if let Some(t) = st.cache.find_access_token(&lookup).await? {
+            // Past refresh_on, the acquirer serves it and refreshes in the background.
+            if !t.needs_refresh {
+                return Ok(Served {
+                    secret: t.secret,
+                    token_type: t.token_type,
+                    expires_on: t.expires_on,
+                    source: "cache",
+                });
+            }
+        }
+    }
+    let _permit = st
+        .permits
+        .acquire()
+        .await
+        .map_err(|_| AcquireError::Config("the server is shutting down".into()))?;
+    let t = match assertion {
+        Some(x) => {
+            let mut r = OboRequest::new(x, scopes);
+            r.form = api.obo_form;
+            a.on_behalf_of_with(&r, options).await?
+        }
+        None => a.client_credentials_with(scopes, options).await?,
+    };
+    Ok(Served {
+        secret: t.secret,
+        token_type: t.token_type,
+        expires_on: t.expires_on,
+        source: t.source.as_str(),
+    })
+}
+
+/// The code of an error answer: a fixed one, or the provider's OAuth code.
+enum Code<'a> {
+    Fixed(&'static str),
+    OAuth(&'a OAuthErrorCode),
+}
+
+impl Code<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Code::Fixed(s) => s,
+            Code::OAuth(c) => c.as_str(),
+        }
+    }
+
+    /// A bounded label for the metrics (unknown provider codes count as `oauth_other`).
+    fn static_str(&self) -> &'static str {
+        match self {
+            Code::Fixed(s) => s,
+            Code::OAuth(c) => match c {
+                OAuthErrorCode::InvalidRequest => "invalid_request",
+                OAuthErrorCode::InvalidClient => "invalid_client",
+                OAuthErrorCode::InvalidGrant => "invalid_grant",
+                OAuthErrorCode::UnauthorizedClient => "unauthorized_client",
+                OAuthErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+                OAuthErrorCode::InvalidScope => "invalid_scope",
+                OAuthErrorCode::InvalidTarget => "invalid_target",
+                OAuthErrorCode::InteractionRequired => "interaction_required",
+                OAuthErrorCode::LoginRequired => "login_required",
+                OAuthErrorCode::ConsentRequired => "consent_required",
+                OAuthErrorCode::AccessDenied => "access_denied",
+                OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+                OAuthErrorCode::ServerError => "server_error",
+                _ => "oauth_other",
+            },
+        }
+    }
+}
+
+/// The status and code of an acquisition error.
+fn classify(e: &AcquireError) -> (StatusCode, Code<'_>) {
+    match e {
+        // temporarily_unavailable, server_error: the provider is there but cannot serve
+        AcquireError::OAuth(o) if e.is_temporary() => {
+            (StatusCode::SERVICE_UNAVAILABLE, Code::OAuth(&o.code))
+        }
+        AcquireError::OAuth(o) => (StatusCode::BAD_GATEWAY, Code::OAuth(&o.code)),
+        AcquireError::Transport { .. }
+        | AcquireError::Timeout { .. }
+        | AcquireError::Discovery { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::Fixed("provider_unavailable"),
+        ),
+        AcquireError::Status { status, .. } if *status >= 500 || *status == 429 => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::Fixed("provider_unavailable"),
+        ),
+        AcquireError::Status { .. }
+        | AcquireError::Malformed { .. }
+        | AcquireError::IdToken(_)
+        | AcquireError::AuthorizationResponse(_) => (
+            StatusCode::BAD_GATEWAY,
+            Code::Fixed("bad_provider_response"),
+        ),
+        AcquireError::SignedOut => (StatusCode::UNAUTHORIZED, Code::Fixed("signed_out")),
+        AcquireError::InteractionRequired(_) => (
+            StatusCode::UNAUTHORIZED,
+            Code::Fixed("interaction_required"),
+        ),
+        AcquireError::Config(_) => (StatusCode::BAD_REQUEST, Code::Fixed("invalid_request")),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Fixed("server_error"),
+        ),
+    }
+}
+
+/// The caller's incoming token from `Authorization: Bearer …`, checked for shape
+/// (RFC 6750 `b64token`; a JWT for Entra's OBO form). Errors are 401 answers.
+fn incoming_token(headers: &HeaderMap, form: OboForm) -> Result<&str, Box<Response>> {
+    let unauthorized = |code: &str, description: &str| {
+        let mut r = error(StatusCode::UNAUTHORIZED, code, description);
+        let challenge = if code == "missing_token" {
+            "Bearer"
+        } else {
+            "Bearer error=\"invalid_token\""
+        };
+        r.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        Box::new(r)
+    };
+    let mut all = headers.get_all(AUTHORIZATION).iter();
+    let value = match (all.next(), all.next()) {
+        (None, _) => {
+            return Err(unauthorized(
+                "missing_token",
+                "this API acts on behalf of the caller's user: forward the incoming token as Authorization: Bearer <token>",
+            ))
+        }
+        (Some(v), None) => v,
+        (Some(_), Some(_)) => return Err(unauthorized("invalid_token", "more than one Authorization header")),
+    };
+    let malformed = || {
+        unauthorized(
+            "invalid_token",
+            "the Authorization header is not `Bearer <token>`",
+        )
+    };
+    let text = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = text.split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim_start_matches(' ');
+    if !scheme.eq_ignore_ascii_case("bearer") || !is_b64token(token) {
+        return Err(malformed());
+    }
+    if form == OboForm::Entra && !looks_like_jwt(token) {
+        return Err(unauthorized(
+            "invalid_token",
+            "the incoming token is not a JWT (Entra's on-behalf-of takes a JWT access token)",
+        ));
+    }
+    Ok(token)
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+/// Three base64url segments whose payload is a JSON object.
+fn looks_like_jwt(t: &str) -> bool {
+    t.split('.').count() == 3
+        && t.split('.').all(|s| !s.is_empty())
+        && tokencache::schema::decode_jwt_claims(t).is_ok()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignOutBody {
+    home_account_id: String,
+}
+
+async fn sign_out(State(st): State<Shared>, body: Result<Bytes, BytesRejection>) -> Response {
+    let bytes = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &format!("the body is over {MAX_BODY_BYTES} bytes"),
+            )
+        }
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the body could not be read",
+            )
+        }
+    };
+    let Ok(parsed) = serde_json::from_slice::<SignOutBody>(&bytes) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body is not {\"home_account_id\": \"<oid>.<tid>\"}",
+        );
+    };
+    let id = parsed.home_account_id;
+    if id.is_empty() || tokencache::partition::check_key(&id).is_err() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "home_account_id is not a valid account id",
+        );
+    }
+    tokencache::signout::axum::sign_out_route(&st.cache, &id).await
+}
+
+async fn healthz() -> Response {
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        "{\"status\":\"ok\"}",
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    l2_breaker: &'static str,
+    recovery_queue_depth: usize,
+}
+
+async fn readyz(State(st): State<Shared>) -> Response {
+    let two = st.cache.two_level();
+    let breaker = match two.breaker_state() {
+        tokencache::twolevel::BreakerState::Closed => "closed",
+        tokencache::twolevel::BreakerState::Open => "open",
+        tokencache::twolevel::BreakerState::HalfOpen => "half_open",
+    };
+    let ready = !st.draining.load(Ordering::Relaxed);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(
+        status,
+        &Readiness {
+            ready,
+            l2_breaker: breaker,
+            recovery_queue_depth: two.queue_depth(),
+        },
+    )
+}
+
+async fn metrics(State(st): State<Shared>) -> Response {
+    let in_flight = st
+        .max_permits
+        .saturating_sub(st.permits.available_permits());
+    let text = st
+        .metrics
+        .render(&st.cache, &st.provider_requests(), in_flight);
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incoming_tokens_are_checked_for_shape() {
+        let jwt = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1In0.c2ln";
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            incoming_token(&h, OboForm::Entra).unwrap_err().status(),
+            StatusCode::UNAUTHORIZED
+        );
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {jwt}")).unwrap(),
+        );
+        assert_eq!(incoming_token(&h, OboForm::Entra).unwrap(), jwt);
+        for bad in [
+            "Basic abc",
+            "Bearer",
+            "Bearer a b",
+            "Bearer !!",
+            "Bearer =",
+            "Bearer not-a-jwt",
+            "Bearer a.b.c",
+        ] {
+            h.insert(AUTHORIZATION, HeaderValue::from_static(bad));
+            assert!(incoming_token(&h, OboForm::Entra).is_err(), "{bad}");
+        }
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("bearer opaque-token_1~+/=="),
+        );
+        assert_eq!(
+            incoming_token(&h, OboForm::TokenExchange).unwrap(),
+            "opaque-token_1~+/=="
+        );
+        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer other"));
+        assert!(incoming_token(&h, OboForm::TokenExchange).is_err());
+    }
+
+    #[test]
+    fn every_acquisition_error_has_a_documented_status() {
+        let e = AcquireError::Transport {
+            endpoint: "e".into(),
+            message: "m".into(),
+        };
+        assert_eq!(classify(&e).0, StatusCode::SERVICE_UNAVAILABLE);
+        let e = AcquireError::Malformed {
+            endpoint: "e".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(classify(&e).0, StatusCode::BAD_GATEWAY);
+        let e = AcquireError::Status {
+            endpoint: "e".into(),
+            status: 404,
+            retry_after: None,
+        };
+        assert_eq!(classify(&e).1.as_str(), "bad_provider_response");
+        assert_eq!(
+            classify(&AcquireError::Config("x".into())).0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn oversized_headers_are_caught() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-a",
+            HeaderValue::from_str(&"a".repeat(MAX_HEADER_BYTES)).unwrap(),
+        );
+        assert!(!headers_too_large(&h));
+        h.insert(
+            "x-b",
+            HeaderValue::from_str(&"a".repeat(MAX_HEADER_BYTES + 1)).unwrap(),
+        );
+        assert!(headers_too_large(&h));
+    }
+}

@@ -1,0 +1,1118 @@
+//! `tokencache serve` end to end, with real processes: the built binary, a real
+//! `redis-server` (testkit, on a free loopback port), the real `oidc-provider`
+//! (testkit::OidcProvider, with its test controls: token-request counts, faults, minted
+//! user tokens). Every answer is checked against `docs/openapi.json`, and no answer nor
+//! log line may hold a token other than the one asked for, nor a secret.
+//!
+//! Requests are plain HTTP/1.1 over a fresh TCP connection each (`Connection: close`),
+//! so that a test sees exactly what the server wrote, byte for byte.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::{OidcProvider, RedisServer};
+
+const SECRET: &str = "app-secret";
+
+// ---- the server under test ---------------------------------------------------------------
+
+/// One `tokencache serve` process; killed when dropped. Its stderr (the logs) goes to a
+/// file, read by [`Serve::logs`].
+struct Serve {
+    child: Option<Child>,
+    addr: String,
+    log: PathBuf,
+}
+
+impl Serve {
+    fn start(config: &Path, env: &[(&str, &str)]) -> Serve {
+        let log = config.with_extension(format!("{}.log", rand_suffix()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokencache"));
+        cmd.args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .env("APP_SECRET", SECRET)
+            .env("TOKENCACHE_LOG", "tokencache=debug")
+            .env_remove("TOKENCACHE_KEYS")
+            .env_remove("TOKENCACHE_KEYS_FILE")
+            .env_remove("TOKENCACHE_STORE")
+            .env_remove("TOKENCACHE_LISTEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("run tokencache serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("tokencache serve: listening on ") {
+                    let _ = tx.send(a.to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "tokencache serve did not start: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        Serve {
+            child: Some(child),
+            addr,
+            log,
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Waits for the process to exit; its exit code.
+    fn wait(&mut self) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        child.wait().expect("wait").code()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A configuration with two APIs on `op`: `orders` (client credentials) and
+/// `orders-obo` (on behalf of the caller's user), and `extra` top-level lines.
+fn config(dir: &Path, op: &OidcProvider, store: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("serve-{}.toml", rand_suffix()));
+    let issuer = op.issuer();
+    std::fs::write(
+        &path,
+        format!(
+            r#"store = "{store}"
+{extra}
+
+[apis.orders]
+authority = "{issuer}"
+client_id = "app"
+client_secret_env = "APP_SECRET"
+scopes = ["api.read"]
+
+[apis.orders-obo]
+authority = "{issuer}"
+client_id = "app"
+client_secret_env = "APP_SECRET"
+scopes = ["api.read"]
+on_behalf_of = true
+"#
+        ),
+    )
+    .expect("write the config");
+    path
+}
+
+// ---- HTTP ---------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): status {}", self.status))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one request; `Err` with what happened when no complete answer came.
+fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<Answer, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("read after {} bytes: {e}", raw.len()))?;
+    if raw.is_empty() {
+        return Err("closed without an answer".into());
+    }
+    let text = String::from_utf8(raw).map_err(|_| "not UTF-8".to_string())?;
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("incomplete head ({} bytes)", text.len()))?;
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status line")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        let len = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .ok_or("no Content-Length")?;
+        if rest.len() != len {
+            return Err(format!("body of {} bytes, {len} announced", rest.len()));
+        }
+        rest.to_string()
+    };
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut rest: &str) -> Result<String, String> {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").ok_or("bad chunk")?;
+        let n = usize::from_str_radix(size.trim(), 16).map_err(|_| "bad chunk size")?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.push_str(after.get(..n).ok_or("short chunk")?);
+        rest = after.get(n + 2..).ok_or("short chunk")?;
+    }
+}
+
+/// POSTs an `application/x-www-form-urlencoded` body.
+fn form_post(addr: &str, path: &str, body: &str) -> Answer {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an answer");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Answer {
+    try_request(addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// The value of an unlabelled metric of the server at `addr`.
+fn metric(addr: &str, name: &str) -> f64 {
+    let m = request(addr, "GET", "/metrics", &[], None);
+    m.body
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+// ---- the provider's test controls ----------------------------------------------------------
+
+fn provider_stats(op: &OidcProvider) -> Value {
+    serde_json::from_str(&op.get("/__test/stats")).expect("stats JSON")
+}
+
+fn grants(op: &OidcProvider, grant: &str) -> u64 {
+    provider_stats(op)["by_grant"][grant].as_u64().unwrap_or(0)
+}
+
+const CC: &str = "client_credentials";
+const OBO: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+fn fault(op: &OidcProvider, query: &str) {
+    let a = request(
+        &format!("127.0.0.1:{}", op.port()),
+        "POST",
+        &format!("/__test/fault?{query}"),
+        &[],
+        Some(""),
+    );
+    assert_eq!(a.status, 200, "fault {query}");
+}
+
+/// A user access token for `sub` (audience `app`), as a web API receives it.
+fn user_token(op: &OidcProvider, sub: &str) -> String {
+    let v: Value =
+        serde_json::from_str(&op.get(&format!("/__test/mint?sub={sub}&aud=app"))).unwrap();
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+// ---- the OpenAPI document -------------------------------------------------------------------
+
+fn openapi() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("docs/openapi.json"))
+        .expect("docs/openapi.json is JSON")
+}
+
+fn resolve<'a>(spec: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let mut at = spec;
+            for part in r.trim_start_matches("#/").split('/') {
+                at = &at[part];
+            }
+            assert!(!at.is_null(), "dangling $ref {r}");
+            resolve(spec, at)
+        }
+        None => v,
+    }
+}
+
+/// Checks `value` against the subset of JSON Schema the document uses.
+fn validate(spec: &Value, schema: &Value, value: &Value, at: &str) {
+    let schema = resolve(spec, schema);
+    if let Some(t) = schema.get("type").and_then(Value::as_str) {
+        let ok = match t {
+            "object" => value.is_object(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "boolean" => value.is_boolean(),
+            other => panic!("schema type {other} not handled"),
+        };
+        assert!(ok, "{at}: expected {t}, got {value}");
+    }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
+        assert!(e.contains(value), "{at}: {value} not in {e:?}");
+    }
+    if let Some(req) = schema.get("required").and_then(Value::as_array) {
+        for k in req {
+            let k = k.as_str().unwrap();
+            assert!(value.get(k).is_some(), "{at}: missing {k}");
+        }
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        let obj = value.as_object().unwrap();
+        for (k, v) in obj {
+            match props.get(k) {
+                Some(s) => validate(spec, s, v, &format!("{at}.{k}")),
+                None => assert!(
+                    schema.get("additionalProperties") != Some(&Value::Bool(false)),
+                    "{at}: undocumented property {k}"
+                ),
+            }
+        }
+    }
+}
+
+/// Checks an answer against the documented responses of `method` `route`.
+fn conforms(spec: &Value, method: &str, route: &str, a: &Answer) {
+    let op = &spec["paths"][route][method];
+    assert!(op.is_object(), "{method} {route} is not documented");
+    let resp = op["responses"]
+        .get(a.status.to_string())
+        .unwrap_or_else(|| panic!("{method} {route}: status {} is not documented", a.status));
+    let resp = resolve(spec, resp);
+    let Some(content) = resp.get("content").and_then(Value::as_object) else {
+        return;
+    };
+    let ctype = a.header("content-type").unwrap_or("");
+    let (media, entry) = content
+        .iter()
+        .find(|(m, _)| ctype.starts_with(m.as_str()))
+        .unwrap_or_else(|| {
+            panic!(
+                "{method} {route} {}: content type {ctype:?} is not documented",
+                a.status
+            )
+        });
+    if media == "application/json" {
+        validate(
+            spec,
+            &entry["schema"],
+            &a.json(),
+            &format!("{method} {route} {}", a.status),
+        );
+    }
+    assert_eq!(
+        a.header("cache-control"),
+        if route == "/metrics" {
+            None
+        } else {
+            Some("no-store")
+        },
+        "{method} {route}"
+    );
+}
+
+/// An error answer: the status, the `error` code, the documented shape.
+fn assert_error(spec: &Value, route: &str, method: &str, a: &Answer, status: u16, code: &str) {
+    assert_eq!(a.status, status, "{method} {route}: {}", a.body);
+    assert_eq!(a.json()["error"], code, "{method} {route}: {}", a.body);
+    if spec["paths"][route].is_object() {
+        conforms(spec, method, route, a);
+    } else {
+        validate(
+            spec,
+            &spec["components"]["schemas"]["Error"],
+            &a.json(),
+            route,
+        );
+    }
+}
+
+fn header_of(a: &Answer) -> String {
+    a.json()["authorization_header"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+const HEADER_ROUTE: &str = "/v1/authorization-header/{api}";
+
+// ---- the tests ------------------------------------------------------------------------------
+
+#[test]
+fn two_replicas_share_one_redis_app_obo_and_sign_out() {
+    let spec = openapi();
+    let redis = RedisServer::start();
+    let op = OidcProvider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &op, &redis.url(), "");
+    let a = Serve::start(&cfg, &[]);
+    let b = Serve::start(&cfg, &[]);
+
+    // an app token through A, then B serves it from the shared cache
+    let first = request(&a.addr, "GET", "/v1/authorization-header/orders", &[], None);
+    assert_eq!(first.status, 200, "{}", first.body);
+    conforms(&spec, "get", HEADER_ROUTE, &first);
+    assert_eq!(first.json()["source"], "provider");
+    let app_header = header_of(&first);
+    assert!(app_header.starts_with("Bearer ey"));
+    let from_b = request(&b.addr, "GET", "/v1/authorization-header/orders", &[], None);
+    assert_eq!(from_b.status, 200, "{}", from_b.body);
+    conforms(&spec, "get", HEADER_ROUTE, &from_b);
+    assert_eq!(from_b.json()["source"], "cache");
+    assert_eq!(header_of(&from_b), app_header);
+    assert_eq!(from_b.json()["expires_on"], first.json()["expires_on"]);
+    assert_eq!(grants(&op, CC), 1);
+
+    // OBO through A, then the same incoming token through B: from the cache
+    let incoming = user_token(&op, "user1");
+    let bearer = format!("Bearer {incoming}");
+    let auth = [("Authorization", bearer.as_str())];
+    let obo_a = request(
+        &a.addr,
+        "GET",
+        "/v1/authorization-header/orders-obo",
+        &auth,
+        None,
+    );
+    assert_eq!(obo_a.status, 200, "{}", obo_a.body);
+    conforms(&spec, "get", HEADER_ROUTE, &obo_a);
+    assert_eq!(obo_a.json()["source"], "provider");
+    let obo_header = header_of(&obo_a);
+    assert_ne!(obo_header, app_header);
+    let obo_b = request(
+        &b.addr,
+        "GET",
+        "/v1/authorization-header/orders-obo",
+        &auth,
+        None,
+    );
+    assert_eq!(obo_b.json()["source"], "cache", "{}", obo_b.body);
+    assert_eq!(header_of(&obo_b), obo_header);
+    assert_eq!(grants(&op, OBO), 1);
+
+    // another user's incoming token gets its own token, never user1's
+    let other = format!("Bearer {}", user_token(&op, "user2"));
+    let obo_2 = request(
+        &b.addr,
+        "GET",
+        "/v1/authorization-header/orders-obo",
+        &[("Authorization", &other)],
+        None,
+    );
+    assert_eq!(obo_2.json()["source"], "provider");
+    assert_ne!(header_of(&obo_2), obo_header);
+
+    // sign-out through A: B no longer serves user1's OBO token. B hears of it on the
+    // backplane (Redis pub/sub, well under a millisecond on loopback); the test waits
+    // for B to count the message rather than guessing a delay on a loaded machine.
+    let heard_before = metric(&b.addr, "tokencache_backplane_invalidations_total");
+    let out = request(
+        &a.addr,
+        "POST",
+        "/v1/sign-out",
+        &[],
+        Some(r#"{"home_account_id":"user1.tenant1"}"#),
+    );
+    assert_eq!(out.status, 200, "{}", out.body);
+    conforms(&spec, "post", "/v1/sign-out", &out);
+    assert!(
+        out.json()["obo_partitions"].as_u64().unwrap() >= 1,
+        "{}",
+        out.body
+    );
+    assert_eq!(out.json()["complete"], true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&b.addr, "tokencache_backplane_invalidations_total") <= heard_before {
+        assert!(Instant::now() < deadline, "B never heard of the sign-out");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let after = request(
+        &b.addr,
+        "GET",
+        "/v1/authorization-header/orders-obo",
+        &auth,
+        None,
+    );
+    conforms(&spec, "get", HEADER_ROUTE, &after);
+    assert!(
+        !after.body.contains(&obo_header[7..]),
+        "B served a signed-out user's token"
+    );
+    // B went to the provider: within the second of the sign-out the library refuses what
+    // comes back for that user (signed_out); later the still-valid incoming token gets a
+    // new token
+    let after_ok = after.status == 200;
+    match after.status {
+        200 => assert_eq!(after.json()["source"], "provider", "{}", after.body),
+        401 => assert_eq!(after.json()["error"], "signed_out", "{}", after.body),
+        other => panic!("{other}: {}", after.body),
+    }
+    assert_eq!(grants(&op, OBO), 3);
+    // user2 was not signed out
+    let still = request(
+        &b.addr,
+        "GET",
+        "/v1/authorization-header/orders-obo",
+        &[("Authorization", &other)],
+        None,
+    );
+    assert_eq!(still.json()["source"], "cache");
+
+    // health, readiness, metrics
+    let h = request(&a.addr, "GET", "/healthz", &[], None);
+    assert_eq!(h.status, 200);
+    conforms(&spec, "get", "/healthz", &h);
+    let r = request(&b.addr, "GET", "/readyz", &[], None);
+    assert_eq!(r.status, 200);
+    conforms(&spec, "get", "/readyz", &r);
+    assert_eq!(r.json()["l2_breaker"], "closed");
+    let m = request(&b.addr, "GET", "/metrics", &[], None);
+    assert_eq!(m.status, 200);
+    conforms(&spec, "get", "/metrics", &m);
+    let (obo_provider, ok_answers) = if after_ok { (2, 5) } else { (1, 4) };
+    let mut expected = vec![
+        "tokencache_tokens_total{api=\"orders\",flow=\"app\",outcome=\"cache\"} 1".to_string(),
+        "tokencache_tokens_total{api=\"orders-obo\",flow=\"obo\",outcome=\"cache\"} 2".into(),
+        format!("tokencache_tokens_total{{api=\"orders-obo\",flow=\"obo\",outcome=\"provider\"}} {obo_provider}"),
+        "tokencache_provider_requests_total{api=\"orders\"} 0".into(),
+        "tokencache_provider_requests_total{api=\"orders-obo\"} 2".into(),
+        "tokencache_l2_breaker_state 0".into(),
+        "tokencache_recovery_queue_depth 0".into(),
+        format!("tokencache_http_requests_total{{route=\"/v1/authorization-header/{{api}}\",status=\"200\"}} {ok_answers}"),
+        "tokencache_http_request_duration_seconds_count{route=\"/v1/authorization-header/{api}\"} 5".into(),
+    ];
+    if !after_ok {
+        expected.push(
+            "tokencache_tokens_total{api=\"orders-obo\",flow=\"obo\",outcome=\"signed_out\"} 1"
+                .into(),
+        );
+    }
+    for line in &expected {
+        assert!(
+            m.body.lines().any(|l| l == line.as_str()),
+            "metrics lack {line:?}:\n{}",
+            m.body
+        );
+    }
+    let l2_hits: u64 = m
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("tokencache_hits_total{level=\"l2\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(l2_hits >= 2, "{l2_hits}");
+
+    // no token, assertion or secret in any log line
+    for s in [&a, &b] {
+        let logs = s.logs();
+        assert!(logs.contains("\"listening\""), "JSON logs: {logs}");
+        for secret in [&app_header[7..], &obo_header[7..], &incoming, SECRET] {
+            assert!(!logs.contains(secret), "a secret reached the logs");
+        }
+    }
+}
+
+#[test]
+fn bad_input_gets_its_documented_error_and_never_a_token() {
+    let spec = openapi();
+    let op = OidcProvider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "provider_timeout_ms = 2000\n[backchannel_logout]\nissuer = \"{0}\"\nclient_id = \"app\"\njwks_uri = \"{0}/jwks\"",
+        op.issuer()
+    );
+    let cfg = config(dir.path(), &op, "memory://", &extra);
+    let s = Serve::start(&cfg, &[]);
+    let get = |path: &str, headers: &[(&str, &str)]| request(&s.addr, "GET", path, headers, None);
+
+    // what a caller may get: user1's OBO token and the app token
+    let incoming = user_token(&op, "user1");
+    let bearer = format!("Bearer {incoming}");
+    let user1 = get(
+        "/v1/authorization-header/orders-obo",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(user1.status, 200, "{}", user1.body);
+    let app = get("/v1/authorization-header/orders", &[]);
+    assert_eq!(app.status, 200, "{}", app.body);
+    let tokens = [
+        header_of(&user1)[7..].to_string(),
+        header_of(&app)[7..].to_string(),
+        incoming.clone(),
+    ];
+    let obo_before = grants(&op, OBO);
+    let mut errors = Vec::new();
+
+    let a = get("/v1/authorization-header/nope", &[]);
+    assert_error(&spec, HEADER_ROUTE, "get", &a, 404, "unknown_api");
+    errors.push(a);
+    let a = get("/v1/authorization-header/orders-obo", &[]);
+    assert_error(&spec, HEADER_ROUTE, "get", &a, 401, "missing_token");
+    assert_eq!(a.header("www-authenticate"), Some("Bearer"));
+    errors.push(a);
+    for garbage in [
+        "Bearer !!!",
+        "Bearer not-a-jwt",
+        "Bearer a.b.c",
+        "Basic dXNlcjE6cHc=",
+        "Bearer",
+    ] {
+        let a = get(
+            "/v1/authorization-header/orders-obo",
+            &[("Authorization", garbage)],
+        );
+        assert_error(&spec, HEADER_ROUTE, "get", &a, 401, "invalid_token");
+        errors.push(a);
+    }
+    assert_eq!(
+        grants(&op, OBO),
+        obo_before,
+        "malformed tokens reached the provider"
+    );
+    // a JWT that claims to be user1 but that the provider did not sign: refused there,
+    // and user1's cached token is not handed out
+    let forged = {
+        let part = |v: &str| {
+            use std::fmt::Write;
+            // base64url without padding, by hand (no dependency for one line)
+            const A: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let b = v.as_bytes();
+            let mut o = String::new();
+            for c in b.chunks(3) {
+                let n = (c[0] as u32) << 16
+                    | (*c.get(1).unwrap_or(&0) as u32) << 8
+                    | *c.get(2).unwrap_or(&0) as u32;
+                for i in 0..=c.len() {
+                    let _ = write!(o, "{}", A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                }
+            }
+            o
+        };
+        format!(
+            "Bearer {}.{}.{}",
+            part(r#"{"alg":"RS256","typ":"at+jwt"}"#),
+            part(r#"{"oid":"user1","tid":"tenant1","sub":"user1","aud":"app"}"#),
+            part("not a signature")
+        )
+    };
+    let a = get(
+        "/v1/authorization-header/orders-obo",
+        &[("Authorization", &forged)],
+    );
+    assert_error(&spec, HEADER_ROUTE, "get", &a, 502, "invalid_grant");
+    errors.push(a);
+
+    // oversized header
+    let big = "x".repeat(20 * 1024);
+    let a = get("/v1/authorization-header/orders", &[("X-Big", &big)]);
+    assert_error(
+        &spec,
+        HEADER_ROUTE,
+        "get",
+        &a,
+        431,
+        "request_header_too_large",
+    );
+    errors.push(a);
+    let a = get(
+        "/v1/authorization-header/orders-obo",
+        &[("Authorization", &format!("Bearer {big}"))],
+    );
+    assert_error(
+        &spec,
+        HEADER_ROUTE,
+        "get",
+        &a,
+        431,
+        "request_header_too_large",
+    );
+    errors.push(a);
+
+    // bad query
+    for q in [
+        "?scopes=%22",
+        "?scopes=",
+        "?force_refresh=maybe",
+        "?claims=nope",
+        "?colour=red",
+    ] {
+        let a = get(&format!("/v1/authorization-header/orders{q}"), &[]);
+        assert_error(&spec, HEADER_ROUTE, "get", &a, 400, "invalid_request");
+        errors.push(a);
+    }
+    // a scope the client may not have: the provider's own code
+    let a = get("/v1/authorization-header/orders?scopes=api.admin", &[]);
+    assert_error(&spec, HEADER_ROUTE, "get", &a, 502, "invalid_scope");
+    errors.push(a);
+
+    // the provider answers garbage, then fails, then is gone
+    fault(&op, "kind=malformed");
+    let a = get("/v1/authorization-header/orders?force_refresh=true", &[]);
+    assert_error(&spec, HEADER_ROUTE, "get", &a, 502, "bad_provider_response");
+    errors.push(a);
+    fault(&op, "kind=500&times=3");
+    let a = get("/v1/authorization-header/orders?force_refresh=true", &[]);
+    assert_eq!(a.status, 503, "{}", a.body);
+    conforms(&spec, "get", HEADER_ROUTE, &a);
+    assert!(a.header("retry-after").is_some());
+    errors.push(a);
+    // the failed forced refreshes left the cached app token in place
+    let cached = get("/v1/authorization-header/orders", &[]);
+    assert_eq!(cached.json()["source"], "cache");
+
+    // sign-out input
+    let post = |body: &str| request(&s.addr, "POST", "/v1/sign-out", &[], Some(body));
+    for body in [
+        "",
+        "{",
+        "{}",
+        r#"{"home_account_id":""}"#,
+        r#"{"home_account_id":5}"#,
+        r#"{"home_account_id":"a","x":1}"#,
+    ] {
+        let a = post(body);
+        assert_error(&spec, "/v1/sign-out", "post", &a, 400, "invalid_request");
+        errors.push(a);
+    }
+    let a = post(&format!(
+        r#"{{"home_account_id":"{}"}}"#,
+        "a".repeat(70 * 1024)
+    ));
+    assert_error(&spec, "/v1/sign-out", "post", &a, 413, "payload_too_large");
+    errors.push(a);
+
+    // back-channel logout (the library's handler, mounted): refusals are documented 400s
+    for body in ["logout_token=not-a-jwt", "other=1"] {
+        let a = form_post(&s.addr, "/v1/backchannel-logout", body);
+        assert_eq!(a.status, 400, "{}", a.body);
+        conforms(&spec, "post", "/v1/backchannel-logout", &a);
+        errors.push(a);
+    }
+
+    // routes and methods
+    let a = get("/v2/whatever", &[]);
+    assert_error(&spec, "/v2/whatever", "get", &a, 404, "not_found");
+    errors.push(a);
+    let a = request(&s.addr, "POST", "/healthz", &[], Some(""));
+    assert_error(
+        &spec,
+        "/healthz-post",
+        "post",
+        &a,
+        405,
+        "method_not_allowed",
+    );
+    errors.push(a);
+
+    for e in &errors {
+        for t in &tokens {
+            assert!(
+                !e.body.contains(t.as_str()),
+                "an error answer carried a token: {}",
+                e.status
+            );
+        }
+        assert!(!e.body.contains(SECRET));
+        assert_eq!(e.header("cache-control"), Some("no-store"));
+    }
+    // it still serves, and nothing secret reached its logs
+    assert_eq!(get("/healthz", &[]).status, 200);
+    let logs = s.logs();
+    for t in tokens
+        .iter()
+        .map(String::as_str)
+        .chain([SECRET, &forged[7..]])
+    {
+        assert!(!logs.contains(t), "a token or secret reached the logs");
+    }
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+#[test]
+fn a_caller_key_guards_the_v1_routes_only() {
+    let spec = openapi();
+    let op = OidcProvider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = "a-shared-key-of-some-length";
+    let cfg = config(
+        dir.path(),
+        &op,
+        "memory://",
+        "caller_key_env = \"CALLER_KEY\"\nrequest_timeout_ms = 500",
+    );
+    let s = Serve::start(&cfg, &[("CALLER_KEY", key)]);
+    let path = "/v1/authorization-header/orders";
+    for headers in [
+        vec![],
+        vec![("X-Tokencache-Key", "wrong")],
+        vec![("X-Tokencache-Key", &key[..key.len() - 1])],
+        vec![("X-Tokencache-Key", key), ("X-Tokencache-Key", key)],
+    ] {
+        let a = request(&s.addr, "GET", path, &headers, None);
+        assert_error(&spec, HEADER_ROUTE, "get", &a, 401, "invalid_caller_key");
+        assert!(!a.body.contains(key));
+    }
+    let a = request(
+        &s.addr,
+        "POST",
+        "/v1/sign-out",
+        &[],
+        Some(r#"{"home_account_id":"u.t"}"#),
+    );
+    assert_error(&spec, "/v1/sign-out", "post", &a, 401, "invalid_caller_key");
+    assert_eq!(grants(&op, CC), 0);
+    let a = request(&s.addr, "GET", path, &[("X-Tokencache-Key", key)], None);
+    assert_eq!(a.status, 200, "{}", a.body);
+    conforms(&spec, "get", HEADER_ROUTE, &a);
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(
+            request(&s.addr, "GET", open, &[], None).status,
+            200,
+            "{open}"
+        );
+    }
+    // a provider slower than the request timeout: 503 timeout, and the server goes on
+    fault(&op, "kind=slow&ms=3000");
+    let a = request(
+        &s.addr,
+        "GET",
+        &format!("{path}?force_refresh=true"),
+        &[("X-Tokencache-Key", key)],
+        None,
+    );
+    assert_error(&spec, HEADER_ROUTE, "get", &a, 503, "timeout");
+    assert_eq!(request(&s.addr, "GET", "/healthz", &[], None).status, 200);
+    assert!(!s.logs().contains(key));
+}
+
+#[cfg(unix)]
+#[test]
+fn listens_on_a_unix_socket() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("unix.toml");
+    let sock = dir.path().join("tc.sock");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"{}\"\nstore = \"memory://\"\n[apis.a]\nauthority = \"http://127.0.0.1:9/t\"\nclient_id = \"c\"\nclient_secret_env = \"APP_SECRET\"\nscopes = [\"s\"]\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("APP_SECRET", SECRET)
+        .env_remove("TOKENCACHE_LISTEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(
+        line.trim_end(),
+        format!("tokencache serve: listening on unix:{}", sock.display())
+    );
+    let mut s = UnixStream::connect(&sock).expect("connect to the socket");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("{\"status\":\"ok\"}"), "{out}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn python_and_node_examples_get_a_header() {
+    let op = OidcProvider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &op, "memory://", "");
+    let s = Serve::start(&cfg, &[]);
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let url = format!("http://{}", s.addr);
+    let incoming = user_token(&op, "user7");
+    let run = |program: &str, script: &str, api: &str| {
+        let out = Command::new(program)
+            .arg(format!("{examples}/{script}"))
+            .arg(api)
+            .env("TOKENCACHE_URL", &url)
+            .env("INCOMING_TOKEN", &incoming)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{script} {api}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("header: Bearer <"), "{stdout}");
+        assert!(!stdout.contains(&incoming));
+        stdout
+    };
+    assert!(run("python3", "python/authorization_header.py", "orders").contains("source: provider"));
+    assert!(run("node", "node/authorization_header.mjs", "orders").contains("source: cache"));
+    assert!(run("node", "node/authorization_header.mjs", "orders-obo").contains("source: provider"));
+    assert!(
+        run("python3", "python/authorization_header.py", "orders-obo").contains("source: cache")
+    );
+    // an error answer becomes the examples' typed error
+    for (program, script) in [
+        ("python3", "python/authorization_header.py"),
+        ("node", "node/authorization_header.mjs"),
+    ] {
+        let out = Command::new(program)
+            .arg(format!("{examples}/{script}"))
+            .arg("nope")
+            .env("TOKENCACHE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("error: 404 unknown_api"),
+            "{script}"
+        );
+    }
+    assert_eq!(grants(&op, CC), 1);
+    assert_eq!(grants(&op, OBO), 1);
+}
+
+#[test]
+fn sigterm_during_a_burst_answers_every_accepted_request_and_exits_0() {
+    let op = OidcProvider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &op, "memory://", "");
+    let mut s = Serve::start(&cfg, &[]);
+    const BURST: usize = 12;
+    let incoming: Vec<String> = (0..BURST)
+        .map(|i| user_token(&op, &format!("burst{i}")))
+        .collect();
+    // every token request of the burst is held by the provider, so that all of them are
+    // in flight in the server when the signal comes
+    fault(&op, &format!("kind=slow&ms=1500&times={BURST}"));
+    let faults_before = provider_stats(&op)["faults"].as_u64().unwrap();
+    let (tx, rx) = mpsc::channel();
+    for token in incoming {
+        let addr = s.addr.clone();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let bearer = format!("Bearer {token}");
+            let r = try_request(
+                &addr,
+                "GET",
+                "/v1/authorization-header/orders-obo",
+                &[("Authorization", &bearer)],
+                None,
+            );
+            let _ = tx.send(r);
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while provider_stats(&op)["faults"].as_u64().unwrap() < faults_before + BURST as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the burst never reached the provider"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // requests sent after the signal: refused, or answered in full (never cut off)
+    let late: Vec<Result<Answer, String>> = (0..3)
+        .map(|_| try_request(&s.addr, "GET", "/healthz", &[], None))
+        .collect();
+    for r in &late {
+        match r {
+            Ok(a) => assert_eq!(a.status, 200),
+            Err(e) => assert!(
+                e.starts_with("connect")
+                    || e == "closed without an answer"
+                    || e.starts_with("write")
+                    || e.starts_with("read after 0 bytes"),
+                "a late request was cut off: {e}"
+            ),
+        }
+    }
+    drop(tx);
+    let answers: Vec<Result<Answer, String>> = rx.iter().collect();
+    assert_eq!(answers.len(), BURST);
+    for r in answers {
+        let a = r.unwrap_or_else(|e| panic!("an accepted request was not answered: {e}"));
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.json()["source"], "provider");
+    }
+    assert_eq!(s.wait(), Some(0), "exit code; logs: {}", s.logs());
+    let logs = s.logs();
+    assert!(logs.contains("SIGTERM"), "{logs}");
+    assert!(logs.contains("\"stopped\""), "{logs}");
+}
+
+/// Environment variables of one run.
+type Env = Vec<(&'static str, &'static str)>;
+
+#[test]
+fn a_bad_configuration_is_one_line_naming_file_and_key_without_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = |extra: &str| {
+        format!("[apis.orders]\nauthority = \"http://127.0.0.1:9/t\"\nclient_id = \"app\"\nscopes = [\"api.read\"]\n{extra}\n")
+    };
+    let cases: Vec<(String, Env, &str)> = vec![
+        (format!("listen = 8707\n{}", api("client_secret_env = \"S\"")), vec![("S", "hunter2-hunter2")], "listen: must be a string"),
+        (api("client_secret = \"hunter2-hunter2\""), vec![], "apis.orders.client_secret: a secret is not accepted in the file"),
+        (api("client_secret_env = \"MISSING_VAR\""), vec![], "apis.orders.client_secret_env: the environment variable MISSING_VAR is not set"),
+        (api("client_secret_env = \"S\"\nscopez = []"), vec![("S", "hunter2-hunter2")], "apis.orders.scopez: unknown key"),
+        (api("client_secret_env = \"S\""), vec![("S", "hunter2-hunter2"), ("TOKENCACHE_LISTEN", "nowhere")], "listen (from TOKENCACHE_LISTEN): \"nowhere\" is not an address"),
+        (api("client_secret_env = \"S\""), vec![("S", "hunter2-hunter2"), ("TOKENCACHE_APIS__ORDERS__ON_BEHALF_OF", "yes")], "apis.orders.on_behalf_of (from TOKENCACHE_APIS__ORDERS__ON_BEHALF_OF): must be true or false"),
+        (api("client_secret_env = \"S\""), vec![("S", "hunter2-hunter2"), ("TOKENCACHE_KEYS", "k1:hunter2")], "TOKENCACHE_KEYS:"),
+        ("listen = \"hunter2\n".to_string(), vec![], "line 1:"),
+    ];
+    for (i, (text, env, want)) in cases.into_iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, &text).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokencache"));
+        cmd.args(["serve", "--config"]).arg(&path);
+        for k in [
+            "TOKENCACHE_KEYS",
+            "TOKENCACHE_KEYS_FILE",
+            "TOKENCACHE_LISTEN",
+            "TOKENCACHE_STORE",
+        ] {
+            cmd.env_remove(k);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "case {i}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "case {i}: {err}");
+        let line = err.trim_end();
+        let expected = format!("error: {}: {want}", path.display());
+        assert!(
+            line.starts_with(&expected),
+            "case {i}: {line:?} should start with {expected:?}"
+        );
+        assert!(!line.contains("hunter2"), "case {i}: a secret in {line:?}");
+    }
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Benchmark of `tokencache serve`, side by side in one run with wrk (Debian package, installed
+# here when missing): cache hits of GET /v1/authorization-header/{api} against the same
+# server's GET /healthz, requests per second and p99. Client and server share the machine's
+# cores, so compare the two rows, not absolute figures across machines.
+#
+#   scripts/bench-serve.sh                 # 10 s per endpoint, 32 connections
+#   DURATION=30s CONNECTIONS=64 scripts/bench-serve.sh
+#
+# Real peers, on loopback, started and stopped here: a redis-server (the shared L2), the
+# oidc-provider of the tests (interop/oidc, one client-credentials token fills the cache).
+# The server runs the release build. Target: cache hits reach at least 70 % of /healthz.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tokencache/target}"
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-32}"
+THREADS="${THREADS:-1}"
+
+install_debian() { # tool package
+  command -v "$1" >/dev/null 2>&1 && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bench-serve.sh: installing $2 (Debian package)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null) \
+      || { echo "bench-serve.sh: could not install $2; install the Debian package $2" >&2; exit 1; }
+  else
+    echo "bench-serve.sh: $1 is not on PATH; install the Debian package $2" >&2
+    exit 1
+  fi
+}
+install_debian wrk wrk
+install_debian redis-server redis-server
+bash interop/oidc/setup.sh >/dev/null
+cargo build --release -q -p tokencache-cli
+bin="$CARGO_TARGET_DIR/release/tokencache"
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# waits until file $1 has a line matching $2 (at most 30 s)
+wait_line() { for _ in $(seq 300); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done; echo "bench-serve.sh: no '$2' in $1" >&2; cat "$1" >&2; exit 1; }
+
+redis_port="$(free_port)"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+  --dir "$work" --pidfile "$work/redis.pid" >/dev/null
+op_port="$(free_port)"
+PORT="$op_port" node "${TOKENCACHE_PEERS_DIR:-$repo/.peers}/oidc/provider.mjs" >"$work/op.log" 2>&1 &
+pids+=($!)
+wait_line "$work/op.log" "oidc-provider ready"
+
+cat >"$work/serve.toml" <<TOML
+store = "redis://127.0.0.1:$redis_port"
+
+[apis.orders]
+authority = "http://127.0.0.1:$op_port"
+client_id = "app"
+client_secret_env = "APP_SECRET"
+scopes = ["api.read"]
+TOML
+APP_SECRET=app-secret "$bin" serve --config "$work/serve.toml" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
+pids+=($!)
+wait_line "$work/serve.out" "listening on"
+addr="$(sed -n 's/^tokencache serve: listening on //p' "$work/serve.out")"
+# one provider request fills the cache
+python3 - "$addr" <<'PY'
+import json, sys, urllib.request
+a = json.load(urllib.request.urlopen(f"http://{sys.argv[1]}/v1/authorization-header/orders"))
+assert a["source"] == "provider", a["source"]
+PY
+
+run() { # name path
+  local out
+  out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://$addr$2")"
+  if grep -q "Non-2xx" <<<"$out"; then echo "bench-serve.sh: $1 had error answers:" >&2; echo "$out" >&2; exit 1; fi
+  local rps p99
+  rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
+  p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
+  echo "$1 $rps $p99"
+}
+wrk -t1 -c"$CONNECTIONS" -d2s "http://$addr/healthz" >/dev/null # warm-up
+health="$(run healthz /healthz)"
+hit="$(run header /v1/authorization-header/orders)"
+requests="$(python3 - "$addr" <<'PY'
+import sys, urllib.request
+m = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics").read().decode()
+print(next(l.split()[-1] for l in m.splitlines() if l.startswith('tokencache_provider_requests_total{api="orders"}')))
+PY
+)"
+read -r _ h_rps h_p99 <<<"$health"
+read -r _ c_rps c_p99 <<<"$hit"
+share="$(python3 -c "print(f'{100 * $c_rps / $h_rps:.0f}')")"
+echo
+echo "tokencache serve, wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $(nproc) cores shared by client and server"
+echo
+echo "| endpoint | requests/s | p99 |"
+echo "|---|---|---|"
+echo "| GET /healthz | $h_rps | $h_p99 |"
+echo "| GET /v1/authorization-header/orders (cache hit) | $c_rps | $c_p99 |"
+echo
+echo "cache hits: $share % of /healthz's throughput (target >= 70 %); provider token requests: $requests"
+[ "$requests" = 1 ] || { echo "bench-serve.sh: the hits were not all from the cache" >&2; exit 1; }

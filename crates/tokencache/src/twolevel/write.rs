@@ -44,6 +44,7 @@ impl Core {
     /// message may be of a later write. Checked again after the fill, which closes the
     /// window between the check and the insert: the listener counts a message before it
     /// drops the entry, so a message counted after the second check drops what we put.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn fill_l1_unless_invalidated(
         &self,
         key: &str,

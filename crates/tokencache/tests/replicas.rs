@@ -852,14 +852,12 @@ async fn a_drained_change_does_not_overwrite_a_later_save_of_the_same_second() {
     assert_eq!(in_l2(&store, oid, GRAPH[0]).await.as_deref(), Some("newer"));
 }
 
-/// KNOWN, not fixed (found by `tokencache load --replicas 3 --chaos ...`): B's save of
-/// scope one is queued (B's L2 fails); A signs the user out; B then saves scope two
-/// (requested after the sign-out: rightly not refused), which B's queue composes with
-/// the first change under the *later* request time; when B's L2 is back the drain is
-/// not refused by the stamp, and the token of scope one, acquired before the sign-out,
-/// is back in L2.
+/// Found by `tokencache load --replicas 3 --chaos ...`: B's save of scope one is queued
+/// (B's L2 fails); A signs the user out; B then saves scope two (requested after the
+/// sign-out: rightly not refused), which B's queue composes with the first change under
+/// the *later* request time. When B's L2 is back, the drain writes scope two only: the
+/// credentials cached at or before L2's stamp are dropped from the change.
 #[tokio::test]
-#[ignore = "known: a queued change from before a sign-out rides to L2 with a later change of the key"]
 async fn a_change_queued_before_a_sign_out_never_reaches_l2() {
     let (a, b, chaos, store) = healthy_and_cut_off().await;
     let oid = "aaaaaaaa-0000-0000-0000-0000000rides";

@@ -219,6 +219,20 @@ impl PartitionChange {
         );
     }
 
+    /// This change without the credentials it adds that were cached at or before
+    /// `stamp` (Unix seconds; access tokens by `cached_at`, refresh tokens by
+    /// `last_modification_time`): what a queued change may still write after its owner
+    /// signed out at `stamp`. Reads refuse such tokens anyway; a change composed in a
+    /// queue of a part from before the sign-out and a part from after keeps the latter.
+    pub fn without_credentials_cached_by(&self, stamp: i64) -> PartitionChange {
+        let mut c = self.clone();
+        c.upserts.access_tokens.retain(|_, at| at.cached_at > stamp);
+        c.upserts
+            .refresh_tokens
+            .retain(|_, rt| rt.last_modification_time.is_some_and(|t| t > stamp));
+        c
+    }
+
     /// The records the change added or replaced, as a partition.
     pub fn upserts(&self) -> &Partition {
         &self.upserts

@@ -152,6 +152,13 @@ impl Core {
             if scope.revoked_by(current.stamp) {
                 return revoked(&mut pending);
             }
+            // A queue composes a key's changes under the latest request time: a part
+            // from before a sign-out that the latest part postdates is dropped by the
+            // records' own times (reads would refuse those tokens anyway).
+            let change = match current.stamp {
+                Some(ms) => &change.without_credentials_cached_by(ms.div_euclid(1000)),
+                None => change,
+            };
             let mut partition = std::mem::take(&mut current.partition);
             change.apply_to(&mut partition, queued.written_at);
             return match self

@@ -39,7 +39,7 @@ enum SecretMethod {
 /// What every `token` command takes.
 #[derive(Args, Debug)]
 struct Common {
-    /// The authority (issuer URL), e.g. https://login.microsoftonline.com/TENANT/v2.0.
+    /// The authority (issuer URL), e.g. `https://login.microsoftonline.com/TENANT/v2.0`.
     #[arg(long)]
     authority: String,
     /// The client (application) id.

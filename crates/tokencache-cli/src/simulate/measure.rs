@@ -12,9 +12,9 @@ use super::world::World;
 pub(crate) struct Tally {
     /// Every key under the prefix (partitions and tokencache's own keys).
     pub keys: u64,
-    /// Partitions that can still be used, per [`KeyKind`].
+    /// Partitions that can still be used, per [`KeyKind`](super::world::KeyKind).
     pub live: [u64; 4],
-    /// Partitions that can never be used again, per [`KeyKind`].
+    /// Partitions that can never be used again, per [`KeyKind`](super::world::KeyKind).
     pub orphaned: [u64; 4],
     /// Bytes (key + value) of live partitions.
     pub live_bytes: u64,

@@ -107,7 +107,9 @@ async fn open_store(url: &str) -> Result<SharedStore, String> {
 }
 
 async fn cache_over(store: &SharedStore, prefix: &str, l1: bool) -> Result<TokenCache, String> {
-    let mut b = TokenCache::builder().store(store.clone()).key_prefix(prefix);
+    let mut b = TokenCache::builder()
+        .store(store.clone())
+        .key_prefix(prefix);
     if !l1 {
         b = b.disable_l1();
     }
@@ -148,10 +150,8 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
     }
 
     // Phase 1: L1 hits (user, OBO, two threads), each next to its baseline.
-    let phase = crate::progress::Timed::start(
-        "phase 1/2: L1 hit vs HashMap get; OBO; 2 threads",
-        budget,
-    );
+    let phase =
+        crate::progress::Timed::start("phase 1/2: L1 hit vs HashMap get; OBO; 2 threads", budget);
     let (mut l1, mut map) = l1_phase(&writer, &lookup, &home, &blob, budget * 4 / 10).await?;
     let assertion = sample::incoming_assertion(OID, sample::TENANT, unix_now(), unix_now() + 3600);
     let (mut obo, mut hash) = obo_phase(&writer, &assertion, budget * 3 / 10).await?;
@@ -398,7 +398,10 @@ fn scaling_phase(
                     .collect();
                 handles
                     .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err("a bench thread panicked".into())))
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err("a bench thread panicked".into()))
+                    })
                     .collect()
             });
             for c in counted {

@@ -180,6 +180,16 @@ impl Conn {
         }
     }
 
+    async fn pipeline<T: redis::FromRedisValue>(
+        &mut self,
+        pipe: &redis::Pipeline,
+    ) -> RedisResult<T> {
+        match self {
+            Conn::Standalone(c) => pipe.query_async(c).await,
+            Conn::Cluster(c) => pipe.query_async(c).await,
+        }
+    }
+
     async fn script<T: redis::FromRedisValue>(
         &mut self,
         inv: &redis::ScriptInvocation<'_>,
@@ -574,6 +584,62 @@ impl RedisStore {
             .map_err(|(kind, message)| StoreError::new(kind, &self.endpoint, message))
     }
 
+    /// The fast read of a string entry, without the script: `GET` and `PTTL` pipelined
+    /// (one round trip), or `GETEX PX` when `string_ttl` is to be set (the TTL is then
+    /// the one set, as the script reports it). A Lua call costs the server more than
+    /// the read itself (on loopback a `GET` of a 7 KB value took 13 µs, the read script
+    /// 32 µs, `GET` + `PTTL` pipelined 14 µs). `Ok(None)`: the key holds another
+    /// type (a .NET hash, a link set), which [`read_any`](Self::read_any) reads.
+    ///
+    /// `GET` and `PTTL` are two commands: between them the key may be removed (then
+    /// `PTTL` says -2 and this is a miss, as it would be a moment later) or rewritten (then
+    /// the TTL is the new value's, which only bounds how long L1 keeps the old one; the
+    /// writer's backplane message drops it anyway).
+    async fn read_string(
+        &self,
+        key: &str,
+        string_ttl: Option<Duration>,
+    ) -> StoreResult<Option<Option<StoreValue>>> {
+        let mut c = self.conn().await?;
+        let wrong_type = |e: &redis::ServerError| e.code() == "WRONGTYPE";
+        let bad = |m: &str| StoreError::new(StoreErrorKind::BadData, &self.endpoint, m);
+        if let Some(t) = string_ttl {
+            let ms = i64::try_from(ttl_millis(t)).unwrap_or(i64::MAX);
+            let mut cmd = redis::cmd("GETEX");
+            cmd.arg(key).arg("PX").arg(ms);
+            return match c.query::<Option<Vec<u8>>>(&cmd).await {
+                Ok(v) => Ok(Some(v.map(|bytes| StoreValue {
+                    bytes,
+                    ttl: Some(Duration::from_millis(ms as u64)),
+                }))),
+                Err(e) if e.code() == Some("WRONGTYPE") => Ok(None),
+                Err(e) => Err(self.err(&e)),
+            };
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors()
+            .cmd("GET")
+            .arg(key)
+            .cmd("PTTL")
+            .arg(key);
+        let (value, pttl): (Value, Value) = c.pipeline(&pipe).await.map_err(|e| self.err(&e))?;
+        let bytes = match value {
+            Value::Nil => return Ok(Some(None)),
+            Value::BulkString(b) => b,
+            Value::ServerError(e) if wrong_type(&e) => return Ok(None),
+            Value::ServerError(e) => return Err(self.err(&e.into())),
+            _ => return Err(bad("unexpected reply to GET")),
+        };
+        let ttl = match pttl {
+            Value::Int(-2) => return Ok(Some(None)), // removed since the GET
+            Value::Int(-1) => None,
+            Value::Int(ms) if ms >= 0 => Some(Duration::from_millis(ms as u64)),
+            Value::ServerError(e) => return Err(self.err(&e.into())),
+            _ => return Err(bad("unexpected reply to PTTL")),
+        };
+        Ok(Some(Some(StoreValue { bytes, ttl })))
+    }
+
     /// The read script's reply. A key of another type (a link set, another
     /// application's list) is a `Server` error saying `WRONGTYPE`, as `GET` says.
     fn parse_read(
@@ -669,6 +735,9 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn get(&self, key: &str) -> StoreResult<Option<StoreValue>> {
+        if let Some(read) = self.read_string(key, None).await? {
+            return Ok(read);
+        }
         let read = self
             .read_any(key, None, dotnet::READ_REFRESH_FRACTION)
             .await?;
@@ -681,6 +750,9 @@ impl Store for RedisStore {
     }
 
     async fn get_and_touch(&self, key: &str, ttl: Duration) -> StoreResult<Option<StoreValue>> {
+        if let Some(read) = self.read_string(key, Some(ttl)).await? {
+            return Ok(read);
+        }
         let read = self.read_any(key, Some(ttl), "0").await?;
         Ok(read.map(|(v, _)| v))
     }

@@ -52,6 +52,9 @@ pub struct L1Entry<V> {
     touched_ms: AtomicU64,
     /// When this entry was filled (clock milliseconds); compared with revocation stamps.
     loaded_ms: u64,
+    /// The deadline moka's own timer was last given (so that a read, which moka asks
+    /// about every time, reads the clock only when a sliding refresh moved the deadline).
+    timer_ms: AtomicU64,
 }
 
 impl<V> L1Entry<V> {
@@ -117,6 +120,13 @@ impl DeadlineExpiry {
         let now = self.clock.now_millis();
         Some(Duration::from_millis(deadline_ms.saturating_sub(now)))
     }
+
+    /// The time left to give moka's timer for `entry`, recorded as given.
+    fn arm<V>(&self, entry: &L1Entry<V>) -> Option<Duration> {
+        let deadline = entry.deadline_ms();
+        entry.timer_ms.store(deadline, Ordering::Relaxed);
+        self.remaining(deadline)
+    }
 }
 
 impl<V> Expiry<Arc<str>, Arc<L1Entry<V>>> for DeadlineExpiry {
@@ -126,7 +136,7 @@ impl<V> Expiry<Arc<str>, Arc<L1Entry<V>>> for DeadlineExpiry {
         value: &Arc<L1Entry<V>>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        self.remaining(value.deadline_ms())
+        self.arm(value)
     }
 
     fn expire_after_update(
@@ -136,7 +146,7 @@ impl<V> Expiry<Arc<str>, Arc<L1Entry<V>>> for DeadlineExpiry {
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        self.remaining(value.deadline_ms())
+        self.arm(value)
     }
 
     fn expire_after_read(
@@ -148,8 +158,12 @@ impl<V> Expiry<Arc<str>, Arc<L1Entry<V>>> for DeadlineExpiry {
         _last_modified_at: Instant,
     ) -> Option<Duration> {
         // Only sliding refreshes move a deadline, and they only move it forward:
-        // keep moka's timer unless the entry's own deadline now lies beyond it.
-        match (duration_until_expiry, self.remaining(value.deadline_ms())) {
+        // keep moka's timer unless the entry's own deadline now lies beyond the one it
+        // was given (the common read: no clock read, nothing to change).
+        if value.deadline_ms() <= value.timer_ms.load(Ordering::Relaxed) {
+            return duration_until_expiry;
+        }
+        match (duration_until_expiry, self.arm(value)) {
             (Some(current), Some(wanted)) if wanted > current => Some(wanted),
             (current, _) => current,
         }
@@ -227,6 +241,7 @@ impl<V: Send + Sync + 'static> MemoryCache<V> {
             deadline_ms: AtomicU64::new(deadline_ms),
             touched_ms: AtomicU64::new(now),
             loaded_ms: now,
+            timer_ms: AtomicU64::new(deadline_ms),
         });
         self.cache.insert(Arc::from(key), entry.clone());
         Some(entry)

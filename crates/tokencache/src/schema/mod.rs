@@ -191,8 +191,10 @@ pub struct Added {
     pub expires_on: Option<i64>,
 }
 
+/// Equal ignoring ASCII case; the usual case, bytes equal as stored, first (a plain
+/// comparison is several times cheaper than a case-folding one).
 fn eq_ci(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
+    a.len() == b.len() && (a == b || a.eq_ignore_ascii_case(b))
 }
 
 fn split_scopes<'s>(scopes: &'s [&'s str]) -> impl Iterator<Item = &'s str> + 's {
@@ -203,10 +205,8 @@ fn target_has(target: &str, scope: &str) -> bool {
     match target.len().cmp(&scope.len()) {
         std::cmp::Ordering::Less => false,
         // The common single-scope target (`api://x/.default`), no split needed.
-        std::cmp::Ordering::Equal => target.eq_ignore_ascii_case(scope),
-        std::cmp::Ordering::Greater => target
-            .split_ascii_whitespace()
-            .any(|t| t.len() == scope.len() && t.eq_ignore_ascii_case(scope)),
+        std::cmp::Ordering::Equal => eq_ci(target, scope),
+        std::cmp::Ordering::Greater => target.split_ascii_whitespace().any(|t| eq_ci(t, scope)),
     }
 }
 

@@ -437,12 +437,12 @@ impl TwoLevel {
         let core = &self.core;
         if let Some(l1) = core.l1.as_ref().filter(|_| core.l1_trusted()) {
             if let Some(entry) = l1.get_at(key, now_ms) {
-                bump(&core.counters.l1_hits);
+                core.counters.l1_hits.bump();
                 core.metrics.l1_hits.increment(1);
                 core.slide(kind, key, &entry, ctx);
                 return Some(entry.value().clone());
             }
-            bump(&core.counters.l1_misses);
+            core.counters.l1_misses.bump();
             core.metrics.l1_misses.increment(1);
         }
         core.load_shared(kind, key, ctx()).await

@@ -96,7 +96,7 @@ use gate::Outage;
 use locks::KeyLocks;
 use metrics::Metrics;
 use recovery::{QueuedOp, RecoveryQueue};
-use stats::{bump, Counters};
+use stats::Counters;
 pub use stats::{ErrorsByClass, Stats};
 
 /// The default bound of every L2 call.

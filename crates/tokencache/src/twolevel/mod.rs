@@ -217,7 +217,7 @@ struct Core {
     l2_timeout: Duration,
     locks: KeyLocks,
     // std Mutex: held only to find or insert a shared load, never across an await.
-    inflight: Mutex<HashMap<Arc<str>, Shared<BoxFuture<'static, Loaded>>>>,
+    inflight: Mutex<HashMap<Arc<str>, Shared<BoxFuture<'static, Loaded>>, locks::FastHash>>,
     counters: Counters,
     metrics: Metrics,
     breaker: Breaker,
@@ -291,7 +291,7 @@ impl TwoLevel {
             expiry: options.expiry,
             l2_timeout: options.l2_timeout,
             locks: KeyLocks::default(),
-            inflight: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::default()),
             counters: Counters::default(),
             metrics: Metrics::register(),
             breaker: Breaker::new(options.breaker.clone()),

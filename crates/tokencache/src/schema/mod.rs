@@ -210,11 +210,13 @@ fn target_has(target: &str, scope: &str) -> bool {
     }
 }
 
-/// One bit of a scope set's mask: a hash of the scope, lower-cased (scopes compare
-/// case-insensitively), picks one of 64 bits.
+/// One bit of a scope set's mask: a hash of the scope's length and last 16 bytes,
+/// lower-cased (scopes compare case-insensitively), picks one of 64 bits. Scopes of one
+/// resource share their start (`https://graph.microsoft.com/`), not their end.
 fn scope_bit(scope: &str) -> u64 {
-    let mut h: u32 = 0x811c_9dc5; // FNV-1a
-    for b in scope.bytes() {
+    let b = scope.as_bytes();
+    let mut h: u32 = 0x811c_9dc5 ^ (b.len() as u32); // FNV-1a
+    for b in &b[b.len().saturating_sub(16)..] {
         h = (h ^ u32::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0193);
     }
     1u64 << (h >> 26)

@@ -2,12 +2,19 @@
 //! in one run (docs/design.md §10-11), so the ratios mean something on a noisy
 //! machine: the two sides alternate in short rounds and share every disturbance. On a
 //! terminal each phase shows a bar on stderr; piped, the output is its lines only.
+//!
+//! Phase 1 (L1): a user-partition hit next to a bare `HashMap` get; an OBO hit (which
+//! includes the SHA-256 of the ~1.5 KB incoming token, the key) next to that hash
+//! alone; hits per second on two threads next to one. Phase 2 (L2, L1 off): a hit on
+//! the store given next to a raw `GET` of the same bytes; the same on `memory://`
+//! next to a `serde_json::Value` parse of the blob (the CPU an L2 hit adds); the same
+//! on an embedded store next to its own get.
 
 use clap::Args;
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use tokencache::protect::read_partition;
 use tokencache::sample;
@@ -31,6 +38,10 @@ pub(crate) struct BenchArgs {
 struct Series(Vec<f64>);
 
 impl Series {
+    fn new() -> Self {
+        Series(Vec::new())
+    }
+
     fn quantile(&mut self, q: f64) -> f64 {
         self.0.sort_by(|a, b| a.total_cmp(b));
         if self.0.is_empty() {
@@ -39,43 +50,34 @@ impl Series {
         let i = ((self.0.len() - 1) as f64 * q).round() as usize;
         self.0[i]
     }
+
+    fn median(&mut self) -> f64 {
+        self.quantile(0.5)
+    }
 }
 
 pub(crate) fn run(args: BenchArgs) -> ExitCode {
     crate::block_on(crate::Runtime::CurrentThread, bench(args))
 }
 
-async fn bench(args: BenchArgs) -> Result<(), String> {
-    let seconds = args.seconds;
-    let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
-    let url = match &args.store {
-        Some(u) => u.clone(),
-        None => format!("redb://{}", tmp.path().join("bench.redb").display()),
-    };
-    let store = store::open(&url)
-        .await
-        .map_err(|e| format!("cannot open {url}: {e}"))?;
-    store
-        .health()
-        .await
-        .map_err(|e| format!("store {url} does not answer: {e}"))?;
-    let prefix = format!("tcbench:{}:", std::process::id());
+const OID: &str = "00000000-0000-0000-66f3-3332eca7ea81";
+/// The second user of the two-thread run (each thread reads its own partition).
+const OID_2: &str = "00000000-0000-0000-66f3-3332eca7ea82";
+const OBO_SCOPES: &[&str] = &["api://downstream/.default"];
 
-    // One realistic ~7 KB user partition, saved through the cache like an app would.
-    let now = std::time::SystemTime::now()
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let oid = "00000000-0000-0000-66f3-3332eca7ea81";
-    let writer = TokenCache::builder()
-        .store(store.clone())
-        .key_prefix(&prefix)
-        .build()
-        .await
-        .map_err(|e| e.to_string())?;
+        .unwrap_or(0)
+}
+
+/// Saves one realistic ~7 KB user partition through `cache`, as an app would; returns
+/// its home account id.
+async fn seed_user(cache: &TokenCache, oid: &str) -> Result<String, String> {
     let mut home = String::new();
     for scopes in sample::USER_SCOPES {
-        let resp = sample::user_response(oid, sample::TENANT, scopes, now, 3600)
+        let resp = sample::user_response(oid, sample::TENANT, scopes, unix_now(), 3600)
             .map_err(|e| e.to_string())?;
         let req = SaveRequest::new(
             sample::CLIENT_ID,
@@ -84,12 +86,47 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
             sample::TENANT,
             scopes,
         );
-        let saved = writer
+        let saved = cache
             .save_token_response(&req, &resp)
             .await
             .map_err(|e| e.to_string())?;
         home = saved.partition;
     }
+    Ok(home)
+}
+
+async fn open_store(url: &str) -> Result<SharedStore, String> {
+    let store = store::open(url)
+        .await
+        .map_err(|e| format!("cannot open {url}: {e}"))?;
+    store
+        .health()
+        .await
+        .map_err(|e| format!("store {url} does not answer: {e}"))?;
+    Ok(store)
+}
+
+async fn cache_over(store: &SharedStore, prefix: &str, l1: bool) -> Result<TokenCache, String> {
+    let mut b = TokenCache::builder()
+        .store(store.clone())
+        .key_prefix(prefix);
+    if !l1 {
+        b = b.disable_l1();
+    }
+    b.build().await.map_err(|e| e.to_string())
+}
+
+async fn bench(args: BenchArgs) -> Result<(), String> {
+    let seconds = args.seconds;
+    let budget = Duration::from_secs(seconds);
+    let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
+    let embedded_url = format!("redb://{}", tmp.path().join("bench.redb").display());
+    let url = args.store.clone().unwrap_or_else(|| embedded_url.clone());
+    let store = open_store(&url).await?;
+    let prefix = format!("tcbench:{}:", std::process::id());
+
+    let writer = cache_over(&store, &prefix, true).await?;
+    let home = seed_user(&writer, OID).await?;
     let full_key = format!("{prefix}{home}");
     let blob = store
         .get(&full_key)
@@ -112,14 +149,16 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         None => println!("encryption: off (no TOKENCACHE_KEYS)"),
     }
 
-    // Phase 1: L1 hit vs a bare HashMap lookup of the same key.
-    let phase = crate::progress::Timed::start(
-        "phase 1/2: L1 hit vs HashMap get",
-        Duration::from_secs(seconds),
-    );
-    let (mut l1, mut map) = l1_phase(&writer, &lookup, &home, &blob, seconds).await?;
+    // Phase 1: L1 hits (user, OBO, two threads), each next to its baseline.
+    let phase =
+        crate::progress::Timed::start("phase 1/2: L1 hit vs HashMap get; OBO; 2 threads", budget);
+    let (mut l1, mut map) = l1_phase(&writer, &lookup, &home, &blob, budget * 4 / 10).await?;
+    let assertion = sample::incoming_assertion(OID, sample::TENANT, unix_now(), unix_now() + 3600);
+    let (mut obo, mut hash) = obo_phase(&writer, &assertion, budget * 3 / 10).await?;
+    let home_2 = seed_user(&writer, OID_2).await?;
+    let scaling = scaling_phase(&writer, [&home, &home_2], scopes, budget * 3 / 10)?;
     phase.finish();
-    let l1_median = l1.quantile(0.5);
+    let l1_median = l1.median();
     println!(
         "L1 hit  find_access_token: median {:>8.0} ns  p99 {:>8.0} ns",
         l1_median,
@@ -127,49 +166,128 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
     );
     println!(
         "        bare HashMap get:  median {:>8.0} ns  p99 {:>8.0} ns",
-        map.quantile(0.5),
+        map.median(),
         map.quantile(0.99)
     );
-
-    // Phase 2: L2 hit (L1 off: get + parse + lookup) vs a raw GET of the same bytes.
-    let reader = TokenCache::builder()
-        .store(store.clone())
-        .key_prefix(&prefix)
-        .disable_l1()
-        .build()
-        .await
-        .map_err(|e| e.to_string())?;
-    let raw = RawGet::connect(&url, store.clone()).await?;
-    let phase = crate::progress::Timed::start(
-        &format!("phase 2/2: L2 hit vs raw {} GET", raw.name()),
-        Duration::from_secs(seconds * 2),
+    let obo_median = obo.median();
+    println!(
+        "L1 hit  OBO ({} B assertion): median {:>8.0} ns  p99 {:>8.0} ns",
+        assertion.len(),
+        obo_median,
+        obo.quantile(0.99)
     );
-    let (mut l2, mut base) =
-        l2_phase(&reader, &lookup, &raw, &full_key, blob.len(), seconds).await?;
+    println!(
+        "        its key alone (SHA-256 + base64url): median {:>8.0} ns",
+        hash.median()
+    );
+    println!(
+        "L1 hits/s  1 thread: {:>10.0}  2 threads: {:>10.0}  ({:.2}×; {} cores)",
+        scaling.one,
+        scaling.two,
+        scaling.two / scaling.one,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // Phase 2: L2 hits (L1 off: get + decode + lookup) vs raw reads of the same bytes.
+    let is_embedded = url.starts_with("redb://");
+    let phase = crate::progress::Timed::start(
+        "phase 2/2: L2 hit vs raw GET; memory:// vs Value parse; embedded",
+        budget * 2,
+    );
+    let main_share = if is_embedded { 3 } else { 2 };
+    let reader = cache_over(&store, &prefix, false).await?;
+    let raw = RawGet::connect(&url, store.clone()).await?;
+    let (mut l2, mut base) = l2_phase(
+        &reader,
+        &lookup,
+        &raw,
+        &full_key,
+        blob.len(),
+        budget * main_share / 4,
+    )
+    .await?;
+    let cpu = cpu_phase(&prefix, budget / 2).await?;
+    let embedded = if is_embedded {
+        None
+    } else {
+        let store = open_store(&embedded_url).await?;
+        let cache = cache_over(&store, &prefix, true).await?;
+        let home = seed_user(&cache, OID).await?;
+        let key = format!("{prefix}{home}");
+        let size = store
+            .get(&key)
+            .await
+            .map_err(|e| e.to_string())?
+            .map_or(0, |v| v.bytes.len());
+        let reader = cache_over(&store, &prefix, false).await?;
+        let raw = RawGet::Store(store.clone());
+        let lookup = Lookup::user(sample::CLIENT_ID, &home, scopes);
+        Some(l2_phase(&reader, &lookup, &raw, &key, size, budget / 2).await?)
+    };
     phase.finish();
-    let ratio = l2.quantile(0.5) / base.quantile(0.5);
+    let ratio = l2.median() / base.median();
     println!(
         "L2 hit  find_access_token: median {:>8.0} ns  p99 {:>8.0} ns",
-        l2.quantile(0.5),
+        l2.median(),
         l2.quantile(0.99)
     );
     println!(
         "        raw {} GET:    median {:>8.0} ns  p99 {:>8.0} ns",
         raw.name(),
-        base.quantile(0.5),
+        base.median(),
         base.quantile(0.99)
     );
+    let CpuRun {
+        mut hit,
+        mut get,
+        mut value,
+    } = cpu;
+    let added = (hit.median() - get.median()).max(0.0);
+    let cpu_ratio = added / value.median();
+    println!(
+        "L2 hit  on memory://: median {:>8.0} ns  raw get {:>8.0} ns  added {:>8.0} ns",
+        hit.median(),
+        get.median(),
+        added
+    );
+    println!(
+        "        serde_json::Value parse of the blob: median {:>8.0} ns",
+        value.median()
+    );
+    let embedded_ratio = match embedded {
+        Some((mut hit, mut get)) => {
+            println!(
+                "L2 hit  embedded: median {:>8.0} ns  raw store get {:>8.0} ns",
+                hit.median(),
+                get.median()
+            );
+            hit.median() / get.median()
+        }
+        None => ratio, // the store benched above is the embedded one
+    };
     let _ = store.remove(&full_key).await;
-    println!("l1_ns={:.0} l2_over_raw_get={:.2}", l1_median, ratio);
+    let _ = store.remove(&format!("{prefix}{home_2}")).await;
+    println!(
+        "l1_ns={:.0} l1_obo_ns={:.0} l1_scaling={:.2} l2_cpu_over_value_parse={:.2} l2_over_raw_get={:.2} l2_embedded_over_raw_get={:.2}",
+        l1_median,
+        obo_median,
+        scaling.two / scaling.one,
+        cpu_ratio,
+        ratio,
+        embedded_ratio
+    );
     Ok(())
 }
+
+/// Batches of calls per sample in the L1 phases (a hit is too short to time alone).
+const BATCH: u32 = 200;
 
 async fn l1_phase(
     cache: &TokenCache,
     lookup: &Lookup<'_>,
     home: &str,
     blob: &[u8],
-    seconds: u64,
+    length: Duration,
 ) -> Result<(Series, Series), String> {
     cache
         .find_access_token(lookup)
@@ -184,9 +302,8 @@ async fn l1_phase(
         map.insert(format!("{i:08}.{}", sample::TENANT), parsed.clone());
     }
     map.insert(home.to_string(), parsed);
-    const BATCH: u32 = 200;
-    let (mut ours, mut bare) = (Series(Vec::new()), Series(Vec::new()));
-    let end = Instant::now() + Duration::from_secs(seconds);
+    let (mut ours, mut bare) = (Series::new(), Series::new());
+    let end = Instant::now() + length;
     while Instant::now() < end {
         let t = Instant::now();
         for _ in 0..BATCH {
@@ -202,21 +319,155 @@ async fn l1_phase(
     Ok((ours, bare))
 }
 
+/// An OBO hit (the incoming token hashed into the partition key, then L1) next to
+/// computing that key alone.
+async fn obo_phase(
+    cache: &TokenCache,
+    assertion: &str,
+    length: Duration,
+) -> Result<(Series, Series), String> {
+    let now = unix_now();
+    let resp = sample::obo_response(OID, sample::TENANT, OBO_SCOPES, now, 3600)
+        .map_err(|e| e.to_string())?;
+    let req = SaveRequest::new(
+        sample::CLIENT_ID,
+        SaveFor::Obo { assertion },
+        sample::ENVIRONMENT,
+        sample::TENANT,
+        OBO_SCOPES,
+    );
+    let saved = cache
+        .save_token_response(&req, &resp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let lookup = Lookup::obo(sample::CLIENT_ID, assertion, OBO_SCOPES);
+    cache
+        .find_access_token(&lookup)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the benchmark OBO token is not found")?;
+    let (mut ours, mut hash) = (Series::new(), Series::new());
+    let end = Instant::now() + length;
+    while Instant::now() < end {
+        let t = Instant::now();
+        for _ in 0..BATCH {
+            black_box(cache.find_access_token(black_box(&lookup)).await.ok());
+        }
+        ours.0.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
+        let t = Instant::now();
+        for _ in 0..BATCH {
+            black_box(tokencache::partition::assertion_hash(black_box(assertion)));
+        }
+        hash.0.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
+    }
+    if cache.stats().l1_hits == 0 {
+        return Err("the OBO lookups missed L1".into());
+    }
+    let _ = cache.two_level().remove(&saved.partition).await;
+    Ok((ours, hash))
+}
+
+/// L1 hits per second on one thread and on two at once.
+struct Scaling {
+    one: f64,
+    two: f64,
+}
+
+/// Rounds of one thread and of two threads alternate; each thread reads its own
+/// user's partition (two users: the common case of many users on a replica), on a
+/// runtime of its own, and counts hits for the round's length.
+fn scaling_phase(
+    cache: &TokenCache,
+    homes: [&str; 2],
+    scopes: &[&str],
+    length: Duration,
+) -> Result<Scaling, String> {
+    const ROUND: Duration = Duration::from_millis(50);
+    let rounds = (length.as_millis() / (2 * ROUND.as_millis())).max(1) as u32;
+    let (mut one, mut two) = ((0u64, Duration::ZERO), (0u64, Duration::ZERO));
+    for _ in 0..rounds {
+        for threads in [1usize, 2] {
+            let barrier = Barrier::new(threads);
+            let counted: Vec<Result<(u64, Duration), String>> = std::thread::scope(|s| {
+                let handles: Vec<_> = homes[..threads]
+                    .iter()
+                    .map(|home| {
+                        let (cache, barrier) = (cache.clone(), &barrier);
+                        s.spawn(move || hits_for(&cache, home, scopes, barrier, ROUND))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err("a bench thread panicked".into()))
+                    })
+                    .collect()
+            });
+            for c in counted {
+                let (n, took) = c?;
+                let slot = if threads == 1 { &mut one } else { &mut two };
+                slot.0 += n;
+                slot.1 += took;
+            }
+        }
+    }
+    // Per thread: hits over its own time; two threads run at once, so their rate is
+    // twice the mean rate of one of them.
+    let rate = |(n, t): (u64, Duration)| n as f64 / t.as_secs_f64().max(1e-9);
+    Ok(Scaling {
+        one: rate(one),
+        two: 2.0 * rate(two),
+    })
+}
+
+/// One thread's round: L1 hits of `home` for `length`, after every thread is ready.
+fn hits_for(
+    cache: &TokenCache,
+    home: &str,
+    scopes: &[&str],
+    barrier: &Barrier,
+    length: Duration,
+) -> Result<(u64, Duration), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let lookup = Lookup::user(sample::CLIENT_ID, home, scopes);
+    rt.block_on(async {
+        cache
+            .find_access_token(&lookup)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the benchmark token is not found")?;
+        barrier.wait();
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < length {
+            for _ in 0..BATCH {
+                black_box(cache.find_access_token(black_box(&lookup)).await.ok());
+            }
+            n += u64::from(BATCH);
+        }
+        Ok((n, start.elapsed()))
+    })
+}
+
 async fn l2_phase(
     cache: &TokenCache,
     lookup: &Lookup<'_>,
     raw: &RawGet,
     full_key: &str,
     size: usize,
-    seconds: u64,
+    length: Duration,
 ) -> Result<(Series, Series), String> {
     cache
         .find_access_token(lookup)
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the benchmark token is not found through L2")?;
-    let (mut ours, mut base) = (Series(Vec::new()), Series(Vec::new()));
-    let end = Instant::now() + Duration::from_secs(seconds * 2);
+    let (mut ours, mut base) = (Series::new(), Series::new());
+    let end = Instant::now() + length;
     while Instant::now() < end {
         for _ in 0..20 {
             let t = Instant::now();
@@ -243,6 +494,52 @@ async fn l2_phase(
     Ok((ours, base))
 }
 
+/// The CPU an L2 hit adds: on `memory://` (no I/O), an L2 hit next to the store's own
+/// get of the same bytes and to a `serde_json::Value` parse of them.
+struct CpuRun {
+    hit: Series,
+    get: Series,
+    value: Series,
+}
+
+async fn cpu_phase(prefix: &str, length: Duration) -> Result<CpuRun, String> {
+    let store = open_store("memory://").await?;
+    let writer = cache_over(&store, prefix, true).await?;
+    let home = seed_user(&writer, OID).await?;
+    let key = format!("{prefix}{home}");
+    let size = store
+        .get(&key)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_or(0, |v| v.bytes.len());
+    let reader = cache_over(&store, prefix, false).await?;
+    let lookup = Lookup::user(sample::CLIENT_ID, &home, sample::USER_SCOPES[1]);
+    let raw = RawGet::Store(store.clone());
+    let (hit, get) = l2_phase(&reader, &lookup, &raw, &key, size, length * 2 / 3).await?;
+    // The plaintext MSAL JSON of the same partition (what a Value parse would see).
+    let stored = store
+        .get(&key)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the saved partition is not in the memory store")?
+        .bytes;
+    let protection = writer.two_level().protection();
+    let plain = read_partition(protection, &key, &stored)
+        .map_err(|e| e.to_string())?
+        .to_vec();
+    serde_json::from_slice::<serde_json::Value>(&plain)
+        .map_err(|e| format!("the blob is not JSON: {e}"))?;
+    let mut value = Series::new();
+    let end = Instant::now() + length / 3;
+    while Instant::now() < end {
+        for _ in 0..20 {
+            let t = Instant::now();
+            black_box(serde_json::from_slice::<serde_json::Value>(black_box(&plain)).ok());
+            value.0.push(t.elapsed().as_nanos() as f64);
+        }
+    }
+    Ok(CpuRun { hit, get, value })
+}
 /// The baseline: a raw read of the same bytes on the same kind of connection.
 enum RawGet {
     Redis(redis::aio::ConnectionManager),

@@ -1,6 +1,13 @@
 //! Two-level benchmarks (docs/design.md §11), each next to its raw baseline:
 //!
 //! * `l1_hit/find_access_token` vs `l1_hit/bare_hashmap_get`
+//! * `l1_hit/obo_find_access_token` (the assertion's key included) vs
+//!   `l1_hit/obo_key_sha256` (computing that key alone)
+//! * `l1_hit/two_threads` vs `l1_hit/one_thread`: 2 × 10,000 hits on two threads at once
+//!   (each its own user) vs 10,000 on one: a time ratio near 1 is linear scaling
+//! * `l2_hit/memory/find_access_token` vs `l2_hit/memory/raw_get` and
+//!   `l2_hit/memory/value_parse` (a `serde_json::Value` parse of the same blob): the CPU
+//!   an L2 hit adds
 //! * `l2_hit/<store>/find_access_token` (L1 off: get + parse + lookup) vs
 //!   `l2_hit/<store>/raw_get` of the same bytes on the same kind of connection
 //! * `write/<store>/save_token_response`
@@ -16,6 +23,7 @@ use tokencache::store::{self, SharedStore};
 use tokencache::{Lookup, Partition, SaveFor, SaveRequest, TokenCache};
 
 const OID: &str = "00000000-0000-0000-66f3-3332eca7ea81";
+const OID_2: &str = "00000000-0000-0000-66f3-3332eca7ea82";
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -74,6 +82,93 @@ fn l1_hit(c: &mut Criterion) {
     });
     g.bench_function("bare_hashmap_get", |b| {
         b.iter(|| map.get(black_box(home.as_str())).cloned())
+    });
+
+    let obo_scopes: &[&str] = &["api://downstream/.default"];
+    let assertion = sample::incoming_assertion(OID, TENANT, now(), now() + 3600);
+    let resp = sample::obo_response(OID, TENANT, obo_scopes, now(), 3600).unwrap();
+    let req = SaveRequest::new(
+        CLIENT_ID,
+        SaveFor::Obo {
+            assertion: &assertion,
+        },
+        ENVIRONMENT,
+        TENANT,
+        obo_scopes,
+    );
+    rt.block_on(cache.save_token_response(&req, &resp)).unwrap();
+    let obo = Lookup::obo(CLIENT_ID, &assertion, obo_scopes);
+    assert!(rt
+        .block_on(cache.find_access_token(&obo))
+        .unwrap()
+        .is_some());
+    g.bench_function("obo_find_access_token", |b| {
+        b.iter(|| {
+            rt.block_on(cache.find_access_token(black_box(&obo)))
+                .unwrap()
+        })
+    });
+    g.bench_function("obo_key_sha256", |b| {
+        b.iter(|| tokencache::partition::assertion_hash(black_box(&assertion)))
+    });
+
+    // Scaling: the same work per thread, one thread alone vs two at once.
+    let second = rt.block_on(async {
+        let mut home = String::new();
+        for scopes in sample::USER_SCOPES {
+            let resp = sample::user_response(OID_2, TENANT, scopes, now(), 3600).unwrap();
+            let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, scopes);
+            home = cache
+                .save_token_response(&req, &resp)
+                .await
+                .unwrap()
+                .partition;
+        }
+        home
+    });
+    let homes = [home.clone(), second];
+    let run = |threads: usize| {
+        std::thread::scope(|s| {
+            for home in &homes[..threads] {
+                let cache = cache.clone();
+                s.spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    let lookup = Lookup::user(CLIENT_ID, home, scopes);
+                    rt.block_on(async {
+                        for _ in 0..10_000 {
+                            black_box(cache.find_access_token(black_box(&lookup)).await.ok());
+                        }
+                    })
+                });
+            }
+        })
+    };
+    g.bench_function("one_thread", |b| b.iter(|| run(1)));
+    g.bench_function("two_threads", |b| b.iter(|| run(2)));
+    g.finish();
+}
+
+fn l2_memory(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt.block_on(store::open("memory://")).unwrap();
+    let blob = {
+        let (_w, home) = rt.block_on(seeded(store.clone(), true));
+        rt.block_on(store.get(&home)).unwrap().unwrap().bytes
+    };
+    let raw = |k: &str| {
+        rt.block_on(store.get(k))
+            .unwrap()
+            .map_or(0, |v| v.bytes.len())
+    };
+    l2_group(c, "memory", &rt, store.clone(), raw);
+    let mut g = c.benchmark_group("l2_hit/memory");
+    g.bench_function("value_parse", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&blob)).unwrap())
     });
     g.finish();
 }
@@ -161,5 +256,5 @@ fn l2_redis(c: &mut Criterion) {
     l2_group(c, "redis", &rt, store, raw);
 }
 
-criterion_group!(benches, l1_hit, l2_embedded, l2_redis);
+criterion_group!(benches, l1_hit, l2_memory, l2_embedded, l2_redis);
 criterion_main!(benches);

@@ -213,6 +213,7 @@ impl TokenCacheBuilder {
             two: Arc::new(TwoLevel::new(store, self.clock, self.options)),
             skew_secs: self.skew.as_secs() as i64,
             app_account_form: self.app_account_form,
+            obo_keys: Default::default(),
         })
     }
 

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::partition::{
-    assertion_hash, check_key, session_partition_key, KeyError, PartitionKey, PartitionKind,
+    check_key, session_partition_key, AssertionKeys, KeyError, PartitionKey, PartitionKind,
 };
 use crate::schema::{
     decode_jwt_claims, AccessTokenQuery, Ambiguous, AppAccountForm, Partition, RefreshTokenQuery,
@@ -62,6 +62,8 @@ pub struct TokenCache {
     skew_secs: i64,
     /// The form of an empty `home_account_id` in partitions this cache creates.
     app_account_form: AppAccountForm,
+    /// OBO partition keys of recently seen assertions (no SHA-256 on an OBO L1 hit).
+    obo_keys: Arc<AssertionKeys>,
 }
 
 /// What a sign-out removed.
@@ -135,7 +137,7 @@ impl TokenCache {
                     .await
             }
             Subject::Obo { assertion } => {
-                let hash = assertion_hash(assertion);
+                let hash = self.obo_keys.key(assertion);
                 let ctx = || obo_context(assertion);
                 let owner = || obo_owner(assertion);
                 self.find_in(&hash, PartitionKind::Obo, ctx, lookup, Some(&hash), owner)
@@ -239,7 +241,7 @@ impl TokenCache {
                 let ctx = obo_context(assertion);
                 Target {
                     kind: PartitionKind::Obo,
-                    key: assertion_hash(assertion),
+                    key: self.obo_keys.key(assertion).to_string(),
                     owner: ctx.owner.as_deref().map(str::to_string),
                     ctx,
                 }

@@ -55,6 +55,9 @@ pub struct L1Entry<V> {
     /// The short [`ValueDigest`](crate::store::ValueDigest) of the L2 value it was
     /// filled from or written as (0: not known); strict reads compare it with L2's.
     version: u64,
+    /// The deadline moka's own timer was last given (so that a read, which moka asks
+    /// about every time, reads the clock only when a sliding refresh moved the deadline).
+    timer_ms: AtomicU64,
 }
 
 impl<V> L1Entry<V> {
@@ -125,6 +128,13 @@ impl DeadlineExpiry {
         let now = self.clock.now_millis();
         Some(Duration::from_millis(deadline_ms.saturating_sub(now)))
     }
+
+    /// The time left to give moka's timer for `entry`, recorded as given.
+    fn arm<V>(&self, entry: &L1Entry<V>) -> Option<Duration> {
+        let deadline = entry.deadline_ms();
+        entry.timer_ms.store(deadline, Ordering::Relaxed);
+        self.remaining(deadline)
+    }
 }
 
 impl<V> Expiry<Arc<str>, Arc<L1Entry<V>>> for DeadlineExpiry {
@@ -134,7 +144,7 @@ impl<V> Expiry<Arc<str>, Arc<L1Entry<V>>> for DeadlineExpiry {
         value: &Arc<L1Entry<V>>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        self.remaining(value.deadline_ms())
+        self.arm(value)
     }
 
     fn expire_after_update(
@@ -144,7 +154,7 @@ impl<V> Expiry<Arc<str>, Arc<L1Entry<V>>> for DeadlineExpiry {
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        self.remaining(value.deadline_ms())
+        self.arm(value)
     }
 
     fn expire_after_read(
@@ -156,8 +166,12 @@ impl<V> Expiry<Arc<str>, Arc<L1Entry<V>>> for DeadlineExpiry {
         _last_modified_at: Instant,
     ) -> Option<Duration> {
         // Only sliding refreshes move a deadline, and they only move it forward:
-        // keep moka's timer unless the entry's own deadline now lies beyond it.
-        match (duration_until_expiry, self.remaining(value.deadline_ms())) {
+        // keep moka's timer unless the entry's own deadline now lies beyond the one it
+        // was given (the common read: no clock read, nothing to change).
+        if value.deadline_ms() <= value.timer_ms.load(Ordering::Relaxed) {
+            return duration_until_expiry;
+        }
+        match (duration_until_expiry, self.arm(value)) {
             (Some(current), Some(wanted)) if wanted > current => Some(wanted),
             (current, _) => current,
         }
@@ -249,6 +263,7 @@ impl<V: Send + Sync + 'static> MemoryCache<V> {
             touched_ms: AtomicU64::new(now),
             loaded_ms: now,
             version,
+            timer_ms: AtomicU64::new(deadline_ms),
         });
         self.cache.insert(Arc::from(key), entry.clone());
         Some(entry)

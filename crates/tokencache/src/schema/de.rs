@@ -91,9 +91,9 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
 }
 
 /// Any JSON value, loosely typed; compound values are skipped.
-pub(crate) enum Scalar {
+pub(crate) enum Scalar<S = String> {
     Null,
-    Str(String),
+    Str(S),
     Int(i64),
     UInt(u64),
     Float(f64),
@@ -101,51 +101,53 @@ pub(crate) enum Scalar {
     Compound,
 }
 
-impl<'de> de::Deserialize<'de> for Scalar {
+/// `S`: what a string is read into (a `String`, or a [`Secret`](super::secret::Secret)
+/// straight from the input, without an intermediate `String`).
+impl<'de, S: From<String> + for<'a> From<&'a str>> de::Deserialize<'de> for Scalar<S> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Scalar;
+        struct V<S>(std::marker::PhantomData<S>);
+        impl<'de, S: From<String> + for<'a> From<&'a str>> Visitor<'de> for V<S> {
+            type Value = Scalar<S>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Scalar, E> {
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Scalar<S>, E> {
                 Ok(Scalar::Bool)
             }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar<S>, E> {
                 Ok(Scalar::Int(v))
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar<S>, E> {
                 Ok(Scalar::UInt(v))
             }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar<S>, E> {
                 Ok(Scalar::Float(v))
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
-                Ok(Scalar::Str(v.to_owned()))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar<S>, E> {
+                Ok(Scalar::Str(S::from(v)))
             }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
-                Ok(Scalar::Str(v))
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar<S>, E> {
+                Ok(Scalar::Str(S::from(v)))
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<Scalar<S>, E> {
                 Ok(Scalar::Null)
             }
-            fn visit_none<E: de::Error>(self) -> Result<Scalar, E> {
+            fn visit_none<E: de::Error>(self) -> Result<Scalar<S>, E> {
                 Ok(Scalar::Null)
             }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
-                d.deserialize_any(V)
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Scalar<S>, D::Error> {
+                d.deserialize_any(V(std::marker::PhantomData))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Scalar<S>, A::Error> {
                 while a.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Scalar::Compound)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Scalar<S>, A::Error> {
                 while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Scalar::Compound)
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -219,6 +221,19 @@ impl Ctx<'_> {
     }
 
     /// An optional string field; `null` reads as absent.
+    /// A `secret` field: as [`opt_string`](Self::opt_string), read into a `Secret`.
+    pub(crate) fn opt_secret<E: de::Error>(
+        &self,
+        field: &str,
+        v: Scalar<super::secret::Secret>,
+    ) -> Result<Option<super::secret::Secret>, E> {
+        match v {
+            Scalar::Str(s) => Ok(Some(s)),
+            Scalar::Null => Ok(None),
+            _ => Err(self.wrong(field, "string")),
+        }
+    }
+
     pub(crate) fn opt_string<E: de::Error>(
         &self,
         field: &str,

@@ -540,7 +540,7 @@ impl Record for AccessToken {
         let mut env = String::new();
         let mut cid = String::new();
         let mut ctype: Option<String> = None;
-        let mut secret: Option<String> = None;
+        let mut secret: Option<Secret> = None;
         let mut realm = String::new();
         let mut target = String::new();
         let mut cached_at = None;
@@ -559,7 +559,7 @@ impl Record for AccessToken {
                 "environment" => env = ctx.string(f, map.next_value()?)?,
                 "client_id" => cid = ctx.string(f, map.next_value()?)?,
                 "credential_type" => ctype = ctx.opt_string(f, map.next_value()?)?,
-                "secret" => secret = ctx.opt_string(f, map.next_value()?)?,
+                "secret" => secret = ctx.opt_secret(f, map.next_value()?)?,
                 "realm" => realm = ctx.string(f, map.next_value()?)?,
                 "target" => target = ctx.string(f, map.next_value()?)?,
                 "cached_at" => cached_at = ctx.opt_secs(f, map.next_value()?)?,
@@ -595,7 +595,7 @@ impl Record for AccessToken {
             credential_type: ctype.unwrap_or_else(|| CREDENTIAL_ACCESS_TOKEN.to_owned()),
             realm,
             target,
-            secret: Secret::new(secret.ok_or_else(|| ctx.missing("secret"))?),
+            secret: secret.ok_or_else(|| ctx.missing("secret"))?,
             cached_at: cached_at.unwrap_or(0),
             expires_on: expires_on.ok_or_else(|| ctx.missing("expires_on"))?,
             extended_expires_on: ext.or(ext_compat),
@@ -615,7 +615,7 @@ impl Record for RefreshToken {
         let mut hid_form = AppAccountForm::Omitted;
         let mut env = String::new();
         let mut cid = String::new();
-        let mut secret: Option<String> = None;
+        let mut secret: Option<Secret> = None;
         let mut family_id = None;
         let mut target = None;
         let mut uah = None;
@@ -630,7 +630,7 @@ impl Record for RefreshToken {
                 "credential_type" => {
                     ctx.opt_string(f, map.next_value()?)?;
                 }
-                "secret" => secret = ctx.opt_string(f, map.next_value()?)?,
+                "secret" => secret = ctx.opt_secret(f, map.next_value()?)?,
                 "family_id" => family_id = ctx.opt_string(f, map.next_value()?)?,
                 "target" => target = ctx.opt_string(f, map.next_value()?)?,
                 "last_modification_time" => lmt = ctx.opt_secs(f, map.next_value()?)?,
@@ -648,7 +648,7 @@ impl Record for RefreshToken {
             home_account_id_form: hid_form,
             environment: env,
             client_id: cid,
-            secret: Secret::new(secret.ok_or_else(|| ctx.missing("secret"))?),
+            secret: secret.ok_or_else(|| ctx.missing("secret"))?,
             family_id,
             target,
             user_assertion_hash: uah,
@@ -666,7 +666,7 @@ impl Record for IdToken {
         let mut env = String::new();
         let mut cid = String::new();
         let mut realm = String::new();
-        let mut secret: Option<String> = None;
+        let mut secret: Option<Secret> = None;
         let mut extra = Extra::default();
         while let Some(k) = map.next_key::<Key<'de>>()? {
             let f = k.as_str();
@@ -678,7 +678,7 @@ impl Record for IdToken {
                 "credential_type" => {
                     ctx.opt_string(f, map.next_value()?)?;
                 }
-                "secret" => secret = ctx.opt_string(f, map.next_value()?)?,
+                "secret" => secret = ctx.opt_secret(f, map.next_value()?)?,
                 _ => put_extra(&mut map, &mut extra, k)?,
             }
         }
@@ -688,7 +688,7 @@ impl Record for IdToken {
             environment: env,
             client_id: cid,
             realm,
-            secret: Secret::new(secret.ok_or_else(|| ctx.missing("secret"))?),
+            secret: secret.ok_or_else(|| ctx.missing("secret"))?,
             extra,
         })
     }

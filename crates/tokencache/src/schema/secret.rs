@@ -3,19 +3,23 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::sync::Arc;
 
 /// A secret string (access token, refresh token, id token).
 ///
 /// `Debug` and `Display` print a redaction with a short SHA-256 fingerprint, such as
 /// `Secret(<redacted sha256:1a2b3c4d>)`, so two log lines can be compared without
 /// revealing the value. Serializes as a plain JSON string.
+///
+/// Shared, not copied: the value sits behind an `Arc`, so handing a cached token to a
+/// caller (an L1 hit) is a reference-count increment, not a copy of ~1.5 KB.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Secret(String);
+pub struct Secret(Arc<str>);
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
+        Secret(Arc::from(s.into()))
     }
 
     /// The secret value. Only call this to put the value on the wire.
@@ -64,13 +68,13 @@ impl fmt::Display for Secret {
 
 impl From<String> for Secret {
     fn from(s: String) -> Self {
-        Secret(s)
+        Secret(Arc::from(s))
     }
 }
 
 impl From<&str> for Secret {
     fn from(s: &str) -> Self {
-        Secret(s.to_owned())
+        Secret(Arc::from(s))
     }
 }
 
@@ -82,6 +86,25 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
+        deserializer.deserialize_string(SecretVisitor)
+    }
+}
+
+/// Reads a JSON string straight into the shared value (one copy, not two).
+struct SecretVisitor;
+
+impl serde::de::Visitor<'_> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+        Ok(Secret(Arc::from(v)))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+        Ok(Secret(Arc::from(v)))
     }
 }

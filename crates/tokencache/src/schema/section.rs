@@ -9,14 +9,24 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use std::fmt;
+use std::sync::OnceLock;
 
-/// Credential key → record, sorted by key, keys unique.
-#[derive(Clone, PartialEq)]
-pub(crate) struct Section<T>(Vec<(String, T)>);
+/// Credential key → record, sorted by key, keys unique; plus, computed on the first
+/// lookup that asks and dropped by every change, one `u64` summary per record (the access
+/// tokens' pre-lower-cased scope sets, see [`Section::values_with_summary`]).
+#[derive(Clone)]
+pub(crate) struct Section<T>(Vec<(String, T)>, OnceLock<Box<[u64]>>);
 
 impl<T> Default for Section<T> {
     fn default() -> Self {
-        Section(Vec::new())
+        Section(Vec::new(), OnceLock::new())
+    }
+}
+
+/// Equal records are equal sections, whether or not their summaries were computed.
+impl<T: PartialEq> PartialEq for Section<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
     }
 }
 
@@ -34,7 +44,25 @@ impl<T> Section<T> {
             }
         }
         out.shrink_to_fit();
-        Section(out)
+        Section(out, OnceLock::new())
+    }
+
+    /// The records with their summaries by `summarize`, computed once (a section's
+    /// summaries come from one function: the crate has one, the access tokens' scope
+    /// masks) and forgotten by any change of the section.
+    pub(crate) fn values_with_summary(
+        &self,
+        summarize: fn(&T) -> u64,
+    ) -> impl Iterator<Item = (&T, u64)> {
+        let sums = self
+            .1
+            .get_or_init(|| self.0.iter().map(|(_, v)| summarize(v)).collect());
+        self.0.iter().map(|(_, v)| v).zip(sums.iter().copied())
+    }
+
+    /// Forgets the summaries (the records are about to change).
+    fn changed(&mut self) {
+        self.1.take();
     }
 
     fn position(&self, key: &str) -> Result<usize, usize> {
@@ -43,6 +71,7 @@ impl<T> Section<T> {
 
     /// Inserts or replaces the record under `key`; returns the replaced one.
     pub(crate) fn insert(&mut self, key: String, value: T) -> Option<T> {
+        self.changed();
         match self.position(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
             Err(i) => {
@@ -61,12 +90,14 @@ impl<T> Section<T> {
     /// The record under `key`, to change in place.
     #[cfg(test)]
     pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut T> {
+        self.changed();
         let i = self.position(key).ok()?;
         Some(&mut self.0[i].1)
     }
 
     /// Removes the record under `key`.
     pub(crate) fn remove(&mut self, key: &str) -> Option<T> {
+        self.changed();
         let i = self.position(key).ok()?;
         let (_, v) = self.0.remove(i);
         Some(v)
@@ -74,6 +105,7 @@ impl<T> Section<T> {
 
     /// Keeps the records for which `keep` is true.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&String, &mut T) -> bool) {
+        self.changed();
         self.0.retain_mut(|(k, v)| keep(k, v));
     }
 

@@ -1198,3 +1198,46 @@ fn the_partitions_form_is_that_of_its_newest_app_token() {
     assert_eq!(p2.access_tokens().count(), 0);
     assert_eq!(p2.app_account_form(), Some(AppAccountForm::Omitted));
 }
+
+/// The scope masks that let lookups pass over tokens are computed once and dropped by
+/// every change: a token added or changed after a lookup is found by the next one, and
+/// scopes still compare case-insensitively.
+#[test]
+fn scope_masks_follow_changes_of_the_section() {
+    let token = |target: &str| AccessToken {
+        home_account_id: String::new(),
+        home_account_id_form: AppAccountForm::Empty,
+        environment: ENV.into(),
+        client_id: CID.into(),
+        credential_type: CREDENTIAL_ACCESS_TOKEN.into(),
+        realm: TID.into(),
+        target: target.into(),
+        secret: Secret::new(format!("secret for {target}")),
+        cached_at: NOW,
+        expires_on: NOW + 3600,
+        extended_expires_on: None,
+        refresh_on: None,
+        token_type: None,
+        key_id: None,
+        user_assertion_hash: None,
+        extra: Extra::default(),
+    };
+    let mut p = Partition::new();
+    p.insert_access_token(token("api://a/Read"));
+    let find = |p: &Partition, scope: &str| {
+        let scopes = [scope];
+        p.find_access_token(&AccessTokenQuery::new(CID, &scopes), NOW)
+            .map(|at| at.target.clone())
+    };
+    assert_eq!(find(&p, "API://A/read").as_deref(), Some("api://a/Read"));
+    assert_eq!(find(&p, "api://b/Read"), None);
+    p.insert_access_token(token("openid api://b/Read"));
+    assert_eq!(
+        find(&p, "api://B/READ").as_deref(),
+        Some("openid api://b/Read")
+    );
+    assert_eq!(p.remove_expired_access_tokens(NOW + 7200), 2);
+    assert_eq!(find(&p, "api://a/Read"), None);
+    let copy = p.clone();
+    assert_eq!(copy, p, "equal whether or not masks were computed");
+}

@@ -4,13 +4,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+/// The hasher of the per-key maps a load goes through (this one's and the shared
+/// loads'): foldhash, already L1's, several times cheaper than SipHash on 70-byte keys
+/// (they are account ids and hashes, not chosen by whoever could time the map).
+pub(crate) type FastHash = foldhash::fast::RandomState;
+
 /// A lock per key. Loads and writes of one partition take it so that a load never
 /// puts a value older than a concurrent write into L1; L1 hits never take it, and
 /// other keys never wait for it.
 #[derive(Debug, Default)]
 pub(crate) struct KeyLocks {
     // std Mutex: held only to find or insert the per-key lock, never across an await.
-    map: Mutex<HashMap<Arc<str>, Arc<AsyncMutex<()>>>>,
+    map: Mutex<HashMap<Arc<str>, Arc<AsyncMutex<()>>, FastHash>>,
 }
 
 /// Holds a key's lock; releases it (and forgets the key when idle) on drop.

@@ -97,7 +97,7 @@ use gate::Outage;
 use locks::KeyLocks;
 use metrics::Metrics;
 use recovery::{QueuedOp, RecoveryQueue};
-use stats::{bump, Counters};
+use stats::Counters;
 pub use stats::{ErrorsByClass, Stats};
 
 /// The default bound of every L2 call.
@@ -223,7 +223,7 @@ struct Core {
     l2_timeout: Duration,
     locks: KeyLocks,
     // std Mutex: held only to find or insert a shared load, never across an await.
-    inflight: Mutex<HashMap<Arc<str>, Shared<BoxFuture<'static, Loaded>>>>,
+    inflight: Mutex<HashMap<Arc<str>, Shared<BoxFuture<'static, Loaded>>, locks::FastHash>>,
     counters: Counters,
     metrics: Metrics,
     breaker: Breaker,
@@ -299,7 +299,7 @@ impl TwoLevel {
             expiry: options.expiry,
             l2_timeout: options.l2_timeout,
             locks: KeyLocks::default(),
-            inflight: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::default()),
             counters: Counters::default(),
             metrics: Metrics::register(),
             breaker: Breaker::new(options.breaker.clone()),
@@ -447,13 +447,13 @@ impl TwoLevel {
         if let Some(l1) = core.l1.as_ref().filter(|_| core.l1_trusted()) {
             if let Some(entry) = l1.get_at(key, now_ms) {
                 if !core.strict_reads || core.still_current(key, &entry).await {
-                    bump(&core.counters.l1_hits);
+                    core.counters.l1_hits.bump();
                     core.metrics.l1_hits.increment(1);
                     core.slide(kind, key, &entry, ctx);
                     return Some(entry.value().clone());
                 }
             }
-            bump(&core.counters.l1_misses);
+            core.counters.l1_misses.bump();
             core.metrics.l1_misses.increment(1);
         }
         core.load_shared(kind, key, ctx()).await

@@ -51,7 +51,7 @@ fn a_cached_partition_costs_at_most_one_and_a_half_times_its_blob() {
         .collect();
     let serialized: usize = blobs.iter().map(Vec::len).sum();
     let l1: MemoryCache<Partition> = MemoryCache::new(&L1Options::default(), Arc::new(SystemClock));
-    // Warm moka's internals so that their one-time allocations are not counted.
+    // Warm the cache's internals so that their one-time allocations are not counted.
     l1.insert("warm", Arc::new(Partition::new()), 1, u64::MAX / 2);
     l1.remove("warm");
     l1.run_pending_tasks();

@@ -5,25 +5,31 @@
 //!
 //! * **Bounded in bytes.** Each entry weighs its serialized size (what it cost to
 //!   fetch); the total is capped ([`L1Options::max_bytes`], default 256 MiB) and the
-//!   least useful entries are evicted first (moka's TinyLFU admission + LRU eviction).
+//!   least useful entries are evicted first (quick_cache's CLOCK-Pro: hot and cold
+//!   entries, with ghost entries remembering recently evicted keys). An entry heavier
+//!   than its shard's budget is not kept (and replaces nothing).
 //! * **Per-entry deadline.** Every entry carries its own deadline, read from the
 //!   injected [`Clock`](crate::clock::Clock) on each hit, so a moved clock (tests, the
-//!   simulation) is honoured exactly; the same deadline is given to moka so memory is
-//!   reclaimed in real time too.
+//!   simulation) is honoured exactly. An expired entry is dropped when it is next read;
+//!   the others are swept out at most every [`SWEEP_INTERVAL_MS`] by the next insert
+//!   (and by [`MemoryCache::run_pending_tasks`]), so memory follows the deadlines too,
+//!   while the byte bound holds whatever happens.
 //! * **Sliding support.** An entry records when L2 was last touched for it, so the
 //!   two-level layer can refresh the L2 TTL at most once per fraction of the window.
 //!
-//! Why moka: it is the well-kept concurrent cache that has both a weigher and
-//! per-entry expiry (quick_cache has no per-entry TTL; a plain `HashMap` has no bound).
-//! The `bench` command and `benches/twolevel.rs` measure a hit next to a bare
-//! `HashMap` lookup.
+//! Why quick_cache, not moka: both bound by weight, but a moka read records itself in
+//! a channel every reader shares (and runs housekeeping on the reader's thread), so on
+//! this machine class one thread did 4.4–4.9 M `get`s/s and two threads together
+//! 1.9–2.4 M/s; quick_cache's sharded reads did 21–27 M/s on one thread and 42–48 M/s
+//! on two. It has no per-entry expiry, which the deadline check on every hit (needed
+//! anyway for the injected clock) and the sweep make up for. The `bench` command and
+//! `benches/twolevel.rs` measure a hit next to a bare `HashMap` lookup.
 
-use moka::sync::Cache;
-use moka::Expiry;
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crate::clock::SharedClock;
 
@@ -55,9 +61,6 @@ pub struct L1Entry<V> {
     /// The short [`ValueDigest`](crate::store::ValueDigest) of the L2 value it was
     /// filled from or written as (0: not known); strict reads compare it with L2's.
     version: u64,
-    /// The deadline moka's own timer was last given (so that a read, which moka asks
-    /// about every time, reads the clock only when a sliding refresh moved the deadline).
-    timer_ms: AtomicU64,
 }
 
 impl<V> L1Entry<V> {
@@ -118,63 +121,17 @@ impl<V> fmt::Debug for L1Entry<V> {
     }
 }
 
-/// Tells moka when an entry expires, from the entry's own deadline.
-struct DeadlineExpiry {
-    clock: SharedClock,
-}
+/// How often, at most, an insert sweeps out the entries past their deadline (ms).
+pub const SWEEP_INTERVAL_MS: u64 = 30_000;
 
-impl DeadlineExpiry {
-    fn remaining(&self, deadline_ms: u64) -> Option<Duration> {
-        let now = self.clock.now_millis();
-        Some(Duration::from_millis(deadline_ms.saturating_sub(now)))
-    }
+/// An entry weighs its serialized size (at least 1: quick_cache never evicts an entry
+/// of weight 0).
+#[derive(Debug, Clone, Copy)]
+struct EntryWeight;
 
-    /// The time left to give moka's timer for `entry`, recorded as given.
-    fn arm<V>(&self, entry: &L1Entry<V>) -> Option<Duration> {
-        let deadline = entry.deadline_ms();
-        entry.timer_ms.store(deadline, Ordering::Relaxed);
-        self.remaining(deadline)
-    }
-}
-
-impl<V> Expiry<Arc<str>, Arc<L1Entry<V>>> for DeadlineExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &Arc<str>,
-        value: &Arc<L1Entry<V>>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        self.arm(value)
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &Arc<str>,
-        value: &Arc<L1Entry<V>>,
-        _updated_at: Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        self.arm(value)
-    }
-
-    fn expire_after_read(
-        &self,
-        _key: &Arc<str>,
-        value: &Arc<L1Entry<V>>,
-        _read_at: Instant,
-        duration_until_expiry: Option<Duration>,
-        _last_modified_at: Instant,
-    ) -> Option<Duration> {
-        // Only sliding refreshes move a deadline, and they only move it forward:
-        // keep moka's timer unless the entry's own deadline now lies beyond the one it
-        // was given (the common read: no clock read, nothing to change).
-        if value.deadline_ms() <= value.timer_ms.load(Ordering::Relaxed) {
-            return duration_until_expiry;
-        }
-        match (duration_until_expiry, self.arm(value)) {
-            (Some(current), Some(wanted)) if wanted > current => Some(wanted),
-            (current, _) => current,
-        }
+impl<V> Weighter<Arc<str>, Arc<L1Entry<V>>> for EntryWeight {
+    fn weight(&self, _key: &Arc<str>, entry: &Arc<L1Entry<V>>) -> u64 {
+        u64::from(entry.weight).max(1)
     }
 }
 
@@ -185,15 +142,17 @@ type Hasher = foldhash::fast::RandomState;
 
 /// The in-process cache of decoded values, keyed by full store key.
 pub struct MemoryCache<V: Send + Sync + 'static> {
-    cache: Cache<Arc<str>, Arc<L1Entry<V>>, Hasher>,
+    cache: Cache<Arc<str>, Arc<L1Entry<V>>, EntryWeight, Hasher>,
     clock: SharedClock,
+    /// When entries past their deadline were last swept out (clock ms).
+    swept_ms: AtomicU64,
 }
 
 impl<V: Send + Sync + 'static> fmt::Debug for MemoryCache<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryCache")
-            .field("entries", &self.cache.entry_count())
-            .field("weighted_bytes", &self.cache.weighted_size())
+            .field("entries", &self.cache.len())
+            .field("weighted_bytes", &self.cache.weight())
             .finish()
     }
 }
@@ -201,14 +160,23 @@ impl<V: Send + Sync + 'static> fmt::Debug for MemoryCache<V> {
 impl<V: Send + Sync + 'static> MemoryCache<V> {
     /// A new L1 with the given bounds and clock.
     pub fn new(options: &L1Options, clock: SharedClock) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(options.max_bytes)
-            .weigher(|_k: &Arc<str>, e: &Arc<L1Entry<V>>| e.weight)
-            .expire_after(DeadlineExpiry {
-                clock: clock.clone(),
-            })
-            .build_with_hasher(Hasher::default());
-        Self { cache, clock }
+        // A typical partition weighs a few KB (an app partition ~2 KB, a user's ~7 KB).
+        let items = usize::try_from(options.max_bytes / 4096)
+            .unwrap_or(usize::MAX)
+            .clamp(16, 1 << 22);
+        let cache = Cache::with(
+            items,
+            options.max_bytes,
+            EntryWeight,
+            Hasher::default(),
+            Default::default(),
+        );
+        let swept_ms = AtomicU64::new(clock.now_millis());
+        Self {
+            cache,
+            clock,
+            swept_ms,
+        }
     }
 
     /// The live entry under `key`, or `None` (absent, or past its deadline by the clock).
@@ -223,7 +191,8 @@ impl<V: Send + Sync + 'static> MemoryCache<V> {
     pub fn get_at(&self, key: &str, now_ms: u64) -> Option<Arc<L1Entry<V>>> {
         let entry = self.cache.get(key)?;
         if entry.deadline_ms() <= now_ms {
-            self.cache.invalidate(key);
+            // (only this entry: a fresh one inserted meanwhile stays)
+            self.cache.remove_if(key, |e| Arc::ptr_eq(e, &entry));
             return None;
         }
         Some(entry)
@@ -252,8 +221,9 @@ impl<V: Send + Sync + 'static> MemoryCache<V> {
         version: u64,
     ) -> Option<Arc<L1Entry<V>>> {
         let now = self.clock.now_millis();
+        self.sweep_if_due(now);
         if deadline_ms <= now {
-            self.cache.invalidate(key);
+            self.cache.remove(key);
             return None;
         }
         let entry = Arc::new(L1Entry {
@@ -263,7 +233,6 @@ impl<V: Send + Sync + 'static> MemoryCache<V> {
             touched_ms: AtomicU64::new(now),
             loaded_ms: now,
             version,
-            timer_ms: AtomicU64::new(deadline_ms),
         });
         self.cache.insert(Arc::from(key), entry.clone());
         Some(entry)
@@ -271,27 +240,47 @@ impl<V: Send + Sync + 'static> MemoryCache<V> {
 
     /// Drops the entry under `key`.
     pub fn remove(&self, key: &str) {
-        self.cache.invalidate(key);
+        self.cache.remove(key);
     }
 
     /// Drops every entry.
     pub fn clear(&self) {
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 
-    /// Runs pending evictions now (moka defers them); for tests and reports.
+    /// Sweeps out the entries past their deadline now (evictions by weight happen at
+    /// once, on insert); for tests and reports.
     pub fn run_pending_tasks(&self) {
-        self.cache.run_pending_tasks();
+        let now = self.clock.now_millis();
+        self.swept_ms.store(now, Ordering::Relaxed);
+        self.sweep(now);
     }
 
-    /// Number of entries (approximate until [`run_pending_tasks`](Self::run_pending_tasks)).
+    /// Number of entries (including expired ones not swept yet).
     pub fn entry_count(&self) -> u64 {
-        self.cache.entry_count()
+        self.cache.len() as u64
     }
 
-    /// Summed weights of the entries, in bytes (approximate, as above).
+    /// Summed weights of the entries, in bytes (as above).
     pub fn weighted_bytes(&self) -> u64 {
-        self.cache.weighted_size()
+        self.cache.weight()
+    }
+
+    /// Sweeps when the last sweep is [`SWEEP_INTERVAL_MS`] old (one caller does it).
+    fn sweep_if_due(&self, now: u64) {
+        let last = self.swept_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= SWEEP_INTERVAL_MS
+            && self
+                .swept_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.sweep(now);
+        }
+    }
+
+    fn sweep(&self, now: u64) {
+        self.cache.retain(|_, e| e.deadline_ms() > now);
     }
 }
 
@@ -368,6 +357,53 @@ mod tests {
             c.weighted_bytes()
         );
         assert!(c.entry_count() <= 10);
+    }
+
+    #[test]
+    fn expired_entries_are_swept_by_a_later_insert() {
+        let (c, clock) = l1(1 << 20);
+        for i in 0..50 {
+            c.insert(
+                &format!("old{i}"),
+                Arc::new("v".into()),
+                100,
+                clock.now_millis() + 1000,
+            );
+        }
+        c.insert(
+            "long",
+            Arc::new("v".into()),
+            100,
+            clock.now_millis() + 3_600_000,
+        );
+        assert_eq!(c.entry_count(), 51);
+        clock.advance_millis(2000);
+        c.insert("one", Arc::new("v".into()), 100, clock.now_millis() + 1000);
+        assert_eq!(c.entry_count(), 52, "not before the sweep interval");
+        clock.advance_millis(SWEEP_INTERVAL_MS);
+        c.insert("two", Arc::new("v".into()), 100, clock.now_millis() + 1000);
+        assert_eq!(c.entry_count(), 2, "only the live ones are left");
+        assert_eq!(c.weighted_bytes(), 200);
+        assert!(c.get("long").is_some() && c.get("two").is_some());
+    }
+
+    #[test]
+    fn an_entry_too_heavy_replaces_nothing_stale() {
+        let (c, clock) = l1(10_000);
+        c.insert(
+            "k",
+            Arc::new("small".into()),
+            100,
+            clock.now_millis() + 1000,
+        );
+        assert!(c.get("k").is_some());
+        c.insert(
+            "k",
+            Arc::new("huge".into()),
+            1_000_000,
+            clock.now_millis() + 1000,
+        );
+        assert!(c.get("k").is_none(), "the older value is not served");
     }
 
     #[test]

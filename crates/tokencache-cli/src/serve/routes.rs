@@ -467,22 +467,7 @@ impl Code<'_> {
     fn static_str(&self) -> &'static str {
         match self {
             Code::Fixed(s) => s,
-            Code::OAuth(c) => match c {
-                OAuthErrorCode::InvalidRequest => "invalid_request",
-                OAuthErrorCode::InvalidClient => "invalid_client",
-                OAuthErrorCode::InvalidGrant => "invalid_grant",
-                OAuthErrorCode::UnauthorizedClient => "unauthorized_client",
-                OAuthErrorCode::UnsupportedGrantType => "unsupported_grant_type",
-                OAuthErrorCode::InvalidScope => "invalid_scope",
-                OAuthErrorCode::InvalidTarget => "invalid_target",
-                OAuthErrorCode::InteractionRequired => "interaction_required",
-                OAuthErrorCode::LoginRequired => "login_required",
-                OAuthErrorCode::ConsentRequired => "consent_required",
-                OAuthErrorCode::AccessDenied => "access_denied",
-                OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
-                OAuthErrorCode::ServerError => "server_error",
-                _ => "oauth_other",
-            },
+            Code::OAuth(c) => c.known_str().unwrap_or("oauth_other"),
         }
     }
 }

@@ -47,6 +47,15 @@ impl OAuthErrorCode {
     /// The code as it appears on the wire.
     pub fn as_str(&self) -> &str {
         match self {
+            OAuthErrorCode::Other(s) => s,
+            known => known.known_str().unwrap_or_default(),
+        }
+    }
+
+    /// A standard code's wire form (`None` for [`Other`](Self::Other)): a bounded set,
+    /// for labels such as metrics.
+    pub fn known_str(&self) -> Option<&'static str> {
+        Some(match self {
             OAuthErrorCode::InvalidRequest => "invalid_request",
             OAuthErrorCode::InvalidClient => "invalid_client",
             OAuthErrorCode::InvalidGrant => "invalid_grant",
@@ -60,8 +69,8 @@ impl OAuthErrorCode {
             OAuthErrorCode::AccessDenied => "access_denied",
             OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             OAuthErrorCode::ServerError => "server_error",
-            OAuthErrorCode::Other(s) => s,
-        }
+            OAuthErrorCode::Other(_) => return None,
+        })
     }
 
     /// Parses a wire code.

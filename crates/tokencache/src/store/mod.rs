@@ -175,14 +175,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         touch: Option<Duration>,
         also: &str,
     ) -> StoreResult<(Option<StoreValue>, Option<Vec<u8>>)> {
-        let first = async {
-            match touch {
-                Some(t) => self.get_and_touch(key, t).await,
-                None => self.get(key).await,
-            }
-        };
-        let (value, other) = futures::join!(first, self.get(also));
-        Ok((value?, other?.map(|v| v.bytes)))
+        get_apart(self, key, touch, also).await
     }
 
     /// Writes a value with a TTL (`None`: no expiry), replacing any previous value and TTL.
@@ -278,6 +271,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn backplane(&self) -> Option<SharedBackplane> {
         None
     }
+}
+
+/// [`Store::get_along`] as two reads sent together (both requests are on the wire
+/// before either answer is awaited): the default, and a Cluster's (the keys are in
+/// different slots).
+pub(crate) async fn get_apart<S: Store + ?Sized>(
+    store: &S,
+    key: &str,
+    touch: Option<Duration>,
+    also: &str,
+) -> StoreResult<(Option<StoreValue>, Option<Vec<u8>>)> {
+    let first = async {
+        match touch {
+            Some(t) => store.get_and_touch(key, t).await,
+            None => store.get(key).await,
+        }
+    };
+    let (value, other) = futures::join!(first, store.get(also));
+    Ok((value?, other?.map(|v| v.bytes)))
 }
 
 /// A digest of a stored value's bytes: SHA-1, which Redis computes in a script

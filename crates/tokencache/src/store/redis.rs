@@ -581,16 +581,9 @@ impl RedisStore {
         also: &str,
     ) -> StoreResult<(Option<StoreValue>, Option<Vec<u8>>)> {
         if self.is_cluster() {
-            let first = async {
-                match touch {
-                    Some(t) => self.get_and_touch(key, t).await,
-                    None => self.get(key).await,
-                }
-            };
-            let (value, other) = futures::join!(first, self.get(also));
-            return Ok((value?, other?.map(|v| v.bytes)));
+            return super::get_apart(self, key, touch, also).await;
         }
-        if let Some(both) = self.read_strings_along(key, touch, also).await? {
+        if let Some(both) = self.read_strings(key, touch, Some(also)).await? {
             return Ok(both);
         }
         let fraction = if touch.is_some() {
@@ -627,58 +620,6 @@ impl RedisStore {
         Ok((value, other))
     }
 
-    /// The fast form of [`read_along`](Self::read_along) for two string entries, one
-    /// pipeline; `Ok(None)`: a key holds another type (read them with the script).
-    async fn read_strings_along(
-        &self,
-        key: &str,
-        touch: Option<Duration>,
-        also: &str,
-    ) -> StoreResult<Option<(Option<StoreValue>, Option<Vec<u8>>)>> {
-        let mut c = self.conn().await?;
-        let bad = |m: &str| StoreError::new(StoreErrorKind::BadData, &self.endpoint, m);
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        let touch_ms = touch.map(|t| i64::try_from(ttl_millis(t)).unwrap_or(i64::MAX));
-        match touch_ms {
-            Some(ms) => pipe.cmd("GETEX").arg(key).arg("PX").arg(ms),
-            None => pipe.cmd("GET").arg(key).cmd("PTTL").arg(key),
-        };
-        pipe.cmd("GET").arg(also);
-        let mut replies: Vec<Value> = c.pipeline(&pipe).await.map_err(|e| self.err(&e))?;
-        let expected = if touch_ms.is_some() { 2 } else { 3 };
-        if replies.len() != expected {
-            return Err(bad("unexpected reply to the read pipeline"));
-        }
-        let wrong_type = |v: &Value| matches!(v, Value::ServerError(e) if e.code() == "WRONGTYPE");
-        if replies.iter().any(wrong_type) {
-            return Ok(None);
-        }
-        let other = match replies.pop() {
-            Some(Value::Nil) => None,
-            Some(Value::BulkString(b)) => Some(b),
-            Some(Value::ServerError(e)) => return Err(self.err(&e.into())),
-            _ => return Err(bad("unexpected reply to GET")),
-        };
-        let ttl = match touch_ms {
-            Some(ms) => Some(Some(Duration::from_millis(ms as u64))),
-            None => match replies.pop() {
-                Some(Value::Int(-2)) => None, // removed since the GET
-                Some(Value::Int(-1)) => Some(None),
-                Some(Value::Int(ms)) if ms >= 0 => Some(Some(Duration::from_millis(ms as u64))),
-                Some(Value::ServerError(e)) => return Err(self.err(&e.into())),
-                _ => return Err(bad("unexpected reply to PTTL")),
-            },
-        };
-        let value = match replies.pop() {
-            Some(Value::Nil) => None,
-            Some(Value::BulkString(bytes)) => ttl.map(|ttl| StoreValue { bytes, ttl }),
-            Some(Value::ServerError(e)) => return Err(self.err(&e.into())),
-            _ => return Err(bad("unexpected reply to GET")),
-        };
-        Ok(Some((value, other)))
-    }
-
     /// Reads `key` as a string or a .NET hash. `string_ttl`: a TTL to give a string
     /// entry (`GETEX`); a hash follows its own fields, re-armed when it has run down by
     /// `refresh_fraction` of its window.
@@ -699,58 +640,69 @@ impl RedisStore {
 
     /// The fast read of a string entry, without the script: `GET` and `PTTL` pipelined
     /// (one round trip), or `GETEX PX` when `string_ttl` is to be set (the TTL is then
-    /// the one set, as the script reports it). A Lua call costs the server more than
-    /// the read itself (on loopback a `GET` of a 7 KB value took 13 µs, the read script
-    /// 32 µs, `GET` + `PTTL` pipelined 14 µs). `Ok(None)`: the key holds another
-    /// type (a .NET hash, a link set), which [`read_any`](Self::read_any) reads.
+    /// the one set, as the script reports it); with `also`, a `GET` of that key in the
+    /// same pipeline. A Lua call costs the server more than the read itself (on
+    /// loopback a `GET` of a 7 KB value took 13 µs, the read script 32 µs, `GET` +
+    /// `PTTL` pipelined 14 µs). `Ok(None)`: a key holds another type (a .NET hash, a
+    /// link set), which [`read_any`](Self::read_any) reads.
     ///
     /// `GET` and `PTTL` are two commands: between them the key may be removed (then
     /// `PTTL` says -2 and this is a miss, as it would be a moment later) or rewritten (then
     /// the TTL is the new value's, which only bounds how long L1 keeps the old one; the
     /// writer's backplane message drops it anyway).
-    async fn read_string(
+    async fn read_strings(
         &self,
         key: &str,
         string_ttl: Option<Duration>,
-    ) -> StoreResult<Option<Option<StoreValue>>> {
+        also: Option<&str>,
+    ) -> StoreResult<Option<(Option<StoreValue>, Option<Vec<u8>>)>> {
         let mut c = self.conn().await?;
-        let wrong_type = |e: &redis::ServerError| e.code() == "WRONGTYPE";
         let bad = |m: &str| StoreError::new(StoreErrorKind::BadData, &self.endpoint, m);
-        if let Some(t) = string_ttl {
-            let ms = i64::try_from(ttl_millis(t)).unwrap_or(i64::MAX);
-            let mut cmd = redis::cmd("GETEX");
-            cmd.arg(key).arg("PX").arg(ms);
-            return match c.query::<Option<Vec<u8>>>(&cmd).await {
-                Ok(v) => Ok(Some(v.map(|bytes| StoreValue {
-                    bytes,
-                    ttl: Some(Duration::from_millis(ms as u64)),
-                }))),
-                Err(e) if e.code() == Some("WRONGTYPE") => Ok(None),
-                Err(e) => Err(self.err(&e)),
-            };
-        }
+        let touch_ms = string_ttl.map(|t| i64::try_from(ttl_millis(t)).unwrap_or(i64::MAX));
         let mut pipe = redis::pipe();
-        pipe.ignore_errors()
-            .cmd("GET")
-            .arg(key)
-            .cmd("PTTL")
-            .arg(key);
-        let (value, pttl): (Value, Value) = c.pipeline(&pipe).await.map_err(|e| self.err(&e))?;
-        let bytes = match value {
-            Value::Nil => return Ok(Some(None)),
-            Value::BulkString(b) => b,
-            Value::ServerError(e) if wrong_type(&e) => return Ok(None),
-            Value::ServerError(e) => return Err(self.err(&e.into())),
-            _ => return Err(bad("unexpected reply to GET")),
+        pipe.ignore_errors();
+        match touch_ms {
+            Some(ms) => pipe.cmd("GETEX").arg(key).arg("PX").arg(ms),
+            None => pipe.cmd("GET").arg(key).cmd("PTTL").arg(key),
         };
-        let ttl = match pttl {
-            Value::Int(-2) => return Ok(Some(None)), // removed since the GET
-            Value::Int(-1) => None,
-            Value::Int(ms) if ms >= 0 => Some(Duration::from_millis(ms as u64)),
-            Value::ServerError(e) => return Err(self.err(&e.into())),
-            _ => return Err(bad("unexpected reply to PTTL")),
+        if let Some(other) = also {
+            pipe.cmd("GET").arg(other);
+        }
+        let replies: Vec<Value> = c.pipeline(&pipe).await.map_err(|e| self.err(&e))?;
+        let expected = 1 + usize::from(touch_ms.is_none()) + usize::from(also.is_some());
+        if replies.len() != expected {
+            return Err(bad("unexpected reply to the read pipeline"));
+        }
+        let wrong_type = |v: &Value| matches!(v, Value::ServerError(e) if e.code() == "WRONGTYPE");
+        if replies.iter().any(wrong_type) {
+            return Ok(None);
+        }
+        let mut replies = replies.into_iter();
+        let bulk = |v: Option<Value>| match v {
+            Some(Value::Nil) => Ok(None),
+            Some(Value::BulkString(b)) => Ok(Some(b)),
+            Some(Value::ServerError(e)) => Err(self.err(&e.into())),
+            _ => Err(bad("unexpected reply to GET")),
         };
-        Ok(Some(Some(StoreValue { bytes, ttl })))
+        let bytes = bulk(replies.next())?;
+        // `None`: removed since the GET.
+        let ttl = match touch_ms {
+            Some(ms) => Some(Some(Duration::from_millis(ms as u64))),
+            None => match replies.next() {
+                Some(Value::Int(-2)) => None,
+                Some(Value::Int(-1)) => Some(None),
+                Some(Value::Int(ms)) if ms >= 0 => Some(Some(Duration::from_millis(ms as u64))),
+                Some(Value::ServerError(e)) => return Err(self.err(&e.into())),
+                _ => return Err(bad("unexpected reply to PTTL")),
+            },
+        };
+        let other = if also.is_some() {
+            bulk(replies.next())?
+        } else {
+            None
+        };
+        let value = bytes.and_then(|bytes| ttl.map(|ttl| StoreValue { bytes, ttl }));
+        Ok(Some((value, other)))
     }
 
     /// The read script's reply. A key of another type (a link set, another
@@ -848,7 +800,7 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn get(&self, key: &str) -> StoreResult<Option<StoreValue>> {
-        if let Some(read) = self.read_string(key, None).await? {
+        if let Some((read, _)) = self.read_strings(key, None, None).await? {
             return Ok(read);
         }
         let read = self
@@ -863,7 +815,7 @@ impl Store for RedisStore {
     }
 
     async fn get_and_touch(&self, key: &str, ttl: Duration) -> StoreResult<Option<StoreValue>> {
-        if let Some(read) = self.read_string(key, Some(ttl)).await? {
+        if let Some((read, _)) = self.read_strings(key, Some(ttl), None).await? {
             return Ok(read);
         }
         let read = self.read_any(key, Some(ttl), "0").await?;

@@ -82,9 +82,9 @@ pub struct SignOut {
 struct Target {
     kind: PartitionKind,
     key: String,
+    /// Its context; `ctx.owner`: the user the partition belongs to (`oid.tid`), for the
+    /// link set, the revocation stamp and the write's scope.
     ctx: EntryContext,
-    /// The user an OBO partition was derived from (`oid.tid`), for the link set.
-    owner: Option<String>,
 }
 
 impl TokenCache {
@@ -229,28 +229,21 @@ impl TokenCache {
                 kind: PartitionKind::User,
                 key: id.to_string(),
                 ctx: EntryContext::of_owner(id),
-                owner: Some(id.to_string()),
             },
             Subject::App { tenant } => Target {
                 kind: PartitionKind::App,
                 key: PartitionKey::app(client_id, tenant).as_str().to_string(),
                 ctx: EntryContext::default(),
-                owner: None,
             },
-            Subject::Obo { assertion } => {
-                let ctx = obo_context(assertion);
-                Target {
-                    kind: PartitionKind::Obo,
-                    key: self.obo_keys.key(assertion).to_string(),
-                    owner: ctx.owner.as_deref().map(str::to_string),
-                    ctx,
-                }
-            }
+            Subject::Obo { assertion } => Target {
+                kind: PartitionKind::Obo,
+                key: self.obo_keys.key(assertion).to_string(),
+                ctx: obo_context(assertion),
+            },
             Subject::OboSession { session_key } => Target {
                 kind: PartitionKind::OboSession,
                 key: session_partition_key(session_key),
                 ctx: EntryContext::default(),
-                owner: None,
             },
         }
     }
@@ -329,14 +322,14 @@ impl TokenCache {
             SaveFor::OboFor { assertion, user } => {
                 check_key(user).map_err(|e| bad_key("home account id", e))?;
                 let mut t = self.lookup_target(&Subject::Obo { assertion }, request.client_id);
-                t.owner = Some(user.to_string());
+                t.ctx.owner = Some(Arc::from(user));
                 (t, Some(assertion))
             }
             SaveFor::OboSession { session_key, user } => {
                 check_key(user).map_err(|e| bad_key("home account id", e))?;
                 let mut t =
                     self.lookup_target(&Subject::OboSession { session_key }, request.client_id);
-                t.owner = Some(user.to_string());
+                t.ctx.owner = Some(Arc::from(user));
                 (t, None)
             }
         };
@@ -351,8 +344,9 @@ impl TokenCache {
         let obo = matches!(target.kind, PartitionKind::Obo | PartitionKind::OboSession);
         let form = self.app_account_form;
         // Its tokens were requested now (at the latest): a sign-out since refuses them.
+        let owner = target.ctx.owner.clone();
         let scope = WriteScope {
-            owner: target.owner.as_deref(),
+            owner: owner.as_deref(),
             requested_at_ms,
         };
         // Linked before the write, so that a save cancelled mid-way never leaves a
@@ -360,7 +354,7 @@ impl TokenCache {
         // written is harmless: it is pruned). The TTL is what the partition will most
         // likely get; it is extended after the write if the partition got longer.
         let link_ttl = self.expected_ttl(&target, now);
-        match (&target.owner, obo) {
+        match (owner.as_deref(), obo) {
             (Some(owner), true) => self.link(owner, &target.key, link_ttl).await,
             (None, true) => tracing::warn!(
                 partition = %target.key,
@@ -381,7 +375,7 @@ impl TokenCache {
                 },
             )
             .await?;
-        if let (Some(owner), true, true) = (&target.owner, obo, write.stored) {
+        if let (Some(owner), true, true) = (owner.as_deref(), obo, write.stored) {
             if write.ttl.unwrap_or(MAX_TTL) > link_ttl.unwrap_or(MAX_TTL) {
                 self.link(owner, &target.key, write.ttl).await;
             }

@@ -295,6 +295,28 @@ proptest! {
             prop_assert_eq!(q2.to_vec(), out);
         }
     }
+
+    /// A deferred parse is the eager one, decoded later: the same records and the same
+    /// bytes out whenever the eager parse succeeds; when it fails, the deferred one
+    /// fails too, or succeeds only with a section it could not decode (reported, and
+    /// written back verbatim).
+    #[test]
+    fn deferred_parse_is_the_eager_parse_later(p in partition(), muts in proptest::collection::vec(mutation(), 0..4)) {
+        let mut blob = p.to_vec();
+        for m in &muts {
+            apply(&mut blob, m);
+        }
+        match (Partition::parse(&blob), Partition::parse_deferred(&blob)) {
+            (Ok(eager), Ok(deferred)) => {
+                prop_assert!(deferred.deferred_error().is_none());
+                prop_assert_eq!(deferred.to_vec(), eager.to_vec());
+                prop_assert_eq!(&deferred, &eager);
+            }
+            (Ok(_), Err(e)) => prop_assert!(false, "only the deferred parse failed: {e}"),
+            (Err(_), Ok(deferred)) => prop_assert!(deferred.deferred_error().is_some()),
+            (Err(_), Err(_)) => {}
+        }
+    }
 }
 
 #[test]

@@ -49,6 +49,7 @@
 mod change;
 mod de;
 mod error;
+mod lazy;
 mod records;
 mod response;
 mod secret;
@@ -68,11 +69,13 @@ pub use secret::Secret;
 
 use crate::partition::assertion_hash;
 use de::{reject_scalars_and_seq, AnyValue, Ctx, Key, Slot};
+use lazy::Lazy;
 use records::{is_bearer, SectionSeed};
 use section::Section;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::cell::RefCell;
 use std::fmt;
@@ -88,13 +91,17 @@ pub const DEFAULT_EXPIRES_IN: i64 = 600;
 /// One partition: the decoded MSAL V3 cache blob.
 ///
 /// `Debug` shows records with redacted secrets and only the names of unknown fields.
+///
+/// A partition read by [`parse_deferred`](Self::parse_deferred) decodes its id tokens,
+/// accounts and app metadata on first use (see there); every other way of making one
+/// decodes everything at once.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Partition {
     access_tokens: Section<AccessToken>,
     refresh_tokens: Section<RefreshToken>,
-    id_tokens: Section<IdToken>,
-    accounts: Section<Account>,
-    app_metadata: Section<AppMetadata>,
+    id_tokens: Lazy<IdToken>,
+    accounts: Lazy<Account>,
+    app_metadata: Lazy<AppMetadata>,
     unknown: Extra,
 }
 
@@ -355,6 +362,34 @@ impl Partition {
     /// Parses a partition blob. Empty (or all-whitespace) input and `{}` give an empty
     /// partition; input over [`MAX_BLOB_BYTES`] is rejected before parsing. Never panics.
     pub fn parse(bytes: &[u8]) -> Result<Partition, SchemaError> {
+        Self::parse_with(bytes, false)
+    }
+
+    /// Parses a partition blob as [`parse`](Self::parse) does, except that the
+    /// `IdToken`, `Account` and `AppMetadata` sections are only read as JSON here (a
+    /// syntax error is still an error) and decoded into records when something first
+    /// asks for them: the read path of an access token (an L2 hit) never does, and
+    /// they are about a quarter of a user partition. Access and refresh tokens are
+    /// decoded and checked as by `parse`.
+    ///
+    /// A deferred section whose records turn out malformed reads as empty;
+    /// [`deferred_error`](Self::deferred_error) says why, and [`to_vec`](Self::to_vec)
+    /// writes it back as it was read.
+    pub fn parse_deferred(bytes: &[u8]) -> Result<Partition, SchemaError> {
+        Self::parse_with(bytes, true)
+    }
+
+    /// Why a section [`parse_deferred`](Self::parse_deferred) left for later could not
+    /// be decoded, if one could not (decodes those not decoded yet). `None` for a
+    /// partition read by [`parse`](Self::parse) or built.
+    pub fn deferred_error(&self) -> Option<&SchemaError> {
+        self.id_tokens
+            .error()
+            .or_else(|| self.accounts.error())
+            .or_else(|| self.app_metadata.error())
+    }
+
+    fn parse_with(bytes: &[u8], defer: bool) -> Result<Partition, SchemaError> {
         if bytes.len() > MAX_BLOB_BYTES {
             return Err(SchemaError::TooLarge {
                 size: bytes.len(),
@@ -370,7 +405,7 @@ impl Partition {
         }
         let slot: Slot = RefCell::new(None);
         let mut d = serde_json::Deserializer::from_str(text);
-        let r = PartitionSeed { slot: &slot }
+        let r = PartitionSeed { slot: &slot, defer }
             .deserialize(&mut d)
             .and_then(|p| d.end().map(|()| p));
         r.map_err(|e| match slot.borrow_mut().take() {
@@ -1103,7 +1138,7 @@ impl Partition {
                 "extra_fields": names(&t.extra),
             }));
         }
-        for (k, t) in &self.id_tokens {
+        for (k, t) in self.id_tokens.iter() {
             records.push(json!({
                 "section": "IdToken",
                 "kind": "id_token",
@@ -1117,7 +1152,7 @@ impl Partition {
                 "extra_fields": names(&t.extra),
             }));
         }
-        for (k, a) in &self.accounts {
+        for (k, a) in self.accounts.iter() {
             records.push(json!({
                 "section": "Account",
                 "kind": "account",
@@ -1131,7 +1166,7 @@ impl Partition {
                 "extra_fields": names(&a.extra),
             }));
         }
-        for (k, m) in &self.app_metadata {
+        for (k, m) in self.app_metadata.iter() {
             records.push(json!({
                 "section": "AppMetadata",
                 "kind": "app_metadata",
@@ -1193,6 +1228,9 @@ impl Serialize for Partition {
 
 struct PartitionSeed<'a> {
     slot: &'a Slot,
+    /// Keep the id token, account and app metadata sections as text (see
+    /// [`Partition::parse_deferred`]).
+    defer: bool,
 }
 
 impl PartitionSeed<'_> {
@@ -1212,6 +1250,25 @@ impl PartitionSeed<'_> {
             slot: self.slot,
             _t: PhantomData,
         })
+    }
+    /// A section that may wait: its text when deferring (an object or `null`; anything
+    /// else is decoded now, for the error the eager parse gives), else its records.
+    fn lazy_section<'de, A: MapAccess<'de>, T: records::Record>(
+        &self,
+        map: &mut A,
+    ) -> Result<Lazy<T>, A::Error> {
+        if !self.defer {
+            return self.section(map).map(Lazy::Ready);
+        }
+        let json: Box<RawValue> = map.next_value()?;
+        let object_or_null = matches!(json.get().as_bytes().first(), Some(b'{' | b'n'));
+        let lazy = Lazy::deferred(json);
+        if !object_or_null {
+            if let Some(e) = lazy.error() {
+                return Err(de::fail(self.slot, e.clone()));
+            }
+        }
+        Ok(lazy)
     }
 }
 
@@ -1237,9 +1294,9 @@ impl<'de> Visitor<'de> for PartitionSeed<'_> {
             match k.as_str() {
                 "AccessToken" => p.access_tokens = self.section(&mut map)?,
                 "RefreshToken" => p.refresh_tokens = self.section(&mut map)?,
-                "IdToken" => p.id_tokens = self.section(&mut map)?,
-                "Account" => p.accounts = self.section(&mut map)?,
-                "AppMetadata" => p.app_metadata = self.section(&mut map)?,
+                "IdToken" => p.id_tokens = self.lazy_section(&mut map)?,
+                "Account" => p.accounts = self.lazy_section(&mut map)?,
+                "AppMetadata" => p.app_metadata = self.lazy_section(&mut map)?,
                 _ => {
                     let v = map.next_value_seed(AnyValue)?;
                     p.unknown.insert(k.into_owned(), v);

@@ -54,21 +54,40 @@ impl Core {
         }
     }
 
-    /// The partition stored as `bytes` under `full`.
+    /// The partition stored as `bytes` under `full`, decoded whole (to change it).
     pub(super) fn decode(&self, full: &str, bytes: &[u8]) -> Result<Partition, DecodeError> {
+        self.decode_with(full, bytes, Partition::parse)
+    }
+
+    /// The partition stored as `bytes` under `full`, to read: the sections a token
+    /// lookup never reads are decoded on first use ([`Partition::parse_deferred`]).
+    pub(super) fn decode_to_read(
+        &self,
+        full: &str,
+        bytes: &[u8],
+    ) -> Result<Partition, DecodeError> {
+        self.decode_with(full, bytes, Partition::parse_deferred)
+    }
+
+    fn decode_with(
+        &self,
+        full: &str,
+        bytes: &[u8],
+        parse: fn(&[u8]) -> Result<Partition, crate::schema::SchemaError>,
+    ) -> Result<Partition, DecodeError> {
         if crate::store::dotnet::is_data_protected(bytes) {
             return Err(DecodeError::DataProtected);
         }
         match &self.protection {
             Some(p) => {
                 let (plain, _) = p.open(full, bytes).map_err(DecodeError::Protect)?;
-                Partition::parse(&plain).map_err(DecodeError::Schema)
+                parse(&plain).map_err(DecodeError::Schema)
             }
             // Sealed by a replica with keys, read by one without: say so, not "bad JSON".
             None if protect::is_envelope(bytes) => {
                 Err(DecodeError::Protect(protect::unopenable(bytes)))
             }
-            None => Partition::parse(bytes).map_err(DecodeError::Schema),
+            None => parse(bytes).map_err(DecodeError::Schema),
         }
     }
 }

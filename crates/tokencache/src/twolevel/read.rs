@@ -153,7 +153,7 @@ impl Core {
         let pending = matches!(queued.as_ref().map(|q| &q.op), Some(QueuedOp::Merge { .. }));
         let mut l2_bytes = None;
         let (partition, size, l2_ttl) = match read {
-            Ok(Some(value)) => match self.decode(&full, &value.bytes) {
+            Ok(Some(value)) => match self.decode_to_read(&full, &value.bytes) {
                 Ok(p) => {
                     let size = value.bytes.len();
                     if !pending {

@@ -64,6 +64,50 @@ fn idle() -> InFlight {
 
 // ---- 1. cancelled callers -----------------------------------------------------------
 
+/// The first caller of a key leads its load; when it is dropped mid-await, the callers
+/// who joined it still get the answer of that one load.
+#[tokio::test(start_paused = true)]
+async fn followers_of_a_dropped_leader_get_its_answer() {
+    let clock = ManualClock::at_secs(T0);
+    let memory = Arc::new(MemoryStore::with_clock(Arc::new(clock.clone())));
+    let counting = Counting::new(memory.clone() as SharedStore, Duration::from_secs(2));
+    let writer = TokenCache::builder()
+        .store(memory.clone() as SharedStore)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .await
+        .unwrap();
+    let oid = "dddddddd-0000-0000-0000-000000000001";
+    save_user(&writer, CLIENT_ID, oid, GRAPH, T0).await;
+    let cache = TokenCache::builder()
+        .store(counting.clone() as SharedStore)
+        .clock(Arc::new(clock.clone()))
+        .probe_l2_at_start(false)
+        .l2_timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    let spawn_find = || {
+        let c = cache.clone();
+        tokio::spawn(async move { find_user(&c, CLIENT_ID, oid, GRAPH).await })
+    };
+    let leader = spawn_find();
+    settle().await;
+    let followers: Vec<_> = (0..3).map(|_| spawn_find()).collect();
+    settle().await;
+    assert_eq!(cache.two_level().in_flight().loads, 1, "one load, joined");
+    leader.abort();
+    for f in followers {
+        assert!(f.await.unwrap(), "a follower got the token");
+    }
+    assert_eq!(
+        Counting::n(&counting.gets),
+        1,
+        "one read of L2 for all of them"
+    );
+    assert_eq!(cache.two_level().in_flight(), idle());
+}
+
 #[tokio::test(start_paused = true)]
 async fn dropped_waiters_never_freeze_a_key_or_the_breaker() {
     let clock = ManualClock::at_secs(T0);

@@ -59,6 +59,7 @@ mod codec;
 mod coherence;
 mod drain;
 mod expiry;
+mod flight;
 mod gate;
 mod locks;
 mod metrics;
@@ -77,8 +78,6 @@ pub use coherence::BackplaneOptions;
 pub use expiry::{Deadline, EntryContext, ExpiryOptions, OboExpiry, MAX_TTL};
 pub use policy::{FailurePolicy, L2Decision, L2Failure, OnL2Failure, RetryOptions};
 
-use futures::future::{BoxFuture, Shared};
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
@@ -222,8 +221,8 @@ struct Core {
     expiry: ExpiryOptions,
     l2_timeout: Duration,
     locks: KeyLocks,
-    // std Mutex: held only to find or insert a shared load, never across an await.
-    inflight: Mutex<HashMap<Arc<str>, Shared<BoxFuture<'static, Loaded>>, locks::FastHash>>,
+    /// The loads running (one per key, whoever waits).
+    flights: flight::Flights,
     counters: Counters,
     metrics: Metrics,
     breaker: Breaker,
@@ -299,7 +298,7 @@ impl TwoLevel {
             expiry: options.expiry,
             l2_timeout: options.l2_timeout,
             locks: KeyLocks::default(),
-            inflight: Mutex::new(HashMap::default()),
+            flights: flight::Flights::default(),
             counters: Counters::default(),
             metrics: Metrics::register(),
             breaker: Breaker::new(options.breaker.clone()),
@@ -392,12 +391,7 @@ impl TwoLevel {
     pub fn in_flight(&self) -> InFlight {
         InFlight {
             locks: self.core.locks.len(),
-            loads: self
-                .core
-                .inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .len(),
+            loads: self.core.flights.len(),
         }
     }
 

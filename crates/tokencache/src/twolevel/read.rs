@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-
+use super::flight::{LandOnDrop, Role};
 use super::recovery::QueuedOp;
 use super::stats::bump;
 use super::{Core, EntryContext, Loaded};
@@ -47,39 +46,31 @@ impl Core {
         });
     }
 
-    /// One load per key, whoever waits for it. The load runs as its own task when a
-    /// Tokio runtime is there, so it finishes (and releases the key's lock, the
-    /// in-flight entry and any half-open probe it carries) even when every caller is
-    /// dropped mid-await: a client that disconnects, an app-level timeout.
+    /// One load per key, whoever waits for it (`flight`: the leader's load costs one map
+    /// entry, followers share one slot). The load runs as its own task when a Tokio
+    /// runtime is there, so it finishes (and releases the key's lock, the in-flight
+    /// entry and any half-open probe it carries) even when every caller is dropped
+    /// mid-await: a client that disconnects, an app-level timeout.
     pub(super) async fn load_shared(
         &self,
         kind: PartitionKind,
         key: &str,
         ctx: EntryContext,
     ) -> Loaded {
-        let fut = {
-            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            match inflight.get(key) {
-                Some(f) => f.clone(),
-                None => {
-                    let this = self.me.upgrade()?;
-                    let k: Arc<str> = Arc::from(key);
-                    let load = this.load(kind, k.clone(), ctx);
-                    let f = match tokio::runtime::Handle::try_current() {
-                        // The task removes its entry when done; it cannot do so before
-                        // this insert, which holds the map's lock.
-                        Ok(rt) => {
-                            let task = rt.spawn(load);
-                            async move { task.await.unwrap_or(None) }.boxed().shared()
-                        }
-                        Err(_) => load.boxed().shared(),
-                    };
-                    inflight.insert(k, f.clone());
-                    f
-                }
-            }
+        let key = match self.flights.join(key) {
+            Role::Follow(slot) => return slot.wait().await,
+            Role::Lead(key) => key,
         };
-        fut.await
+        let Some(this) = self.me.upgrade() else {
+            self.flights.land(&key, &None);
+            return None;
+        };
+        let load = this.load(kind, key, ctx);
+        match tokio::runtime::Handle::try_current() {
+            // A dropped JoinHandle detaches the task: it runs on and lands the load.
+            Ok(rt) => rt.spawn(load).await.unwrap_or(None),
+            Err(_) => load.await,
+        }
     }
 
     pub(super) async fn load(
@@ -88,14 +79,16 @@ impl Core {
         key: Arc<str>,
         ctx: EntryContext,
     ) -> Loaded {
+        let landing = LandOnDrop {
+            flights: &self.flights,
+            key: &key,
+            armed: true,
+        };
         let result = {
             let _guard = self.locks.lock(&key).await;
             self.load_locked(kind, &key, &ctx).await
         };
-        self.inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+        landing.land(&result);
         result
     }
 

@@ -193,6 +193,17 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
             .is_err(),
         "a link set is not an entry (WRONGTYPE)"
     );
+    // get_along with a link set on either side is an error, touched or not (as get is).
+    for touch in [None, Some(ms(30_000))] {
+        assert!(store
+            .get_along(&k("cas-set"), touch, &k("stamp"))
+            .await
+            .is_err());
+        assert!(store
+            .get_along(&k("a"), touch, &k("cas-set"))
+            .await
+            .is_err());
+    }
     assert_eq!(
         store.link_members(&k("cas-set")).await.unwrap(),
         vec!["m".to_string()]

@@ -471,6 +471,58 @@ fn write<T>(
     Ok(out)
 }
 
+/// A value as `get` reads it in a read transaction.
+fn read_in(
+    tx: &redb::ReadTransaction,
+    key: &str,
+    now: u64,
+) -> Result<Outcome<Option<StoreValue>>, redb::Error> {
+    let entries = tx.open_table(ENTRIES)?;
+    if let Some(v) = entries.get(key)? {
+        let (d, b) = v.value();
+        if !expired(d, now) {
+            return Ok(Outcome::Done(Some(StoreValue {
+                bytes: b.to_vec(),
+                ttl: (d != 0).then(|| Duration::from_millis(d - now)),
+            })));
+        }
+    }
+    let sets = tx.open_table(LINK_DEADLINES)?;
+    if let Some(d) = sets.get(key)? {
+        if !expired(d.value(), now) {
+            return Ok(Outcome::WrongType);
+        }
+    }
+    Ok(Outcome::Done(None))
+}
+
+/// A value as `get_and_touch` reads it (and gives it `ttl`) in a write transaction.
+fn touch_in(
+    t: &mut Tables<'_>,
+    key: &str,
+    ttl: Duration,
+    now: u64,
+) -> Result<Outcome<Option<StoreValue>>, redb::Error> {
+    if t.set_deadline(key)?.is_some_and(|d| !expired(d, now)) {
+        return Ok(Outcome::WrongType);
+    }
+    match t.entry(key)? {
+        Some((d, _)) if expired(d, now) => {
+            t.remove_entry(key, now)?;
+            Ok(Outcome::Done(None))
+        }
+        Some((d, bytes)) => {
+            let nd = deadline(now, ttl);
+            t.put_entry(key, &bytes, nd, Some(d))?;
+            Ok(Outcome::Done(Some(StoreValue {
+                bytes,
+                ttl: Some(Duration::from_millis(nd - now)),
+            })))
+        }
+        None => Ok(Outcome::Done(None)),
+    }
+}
+
 /// An error value carried out of a transaction closure that is not a redb failure.
 enum Outcome<T> {
     Done(T),
@@ -482,26 +534,7 @@ impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> StoreResult<Option<StoreValue>> {
         let k = key.to_owned();
         let out = self
-            .run(move |db, now| {
-                let tx = db.begin_read()?;
-                let entries = tx.open_table(ENTRIES)?;
-                if let Some(v) = entries.get(k.as_str())? {
-                    let (d, b) = v.value();
-                    if !expired(d, now) {
-                        return Ok(Outcome::Done(Some(StoreValue {
-                            bytes: b.to_vec(),
-                            ttl: (d != 0).then(|| Duration::from_millis(d - now)),
-                        })));
-                    }
-                }
-                let sets = tx.open_table(LINK_DEADLINES)?;
-                if let Some(d) = sets.get(k.as_str())? {
-                    if !expired(d.value(), now) {
-                        return Ok(Outcome::WrongType);
-                    }
-                }
-                Ok(Outcome::Done(None))
-            })
+            .run(move |db, now| read_in(&db.begin_read()?, &k, now))
             .await?;
         self.done(out, key)
     }
@@ -509,30 +542,43 @@ impl Store for EmbeddedStore {
     async fn get_and_touch(&self, key: &str, ttl: Duration) -> StoreResult<Option<StoreValue>> {
         let k = key.to_owned();
         let out = self
-            .run(move |db, now| {
-                write(db, |t| {
-                    if t.set_deadline(&k)?.is_some_and(|d| !expired(d, now)) {
-                        return Ok(Outcome::WrongType);
-                    }
-                    match t.entry(&k)? {
-                        Some((d, _)) if expired(d, now) => {
-                            t.remove_entry(&k, now)?;
-                            Ok(Outcome::Done(None))
-                        }
-                        Some((d, bytes)) => {
-                            let nd = deadline(now, ttl);
-                            t.put_entry(&k, &bytes, nd, Some(d))?;
-                            Ok(Outcome::Done(Some(StoreValue {
-                                bytes,
-                                ttl: Some(Duration::from_millis(nd - now)),
-                            })))
-                        }
-                        None => Ok(Outcome::Done(None)),
-                    }
-                })
-            })
+            .run(move |db, now| write(db, |t| touch_in(t, &k, ttl, now)))
             .await?;
         self.done(out, key)
+    }
+
+    /// Both reads in one transaction, in one blocking call (the default would make two).
+    async fn get_along(
+        &self,
+        key: &str,
+        touch: Option<Duration>,
+        also: &str,
+    ) -> StoreResult<(Option<StoreValue>, Option<Vec<u8>>)> {
+        let (k, a) = (key.to_owned(), also.to_owned());
+        let (value, other) = self
+            .run(move |db, now| match touch {
+                None => {
+                    let tx = db.begin_read()?;
+                    Ok((read_in(&tx, &k, now)?, read_in(&tx, &a, now)?))
+                }
+                Some(ttl) => write(db, |t| {
+                    let value = touch_in(t, &k, ttl, now)?;
+                    let other = match t.set_deadline(&a)? {
+                        Some(d) if !expired(d, now) => Outcome::WrongType,
+                        _ => Outcome::Done(t.entry(&a)?.filter(|(d, _)| !expired(*d, now)).map(
+                            |(d, bytes)| StoreValue {
+                                bytes,
+                                ttl: (d != 0).then(|| Duration::from_millis(d - now)),
+                            },
+                        )),
+                    };
+                    Ok((value, other))
+                }),
+            })
+            .await?;
+        let value = self.done(value, key)?;
+        let other = self.done(other, also)?;
+        Ok((value, other.map(|v| v.bytes)))
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {

@@ -471,29 +471,41 @@ fn write<T>(
     Ok(out)
 }
 
-/// A value as `get` reads it in a read transaction.
-fn read_in(
+/// Values as `get` reads them, in one read transaction (each table opened once: redb
+/// checks a table's definition on every open).
+fn read_in<const N: usize>(
     tx: &redb::ReadTransaction,
-    key: &str,
+    keys: [&str; N],
     now: u64,
-) -> Result<Outcome<Option<StoreValue>>, redb::Error> {
+) -> Result<[Outcome<Option<StoreValue>>; N], redb::Error> {
     let entries = tx.open_table(ENTRIES)?;
-    if let Some(v) = entries.get(key)? {
-        let (d, b) = v.value();
-        if !expired(d, now) {
-            return Ok(Outcome::Done(Some(StoreValue {
-                bytes: b.to_vec(),
-                ttl: (d != 0).then(|| Duration::from_millis(d - now)),
-            })));
+    let mut out = [const { Outcome::Done(None) }; N];
+    let mut missing = false;
+    for (key, slot) in keys.iter().zip(out.iter_mut()) {
+        match entries.get(*key)? {
+            Some(v) if !expired(v.value().0, now) => {
+                let (d, b) = v.value();
+                *slot = Outcome::Done(Some(StoreValue {
+                    bytes: b.to_vec(),
+                    ttl: (d != 0).then(|| Duration::from_millis(d - now)),
+                }));
+            }
+            _ => missing = true,
         }
     }
-    let sets = tx.open_table(LINK_DEADLINES)?;
-    if let Some(d) = sets.get(key)? {
-        if !expired(d.value(), now) {
-            return Ok(Outcome::WrongType);
+    if missing {
+        let sets = tx.open_table(LINK_DEADLINES)?;
+        for (key, slot) in keys.iter().zip(out.iter_mut()) {
+            if matches!(slot, Outcome::Done(None)) {
+                if let Some(d) = sets.get(*key)? {
+                    if !expired(d.value(), now) {
+                        *slot = Outcome::WrongType;
+                    }
+                }
+            }
         }
     }
-    Ok(Outcome::Done(None))
+    Ok(out)
 }
 
 /// A value as `get_and_touch` reads it (and gives it `ttl`) in a write transaction.
@@ -534,8 +546,9 @@ impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> StoreResult<Option<StoreValue>> {
         let k = key.to_owned();
         let out = self
-            .run(move |db, now| read_in(&db.begin_read()?, &k, now))
+            .run(move |db, now| read_in(&db.begin_read()?, [k.as_str()], now))
             .await?;
+        let [out] = out;
         self.done(out, key)
     }
 
@@ -558,8 +571,8 @@ impl Store for EmbeddedStore {
         let (value, other) = self
             .run(move |db, now| match touch {
                 None => {
-                    let tx = db.begin_read()?;
-                    Ok((read_in(&tx, &k, now)?, read_in(&tx, &a, now)?))
+                    let [value, other] = read_in(&db.begin_read()?, [k.as_str(), a.as_str()], now)?;
+                    Ok((value, other))
                 }
                 Some(ttl) => write(db, |t| {
                     let value = touch_in(t, &k, ttl, now)?;

@@ -4,12 +4,13 @@
 //! same blob (about a quarter of its bytes, and of its records) are read by nothing on
 //! that path. [`Partition::parse_deferred`](super::Partition::parse_deferred) checks
 //! those sections as JSON (serde_json's own scan, so the text is valid JSON) and keeps
-//! their text; the records are decoded on first use, once, and kept.
+//! their text; the records are decoded on first use, once, and kept, and the text is
+//! then dropped (an L1 entry never holds both).
 //!
 //! A deferred section that does not decode (valid JSON, wrong records) reads as empty;
-//! [`Lazy::error`] says why, and it serializes back verbatim, so nothing is lost.
-//! Changing it (`DerefMut`) decodes it first; a section that did not decode is then
-//! replaced by what the change makes of an empty one.
+//! [`Lazy::error`] says why, and it serializes back verbatim (its text is kept), so
+//! nothing is lost. Changing it (`DerefMut`) decodes it first; a section that did not
+//! decode is then replaced by what the change makes of an empty one.
 
 use super::de::Slot;
 use super::error::SchemaError;
@@ -22,20 +23,62 @@ use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// A section, decoded or still JSON text.
 #[derive(Clone)]
 pub(crate) enum Lazy<T> {
     /// Decoded (parsed eagerly, built, or changed).
     Ready(Section<T>),
-    /// As read; decoded into the cell on first use.
-    Deferred {
-        /// The section's JSON text (an object or `null`).
-        json: Box<RawValue>,
-        /// The decoded records, or why they could not be (then: empty records).
-        decoded: OnceLock<(Section<T>, Option<SchemaError>)>,
-    },
+    /// As read; decoded on first use.
+    Deferred(Box<Deferred<T>>),
+}
+
+/// A section read as text.
+pub(crate) struct Deferred<T> {
+    /// The section's JSON text (an object or `null`) until it decodes; kept when it
+    /// does not (to be written back).
+    text: Mutex<Option<Box<RawValue>>>,
+    /// The text's length (for `Debug`, which never prints the text).
+    len: usize,
+    /// The records, or why they could not be decoded (then: none).
+    decoded: OnceLock<(Section<T>, Option<SchemaError>)>,
+}
+
+impl<T: Clone> Clone for Deferred<T> {
+    fn clone(&self) -> Self {
+        Deferred {
+            text: Mutex::new(self.text().clone()),
+            len: self.len,
+            decoded: self.decoded.clone(),
+        }
+    }
+}
+
+impl<T> Deferred<T> {
+    fn text(&self) -> MutexGuard<'_, Option<Box<RawValue>>> {
+        self.text.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<T: Record> Deferred<T> {
+    /// The records, decoded on the first call (the text goes if they decode).
+    fn get(&self) -> &(Section<T>, Option<SchemaError>) {
+        self.decoded.get_or_init(|| {
+            let mut text = self.text();
+            // The text is gone only once decoded, i.e. never here.
+            let Some(json) = text.as_ref() else {
+                return (Section::default(), None);
+            };
+            match decode(json) {
+                Ok(records) => {
+                    *text = None;
+                    (records, None)
+                }
+                Err(e) => (Section::default(), Some(e)),
+            }
+        })
+    }
 }
 
 impl<T> Default for Lazy<T> {
@@ -47,21 +90,11 @@ impl<T> Default for Lazy<T> {
 impl<T: Record> Lazy<T> {
     /// A section to decode when first read.
     pub(crate) fn deferred(json: Box<RawValue>) -> Self {
-        Lazy::Deferred {
-            json,
+        Lazy::Deferred(Box::new(Deferred {
+            len: json.get().len(),
+            text: Mutex::new(Some(json)),
             decoded: OnceLock::new(),
-        }
-    }
-
-    /// The records of a deferred section, decoded on the first call.
-    fn decoded<'a>(
-        json: &RawValue,
-        cell: &'a OnceLock<(Section<T>, Option<SchemaError>)>,
-    ) -> &'a (Section<T>, Option<SchemaError>) {
-        cell.get_or_init(|| match decode(json) {
-            Ok(s) => (s, None),
-            Err(e) => (Section::default(), Some(e)),
-        })
+        }))
     }
 
     /// Why a deferred section could not be decoded (it reads as empty); decodes it if it
@@ -69,22 +102,34 @@ impl<T: Record> Lazy<T> {
     pub(crate) fn error(&self) -> Option<&SchemaError> {
         match self {
             Lazy::Ready(_) => None,
-            Lazy::Deferred { json, decoded } => Self::decoded(json, decoded).1.as_ref(),
+            Lazy::Deferred(d) => d.get().1.as_ref(),
         }
     }
 
     /// Whether the section is still JSON text that nothing has read.
     #[cfg(test)]
     pub(crate) fn is_untouched(&self) -> bool {
-        matches!(self, Lazy::Deferred { decoded, .. } if decoded.get().is_none())
+        matches!(self, Lazy::Deferred(d) if d.decoded.get().is_none())
+    }
+
+    /// Whether the section still holds its text.
+    #[cfg(test)]
+    pub(crate) fn holds_text(&self) -> bool {
+        matches!(self, Lazy::Deferred(d) if d.text().is_some())
     }
 
     /// Whether the section has no record, without decoding `{}` or `null`.
     pub(crate) fn is_empty(&self) -> bool {
         match self {
             Lazy::Ready(s) => s.is_empty(),
-            Lazy::Deferred { json, .. } if is_empty_json(json.get()) => true,
-            Lazy::Deferred { json, decoded } => Self::decoded(json, decoded).0.is_empty(),
+            Lazy::Deferred(d) => {
+                if d.decoded.get().is_none()
+                    && d.text().as_ref().is_some_and(|j| is_empty_json(j.get()))
+                {
+                    return true;
+                }
+                d.get().0.is_empty()
+            }
         }
     }
 }
@@ -117,18 +162,16 @@ impl<T: Record> Deref for Lazy<T> {
     fn deref(&self) -> &Section<T> {
         match self {
             Lazy::Ready(s) => s,
-            Lazy::Deferred { json, decoded } => &Self::decoded(json, decoded).0,
+            Lazy::Deferred(d) => &d.get().0,
         }
     }
 }
 
 impl<T: Record> DerefMut for Lazy<T> {
     fn deref_mut(&mut self) -> &mut Section<T> {
-        if let Lazy::Deferred { json, decoded } = self {
-            let records = match decoded.take() {
-                Some((records, _)) => records,
-                None => decode(json).unwrap_or_default(),
-            };
+        if let Lazy::Deferred(d) = self {
+            d.get();
+            let records = d.decoded.take().map(|(r, _)| r).unwrap_or_default();
             *self = Lazy::Ready(records);
         }
         let Lazy::Ready(records) = self else {
@@ -151,9 +194,12 @@ impl<T: Record + Serialize> Serialize for Lazy<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Lazy::Ready(r) => r.serialize(s),
-            Lazy::Deferred { json, decoded } => match Self::decoded(json, decoded) {
-                (_, Some(_)) => json.serialize(s),
+            Lazy::Deferred(d) => match d.get() {
                 (records, None) => records.serialize(s),
+                (records, Some(_)) => match d.text().as_ref() {
+                    Some(json) => json.serialize(s),
+                    None => records.serialize(s),
+                },
             },
         }
     }
@@ -165,10 +211,10 @@ impl<T: Record + fmt::Debug> fmt::Debug for Lazy<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Lazy::Ready(s) => s.fmt(f),
-            Lazy::Deferred { json, decoded } => match decoded.get() {
+            Lazy::Deferred(d) => match d.decoded.get() {
                 Some((s, None)) => s.fmt(f),
-                Some((_, Some(e))) => write!(f, "<{} bytes not decoded: {e}>", json.get().len()),
-                None => write!(f, "<{} bytes, not decoded yet>", json.get().len()),
+                Some((_, Some(e))) => write!(f, "<{} bytes not decoded: {e}>", d.len),
+                None => write!(f, "<{} bytes, not decoded yet>", d.len),
             },
         }
     }
@@ -217,6 +263,8 @@ mod tests {
         let eager = Partition::parse(&blob).unwrap();
         assert_eq!(p.find_account(&home), eager.find_account(&home));
         assert!(!p.accounts.is_untouched());
+        assert!(!p.accounts.holds_text(), "decoded, the text goes");
+        assert!(p.id_tokens.holds_text(), "not read yet");
         assert_eq!(p.id_tokens().count(), 1);
         assert_eq!(p, eager);
         assert_eq!(p.to_vec(), eager.to_vec());
@@ -244,6 +292,7 @@ mod tests {
         assert!(
             matches!(err, SchemaError::WrongType { path, .. } if path.starts_with("IdToken.k"))
         );
+        assert!(p.id_tokens.holds_text(), "kept, to be written back");
         let out: Value = serde_json::from_slice(&p.to_vec()).unwrap();
         assert_eq!(out["IdToken"], bad, "written back as read");
         // Changed, it is decoded first: what the change makes of an empty section.

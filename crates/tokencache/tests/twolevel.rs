@@ -332,6 +332,51 @@ async fn corrupted_l2_values_are_a_miss_not_a_panic() {
         .is_some());
 }
 
+/// An L2 blob whose id token, account or app metadata records are malformed (valid JSON)
+/// still serves its access tokens: those sections are decoded only when asked for, and
+/// then read as empty with the reason. Their text survives a read; a write decodes the
+/// whole blob, refuses it as before and replaces it.
+#[tokio::test]
+async fn malformed_records_in_a_section_a_read_never_decodes_do_not_hide_the_access_tokens() {
+    let rig = Rig::new(0);
+    let writer = rig.cache(ExpiryOptions::default()).await;
+    let key = save_user(&writer, rig.now(), GRAPH).await;
+    let good = rig.store.get(&key).await.unwrap().unwrap().bytes;
+    let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    v["Account"] = serde_json::json!({"k": {"home_account_id": 7}});
+    let bad = serde_json::to_vec(&v).unwrap();
+    assert!(tokencache::Partition::parse(&bad).is_err());
+    rig.store.set(&key, &bad, None).await.unwrap();
+
+    let reader = rig.cache(ExpiryOptions::default()).await;
+    let l = Lookup::user(CLIENT_ID, &key, GRAPH);
+    assert!(reader.find_access_token(&l).await.unwrap().is_some());
+    assert_eq!(reader.stats().bad_blobs, 0);
+    let p = reader
+        .partition(&tokencache::Subject::User(&key), CLIENT_ID)
+        .await
+        .unwrap();
+    assert_eq!(p.accounts().count(), 0);
+    let why = p.deferred_error().expect("the reason").to_string();
+    assert!(why.starts_with("Account.k.home_account_id"), "{why}");
+    assert_eq!(
+        rig.store.get(&key).await.unwrap().unwrap().bytes,
+        bad,
+        "a read changes nothing"
+    );
+    // A write reads the whole blob: refused as unreadable, then replaced.
+    save_user(
+        &reader,
+        rig.now(),
+        &["https://graph.microsoft.com/Mail.Send"],
+    )
+    .await;
+    let after = rig.store.get(&key).await.unwrap().unwrap().bytes;
+    let after = tokencache::Partition::parse(&after).expect("the write left a whole blob");
+    assert_eq!(after.accounts().count(), 1);
+    assert_eq!(reader.stats().bad_blobs, 1);
+}
+
 #[tokio::test]
 async fn l2_failures_fall_back_to_l1_or_a_miss() {
     let rig = Rig::new(0);

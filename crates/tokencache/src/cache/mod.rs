@@ -530,7 +530,10 @@ impl TokenCache {
             .map(|rt| rt.secret.clone()))
     }
 
-    /// The decoded partition of a subject, for inspection.
+    /// The decoded partition of a subject, for inspection. One loaded from L2 decodes its
+    /// id tokens, accounts and app metadata when first asked for them
+    /// ([`Partition::parse_deferred`]): a section whose records are malformed then reads
+    /// as empty, and [`Partition::deferred_error`] says why.
     pub async fn partition(
         &self,
         subject: &Subject<'_>,

@@ -440,7 +440,9 @@ impl TwoLevel {
         let core = &self.core;
         if let Some(l1) = core.l1.as_ref().filter(|_| core.l1_trusted()) {
             if let Some(entry) = l1.get_at(key, now_ms) {
-                if !core.strict_reads || core.still_current(key, &entry).await {
+                // Boxed (a round trip, opt-in): kept inline, its state would enlarge
+                // every read's future.
+                if !core.strict_reads || Box::pin(core.still_current(key, &entry)).await {
                     core.counters.l1_hits.bump();
                     core.metrics.l1_hits.increment(1);
                     core.slide(kind, key, &entry, ctx);
@@ -450,7 +452,9 @@ impl TwoLevel {
             core.counters.l1_misses.bump();
             core.metrics.l1_misses.increment(1);
         }
-        core.load_shared(kind, key, ctx()).await
+        // Boxed: a miss waits for L2 anyway; inline, the load's state would be moved
+        // with every read's future, L1 hits included.
+        Box::pin(core.load_shared(kind, key, ctx())).await
     }
 
     /// Changes the partition under `key` with `change`, then writes it through both

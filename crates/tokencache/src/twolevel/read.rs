@@ -69,7 +69,9 @@ impl Core {
         match tokio::runtime::Handle::try_current() {
             // A dropped JoinHandle detaches the task: it runs on and lands the load.
             Ok(rt) => rt.spawn(load).await.unwrap_or(None),
-            Err(_) => load.await,
+            // Boxed: held across the await, the load's state would make every read's
+            // future (L1 hits included) as large as a load's.
+            Err(_) => Box::pin(load).await,
         }
     }
 

@@ -89,6 +89,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("parse_user_partition", |b| {
         b.iter(|| Partition::parse(black_box(&blob)).expect("parses"))
     });
+    g.bench_function("parse_deferred_user_partition", |b| {
+        b.iter(|| Partition::parse_deferred(black_box(&blob)).expect("parses"))
+    });
     g.bench_function("to_vec_user_partition", |b| {
         b.iter(|| black_box(&p).to_vec())
     });

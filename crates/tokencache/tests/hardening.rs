@@ -64,6 +64,51 @@ fn idle() -> InFlight {
 
 // ---- 1. cancelled callers -----------------------------------------------------------
 
+/// A load whose task never ran (its runtime went away first) leaves no in-flight entry
+/// behind: otherwise every later caller of the key would wait for it forever.
+#[test]
+fn a_load_dropped_with_its_runtime_before_it_ran_leaves_nothing_behind() {
+    let current = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let main = current();
+    let oid = "eeeeeeee-0000-0000-0000-000000000001";
+    let (writer, cache) = main.block_on(async {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let build = || {
+            TokenCache::builder()
+                .store(store.clone())
+                .probe_l2_at_start(false)
+                .build()
+        };
+        (build().await.unwrap(), build().await.unwrap())
+    });
+    main.block_on(save_user(&writer, CLIENT_ID, oid, GRAPH, sample_now()));
+    let other = current();
+    other.block_on(async {
+        // Polled once: it spawns the load on this runtime and waits; the task has not run.
+        let mut find = std::pin::pin!(find_user(&cache, CLIENT_ID, oid, GRAPH));
+        let once = std::future::poll_fn(|cx| {
+            let _ = std::future::Future::poll(find.as_mut(), cx);
+            std::task::Poll::Ready(())
+        });
+        once.await;
+        assert_eq!(cache.two_level().in_flight().loads, 1);
+    });
+    drop(other); // drops the spawned load, never polled
+    assert_eq!(cache.two_level().in_flight(), idle(), "nothing left behind");
+    assert!(main.block_on(find_user(&cache, CLIENT_ID, oid, GRAPH)));
+}
+
+fn sample_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// The first caller of a key leads its load; when it is dropped mid-await, the callers
 /// who joined it still get the answer of that one load.
 #[tokio::test(start_paused = true)]

@@ -103,25 +103,41 @@ impl Slot {
     }
 }
 
-/// Lands a load that ends without an answer (dropped or panicked) with none.
-pub(super) struct LandOnDrop<'a> {
-    pub(super) flights: &'a Flights,
-    pub(super) key: &'a str,
-    pub(super) armed: bool,
+/// Lands a load that ends without an answer with none: made before the load's future is
+/// first polled (it is one of its arguments), so that a future dropped unpolled (a
+/// runtime shutting down), cancelled or panicking still lands.
+pub(super) struct LandOnDrop {
+    flights: Arc<Flights>,
+    key: Arc<str>,
+    armed: bool,
 }
 
-impl LandOnDrop<'_> {
+impl LandOnDrop {
+    /// A guard for the load of `key`.
+    pub(super) fn new(flights: Arc<Flights>, key: Arc<str>) -> Self {
+        LandOnDrop {
+            flights,
+            key,
+            armed: true,
+        }
+    }
+
+    /// The load's key.
+    pub(super) fn key(&self) -> &Arc<str> {
+        &self.key
+    }
+
     /// The load answered: land it with `answer`.
     pub(super) fn land(mut self, answer: &Loaded) {
         self.armed = false;
-        self.flights.land(self.key, answer);
+        self.flights.land(&self.key, answer);
     }
 }
 
-impl Drop for LandOnDrop<'_> {
+impl Drop for LandOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            self.flights.land(self.key, &None);
+            self.flights.land(&self.key, &None);
         }
     }
 }
@@ -159,18 +175,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_load_dropped_before_its_answer_lands_with_none() {
-        let flights = Flights::default();
+        let flights = Arc::new(Flights::default());
         let Role::Lead(key) = flights.join("k") else {
             panic!("leads");
         };
         let Role::Follow(slot) = flights.join("k") else {
             panic!("follows");
         };
-        drop(LandOnDrop {
-            flights: &flights,
-            key: &key,
-            armed: true,
-        });
+        // The load's future, dropped before it was ever polled: its guard is an argument.
+        async fn load(landing: LandOnDrop) {
+            std::future::pending::<()>().await;
+            landing.land(&None);
+        }
+        drop(load(LandOnDrop::new(flights.clone(), key)));
         let got = tokio::time::timeout(Duration::from_secs(5), slot.wait()).await;
         assert!(got.expect("not left waiting").is_none());
         assert_eq!(flights.len(), 0);

@@ -222,7 +222,7 @@ struct Core {
     l2_timeout: Duration,
     locks: KeyLocks,
     /// The loads running (one per key, whoever waits).
-    flights: flight::Flights,
+    flights: Arc<flight::Flights>,
     counters: Counters,
     metrics: Metrics,
     breaker: Breaker,
@@ -298,7 +298,7 @@ impl TwoLevel {
             expiry: options.expiry,
             l2_timeout: options.l2_timeout,
             locks: KeyLocks::default(),
-            flights: flight::Flights::default(),
+            flights: Arc::default(),
             counters: Counters::default(),
             metrics: Metrics::register(),
             breaker: Breaker::new(options.breaker.clone()),

@@ -61,11 +61,12 @@ impl Core {
             Role::Follow(slot) => return slot.wait().await,
             Role::Lead(key) => key,
         };
+        let landing = LandOnDrop::new(self.flights.clone(), key);
         let Some(this) = self.me.upgrade() else {
-            self.flights.land(&key, &None);
-            return None;
+            return None; // the guard lands it
         };
-        let load = this.load(kind, key, ctx);
+        // The guard is an argument: a future dropped before it ever ran still lands.
+        let load = this.load(kind, landing, ctx);
         match tokio::runtime::Handle::try_current() {
             // A dropped JoinHandle detaches the task: it runs on and lands the load.
             Ok(rt) => rt.spawn(load).await.unwrap_or(None),
@@ -78,14 +79,10 @@ impl Core {
     pub(super) async fn load(
         self: Arc<Self>,
         kind: PartitionKind,
-        key: Arc<str>,
+        landing: LandOnDrop,
         ctx: EntryContext,
     ) -> Loaded {
-        let landing = LandOnDrop {
-            flights: &self.flights,
-            key: &key,
-            armed: true,
-        };
+        let key = landing.key().clone();
         let result = {
             let _guard = self.locks.lock(&key).await;
             self.load_locked(kind, &key, &ctx).await

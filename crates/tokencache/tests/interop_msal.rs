@@ -345,7 +345,8 @@ fn tc_add(
     let body = serde_json::to_vec(response).unwrap();
     let resp = TokenResponse::from_json(&body).expect("TokenResponse::from_json");
     let mut p = p.clone();
-    p.add_token_response_with_form(&req, &resp, now(), form)
+    // As a `TokenCache` save: the millisecond too (`tc_written_at_ms`, unknown to the SDKs).
+    p.add_token_response_written_at(&req, &resp, now() * 1000 + 123, form)
         .expect("add_token_response");
     String::from_utf8(p.to_vec()).expect("utf-8 blob")
 }

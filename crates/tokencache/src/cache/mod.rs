@@ -370,7 +370,7 @@ impl TokenCache {
                 target.ctx,
                 scope,
                 |p: &mut Partition| {
-                    p.add_token_response_with_form(&req, response, now, form)
+                    p.add_token_response_written_at(&req, response, requested_at_ms, form)
                         .map_err(Error::from)
                 },
             )

@@ -6,7 +6,9 @@
 //!
 //! * an upserted record replaces the copy's record of the same key unless the copy's is
 //!   *newer* (a later `cached_at` for access tokens, a later `last_modification_time`
-//!   for refresh tokens), so a refresh token never goes back to an older one;
+//!   for refresh tokens, to the millisecond when both records carry tokencache's
+//!   [`WRITTEN_AT_MS`]; a tie goes to the change), so a refresh token never goes back
+//!   to an older one;
 //! * a removed key is removed from the copy unless the copy's record was written after
 //!   the change was made;
 //! * records the change did not touch are kept as they are.
@@ -14,7 +16,7 @@
 //! Two changes compose ([`PartitionChange::then`]): the later one wins per key.
 
 use super::section::Section;
-use super::{AccessToken, Account, AppMetadata, IdToken, Partition, RefreshToken};
+use super::{AccessToken, Account, AppMetadata, IdToken, Partition, RefreshToken, WRITTEN_AT_MS};
 
 /// The credential keys a change removed, per section.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,25 +35,57 @@ pub struct PartitionChange {
     removed: Removed,
 }
 
+/// When a record was written: its second, and the millisecond when tokencache recorded
+/// it ([`WRITTEN_AT_MS`], believed only when it falls in that second).
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    secs: i64,
+    ms: Option<i64>,
+}
+
+impl Stamp {
+    fn of(secs: i64, extra: &super::Extra) -> Stamp {
+        let ms = extra.get(WRITTEN_AT_MS).and_then(|v| match v {
+            serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
+            serde_json::Value::Number(n) => n.as_i64(),
+            _ => None,
+        });
+        Stamp {
+            secs,
+            ms: ms.filter(|ms| ms.div_euclid(1000) == secs),
+        }
+    }
+
+    /// Whether this write is later than `other`: to the millisecond when both carry
+    /// one, else by the second.
+    fn later_than(self, other: Stamp) -> bool {
+        match (self.ms, other.ms) {
+            (Some(a), Some(b)) => a > b,
+            _ => self.secs > other.secs,
+        }
+    }
+}
+
 /// The write time of a record, when its kind carries one.
 trait Stamped {
-    fn stamp(&self) -> Option<i64>;
+    fn stamp(&self) -> Option<Stamp>;
 }
 
 impl Stamped for AccessToken {
-    fn stamp(&self) -> Option<i64> {
-        Some(self.cached_at)
+    fn stamp(&self) -> Option<Stamp> {
+        Some(Stamp::of(self.cached_at, &self.extra))
     }
 }
 
 impl Stamped for RefreshToken {
-    fn stamp(&self) -> Option<i64> {
+    fn stamp(&self) -> Option<Stamp> {
         self.last_modification_time
+            .map(|t| Stamp::of(t, &self.extra))
     }
 }
 
 macro_rules! unstamped {
-    ($($t:ty),*) => {$(impl Stamped for $t { fn stamp(&self) -> Option<i64> { None } })*};
+    ($($t:ty),*) => {$(impl Stamped for $t { fn stamp(&self) -> Option<Stamp> { None } })*};
 }
 unstamped!(IdToken, Account, AppMetadata);
 
@@ -101,15 +135,15 @@ fn apply<T: Clone + Stamped>(
         let newer = target
             .get(k)
             .and_then(Stamped::stamp)
-            .is_some_and(|t| t > written_at);
+            .is_some_and(|t| t.secs > written_at);
         if !newer {
             target.remove(k);
         }
     }
     for (k, v) in upserts.iter() {
         let keep_theirs = match (target.get(k).and_then(Stamped::stamp), v.stamp()) {
-            (Some(theirs), Some(ours)) => theirs > ours,
-            (Some(theirs), None) => theirs > written_at,
+            (Some(theirs), Some(ours)) => theirs.later_than(ours),
+            (Some(theirs), None) => theirs.secs > written_at,
             _ => false,
         };
         if !keep_theirs {
@@ -334,5 +368,91 @@ mod tests {
         let mut target = Partition::new();
         c.apply_to(&mut target, t + 2);
         assert_eq!(target.access_tokens().count(), 1);
+    }
+
+    /// Two writes of one token in one second: the later millisecond wins a replay
+    /// (tokencache's own `WRITTEN_AT_MS`); a millisecond that does not fall in the
+    /// record's second is ignored, and without one the second decides as before (a tie
+    /// goes to the change).
+    #[test]
+    fn a_replay_orders_writes_of_one_second_by_their_millisecond() {
+        let t = 1_800_000_000;
+        let resp = |secret: &str| {
+            let mut r = sample::user_response("u1", sample::TENANT, &["a"], t, 3600).unwrap();
+            r.access_token = Some(secret.into());
+            r.refresh_token = Some(format!("rt-{secret}").into());
+            r
+        };
+        let req = super::super::TokenRequest {
+            client_id: sample::CLIENT_ID,
+            environment: sample::ENVIRONMENT,
+            realm: sample::TENANT,
+            scopes: &["a"],
+            user_assertion: None,
+        };
+        let form = super::super::AppAccountForm::default();
+        let written = |secret: &str, ms: Option<i64>| {
+            let mut p = Partition::new();
+            match ms {
+                Some(ms) => p.add_token_response_written_at(&req, &resp(secret), ms, form),
+                None => p.add_token_response(&req, &resp(secret), t),
+            }
+            .unwrap();
+            p
+        };
+        let secrets = |p: &Partition| {
+            let at = p.access_tokens().next().unwrap().secret.expose().to_owned();
+            let rt = p
+                .refresh_tokens()
+                .next()
+                .unwrap()
+                .secret
+                .expose()
+                .to_owned();
+            (at, rt)
+        };
+        let replay = |ours: &Partition, theirs: &Partition| {
+            let change = PartitionChange::between(&Partition::new(), ours);
+            let mut merged = theirs.clone();
+            change.apply_to(&mut merged, t);
+            secrets(&merged)
+        };
+        let early = written("early", Some(t * 1000 + 100));
+        let late = written("late", Some(t * 1000 + 900));
+        let pair = |s: &str| (s.to_owned(), format!("rt-{s}"));
+        // a queued earlier write over a later one: theirs stays; the other way: ours
+        assert_eq!(replay(&early, &late), pair("late"));
+        assert_eq!(replay(&late, &early), pair("late"));
+        // a millisecond on one side only: the second decides; it ties, the change wins
+        let plain = written("plain", None);
+        assert_eq!(replay(&plain, &late), pair("plain"));
+        assert_eq!(replay(&early, &plain), pair("early"));
+        // a millisecond outside the record's second is not believed
+        let mut lying = late.clone();
+        let key = lying.access_token_entries().next().unwrap().0.to_owned();
+        let at = lying.access_tokens.get_mut(&key).unwrap();
+        at.extra
+            .insert(WRITTEN_AT_MS.into(), "9999999999999".into());
+        let change = PartitionChange::between(&Partition::new(), &early);
+        let mut merged = lying.clone();
+        change.apply_to(&mut merged, t);
+        let at = merged
+            .access_tokens()
+            .next()
+            .unwrap()
+            .secret
+            .expose()
+            .to_owned();
+        assert_eq!(
+            at, "early",
+            "their millisecond is ignored: a tie of seconds"
+        );
+        // written records carry it, as a string of the millisecond
+        let at = late.access_tokens().next().unwrap();
+        assert_eq!(
+            at.extra.get(WRITTEN_AT_MS),
+            Some(&serde_json::json!("1800000000900"))
+        );
+        assert_eq!(at.cached_at, t);
     }
 }

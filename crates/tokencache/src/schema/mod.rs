@@ -20,6 +20,7 @@
 //! | OBO hash | `user_assertion_hash` | `user_assertion_hash`, `userAssertionHash` (msal-node) |
 //! | empty `home_account_id` (app tokens, OBO without user) | as read: `null`, `""` or no field, kept per record; in a partition without one, [`AppAccountForm`] (default `""`) | `""`, `null`, missing |
 //! | extended expiry | `extended_expires_on` | also the legacy `ext_expires_on` |
+//! | write time in ms | `tc_written_at_ms` ([`WRITTEN_AT_MS`]) on the access and refresh tokens a [`TokenCache`](crate::TokenCache) save writes (other readers keep or drop it as an unknown field) | only when it names the record's own second |
 //!
 //! Known cross-SDK gaps of these choices (the interop tests pin them down):
 //! * App tokens: MSAL Python looks them up with `home_account_id == null` exactly (`""` and
@@ -80,6 +81,14 @@ use serde_json::{json, Map, Value};
 use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
+
+/// The field in which tokencache records, on the access and refresh tokens it writes, the
+/// millisecond of the write: `cached_at` and `last_modification_time` are whole seconds
+/// (MSAL's format), and two replicas that write the same token within one second must
+/// still be told apart when a queued change is replayed over another's
+/// ([`PartitionChange::apply_to`]). A string of milliseconds since the epoch; ignored
+/// unless it falls in the record's own second.
+pub const WRITTEN_AT_MS: &str = "tc_written_at_ms";
 
 /// Default number of seconds before expiry at which an access token is no longer served.
 pub const DEFAULT_SKEW_SECS: i64 = 300;
@@ -833,6 +842,39 @@ impl Partition {
         now: i64,
         new_form: AppAccountForm,
     ) -> Result<Added, SchemaError> {
+        self.add_token_response_inner(req, resp, now, new_form, None)
+    }
+
+    /// [`add_token_response_with_form`](Self::add_token_response_with_form) at `now_ms`
+    /// (milliseconds since the epoch): the records' times are its second, and the access
+    /// and refresh tokens also carry the millisecond ([`WRITTEN_AT_MS`]), so that a
+    /// replay orders two writes of the same second.
+    pub fn add_token_response_written_at(
+        &mut self,
+        req: &TokenRequest<'_>,
+        resp: &TokenResponse,
+        now_ms: i64,
+        new_form: AppAccountForm,
+    ) -> Result<Added, SchemaError> {
+        let now = now_ms.div_euclid(1000);
+        self.add_token_response_inner(req, resp, now, new_form, Some(now_ms))
+    }
+
+    fn add_token_response_inner(
+        &mut self,
+        req: &TokenRequest<'_>,
+        resp: &TokenResponse,
+        now: i64,
+        new_form: AppAccountForm,
+        written_ms: Option<i64>,
+    ) -> Result<Added, SchemaError> {
+        let stamped = || {
+            let mut extra = Extra::default();
+            if let Some(ms) = written_ms {
+                extra.insert(WRITTEN_AT_MS.to_owned(), Value::String(ms.to_string()));
+            }
+            extra
+        };
         if resp.access_token.is_none() && resp.refresh_token.is_none() && resp.id_token.is_none() {
             return Err(SchemaError::MissingField {
                 path: "token_response".to_owned(),
@@ -898,7 +940,7 @@ impl Partition {
                 token_type: resp.token_type.clone().filter(|t| !is_bearer(Some(t))),
                 key_id: None,
                 user_assertion_hash: uah.clone(),
-                extra: Extra::default(),
+                extra: stamped(),
             };
             self.access_tokens.retain(|_, old| {
                 !(same_at_slot(old, &at) && targets_intersect(&old.target, &at.target))
@@ -927,7 +969,7 @@ impl Partition {
                 target: Some(target.clone()),
                 user_assertion_hash: uah.clone(),
                 last_modification_time: Some(now),
-                extra: Extra::default(),
+                extra: stamped(),
             });
         }
 

@@ -855,6 +855,34 @@ async fn a_drained_change_does_not_overwrite_a_later_save_of_the_same_second() {
     assert_eq!(in_l2(&store, oid, GRAPH[0]).await.as_deref(), Some("newer"));
 }
 
+/// Found by `tokencache load --replicas 3 --chaos ...` once records carried their
+/// millisecond: A signs the user out; B, cut off from L2, saves a token requested after
+/// the sign-out but in the same second: queued. When B's L2 is back, the drain keeps it
+/// (it drops only what was written at or before the stamp, to the millisecond); by the
+/// second alone it was dropped as "cached at or before the sign-out".
+#[tokio::test]
+async fn a_change_queued_just_after_a_sign_out_in_its_second_reaches_l2() {
+    let (a, b, chaos, store) = healthy_and_cut_off().await;
+    let oid = "aaaaaaaa-0000-0000-0000-00000000late";
+    let home = format!("{oid}.{TENANT}");
+    next_second().await;
+    assert!(a.remove_account(&home).await.unwrap().l2_complete);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, GRAPH);
+    let w = b
+        .save_token_response(&req, &response(oid, "after"))
+        .await
+        .unwrap();
+    assert!(w.write.merged_later && !w.write.revoked, "{:?}", w.write);
+    chaos.fail_never();
+    until_async(|| async {
+        b.two_level().recover_now().await;
+        !b.two_level().is_degraded()
+    })
+    .await;
+    assert_eq!(in_l2(&store, oid, GRAPH[0]).await.as_deref(), Some("after"));
+}
+
 /// Found by `tokencache load --replicas 3 --chaos ...`: B's save of scope one is queued
 /// (B's L2 fails); A signs the user out; B then saves scope two (requested after the
 /// sign-out: rightly not refused), which B's queue composes with the first change under

@@ -56,6 +56,15 @@ impl Stamp {
         }
     }
 
+    /// Whether this write is later than the instant `ms`: to the millisecond when it
+    /// carries one, else by the second (a write of `ms`'s own second is not later).
+    fn after_ms(self, ms: i64) -> bool {
+        match self.ms {
+            Some(mine) => mine > ms,
+            None => self.secs > ms.div_euclid(1000),
+        }
+    }
+
     /// Whether this write is later than `other`: to the millisecond when both carry
     /// one, else by the second.
     fn later_than(self, other: Stamp) -> bool {
@@ -253,17 +262,18 @@ impl PartitionChange {
         );
     }
 
-    /// This change without the credentials it adds that were cached at or before
-    /// `stamp` (Unix seconds; access tokens by `cached_at`, refresh tokens by
-    /// `last_modification_time`): what a queued change may still write after its owner
-    /// signed out at `stamp`. Reads refuse such tokens anyway; a change composed in a
-    /// queue of a part from before the sign-out and a part from after keeps the latter.
-    pub fn without_credentials_cached_by(&self, stamp: i64) -> PartitionChange {
+    /// This change without the credentials it adds that were written at or before
+    /// `stamp_ms` (ms since the epoch; access tokens by `cached_at`, refresh tokens by
+    /// `last_modification_time`, to the millisecond when they carry [`WRITTEN_AT_MS`],
+    /// else by the second, a token of the stamp's own second counting as before it):
+    /// what a queued change may still write after its owner signed out at `stamp_ms`.
+    /// A change composed in a queue of a part from before the sign-out and a part from
+    /// after keeps the latter.
+    pub fn without_credentials_written_by(&self, stamp_ms: i64) -> PartitionChange {
         let mut c = self.clone();
-        c.upserts.access_tokens.retain(|_, at| at.cached_at > stamp);
-        c.upserts
-            .refresh_tokens
-            .retain(|_, rt| rt.last_modification_time.is_some_and(|t| t > stamp));
+        let after = |s: Option<Stamp>| s.is_some_and(|s| s.after_ms(stamp_ms));
+        c.upserts.access_tokens.retain(|_, at| after(at.stamp()));
+        c.upserts.refresh_tokens.retain(|_, rt| after(rt.stamp()));
         c
     }
 
@@ -454,5 +464,57 @@ mod tests {
             Some(&serde_json::json!("1800000000900"))
         );
         assert_eq!(at.cached_at, t);
+    }
+
+    /// What a queued change may still write after a sign-out at `stamp_ms`: to the
+    /// millisecond when the records carry it, else by the second (the stamp's own second
+    /// counts as before it).
+    #[test]
+    fn a_change_keeps_only_the_credentials_written_after_a_sign_out() {
+        let t = 1_800_000_000;
+        let req = super::super::TokenRequest {
+            client_id: sample::CLIENT_ID,
+            environment: sample::ENVIRONMENT,
+            realm: sample::TENANT,
+            scopes: &["a"],
+            user_assertion: None,
+        };
+        let resp = sample::user_response("u1", sample::TENANT, &["a"], t, 3600).unwrap();
+        let form = super::super::AppAccountForm::default();
+        let change_at = |ms: Option<i64>| {
+            let mut p = Partition::new();
+            match ms {
+                Some(ms) => p.add_token_response_written_at(&req, &resp, ms, form),
+                None => p.add_token_response(&req, &resp, t),
+            }
+            .unwrap();
+            PartitionChange::between(&Partition::new(), &p)
+        };
+        let kept = |c: &PartitionChange, stamp_ms: i64| {
+            let c = c.without_credentials_written_by(stamp_ms);
+            (
+                c.upserts().access_tokens().count(),
+                c.upserts().refresh_tokens().count(),
+            )
+        };
+        let stamp = t * 1000 + 500;
+        assert_eq!(
+            kept(&change_at(Some(t * 1000 + 501)), stamp),
+            (1, 1),
+            "just after"
+        );
+        assert_eq!(
+            kept(&change_at(Some(t * 1000 + 500)), stamp),
+            (0, 0),
+            "at it"
+        );
+        assert_eq!(
+            kept(&change_at(Some(t * 1000 + 499)), stamp),
+            (0, 0),
+            "before"
+        );
+        // without a millisecond: by the second, the stamp's own second is before it
+        assert_eq!(kept(&change_at(None), stamp), (0, 0));
+        assert_eq!(kept(&change_at(None), (t - 1) * 1000 + 999), (1, 1));
     }
 }

@@ -154,9 +154,9 @@ impl Core {
             }
             // A queue composes a key's changes under the latest request time: a part
             // from before a sign-out that the latest part postdates is dropped by the
-            // records' own times (reads would refuse those tokens anyway).
+            // records' own times, to the millisecond where they carry it.
             let change = match current.stamp {
-                Some(ms) => &change.without_credentials_cached_by(ms.div_euclid(1000)),
+                Some(ms) => &change.without_credentials_written_by(ms),
                 None => change,
             };
             let mut partition = std::mem::take(&mut current.partition);

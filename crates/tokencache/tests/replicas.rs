@@ -855,6 +855,43 @@ async fn a_drained_change_does_not_overwrite_a_later_save_of_the_same_second() {
     assert_eq!(in_l2(&store, oid, GRAPH[0]).await.as_deref(), Some("newer"));
 }
 
+/// Found by `tokencache load --replicas 3 --chaos ...`: B, cut off from L2, signs the
+/// user out (the removal is queued); A then saves a token for the user, in the same
+/// second, and L2 takes it. When B's L2 is back, its queued removal must not remove A's
+/// later token (L2 holds a credential written after the removal was made, to the
+/// millisecond; by the second, the removal won), and must still remove the user's
+/// tokens written before the sign-out (when the removal stood back for newer tokens,
+/// those stayed in L2, where a reader that knows nothing of stamps would serve them).
+#[tokio::test]
+async fn a_queued_sign_out_removes_older_tokens_and_keeps_one_saved_after_it_in_its_second() {
+    let (a, b, chaos, store) = healthy_and_cut_off().await;
+    let oid = "aaaaaaaa-0000-0000-0000-000000000rm1";
+    let home = format!("{oid}.{TENANT}");
+    let one: &[&str] = &["api://one"];
+    let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, one);
+    a.save_token_response(&req, &scoped_response(oid, one[0], "before"))
+        .await
+        .unwrap();
+    next_second().await;
+    let out = b.remove_account(&home).await.unwrap();
+    assert!(!out.l2_complete, "queued: {out:?}");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    save(&a, oid, "after").await;
+    assert_eq!(in_l2(&store, oid, GRAPH[0]).await.as_deref(), Some("after"));
+    chaos.fail_never();
+    until_async(|| async {
+        b.two_level().recover_now().await;
+        !b.two_level().is_degraded()
+    })
+    .await;
+    assert_eq!(in_l2(&store, oid, GRAPH[0]).await.as_deref(), Some("after"));
+    assert_eq!(
+        in_l2(&store, oid, one[0]).await,
+        None,
+        "saved before the sign-out"
+    );
+}
+
 /// Found by `tokencache load --replicas 3 --chaos ...` once records carried their
 /// millisecond: A signs the user out; B, cut off from L2, saves a token requested after
 /// the sign-out but in the same second: queued. When B's L2 is back, the drain keeps it

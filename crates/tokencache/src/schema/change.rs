@@ -161,6 +161,29 @@ fn apply<T: Clone + Stamped>(
     }
 }
 
+impl Partition {
+    /// Whether an access or refresh token here was written after the instant `ms` (ms
+    /// since the epoch): to the millisecond for records that carry [`WRITTEN_AT_MS`],
+    /// else by the second (a record of `ms`'s own second is not later).
+    pub fn has_credentials_written_after(&self, ms: i64) -> bool {
+        let after = |s: Option<Stamp>| s.is_some_and(|s| s.after_ms(ms));
+        self.access_tokens.values().any(|t| after(t.stamp()))
+            || self.refresh_tokens.values().any(|t| after(t.stamp()))
+    }
+
+    /// Removes the access and refresh tokens written at or before `ms` (as
+    /// [`has_credentials_written_after`](Self::has_credentials_written_after) decides):
+    /// what a removal made at `ms` removes when another writer stored newer tokens since.
+    /// Returns how many went.
+    pub fn remove_credentials_written_by(&mut self, ms: i64) -> usize {
+        let before = self.len();
+        let after = |s: Option<Stamp>| s.is_some_and(|s| s.after_ms(ms));
+        self.access_tokens.retain(|_, t| after(t.stamp()));
+        self.refresh_tokens.retain(|_, t| after(t.stamp()));
+        before - self.len()
+    }
+}
+
 impl PartitionChange {
     /// What turned `before` into `after`.
     pub fn between(before: &Partition, after: &Partition) -> Self {

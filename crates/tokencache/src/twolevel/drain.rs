@@ -10,12 +10,13 @@ use super::recovery::{Queued, QueuedOp};
 use super::stats::{bump, load};
 use super::WriteScope;
 use super::{BreakerState, Core};
+use crate::store::EntryExpiry;
 
 impl Core {
     /// Queues a change of `full_key` (latest wins), counting what it displaced.
     pub(super) fn enqueue(&self, full_key: &str, op: QueuedOp) {
-        let written_at = self.clock.now_secs();
-        let pushed = self.queue.push(full_key, Queued { op, written_at });
+        let written_at_ms = self.clock.now_millis() as i64;
+        let pushed = self.queue.push(full_key, Queued { op, written_at_ms });
         bump(&self.counters.queued);
         self.metrics.queued.increment(1);
         if pushed.evicted {
@@ -160,7 +161,7 @@ impl Core {
                 None => change,
             };
             let mut partition = std::mem::take(&mut current.partition);
-            change.apply_to(&mut partition, queued.written_at);
+            change.apply_to(&mut partition, queued.written_at_ms.div_euclid(1000));
             return match self
                 .commit(
                     *kind, &bare, full, ctx, scope, None, change, current, partition,
@@ -193,18 +194,46 @@ impl Core {
                     Ok(v) => v,
                     Err(_) => return pending.put_back(),
                 };
-                // Newer value wins: another replica stored newer tokens meanwhile.
-                let newer = current
-                    .and_then(|v| self.decode(full, &v.bytes).ok())
-                    .and_then(|p| p.last_cached_at())
-                    .is_some_and(|t| t > queued.written_at);
-                if newer {
-                    pending.queued = None;
+                // Newer value wins: another replica stored newer tokens meanwhile. They
+                // stay; what the removal removes is what was written before it (a
+                // sign-out's older tokens must not outlive it in L2, where readers that
+                // know nothing of stamps would serve them).
+                let newer = current.as_ref().and_then(|v| {
+                    let p = self.decode(full, &v.bytes).ok()?;
+                    p.has_credentials_written_after(queued.written_at_ms)
+                        .then_some((v, p))
+                });
+                if let Some((value, mut partition)) = newer {
                     bump(&self.counters.superseded);
                     self.metrics.dropped_superseded.increment(1);
                     self.forget_l1(&bare); // reread the newer value
-                    tracing::debug!(key = %full, "queued removal not applied: L2 holds newer tokens");
-                    return true;
+                    if partition.remove_credentials_written_by(queued.written_at_ms) == 0 {
+                        pending.queued = None;
+                        tracing::debug!(key = %full, "queued removal not applied: L2 holds newer tokens only");
+                        return true;
+                    }
+                    let bytes = self.encode(full, &partition);
+                    bump(&self.counters.l2_writes);
+                    let swapped = self
+                        .call_with("compare_and_swap", || {
+                            self.store.compare_and_swap(
+                                full,
+                                Some(&value.bytes),
+                                Some(&bytes),
+                                EntryExpiry::after(value.ttl),
+                            )
+                        })
+                        .await;
+                    return match swapped {
+                        Ok(true) => {
+                            pending.queued = None;
+                            self.publish_changed(full, super::coherence::version_of(&bytes));
+                            tracing::debug!(key = %full, "queued removal applied to the tokens written before it; newer ones kept");
+                            true
+                        }
+                        // Changed since it was read, or L2 failed: tried again later.
+                        Ok(false) | Err(_) => pending.put_back(),
+                    };
                 }
                 Write::Remove
             }

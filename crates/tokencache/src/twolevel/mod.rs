@@ -30,12 +30,14 @@
 //! change queued the longest ago is dropped and counted), which a background task drains as soon as a probe
 //! finds L2 healthy again.
 //!
-//! **Newer value wins.** Each queued change carries the time it was made (`written_at`,
-//! Unix seconds of the cache's clock). Before applying it, L2's current value is read;
-//! if that value's [`Partition::last_cached_at`] is later than `written_at`, another
-//! replica stored newer tokens during the outage: the queued change is *not* applied
-//! (counted `superseded`) and this replica drops its L1 copy so that it rereads L2. A
-//! tie goes to the queued change (seconds cannot order two writes of one second). The
+//! **Newer value wins.** Each queued change carries the time it was made
+//! (`written_at_ms`, the cache's clock). Before applying it, L2's current value is read;
+//! if that value has a credential written later
+//! ([`Partition::has_credentials_written_after`]: to the millisecond for records
+//! tokencache wrote, by the second for others), another replica stored newer tokens
+//! during the outage: a queued removal is *not* applied (counted `superseded`) and this
+//! replica drops its L1 copy so that it rereads L2; a queued merge is replayed record by
+//! record, the newer copy of each record winning. A tie goes to the queued change. The
 //! rule compares record timestamps, so it relies on replicas' clocks agreeing to within
 //! a second or so, and it cannot see a newer *removal of some records* by another
 //! replica (a blob carries no write time of its own, only its records' `cached_at`).

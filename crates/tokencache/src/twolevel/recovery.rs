@@ -8,12 +8,13 @@
 //!   written again meanwhile by another replica, and the one whose L1 copy here is the
 //!   most likely to be gone already.
 //! * **Newer value wins** (applied when draining, see [`TwoLevel`](super::TwoLevel)): a
-//!   queued write carries the time it was made (`written_at`, Unix seconds, the same
-//!   clock as the records' `cached_at`). Before it is applied, L2's current value is
-//!   read; if that value's [`Partition::last_cached_at`] is *later* than `written_at`,
-//!   another replica wrote newer tokens while this one could not reach L2, and the queued
-//!   write (or removal) is dropped and counted as `superseded` instead of overwriting
-//!   them. A tie (same second) goes to the queued write.
+//!   queued write carries the time it was made (`written_at_ms`, the same clock as the
+//!   records' times). Before it is applied, L2's current value is read; if that value has
+//!   a credential written *later* ([`Partition::has_credentials_written_after`]: to the
+//!   millisecond for tokencache's records, else by the second), another replica wrote
+//!   newer tokens while this one could not reach L2, and the queued removal is dropped
+//!   and counted as `superseded` instead of removing them; a queued merge is replayed
+//!   record by record, each record's newer copy winning. A tie goes to the queued write.
 //!
 //! The mutex is held for a few map operations, never across an await.
 
@@ -54,19 +55,19 @@ pub(crate) enum QueuedOp {
 #[derive(Debug, Clone)]
 pub(crate) struct Queued {
     pub(crate) op: QueuedOp,
-    /// When the caller made the change, Unix seconds.
-    pub(crate) written_at: i64,
+    /// When the caller made the change, ms since the epoch.
+    pub(crate) written_at_ms: i64,
 }
 
 impl Queued {
     /// `l2` (L2's partition now) with this change made to it: a queued whole value or
     /// removal wins unless L2 holds newer tokens; a merge is replayed record by record.
     pub(crate) fn applied_to(&self, mut l2: Partition) -> Partition {
-        let l2_newer = || l2.last_cached_at().is_some_and(|t| t > self.written_at);
+        let l2_newer = || l2.has_credentials_written_after(self.written_at_ms);
         match &self.op {
             QueuedOp::Remove if !l2_newer() => Partition::new(),
             QueuedOp::Merge { change, .. } => {
-                change.apply_to(&mut l2, self.written_at);
+                change.apply_to(&mut l2, self.written_at_ms.div_euclid(1000));
                 l2
             }
             QueuedOp::Remove | QueuedOp::Revoke { .. } => l2,
@@ -204,14 +205,14 @@ mod tests {
                 owner: None,
                 requested_at_ms: at * 1000,
             },
-            written_at: at,
+            written_at_ms: at * 1000,
         }
     }
 
     fn rm(at: i64) -> Queued {
         Queued {
             op: QueuedOp::Remove,
-            written_at: at,
+            written_at_ms: at * 1000,
         }
     }
 
@@ -250,7 +251,7 @@ mod tests {
         assert!(q.is_empty());
         q.push("a", set(5));
         assert!(!q.restore("a", old.clone(), seq));
-        assert_eq!(q.peek("a").unwrap().written_at, 5);
+        assert_eq!(q.peek("a").unwrap().written_at_ms, 5000);
         let (_, newer) = q.take("a").unwrap();
         assert!(q.restore("a", old, seq));
         assert_eq!(q.oldest_key().as_deref(), Some("a"));

@@ -78,6 +78,7 @@ prop_compose! {
         token_type in token_type(),
         key_id in opt_text(),
         uah in opt_text(),
+        written_at_ms in any::<Option<i64>>(),
         extra in extra(),
     ) -> AccessToken {
         AccessToken {
@@ -96,6 +97,7 @@ prop_compose! {
             token_type,
             key_id,
             user_assertion_hash: uah,
+            written_at_ms,
             extra,
         }
     }
@@ -110,6 +112,7 @@ prop_compose! {
         target in opt_text(),
         uah in opt_text(),
         lmt in any::<Option<i64>>(),
+        written_at_ms in any::<Option<i64>>(),
         extra in extra(),
     ) -> RefreshToken {
         RefreshToken {
@@ -122,6 +125,7 @@ prop_compose! {
             target,
             user_assertion_hash: uah,
             last_modification_time: lmt,
+            written_at_ms,
             extra,
         }
     }

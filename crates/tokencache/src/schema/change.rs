@@ -7,7 +7,7 @@
 //! * an upserted record replaces the copy's record of the same key unless the copy's is
 //!   *newer* (a later `cached_at` for access tokens, a later `last_modification_time`
 //!   for refresh tokens, to the millisecond when both records carry tokencache's
-//!   [`WRITTEN_AT_MS`]; a tie goes to the change), so a refresh token never goes back
+//!   [`WRITTEN_AT_MS`](super::WRITTEN_AT_MS); a tie goes to the change), so a refresh token never goes back
 //!   to an older one;
 //! * a removed key is removed from the copy unless the copy's record was written after
 //!   the change was made;
@@ -16,7 +16,7 @@
 //! Two changes compose ([`PartitionChange::then`]): the later one wins per key.
 
 use super::section::Section;
-use super::{AccessToken, Account, AppMetadata, IdToken, Partition, RefreshToken, WRITTEN_AT_MS};
+use super::{AccessToken, Account, AppMetadata, IdToken, Partition, RefreshToken};
 
 /// The credential keys a change removed, per section.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,7 +36,7 @@ pub struct PartitionChange {
 }
 
 /// When a record was written: its second, and the millisecond when tokencache recorded
-/// it ([`WRITTEN_AT_MS`], believed only when it falls in that second).
+/// it ([`WRITTEN_AT_MS`](super::WRITTEN_AT_MS), believed only when it falls in that second).
 #[derive(Debug, Clone, Copy)]
 struct Stamp {
     secs: i64,
@@ -44,12 +44,7 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of(secs: i64, extra: &super::Extra) -> Stamp {
-        let ms = extra.get(WRITTEN_AT_MS).and_then(|v| match v {
-            serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
-            serde_json::Value::Number(n) => n.as_i64(),
-            _ => None,
-        });
+    fn of(secs: i64, ms: Option<i64>) -> Stamp {
         Stamp {
             secs,
             ms: ms.filter(|ms| ms.div_euclid(1000) == secs),
@@ -82,14 +77,14 @@ trait Stamped {
 
 impl Stamped for AccessToken {
     fn stamp(&self) -> Option<Stamp> {
-        Some(Stamp::of(self.cached_at, &self.extra))
+        Some(Stamp::of(self.cached_at, self.written_at_ms))
     }
 }
 
 impl Stamped for RefreshToken {
     fn stamp(&self) -> Option<Stamp> {
         self.last_modification_time
-            .map(|t| Stamp::of(t, &self.extra))
+            .map(|t| Stamp::of(t, self.written_at_ms))
     }
 }
 
@@ -163,7 +158,7 @@ fn apply<T: Clone + Stamped>(
 
 impl Partition {
     /// Whether an access or refresh token here was written after the instant `ms` (ms
-    /// since the epoch): to the millisecond for records that carry [`WRITTEN_AT_MS`],
+    /// since the epoch): to the millisecond for records that carry [`WRITTEN_AT_MS`](super::WRITTEN_AT_MS),
     /// else by the second (a record of `ms`'s own second is not later).
     pub fn has_credentials_written_after(&self, ms: i64) -> bool {
         let after = |s: Option<Stamp>| s.is_some_and(|s| s.after_ms(ms));
@@ -287,7 +282,7 @@ impl PartitionChange {
 
     /// This change without the credentials it adds that were written at or before
     /// `stamp_ms` (ms since the epoch; access tokens by `cached_at`, refresh tokens by
-    /// `last_modification_time`, to the millisecond when they carry [`WRITTEN_AT_MS`],
+    /// `last_modification_time`, to the millisecond when they carry [`WRITTEN_AT_MS`](super::WRITTEN_AT_MS),
     /// else by the second, a token of the stamp's own second counting as before it):
     /// what a queued change may still write after its owner signed out at `stamp_ms`.
     /// A change composed in a queue of a part from before the sign-out and a part from
@@ -464,8 +459,7 @@ mod tests {
         let mut lying = late.clone();
         let key = lying.access_token_entries().next().unwrap().0.to_owned();
         let at = lying.access_tokens.get_mut(&key).unwrap();
-        at.extra
-            .insert(WRITTEN_AT_MS.into(), "9999999999999".into());
+        at.written_at_ms = Some(9_999_999_999_999);
         let change = PartitionChange::between(&Partition::new(), &early);
         let mut merged = lying.clone();
         change.apply_to(&mut merged, t);
@@ -480,13 +474,33 @@ mod tests {
             at, "early",
             "their millisecond is ignored: a tie of seconds"
         );
-        // written records carry it, as a string of the millisecond
+        // written records carry it, written as a string of the millisecond, read back
+        let ms_field = super::super::WRITTEN_AT_MS;
         let at = late.access_tokens().next().unwrap();
         assert_eq!(
-            at.extra.get(WRITTEN_AT_MS),
-            Some(&serde_json::json!("1800000000900"))
+            (at.written_at_ms, at.cached_at),
+            (Some(1_800_000_000_900), t)
         );
-        assert_eq!(at.cached_at, t);
+        let blob: serde_json::Value = serde_json::from_slice(&late.to_vec()).unwrap();
+        let written = blob["AccessToken"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        assert_eq!(written[ms_field], serde_json::json!("1800000000900"));
+        assert_eq!(Partition::parse(&late.to_vec()).unwrap(), late);
+        // a value that is not a millisecond is not ours to read: kept as an unknown field
+        let text = String::from_utf8(late.to_vec())
+            .unwrap()
+            .replace("\"1800000000900\"", "{\"x\":1}");
+        let odd = Partition::parse(text.as_bytes()).unwrap();
+        let at = odd.access_tokens().next().unwrap();
+        assert_eq!(at.written_at_ms, None);
+        assert_eq!(at.extra.get(ms_field), Some(&serde_json::json!({"x": 1})));
+        assert!(String::from_utf8(odd.to_vec())
+            .unwrap()
+            .contains("{\"x\":1}"));
     }
 
     /// What a queued change may still write after a sign-out at `stamp_ms`: to the

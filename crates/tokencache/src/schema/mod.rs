@@ -868,13 +868,6 @@ impl Partition {
         new_form: AppAccountForm,
         written_ms: Option<i64>,
     ) -> Result<Added, SchemaError> {
-        let stamped = || {
-            let mut extra = Extra::default();
-            if let Some(ms) = written_ms {
-                extra.insert(WRITTEN_AT_MS.to_owned(), Value::String(ms.to_string()));
-            }
-            extra
-        };
         if resp.access_token.is_none() && resp.refresh_token.is_none() && resp.id_token.is_none() {
             return Err(SchemaError::MissingField {
                 path: "token_response".to_owned(),
@@ -940,7 +933,8 @@ impl Partition {
                 token_type: resp.token_type.clone().filter(|t| !is_bearer(Some(t))),
                 key_id: None,
                 user_assertion_hash: uah.clone(),
-                extra: stamped(),
+                written_at_ms: written_ms,
+                extra: Extra::default(),
             };
             self.access_tokens.retain(|_, old| {
                 !(same_at_slot(old, &at) && targets_intersect(&old.target, &at.target))
@@ -969,7 +963,8 @@ impl Partition {
                 target: Some(target.clone()),
                 user_assertion_hash: uah.clone(),
                 last_modification_time: Some(now),
-                extra: stamped(),
+                written_at_ms: written_ms,
+                extra: Extra::default(),
             });
         }
 

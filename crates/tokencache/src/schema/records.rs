@@ -119,6 +119,10 @@ pub struct AccessToken {
     /// OBO: base64url SHA-256 of the incoming assertion; written under both
     /// `user_assertion_hash` (MSAL.NET) and `userAssertionHash` (msal-node), read from either.
     pub user_assertion_hash: Option<String>,
+    /// The millisecond tokencache wrote it (ms since the epoch), `tc_written_at_ms`
+    /// ([`WRITTEN_AT_MS`](super::WRITTEN_AT_MS)): orders two writes of one `cached_at`
+    /// second. `None` for records of other writers.
+    pub written_at_ms: Option<i64>,
     /// Unknown fields, kept verbatim.
     pub extra: Extra,
 }
@@ -146,6 +150,9 @@ pub struct RefreshToken {
     pub user_assertion_hash: Option<String>,
     /// When it was last written (Unix seconds).
     pub last_modification_time: Option<i64>,
+    /// The millisecond tokencache wrote it, as for access tokens
+    /// ([`AccessToken::written_at_ms`]).
+    pub written_at_ms: Option<i64>,
     /// Unknown fields, kept verbatim.
     pub extra: Extra,
 }
@@ -352,6 +359,28 @@ fn write_extra<M: SerializeMap>(m: &mut M, extra: &Extra, known: &[&str]) -> Res
     Ok(())
 }
 
+/// `tc_written_at_ms` when the record has one, then the unknown fields (an unknown field
+/// of that name, a value that was not a millisecond, only when it has none).
+fn write_ms_and_extra<M: SerializeMap>(
+    m: &mut M,
+    written_at_ms: Option<i64>,
+    extra: &Extra,
+    known: &[&str],
+) -> Result<(), M::Error> {
+    match written_at_ms {
+        Some(ms) => {
+            m.serialize_entry(super::WRITTEN_AT_MS, &ms.to_string())?;
+            for (k, v) in extra.iter() {
+                if !known.contains(&k.as_str()) && k != super::WRITTEN_AT_MS {
+                    m.serialize_entry(k, v)?;
+                }
+            }
+            Ok(())
+        }
+        None => write_extra(m, extra, known),
+    }
+}
+
 const AT_KNOWN: &[&str] = &[
     "home_account_id",
     "environment",
@@ -401,7 +430,7 @@ impl Serialize for AccessToken {
             m.serialize_entry("user_assertion_hash", h)?;
             m.serialize_entry("userAssertionHash", h)?;
         }
-        write_extra(&mut m, &self.extra, AT_KNOWN)?;
+        write_ms_and_extra(&mut m, self.written_at_ms, &self.extra, AT_KNOWN)?;
         m.end()
     }
 }
@@ -439,7 +468,7 @@ impl Serialize for RefreshToken {
         if let Some(t) = self.last_modification_time {
             m.serialize_entry("last_modification_time", &Secs(t))?;
         }
-        write_extra(&mut m, &self.extra, RT_KNOWN)?;
+        write_ms_and_extra(&mut m, self.written_at_ms, &self.extra, RT_KNOWN)?;
         m.end()
     }
 }
@@ -532,6 +561,25 @@ fn put_extra<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
+/// `tc_written_at_ms`: a string (or number) of milliseconds; anything else is kept as an
+/// unknown field (it is not ours to read, and nothing is lost).
+fn written_at<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    extra: &mut Extra,
+    k: Key<'de>,
+) -> Result<Option<i64>, A::Error> {
+    let v = map.next_value_seed(AnyValue)?;
+    let ms = match &v {
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    };
+    if ms.is_none() {
+        extra.insert(k.into_owned(), v);
+    }
+    Ok(ms)
+}
+
 impl Record for AccessToken {
     const SECTION: &'static str = "AccessToken";
     fn from_map<'de, A: MapAccess<'de>>(mut map: A, ctx: Ctx<'_>) -> Result<Self, A::Error> {
@@ -551,6 +599,7 @@ impl Record for AccessToken {
         let mut token_type = None;
         let mut key_id = None;
         let mut uah = None;
+        let mut written_ms = None;
         let mut extra = Extra::default();
         while let Some(k) = map.next_key::<Key<'de>>()? {
             let f = k.as_str();
@@ -584,6 +633,7 @@ impl Record for AccessToken {
                         uah = v;
                     }
                 }
+                super::WRITTEN_AT_MS => written_ms = written_at(&mut map, &mut extra, k)?,
                 _ => put_extra(&mut map, &mut extra, k)?,
             }
         }
@@ -603,6 +653,7 @@ impl Record for AccessToken {
             token_type,
             key_id,
             user_assertion_hash: uah,
+            written_at_ms: written_ms,
             extra,
         })
     }
@@ -620,6 +671,7 @@ impl Record for RefreshToken {
         let mut target = None;
         let mut uah = None;
         let mut lmt = None;
+        let mut written_ms = None;
         let mut extra = Extra::default();
         while let Some(k) = map.next_key::<Key<'de>>()? {
             let f = k.as_str();
@@ -640,6 +692,7 @@ impl Record for RefreshToken {
                         uah = v;
                     }
                 }
+                super::WRITTEN_AT_MS => written_ms = written_at(&mut map, &mut extra, k)?,
                 _ => put_extra(&mut map, &mut extra, k)?,
             }
         }
@@ -653,6 +706,7 @@ impl Record for RefreshToken {
             target,
             user_assertion_hash: uah,
             last_modification_time: lmt,
+            written_at_ms: written_ms,
             extra,
         })
     }

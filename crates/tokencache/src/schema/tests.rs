@@ -112,6 +112,7 @@ fn credential_keys_match_msal_net() {
         token_type: None,
         key_id: None,
         user_assertion_hash: None,
+        written_at_ms: None,
         extra: Extra::default(),
     };
     assert_eq!(
@@ -142,6 +143,7 @@ fn credential_keys_match_msal_net() {
         target: Some("x".into()),
         user_assertion_hash: None,
         last_modification_time: None,
+        written_at_ms: None,
         extra: Extra::default(),
     };
     assert_eq!(rt.key(), "u.t-env-refreshtoken-cid--");
@@ -1220,6 +1222,7 @@ fn scope_masks_follow_changes_of_the_section() {
         token_type: None,
         key_id: None,
         user_assertion_hash: None,
+        written_at_ms: None,
         extra: Extra::default(),
     };
     let mut p = Partition::new();

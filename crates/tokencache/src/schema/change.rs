@@ -327,16 +327,20 @@ mod tests {
         p
     }
 
-    fn add(p: &mut Partition, oid: &str, scopes: &[&str], now: i64) {
-        let resp = sample::user_response(oid, sample::TENANT, scopes, now, 3600).unwrap();
-        let req = super::super::TokenRequest {
+    /// A user token request of the sample client for `scopes`.
+    fn request<'a>(scopes: &'a [&'a str]) -> super::super::TokenRequest<'a> {
+        super::super::TokenRequest {
             client_id: sample::CLIENT_ID,
             environment: sample::ENVIRONMENT,
             realm: sample::TENANT,
             scopes,
             user_assertion: None,
-        };
-        p.add_token_response(&req, &resp, now).unwrap();
+        }
+    }
+
+    fn add(p: &mut Partition, oid: &str, scopes: &[&str], now: i64) {
+        let resp = sample::user_response(oid, sample::TENANT, scopes, now, 3600).unwrap();
+        p.add_token_response(&request(scopes), &resp, now).unwrap();
     }
 
     #[test]
@@ -411,13 +415,7 @@ mod tests {
             r.refresh_token = Some(format!("rt-{secret}").into());
             r
         };
-        let req = super::super::TokenRequest {
-            client_id: sample::CLIENT_ID,
-            environment: sample::ENVIRONMENT,
-            realm: sample::TENANT,
-            scopes: &["a"],
-            user_assertion: None,
-        };
+        let req = request(&["a"]);
         let form = super::super::AppAccountForm::default();
         let written = |secret: &str, ms: Option<i64>| {
             let mut p = Partition::new();
@@ -509,13 +507,7 @@ mod tests {
     #[test]
     fn a_change_keeps_only_the_credentials_written_after_a_sign_out() {
         let t = 1_800_000_000;
-        let req = super::super::TokenRequest {
-            client_id: sample::CLIENT_ID,
-            environment: sample::ENVIRONMENT,
-            realm: sample::TENANT,
-            scopes: &["a"],
-            user_assertion: None,
-        };
+        let req = request(&["a"]);
         let resp = sample::user_response("u1", sample::TENANT, &["a"], t, 3600).unwrap();
         let form = super::super::AppAccountForm::default();
         let change_at = |ms: Option<i64>| {

@@ -326,20 +326,16 @@ async fn obo_phase(
     assertion: &str,
     length: Duration,
 ) -> Result<(Series, Series), String> {
-    let now = unix_now();
-    let resp = sample::obo_response(OID, sample::TENANT, OBO_SCOPES, now, 3600)
-        .map_err(|e| e.to_string())?;
-    let req = SaveRequest::new(
-        sample::CLIENT_ID,
-        SaveFor::Obo { assertion },
-        sample::ENVIRONMENT,
+    let partition = sample::save_obo(
+        cache,
+        OID,
         sample::TENANT,
+        assertion,
         OBO_SCOPES,
-    );
-    let saved = cache
-        .save_token_response(&req, &resp)
-        .await
-        .map_err(|e| e.to_string())?;
+        unix_now(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let lookup = Lookup::obo(sample::CLIENT_ID, assertion, OBO_SCOPES);
     cache
         .find_access_token(&lookup)
@@ -363,7 +359,7 @@ async fn obo_phase(
     if cache.stats().l1_hits == 0 {
         return Err("the OBO lookups missed L1".into());
     }
-    let _ = cache.two_level().remove(&saved.partition).await;
+    let _ = cache.two_level().remove(&partition).await;
     Ok((ours, hash))
 }
 

@@ -39,16 +39,7 @@ async fn seeded(store: SharedStore, l1: bool) -> (TokenCache, String) {
         b = b.disable_l1();
     }
     let cache = b.build().await.unwrap();
-    let mut home = String::new();
-    for scopes in sample::USER_SCOPES {
-        let resp = sample::user_response(OID, TENANT, scopes, now(), 3600).unwrap();
-        let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, scopes);
-        home = cache
-            .save_token_response(&req, &resp)
-            .await
-            .unwrap()
-            .partition;
-    }
+    let home = sample::save_user(&cache, OID, TENANT, now()).await.unwrap();
     (cache, home)
 }
 
@@ -86,17 +77,15 @@ fn l1_hit(c: &mut Criterion) {
 
     let obo_scopes: &[&str] = &["api://downstream/.default"];
     let assertion = sample::incoming_assertion(OID, TENANT, now(), now() + 3600);
-    let resp = sample::obo_response(OID, TENANT, obo_scopes, now(), 3600).unwrap();
-    let req = SaveRequest::new(
-        CLIENT_ID,
-        SaveFor::Obo {
-            assertion: &assertion,
-        },
-        ENVIRONMENT,
+    rt.block_on(sample::save_obo(
+        &cache,
+        OID,
         TENANT,
+        &assertion,
         obo_scopes,
-    );
-    rt.block_on(cache.save_token_response(&req, &resp)).unwrap();
+        now(),
+    ))
+    .unwrap();
     let obo = Lookup::obo(CLIENT_ID, &assertion, obo_scopes);
     assert!(rt
         .block_on(cache.find_access_token(&obo))
@@ -113,19 +102,9 @@ fn l1_hit(c: &mut Criterion) {
     });
 
     // Scaling: the same work per thread, one thread alone vs two at once.
-    let second = rt.block_on(async {
-        let mut home = String::new();
-        for scopes in sample::USER_SCOPES {
-            let resp = sample::user_response(OID_2, TENANT, scopes, now(), 3600).unwrap();
-            let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, scopes);
-            home = cache
-                .save_token_response(&req, &resp)
-                .await
-                .unwrap()
-                .partition;
-        }
-        home
-    });
+    let second = rt
+        .block_on(sample::save_user(&cache, OID_2, TENANT, now()))
+        .unwrap();
     let homes = [home.clone(), second];
     let run = |threads: usize| {
         std::thread::scope(|s| {

@@ -8,8 +8,8 @@
 //! lookup: the CPU an L2 hit adds to fetching the bytes).
 
 use std::hint::black_box;
-use tokencache::sample::{self, CLIENT_ID, ENVIRONMENT, TENANT};
-use tokencache::{Lookup, SaveFor, SaveRequest, TokenCache};
+use tokencache::sample::{self, CLIENT_ID, TENANT};
+use tokencache::{Lookup, TokenCache};
 
 const OID: &str = "00000000-0000-0000-66f3-3332eca7ea81";
 const OBO_SCOPES: &[&str] = &["api://downstream/.default"];
@@ -62,28 +62,13 @@ async fn setup(l2: bool) -> (TokenCache, String, String) {
         .build()
         .await
         .expect("cache");
-    let mut home = String::new();
-    for scopes in sample::USER_SCOPES {
-        let resp = sample::user_response(OID, TENANT, scopes, now(), 3600).expect("response");
-        let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, TENANT, scopes);
-        home = writer
-            .save_token_response(&req, &resp)
-            .await
-            .expect("save")
-            .partition;
-    }
+    let home = sample::save_user(&writer, OID, TENANT, now())
+        .await
+        .expect("save");
     let assertion = sample::incoming_assertion(OID, TENANT, now(), now() + 3600);
-    let resp = sample::obo_response(OID, TENANT, OBO_SCOPES, now(), 3600).expect("response");
-    let req = SaveRequest::new(
-        CLIENT_ID,
-        SaveFor::Obo {
-            assertion: &assertion,
-        },
-        ENVIRONMENT,
-        TENANT,
-        OBO_SCOPES,
-    );
-    writer.save_token_response(&req, &resp).await.expect("save");
+    sample::save_obo(&writer, OID, TENANT, &assertion, OBO_SCOPES, now())
+        .await
+        .expect("save");
     if !l2 {
         return (writer, home, assertion);
     }

@@ -8,6 +8,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::schema::{Partition, SchemaError, TokenRequest, TokenResponse};
+use crate::{Error, SaveFor, SaveRequest, TokenCache};
 
 /// The authority host used by the samples.
 pub const ENVIRONMENT: &str = "login.microsoftonline.com";
@@ -141,6 +142,44 @@ pub fn user_partition(oid: &str, tid: &str, now: i64) -> Result<(Partition, Stri
         }
     }
     Ok((p, home))
+}
+
+/// Saves the user partition of [`user_partition`] through `cache`, as an app would: one
+/// save per [`USER_SCOPES`] resource, at `now`. Returns the home account id.
+pub async fn save_user(
+    cache: &TokenCache,
+    oid: &str,
+    tid: &str,
+    now: i64,
+) -> Result<String, Error> {
+    let mut home = String::new();
+    for scopes in USER_SCOPES {
+        let resp = user_response(oid, tid, scopes, now, 3600)?;
+        let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, tid, scopes);
+        home = cache.save_token_response(&req, &resp).await?.partition;
+    }
+    Ok(home)
+}
+
+/// Saves, through `cache`, the token a web API got for `scopes` on behalf of `oid` with
+/// the incoming `assertion`, at `now` ([`obo_response`]). Returns the partition key.
+pub async fn save_obo(
+    cache: &TokenCache,
+    oid: &str,
+    tid: &str,
+    assertion: &str,
+    scopes: &[&str],
+    now: i64,
+) -> Result<String, Error> {
+    let resp = obo_response(oid, tid, scopes, now, 3600)?;
+    let req = SaveRequest::new(
+        CLIENT_ID,
+        SaveFor::Obo { assertion },
+        ENVIRONMENT,
+        tid,
+        scopes,
+    );
+    Ok(cache.save_token_response(&req, &resp).await?.partition)
 }
 
 #[cfg(test)]

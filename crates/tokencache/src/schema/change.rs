@@ -73,6 +73,12 @@ impl Stamp {
 /// The write time of a record, when its kind carries one.
 trait Stamped {
     fn stamp(&self) -> Option<Stamp>;
+
+    /// Whether the record was written after the instant `ms` (see [`Stamp::after_ms`]);
+    /// a record without a time was not.
+    fn written_after(&self, ms: i64) -> bool {
+        self.stamp().is_some_and(|s| s.after_ms(ms))
+    }
 }
 
 impl Stamped for AccessToken {
@@ -161,9 +167,8 @@ impl Partition {
     /// since the epoch): to the millisecond for records that carry [`WRITTEN_AT_MS`](super::WRITTEN_AT_MS),
     /// else by the second (a record of `ms`'s own second is not later).
     pub fn has_credentials_written_after(&self, ms: i64) -> bool {
-        let after = |s: Option<Stamp>| s.is_some_and(|s| s.after_ms(ms));
-        self.access_tokens.values().any(|t| after(t.stamp()))
-            || self.refresh_tokens.values().any(|t| after(t.stamp()))
+        self.access_tokens.values().any(|t| t.written_after(ms))
+            || self.refresh_tokens.values().any(|t| t.written_after(ms))
     }
 
     /// Removes the access and refresh tokens written at or before `ms` (as
@@ -172,9 +177,8 @@ impl Partition {
     /// Returns how many went.
     pub fn remove_credentials_written_by(&mut self, ms: i64) -> usize {
         let before = self.len();
-        let after = |s: Option<Stamp>| s.is_some_and(|s| s.after_ms(ms));
-        self.access_tokens.retain(|_, t| after(t.stamp()));
-        self.refresh_tokens.retain(|_, t| after(t.stamp()));
+        self.access_tokens.retain(|_, t| t.written_after(ms));
+        self.refresh_tokens.retain(|_, t| t.written_after(ms));
         before - self.len()
     }
 }
@@ -289,9 +293,7 @@ impl PartitionChange {
     /// after keeps the latter.
     pub fn without_credentials_written_by(&self, stamp_ms: i64) -> PartitionChange {
         let mut c = self.clone();
-        let after = |s: Option<Stamp>| s.is_some_and(|s| s.after_ms(stamp_ms));
-        c.upserts.access_tokens.retain(|_, at| after(at.stamp()));
-        c.upserts.refresh_tokens.retain(|_, rt| after(rt.stamp()));
+        c.upserts.remove_credentials_written_by(stamp_ms);
         c
     }
 

@@ -39,8 +39,6 @@ pub(crate) struct Deferred<T> {
     /// The section's JSON text (an object or `null`) until it decodes; kept when it
     /// does not (to be written back).
     text: Mutex<Option<Box<RawValue>>>,
-    /// The text's length (for `Debug`, which never prints the text).
-    len: usize,
     /// The records, or why they could not be decoded (then: none).
     decoded: OnceLock<(Section<T>, Option<SchemaError>)>,
 }
@@ -49,7 +47,6 @@ impl<T: Clone> Clone for Deferred<T> {
     fn clone(&self) -> Self {
         Deferred {
             text: Mutex::new(self.text().clone()),
-            len: self.len,
             decoded: self.decoded.clone(),
         }
     }
@@ -91,7 +88,6 @@ impl<T: Record> Lazy<T> {
     /// A section to decode when first read.
     pub(crate) fn deferred(json: Box<RawValue>) -> Self {
         Lazy::Deferred(Box::new(Deferred {
-            len: json.get().len(),
             text: Mutex::new(Some(json)),
             decoded: OnceLock::new(),
         }))
@@ -211,11 +207,15 @@ impl<T: Record + fmt::Debug> fmt::Debug for Lazy<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Lazy::Ready(s) => s.fmt(f),
-            Lazy::Deferred(d) => match d.decoded.get() {
-                Some((s, None)) => s.fmt(f),
-                Some((_, Some(e))) => write!(f, "<{} bytes not decoded: {e}>", d.len),
-                None => write!(f, "<{} bytes, not decoded yet>", d.len),
-            },
+            Lazy::Deferred(d) => {
+                // The text is there whenever the records are not (see `Deferred::get`).
+                let len = || d.text().as_ref().map_or(0, |j| j.get().len());
+                match d.decoded.get() {
+                    Some((s, None)) => s.fmt(f),
+                    Some((_, Some(e))) => write!(f, "<{} bytes not decoded: {e}>", len()),
+                    None => write!(f, "<{} bytes, not decoded yet>", len()),
+                }
+            }
         }
     }
 }

@@ -576,6 +576,15 @@ where
     }
 }
 
+/// Waits until `cache`'s recovery queue has reached L2.
+async fn drained(cache: &TokenCache) {
+    until_async(|| async {
+        cache.two_level().recover_now().await;
+        !cache.two_level().is_degraded()
+    })
+    .await;
+}
+
 /// A replica that missed a sign-out's message (here: it has no backplane at all), or
 /// started after it, reads the owner's stamp with the partition: the user's older
 /// tokens, still in L2 (written there by a writer that knows nothing of stamps, say),
@@ -847,11 +856,7 @@ async fn a_drained_change_does_not_overwrite_a_later_save_of_the_same_second() {
     tokio::time::sleep(Duration::from_millis(2)).await;
     save(&a, oid, "newer").await;
     chaos.fail_never();
-    until_async(|| async {
-        b.two_level().recover_now().await;
-        !b.two_level().is_degraded()
-    })
-    .await;
+    drained(&b).await;
     assert_eq!(in_l2(&store, oid, GRAPH[0]).await.as_deref(), Some("newer"));
 }
 
@@ -879,11 +884,7 @@ async fn a_queued_sign_out_removes_older_tokens_and_keeps_one_saved_after_it_in_
     save(&a, oid, "after").await;
     assert_eq!(in_l2(&store, oid, GRAPH[0]).await.as_deref(), Some("after"));
     chaos.fail_never();
-    until_async(|| async {
-        b.two_level().recover_now().await;
-        !b.two_level().is_degraded()
-    })
-    .await;
+    drained(&b).await;
     assert_eq!(in_l2(&store, oid, GRAPH[0]).await.as_deref(), Some("after"));
     assert_eq!(
         in_l2(&store, oid, one[0]).await,
@@ -912,11 +913,7 @@ async fn a_change_queued_just_after_a_sign_out_in_its_second_reaches_l2() {
         .unwrap();
     assert!(w.write.merged_later && !w.write.revoked, "{:?}", w.write);
     chaos.fail_never();
-    until_async(|| async {
-        b.two_level().recover_now().await;
-        !b.two_level().is_degraded()
-    })
-    .await;
+    drained(&b).await;
     assert_eq!(in_l2(&store, oid, GRAPH[0]).await.as_deref(), Some("after"));
 }
 
@@ -948,11 +945,7 @@ async fn a_change_queued_before_a_sign_out_never_reaches_l2() {
         .unwrap();
     assert!(w.write.merged_later && !w.write.revoked, "{:?}", w.write);
     chaos.fail_never();
-    until_async(|| async {
-        b.two_level().recover_now().await;
-        !b.two_level().is_degraded()
-    })
-    .await;
+    drained(&b).await;
     assert_eq!(
         in_l2(&store, oid, one[0]).await,
         None,

@@ -167,8 +167,6 @@ pub fn try_request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Result<Answer, String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -183,6 +181,13 @@ pub fn try_request(
     if let Some(b) = body {
         req.push_str(b);
     }
+    exchange(addr, &req)
+}
+
+/// Sends `req` (a whole HTTP/1.1 request) over a fresh connection and reads the answer.
+pub fn exchange(addr: &str, req: &str) -> Result<Answer, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
     s.write_all(req.as_bytes())
         .map_err(|e| format!("write: {e}"))?;
     let mut raw = Vec::new();
@@ -243,31 +248,11 @@ pub fn dechunk(mut rest: &str) -> Result<String, String> {
 
 /// POSTs an `application/x-www-form-urlencoded` body.
 pub fn form_post(addr: &str, path: &str, body: &str) -> Answer {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    write!(
-        s,
+    let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an answer");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: body.to_string(),
-    }
+    );
+    exchange(addr, &req).unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
 
 pub fn request(

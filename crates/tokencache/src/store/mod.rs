@@ -24,7 +24,6 @@ pub mod dotnet;
 pub mod embedded;
 pub mod memory;
 pub mod redis;
-mod redis_scripts;
 mod url;
 mod util;
 

@@ -25,7 +25,6 @@ mod partition_cmd;
 mod progress;
 mod purge;
 mod rekey;
-mod serve;
 mod simulate;
 mod token_cmd;
 
@@ -72,7 +71,7 @@ enum Command {
     Token(token_cmd::TokenCommand),
     /// Serve authorization headers over HTTP to apps in any language: from the cache,
     /// else from the provider; sign-out, health, readiness, Prometheus metrics.
-    Serve(serve::ServeArgs),
+    Serve(tokencache_serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,8 +89,8 @@ fn main() -> ExitCode {
     match &cli.command {
         // the service logs its start and stop
         Command::Serve(a) => init_logs(
-            a.log_format == serve::LogFormat::Json,
-            "warn,tokencache::serve=info",
+            a.log_format == tokencache_serve::LogFormat::Json,
+            tokencache_serve::DEFAULT_LOG_FILTER,
         ),
         _ => init_logs(false, "warn"),
     }
@@ -105,7 +104,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Rekey(args) => rekey::run(args),
         Command::Token(cmd) => token_cmd::run(cmd),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => tokencache_serve::run(args),
     }
 }
 

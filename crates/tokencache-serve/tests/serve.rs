@@ -483,8 +483,8 @@ fn listens_on_a_unix_socket() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokencache"))
-        .args(["serve", "--config"])
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokencache-serve"))
+        .arg("--config")
         .arg(&cfg)
         .env("APP_SECRET", SECRET)
         .env_remove("TOKENCACHE_LISTEN")
@@ -660,8 +660,8 @@ fn a_bad_configuration_is_one_line_naming_file_and_key_without_the_secret() {
     for (i, (text, env, want)) in cases.into_iter().enumerate() {
         let path = dir.path().join(format!("bad{i}.toml"));
         std::fs::write(&path, &text).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokencache"));
-        cmd.args(["serve", "--config"]).arg(&path);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokencache-serve"));
+        cmd.arg("--config").arg(&path);
         for k in [
             "TOKENCACHE_KEYS",
             "TOKENCACHE_KEYS_FILE",

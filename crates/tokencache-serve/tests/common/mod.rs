@@ -29,8 +29,8 @@ pub struct Serve {
 impl Serve {
     pub fn start(config: &Path, env: &[(&str, &str)]) -> Serve {
         let log = config.with_extension(format!("{}.log", rand_suffix()));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokencache"));
-        cmd.args(["serve", "--config"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokencache-serve"));
+        cmd.arg("--config")
             .arg(config)
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .env("APP_SECRET", SECRET)

@@ -21,17 +21,17 @@ use tokencache::signout::{Jwks, LogoutTokenValidator};
 use tokencache::TokenCache;
 use tokio::sync::Semaphore;
 
-pub(crate) mod config;
-pub(crate) mod metrics;
-pub(crate) mod routes;
-pub(crate) mod shutdown;
+mod config;
+mod metrics;
+mod routes;
+mod shutdown;
 
 use config::{Config, Listen};
 use routes::{Api, AppState, Shared};
 
 /// The log line format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub(crate) enum LogFormat {
+pub enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
@@ -41,7 +41,7 @@ pub(crate) enum LogFormat {
 
 /// Arguments of `serve`.
 #[derive(Args, Debug)]
-pub(crate) struct ServeArgs {
+pub struct ServeArgs {
     /// The configuration file (TOML; see the README's "tokencache serve" section).
     #[arg(long)]
     config: PathBuf,
@@ -51,17 +51,47 @@ pub(crate) struct ServeArgs {
     listen: Option<String>,
     /// The format of the logs on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub(crate) log_format: LogFormat,
+    pub log_format: LogFormat,
 }
 
+/// The `tracing` filter serve's logs start from when `TOKENCACHE_LOG` is not set: warnings,
+/// and the service's own start and stop lines.
+pub const DEFAULT_LOG_FILTER: &str = "warn,tokencache_serve=info";
+
 /// Loads the configuration (a bad one: one line, exit 2) and serves until a signal.
-pub(crate) fn run(args: ServeArgs) -> ExitCode {
+pub fn run(args: ServeArgs) -> ExitCode {
     let env = |k: &str| std::env::var(k).ok();
     let config = match config::load(&args.config, args.listen.as_deref(), &env) {
         Ok(c) => c,
-        Err(e) => return crate::fail(e),
+        Err(e) => return fail(e),
     };
-    crate::block_on(crate::Runtime::MultiThread, serve(config))
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    match rt.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// Prints a one-line error (a multi-line cause joined) and returns exit code 2.
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {}", one_line(&message.to_string()));
+    ExitCode::from(2)
+}
+
+/// `text` with its lines joined by "; " (blank lines dropped).
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Builds everything the configuration names, then serves until a signal.

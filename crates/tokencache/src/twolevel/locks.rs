@@ -12,17 +12,46 @@ pub(crate) type FastHash = foldhash::fast::RandomState;
 /// A lock per key. Loads and writes of one partition take it so that a load never
 /// puts a value older than a concurrent write into L1; L1 hits never take it, and
 /// other keys never wait for it.
+///
+/// A key's entry counts its users (the holder and the waiters) and goes with the last
+/// of them, whether it held the lock or gave up waiting (a cancelled caller): the map
+/// never keeps a key nobody holds or waits for.
 #[derive(Debug, Default)]
 pub(crate) struct KeyLocks {
-    // std Mutex: held only to find or insert the per-key lock, never across an await.
-    map: Mutex<HashMap<Arc<str>, Arc<AsyncMutex<()>>, FastHash>>,
+    // std Mutex: held only to find, count or drop a key's lock, never across an await.
+    map: Mutex<HashMap<Arc<str>, Slot, FastHash>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    mutex: Arc<AsyncMutex<()>>,
+    /// The holder and the waiters.
+    users: usize,
+}
+
+/// One user of a key's lock (waiting or holding): released on drop.
+struct User<'a> {
+    locks: &'a KeyLocks,
+    key: Arc<str>,
+}
+
+impl Drop for User<'_> {
+    fn drop(&mut self) {
+        let mut map = self.locks.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = map.get_mut(&self.key) {
+            slot.users -= 1;
+            if slot.users == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Holds a key's lock; releases it (and forgets the key when idle) on drop.
 pub(crate) struct KeyGuard<'a> {
-    locks: &'a KeyLocks,
-    key: Arc<str>,
-    guard: Option<OwnedMutexGuard<()>>,
+    // Field order is drop order: the lock is released before the key is let go of.
+    _guard: OwnedMutexGuard<()>,
+    _user: User<'a>,
 }
 
 impl KeyLocks {
@@ -30,39 +59,38 @@ impl KeyLocks {
         let (key, mutex) = {
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             match map.get_key_value(key) {
-                Some((k, m)) => (k.clone(), m.clone()),
+                Some((k, _)) => {
+                    let k = k.clone();
+                    let slot = map.get_mut(&k).expect("the key is there");
+                    slot.users += 1;
+                    (k, slot.mutex.clone())
+                }
                 None => {
                     let k: Arc<str> = Arc::from(key);
-                    let m = Arc::new(AsyncMutex::new(()));
-                    map.insert(k.clone(), m.clone());
-                    (k, m)
+                    let mutex = Arc::new(AsyncMutex::new(()));
+                    map.insert(
+                        k.clone(),
+                        Slot {
+                            mutex: mutex.clone(),
+                            users: 1,
+                        },
+                    );
+                    (k, mutex)
                 }
             }
         };
+        // A caller dropped while it waits lets go of the key here.
+        let user = User { locks: self, key };
         let guard = mutex.lock_owned().await;
         KeyGuard {
-            locks: self,
-            key,
-            guard: Some(guard),
+            _guard: guard,
+            _user: user,
         }
     }
 
     /// Keys whose lock is held or waited for.
     pub(crate) fn len(&self) -> usize {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-}
-
-impl Drop for KeyGuard<'_> {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut map = self.locks.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = map.get(&self.key) {
-            // Only the map holds it: nobody waits, forget the key.
-            if Arc::strong_count(m) == 1 {
-                map.remove(&self.key);
-            }
-        }
     }
 }
 
@@ -78,6 +106,28 @@ mod tests {
             let _b = locks.lock("b").await; // another key does not wait
             assert_eq!(locks.len(), 2);
         }
+        assert_eq!(locks.len(), 0);
+    }
+
+    /// A waiter dropped after the holder let go (woken, never polled again) does not
+    /// leave the key behind.
+    #[tokio::test]
+    async fn a_waiter_dropped_after_the_holder_released_leaves_nothing() {
+        let locks = KeyLocks::default();
+        let holder = locks.lock("k").await;
+        let mut waiter = Box::pin(locks.lock("k"));
+        assert!(futures::poll!(waiter.as_mut()).is_pending());
+        assert_eq!(locks.len(), 1);
+        drop(holder);
+        drop(waiter);
+        assert_eq!(locks.len(), 0, "the key went with its last user");
+        // and a waiter dropped while the lock is held
+        let holder = locks.lock("k").await;
+        let mut waiter = Box::pin(locks.lock("k"));
+        assert!(futures::poll!(waiter.as_mut()).is_pending());
+        drop(waiter);
+        assert_eq!(locks.len(), 1);
+        drop(holder);
         assert_eq!(locks.len(), 0);
     }
 

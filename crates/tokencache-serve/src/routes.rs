@@ -630,6 +630,13 @@ struct Readiness {
     ready: bool,
     l2_breaker: &'static str,
     recovery_queue_depth: usize,
+    /// `none`, `subscribed`, `down` or `refused` (an ACL user without the channel).
+    backplane: &'static str,
+    /// While the backplane is not subscribed, L1 is bypassed: every read goes to L2.
+    l1_bypassed: bool,
+    /// Why the backplane is down or refused (no secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backplane_reason: Option<String>,
 }
 
 async fn readyz(State(st): State<Shared>) -> Response {
@@ -640,6 +647,7 @@ async fn readyz(State(st): State<Shared>) -> Response {
         tokencache::twolevel::BreakerState::HalfOpen => "half_open",
     };
     let ready = !st.draining.load(Ordering::Relaxed);
+    let backplane = two.backplane_status();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -651,6 +659,9 @@ async fn readyz(State(st): State<Shared>) -> Response {
             ready,
             l2_breaker: breaker,
             recovery_queue_depth: two.queue_depth(),
+            backplane: backplane.as_str(),
+            l1_bypassed: two.l1_bypassed(),
+            backplane_reason: backplane.reason().map(str::to_owned),
         },
     )
 }

@@ -25,6 +25,14 @@ pub enum Error {
     /// A stored value could not be opened with the key ring.
     #[error(transparent)]
     Protect(#[from] crate::protect::ProtectError),
+    /// A sign-out L2 did not take could not be queued either: the recovery queue
+    /// already holds as many sign-outs as it may (none queued is ever dropped). What
+    /// could be queued of it stays queued; retry when L2 is back (it is idempotent).
+    #[error("the sign-out of {home_account_id} is not recorded: L2 is unreachable and the recovery queue holds as many sign-outs as it may; retry")]
+    SignOutRefused {
+        /// Whose sign-out.
+        home_account_id: String,
+    },
     /// The request itself is not valid (an empty client id, no scopes...).
     #[error("invalid request: {0}")]
     InvalidRequest(String),

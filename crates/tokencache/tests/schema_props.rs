@@ -78,7 +78,7 @@ prop_compose! {
         token_type in token_type(),
         key_id in opt_text(),
         uah in opt_text(),
-        written_at_ms in any::<Option<i64>>(),
+        written in any::<Option<(i64, Option<u64>)>>(),
         extra in extra(),
     ) -> AccessToken {
         AccessToken {
@@ -97,7 +97,8 @@ prop_compose! {
             token_type,
             key_id,
             user_assertion_hash: uah,
-            written_at_ms,
+            written_at_ms: written.map(|w| w.0),
+            written_seq: written.and_then(|w| w.1),
             extra,
         }
     }
@@ -112,7 +113,7 @@ prop_compose! {
         target in opt_text(),
         uah in opt_text(),
         lmt in any::<Option<i64>>(),
-        written_at_ms in any::<Option<i64>>(),
+        written in any::<Option<(i64, Option<u64>)>>(),
         extra in extra(),
     ) -> RefreshToken {
         RefreshToken {
@@ -125,7 +126,8 @@ prop_compose! {
             target,
             user_assertion_hash: uah,
             last_modification_time: lmt,
-            written_at_ms,
+            written_at_ms: written.map(|w| w.0),
+            written_seq: written.and_then(|w| w.1),
             extra,
         }
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use testkit::{RedisCluster, RedisServer};
 use tokencache::store::redis::key_slot;
 use tokencache::store::{
-    EmbeddedStore, EntryExpiry, MemoryStore, RedisOptions, RedisStore, Store, StoreErrorKind,
-    ValueDigest,
+    EmbeddedStore, EntryExpiry, MemoryStore, RedisOptions, RedisStore, StampAt, Store,
+    StoreErrorKind, ValueDigest,
 };
 
 /// Reads the raw `PTTL` of a key on the real server (Redis backends only).
@@ -55,6 +55,43 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
         let raw = p(&k("a"));
         assert!(raw > 55_000 && raw <= 60_000, "raw PTTL {raw}");
     }
+    // Revocation stamps: the later of the one given and the one held is kept.
+    let st = k("rev:{u}");
+    let ttl = Some(ms(60_000));
+    let write = |at: StampAt| {
+        let st = st.clone();
+        async move { store.write_stamp(&st, at, ttl).await.unwrap() }
+    };
+    assert_eq!(write(StampAt::Instant(1_800_000_000_500)).await, 1_800_000_000_500);
+    let held = store.get(&st).await.unwrap().expect("stamp");
+    assert_eq!(held.bytes, b"1800000000.500");
+    assert!(held.ttl.is_some_and(|t| t <= ms(60_000)), "{:?}", held.ttl);
+    assert_eq!(
+        write(StampAt::Instant(1_800_000_000_100)).await,
+        1_800_000_000_500,
+        "never moves back"
+    );
+    assert_eq!(write(StampAt::Instant(1_800_000_001_000)).await, 1_800_000_001_000);
+    // plain seconds (written before stamps had milliseconds): the end of that second
+    store.set(&st, b"1800000005", None).await.unwrap();
+    assert_eq!(write(StampAt::Instant(1_800_000_005_100)).await, 1_800_000_005_999);
+    // a value that is not a stamp is replaced
+    store.set(&st, b"garbage", None).await.unwrap();
+    assert_eq!(write(StampAt::Instant(7)).await, 7);
+    // "now" by the store's own clock where it has one, else the caller's
+    let before = store.time_ms().await.unwrap();
+    let now = store
+        .write_stamp(&k("rev2"), StampAt::StoreClock { fallback_ms: 42 }, None)
+        .await
+        .unwrap();
+    let after = store.time_ms().await.unwrap();
+    match (before, after) {
+        (Some(b), Some(a)) => assert!(b as i64 <= now && now <= a as i64, "{b} {now} {a}"),
+        (None, None) => assert_eq!(now, 42),
+        other => panic!("a clock that comes and goes: {other:?}"),
+    }
+    store.remove(&k("rev2")).await.unwrap();
+    store.remove(&st).await.unwrap();
     // get_along: a value and another key's, in one call; each may be missing.
     store.set(&k("stamp"), b"123.456", None).await.unwrap();
     let (v, other) = store.get_along(&k("a"), None, &k("stamp")).await.unwrap();

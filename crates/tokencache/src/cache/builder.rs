@@ -209,8 +209,11 @@ impl TokenCacheBuilder {
             (None, Some(url)) => store::open_with_layout(url.expose(), self.layout).await?,
             (None, None) => store::open("").await?,
         };
+        let two = Arc::new(TwoLevel::new(store, self.clock, self.options));
+        // Sign-outs and record times on the store's clock, from the first write on.
+        two.sync_store_clock().await;
         Ok(TokenCache {
-            two: Arc::new(TwoLevel::new(store, self.clock, self.options)),
+            two,
             skew_secs: self.skew.as_secs() as i64,
             app_account_form: self.app_account_form,
             obo_keys: Default::default(),
@@ -247,10 +250,18 @@ impl TokenCacheBuilder {
         self
     }
 
-    /// Caps the recovery queue (writes L2 did not take, latest per key) at `keys`;
-    /// when full the oldest is dropped and counted. Default 10,000.
+    /// Caps the recovery queue's writes (those L2 did not take, latest per key) at
+    /// `keys`; when full the oldest write is dropped and counted. Default 10,000.
     pub fn recovery_queue_capacity(mut self, keys: usize) -> Self {
         self.options.queue_capacity = keys;
+        self
+    }
+
+    /// Caps the recovery queue's sign-outs (revocation stamps and removals L2 did not
+    /// take) at `keys`. They are never dropped: a sign-out beyond the cap is refused
+    /// with [`Error::SignOutRefused`]. Default 10,000.
+    pub fn signout_queue_capacity(mut self, keys: usize) -> Self {
+        self.options.signout_queue_capacity = keys;
         self
     }
 

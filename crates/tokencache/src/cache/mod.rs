@@ -47,7 +47,7 @@ use crate::schema::{
     decode_jwt_claims, AccessTokenQuery, Ambiguous, AppAccountForm, Partition, RefreshTokenQuery,
     Secret, TokenRequest, TokenResponse,
 };
-use crate::twolevel::{EntryContext, Stats, TwoLevel, WriteScope, MAX_TTL};
+use crate::twolevel::{EntryContext, StampWritten, Stats, TwoLevel, WriteScope, MAX_TTL};
 
 mod builder;
 mod request;
@@ -159,13 +159,15 @@ impl TokenCache {
         let Some(partition) = self.two.get_lazy(kind, key, ctx, now_ms).await else {
             return Ok(None);
         };
+        // A sign-out refuses what was written at or before it: to the millisecond for
+        // the records tokencache wrote, by the second for others'.
         let revoked_at = if self.two.any_revocation() {
-            owner().and_then(|o| self.two.revocation_of(&o))
+            owner().and_then(|o| self.two.revocation_ms_of(&o))
         } else {
             None
         };
         if let Some(stamp) = revoked_at {
-            if partition.last_cached_at().is_none_or(|t| t <= stamp) {
+            if !partition.has_credentials_written_after(stamp) {
                 self.two.forget_local(key); // all of it predates the sign-out
                 return Ok(None);
             }
@@ -207,7 +209,7 @@ impl TokenCache {
             }
         };
         if let (Some(at), Some(stamp)) = (found, revoked_at) {
-            if at.cached_at <= stamp {
+            if !at.written_after(stamp) {
                 return Ok(None);
             }
         }
@@ -254,7 +256,7 @@ impl TokenCache {
         request: &SaveRequest<'_>,
         response: &TokenResponse,
     ) -> Result<Saved, Error> {
-        let now_ms = self.two.clock().now_millis() as i64;
+        let now_ms = self.two.store_now_ms();
         self.save_requested_at(request, response, now_ms).await
     }
 
@@ -269,8 +271,10 @@ impl TokenCache {
         response: &TokenResponse,
         cached_at: i64,
     ) -> Result<Saved, Error> {
-        // (the start of that second: a sign-out within it refuses the tokens)
-        self.save_requested_at(request, response, cached_at.saturating_mul(1000))
+        // (the start of that second: a sign-out within it refuses the tokens), on the
+        // clock replicas compare sign-outs by
+        let requested_at_ms = self.two.to_store_ms(cached_at.saturating_mul(1000));
+        self.save_requested_at(request, response, requested_at_ms)
             .await
     }
 
@@ -370,7 +374,10 @@ impl TokenCache {
                 target.ctx,
                 scope,
                 |p: &mut Partition| {
-                    p.add_token_response_written_at(&req, response, requested_at_ms, form)
+                    // The write's place in this process's order of writes: two saves of
+                    // one token in one millisecond are ordered too (docs/design.md §8).
+                    let seq = crate::clock::record_seq();
+                    p.add_token_response_written(&req, response, requested_at_ms, seq, form)
                         .map_err(Error::from)
                 },
             )
@@ -418,6 +425,12 @@ impl TokenCache {
     /// keys, never a scan) and from this replica's L1, and writes a revocation stamp so
     /// that tokens cached before now are refused even where an L1 still holds them.
     /// Idempotent. L2 failures are reported in the outcome, not as an error.
+    ///
+    /// When L2 fails, the stamp and the removals wait in the recovery queue (and
+    /// `l2_complete` is false); they are never dropped from it. When the queue already
+    /// holds as many sign-outs as it may ([`TokenCacheBuilder::signout_queue_capacity`](crate::TokenCacheBuilder::signout_queue_capacity)),
+    /// the sign-out is refused with [`Error::SignOutRefused`]: retry it (what could be
+    /// queued of it stays queued; a retry is idempotent).
     pub async fn remove_account(&self, home_account_id: &str) -> Result<SignOut, Error> {
         check_key(home_account_id).map_err(|e| bad_key("home account id", e))?;
         // A sign-out runs to its end even when the caller is dropped mid-way (a client
@@ -429,7 +442,7 @@ impl TokenCache {
                 .spawn(async move { this.sign_out_now(&home).await })
                 .await
             {
-                Ok(out) => Ok(out),
+                Ok(out) => out,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(_) => Err(Error::Store(crate::store::StoreError::new(
                     crate::store::StoreErrorKind::Connection,
@@ -437,19 +450,19 @@ impl TokenCache {
                     "sign-out not finished: the runtime is shutting down",
                 ))),
             },
-            Err(_) => Ok(self.sign_out_now(home_account_id).await),
+            Err(_) => self.sign_out_now(home_account_id).await,
         }
     }
 
-    async fn sign_out_now(&self, home_account_id: &str) -> SignOut {
+    async fn sign_out_now(&self, home_account_id: &str) -> Result<SignOut, Error> {
         let keys = self.two.keys().clone();
         let store = self.two.store().clone();
         // Refused here at once, on every replica by the backplane, and in L2 (queued
-        // when L2 does not take it, like the removals below).
-        let stamp_written = self
-            .two
-            .revoke_everywhere(home_account_id, self.two.clock().now_millis() as i64)
-            .await;
+        // when L2 does not take it, like the removals below), stamped by the store's
+        // clock where it has one.
+        let (_, stamp) = self.two.revoke_now(home_account_id).await;
+        let stamp_written = matches!(stamp, StampWritten::Written(_));
+        let mut refused = matches!(stamp, StampWritten::Refused(_));
         let set = keys.link_set(home_account_id);
         let (members, links_read) = match self
             .two
@@ -471,12 +484,18 @@ impl TokenCache {
         }
         // remove_keys holds the keys' locks and queues what L2 does not take, so a
         // queued write from before the sign-out can never put a partition back.
-        let removed = self.two.remove_keys(&doomed).await;
-        SignOut {
+        let (removed, removals_refused) = self.two.remove_keys_for_signout(&doomed).await;
+        refused |= removals_refused;
+        if refused {
+            return Err(Error::SignOutRefused {
+                home_account_id: home_account_id.to_owned(),
+            });
+        }
+        Ok(SignOut {
             obo_partitions: members.len(),
             l2_keys_removed: removed.as_ref().copied().unwrap_or(0),
             l2_complete: stamp_written && links_read && removed.is_ok(),
-        }
+        })
     }
 
     /// Makes this replica refuse tokens of `home_account_id` cached at or before
@@ -511,9 +530,9 @@ impl TokenCache {
         else {
             return Ok(None);
         };
-        if let Some(stamp) = self.two.revocation_of(home_account_id) {
+        if let Some(stamp) = self.two.revocation_ms_of(home_account_id) {
             // refresh tokens carry no reliable cached_at: the partition's last write decides
-            if partition.last_cached_at().is_none_or(|t| t <= stamp) {
+            if !partition.has_credentials_written_after(stamp) {
                 self.two.forget_local(home_account_id);
                 return Ok(None);
             }
@@ -562,7 +581,7 @@ impl TokenCache {
                 EntryContext::default(),
                 WriteScope {
                     owner: Some(home_account_id),
-                    requested_at_ms: self.two.clock().now_millis() as i64,
+                    requested_at_ms: self.two.store_now_ms(),
                 },
                 |p: &mut Partition| Ok(p.remove_account(client_id, home_account_id)),
             )

@@ -87,7 +87,23 @@ impl Partition {
         new_form: AppAccountForm,
     ) -> Result<Added, SchemaError> {
         let now = now_ms.div_euclid(1000);
-        self.add_token_response_inner(req, resp, now, new_form, Some(now_ms))
+        self.add_token_response_inner(req, resp, now, new_form, Some((now_ms, None)))
+    }
+
+    /// [`add_token_response_written_at`](Self::add_token_response_written_at) with the
+    /// write's place in its process's order of writes
+    /// ([`AccessToken::written_seq`]): two writes of one record in one millisecond are
+    /// then ordered too.
+    pub fn add_token_response_written(
+        &mut self,
+        req: &TokenRequest<'_>,
+        resp: &TokenResponse,
+        now_ms: i64,
+        seq: u64,
+        new_form: AppAccountForm,
+    ) -> Result<Added, SchemaError> {
+        let now = now_ms.div_euclid(1000);
+        self.add_token_response_inner(req, resp, now, new_form, Some((now_ms, Some(seq))))
     }
 
     fn add_token_response_inner(
@@ -96,7 +112,7 @@ impl Partition {
         resp: &TokenResponse,
         now: i64,
         new_form: AppAccountForm,
-        written_ms: Option<i64>,
+        written: Option<(i64, Option<u64>)>,
     ) -> Result<Added, SchemaError> {
         if resp.access_token.is_none() && resp.refresh_token.is_none() && resp.id_token.is_none() {
             return Err(SchemaError::MissingField {
@@ -163,7 +179,8 @@ impl Partition {
                 token_type: resp.token_type.clone().filter(|t| !is_bearer(Some(t))),
                 key_id: None,
                 user_assertion_hash: uah.clone(),
-                written_at_ms: written_ms,
+                written_at_ms: written.map(|w| w.0),
+                written_seq: written.and_then(|w| w.1),
                 extra: Extra::default(),
             };
             self.access_tokens.retain(|_, old| {
@@ -193,7 +210,8 @@ impl Partition {
                 target: Some(target.clone()),
                 user_assertion_hash: uah.clone(),
                 last_modification_time: Some(now),
-                written_at_ms: written_ms,
+                written_at_ms: written.map(|w| w.0),
+                written_seq: written.and_then(|w| w.1),
                 extra: Extra::default(),
             });
         }

@@ -41,13 +41,18 @@ pub struct PartitionChange {
 struct Stamp {
     secs: i64,
     ms: Option<i64>,
+    /// The write's place in its process's order ([`AccessToken::written_seq`]); 0 when
+    /// unknown.
+    seq: u64,
 }
 
 impl Stamp {
-    fn of(secs: i64, ms: Option<i64>) -> Stamp {
+    fn of(secs: i64, ms: Option<i64>, seq: Option<u64>) -> Stamp {
+        let ms = ms.filter(|ms| ms.div_euclid(1000) == secs);
         Stamp {
             secs,
-            ms: ms.filter(|ms| ms.div_euclid(1000) == secs),
+            ms,
+            seq: if ms.is_some() { seq.unwrap_or(0) } else { 0 },
         }
     }
 
@@ -61,10 +66,10 @@ impl Stamp {
     }
 
     /// Whether this write is later than `other`: to the millisecond when both carry
-    /// one, else by the second.
+    /// one (within one millisecond by their order of writes), else by the second.
     fn later_than(self, other: Stamp) -> bool {
         match (self.ms, other.ms) {
-            (Some(a), Some(b)) => a > b,
+            (Some(a), Some(b)) => (a, self.seq) > (b, other.seq),
             _ => self.secs > other.secs,
         }
     }
@@ -83,14 +88,28 @@ trait Stamped {
 
 impl Stamped for AccessToken {
     fn stamp(&self) -> Option<Stamp> {
-        Some(Stamp::of(self.cached_at, self.written_at_ms))
+        Some(Stamp::of(
+            self.cached_at,
+            self.written_at_ms,
+            self.written_seq,
+        ))
     }
 }
 
 impl Stamped for RefreshToken {
     fn stamp(&self) -> Option<Stamp> {
         self.last_modification_time
-            .map(|t| Stamp::of(t, self.written_at_ms))
+            .map(|t| Stamp::of(t, self.written_at_ms, self.written_seq))
+    }
+}
+
+impl AccessToken {
+    /// Whether it was written after the instant `ms` (ms since the epoch): to the
+    /// millisecond when it carries tokencache's [`WRITTEN_AT_MS`](super::WRITTEN_AT_MS),
+    /// else by its `cached_at` second (a token of `ms`'s own second is not later). What
+    /// a revocation stamp at `ms` refuses: the tokens not written after it.
+    pub fn written_after(&self, ms: i64) -> bool {
+        Stamped::written_after(self, ms)
     }
 }
 

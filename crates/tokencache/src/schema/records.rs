@@ -123,6 +123,12 @@ pub struct AccessToken {
     /// ([`WRITTEN_AT_MS`](super::WRITTEN_AT_MS)): orders two writes of one `cached_at`
     /// second. `None` for records of other writers.
     pub written_at_ms: Option<i64>,
+    /// The write's place in its process's order of writes (a process-wide counter and
+    /// that process's id, [`crate::clock::record_seq`]), written after the millisecond
+    /// (`"1800000000123.2a00f3b1c"`): two writes of one record in one millisecond are
+    /// ordered by it, so no replay puts the earlier over the later; between processes
+    /// it breaks a tie the same way on every replica.
+    pub written_seq: Option<u64>,
     /// Unknown fields, kept verbatim.
     pub extra: Extra,
 }
@@ -153,6 +159,8 @@ pub struct RefreshToken {
     /// The millisecond tokencache wrote it, as for access tokens
     /// ([`AccessToken::written_at_ms`]).
     pub written_at_ms: Option<i64>,
+    /// Its place in its process's order of writes ([`AccessToken::written_seq`]).
+    pub written_seq: Option<u64>,
     /// Unknown fields, kept verbatim.
     pub extra: Extra,
 }
@@ -359,17 +367,23 @@ fn write_extra<M: SerializeMap>(m: &mut M, extra: &Extra, known: &[&str]) -> Res
     Ok(())
 }
 
-/// `tc_written_at_ms` when the record has one, then the unknown fields (an unknown field
-/// of that name, a value that was not a millisecond, only when it has none).
+/// `tc_written_at_ms` when the record has one (`"{ms}"`, or `"{ms}.{seq in hex}"`), then
+/// the unknown fields (an unknown field of that name, a value that was not ours, only
+/// when it has none).
 fn write_ms_and_extra<M: SerializeMap>(
     m: &mut M,
     written_at_ms: Option<i64>,
+    written_seq: Option<u64>,
     extra: &Extra,
     known: &[&str],
 ) -> Result<(), M::Error> {
     match written_at_ms {
         Some(ms) => {
-            m.serialize_entry(super::WRITTEN_AT_MS, &ms.to_string())?;
+            let value = match written_seq {
+                Some(seq) => format!("{ms}.{seq:x}"),
+                None => ms.to_string(),
+            };
+            m.serialize_entry(super::WRITTEN_AT_MS, &value)?;
             for (k, v) in extra.iter() {
                 if !known.contains(&k.as_str()) && k != super::WRITTEN_AT_MS {
                     m.serialize_entry(k, v)?;
@@ -430,7 +444,13 @@ impl Serialize for AccessToken {
             m.serialize_entry("user_assertion_hash", h)?;
             m.serialize_entry("userAssertionHash", h)?;
         }
-        write_ms_and_extra(&mut m, self.written_at_ms, &self.extra, AT_KNOWN)?;
+        write_ms_and_extra(
+            &mut m,
+            self.written_at_ms,
+            self.written_seq,
+            &self.extra,
+            AT_KNOWN,
+        )?;
         m.end()
     }
 }
@@ -468,7 +488,13 @@ impl Serialize for RefreshToken {
         if let Some(t) = self.last_modification_time {
             m.serialize_entry("last_modification_time", &Secs(t))?;
         }
-        write_ms_and_extra(&mut m, self.written_at_ms, &self.extra, RT_KNOWN)?;
+        write_ms_and_extra(
+            &mut m,
+            self.written_at_ms,
+            self.written_seq,
+            &self.extra,
+            RT_KNOWN,
+        )?;
         m.end()
     }
 }
@@ -561,23 +587,37 @@ fn put_extra<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
-/// `tc_written_at_ms`: a string (or number) of milliseconds; anything else is kept as an
-/// unknown field (it is not ours to read, and nothing is lost).
+/// `tc_written_at_ms`: a string (or number) of milliseconds, optionally followed by `.`
+/// and the write's sequence number in hex; anything else is kept as an unknown field (it
+/// is not ours to read, and nothing is lost).
 fn written_at<'de, A: MapAccess<'de>>(
     map: &mut A,
     extra: &mut Extra,
     k: Key<'de>,
-) -> Result<Option<i64>, A::Error> {
+) -> Result<Option<(i64, Option<u64>)>, A::Error> {
     let v = map.next_value_seed(AnyValue)?;
-    let ms = match &v {
-        Value::String(s) => s.trim().parse::<i64>().ok(),
-        Value::Number(n) => n.as_i64(),
+    let written = match &v {
+        Value::String(s) => parse_written_at(s.trim()),
+        Value::Number(n) => n.as_i64().map(|ms| (ms, None)),
         _ => None,
     };
-    if ms.is_none() {
+    if written.is_none() {
         extra.insert(k.into_owned(), v);
     }
-    Ok(ms)
+    Ok(written)
+}
+
+/// `"{ms}"` or `"{ms}.{seq in hex}"` (at most 16 hex digits).
+fn parse_written_at(s: &str) -> Option<(i64, Option<u64>)> {
+    match s.split_once('.') {
+        None => Some((s.parse().ok()?, None)),
+        Some((ms, seq)) => {
+            if seq.is_empty() || seq.len() > 16 || !seq.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            Some((ms.parse().ok()?, Some(u64::from_str_radix(seq, 16).ok()?)))
+        }
+    }
 }
 
 impl Record for AccessToken {
@@ -599,7 +639,7 @@ impl Record for AccessToken {
         let mut token_type = None;
         let mut key_id = None;
         let mut uah = None;
-        let mut written_ms = None;
+        let mut written = None;
         let mut extra = Extra::default();
         while let Some(k) = map.next_key::<Key<'de>>()? {
             let f = k.as_str();
@@ -633,7 +673,7 @@ impl Record for AccessToken {
                         uah = v;
                     }
                 }
-                super::WRITTEN_AT_MS => written_ms = written_at(&mut map, &mut extra, k)?,
+                super::WRITTEN_AT_MS => written = written_at(&mut map, &mut extra, k)?,
                 _ => put_extra(&mut map, &mut extra, k)?,
             }
         }
@@ -653,7 +693,8 @@ impl Record for AccessToken {
             token_type,
             key_id,
             user_assertion_hash: uah,
-            written_at_ms: written_ms,
+            written_at_ms: written.map(|w| w.0),
+            written_seq: written.and_then(|w| w.1),
             extra,
         })
     }
@@ -671,7 +712,7 @@ impl Record for RefreshToken {
         let mut target = None;
         let mut uah = None;
         let mut lmt = None;
-        let mut written_ms = None;
+        let mut written = None;
         let mut extra = Extra::default();
         while let Some(k) = map.next_key::<Key<'de>>()? {
             let f = k.as_str();
@@ -692,7 +733,7 @@ impl Record for RefreshToken {
                         uah = v;
                     }
                 }
-                super::WRITTEN_AT_MS => written_ms = written_at(&mut map, &mut extra, k)?,
+                super::WRITTEN_AT_MS => written = written_at(&mut map, &mut extra, k)?,
                 _ => put_extra(&mut map, &mut extra, k)?,
             }
         }
@@ -706,7 +747,8 @@ impl Record for RefreshToken {
             target,
             user_assertion_hash: uah,
             last_modification_time: lmt,
-            written_at_ms: written_ms,
+            written_at_ms: written.map(|w| w.0),
+            written_seq: written.and_then(|w| w.1),
             extra,
         })
     }

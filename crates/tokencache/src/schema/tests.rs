@@ -113,6 +113,7 @@ fn credential_keys_match_msal_net() {
         key_id: None,
         user_assertion_hash: None,
         written_at_ms: None,
+        written_seq: None,
         extra: Extra::default(),
     };
     assert_eq!(
@@ -144,6 +145,7 @@ fn credential_keys_match_msal_net() {
         user_assertion_hash: None,
         last_modification_time: None,
         written_at_ms: None,
+        written_seq: None,
         extra: Extra::default(),
     };
     assert_eq!(rt.key(), "u.t-env-refreshtoken-cid--");
@@ -1223,6 +1225,7 @@ fn scope_masks_follow_changes_of_the_section() {
         key_id: None,
         user_assertion_hash: None,
         written_at_ms: None,
+        written_seq: None,
         extra: Extra::default(),
     };
     let mut p = Partition::new();

@@ -181,6 +181,8 @@ pub fn logout_error_response(error: &LogoutError) -> Response {
 ///   and the app should clear its session as usual — but other replicas may still serve
 ///   cached tokens until L2 takes the removals (the cache queues them) or they expire;
 ///   logged as a warning;
+/// * `503` with `Retry-After` ([`RETRY_AFTER`]) when L2 is unreachable and the recovery
+///   queue holds as many sign-outs as it may ([`Error::SignOutRefused`](crate::Error::SignOutRefused)): send it again;
 /// * `500` when the sign-out could not be attempted (an empty account id).
 pub async fn sign_out_route(cache: &TokenCache, account: &str) -> Response {
     match sign_out(cache, account).await {
@@ -196,6 +198,19 @@ pub async fn sign_out_route(cache: &TokenCache, account: &str) -> Response {
                 StatusCode::ACCEPTED
             };
             no_store((status, Json(body)).into_response(), "no-store")
+        }
+        Err(e @ crate::Error::SignOutRefused { .. }) => {
+            // Not recorded anywhere durable: the caller must send it again.
+            tracing::warn!(error = %e, "sign-out refused");
+            let body = serde_json::json!({"error": "temporarily_unavailable", "error_description": e.to_string()});
+            let mut response = no_store(
+                (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response(),
+                "no-store",
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER_HEADER, HeaderValue::from(RETRY_AFTER.as_secs()));
+            response
         }
         Err(e) => {
             tracing::warn!(error = %e, "sign-out failed");

@@ -381,6 +381,21 @@ impl Store for ChaosStore {
         self.inner.digest(key).await
     }
 
+    async fn time_ms(&self) -> StoreResult<Option<u64>> {
+        self.chaos("time").await?;
+        self.inner.time_ms().await
+    }
+
+    async fn write_stamp(
+        &self,
+        key: &str,
+        at: super::StampAt,
+        ttl: Option<Duration>,
+    ) -> StoreResult<i64> {
+        self.chaos("write_stamp").await?;
+        self.inner.write_stamp(key, at, ttl).await
+    }
+
     fn endpoint(&self) -> String {
         format!("chaos({})", self.inner.endpoint())
     }

@@ -356,6 +356,42 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn time_ms(&self) -> StoreResult<Option<u64>> {
+        Ok(Some(self.clock.now_millis()))
+    }
+
+    async fn write_stamp(
+        &self,
+        key: &str,
+        at: super::StampAt,
+        ttl: Option<Duration>,
+    ) -> StoreResult<i64> {
+        let now = self.clock.now_millis();
+        let mut ms = match at {
+            super::StampAt::StoreClock { .. } => now as i64,
+            super::StampAt::Instant(ms) => ms,
+        };
+        let mut inner = self.lock();
+        if let Some(Entry {
+            value: Value::Bytes(held),
+            ..
+        }) = Self::live(&mut inner, key, now)
+        {
+            if let Some(h) = super::stamp::parse_stamp(held) {
+                ms = ms.max(h);
+            }
+        }
+        inner.map.insert(
+            key.to_owned(),
+            Entry {
+                value: Value::Bytes(super::stamp::format_stamp(ms).into_bytes()),
+                deadline: ttl.map(|t| deadline(now, t)),
+            },
+        );
+        Self::wrote(&mut inner, now);
+        Ok(ms)
+    }
+
     async fn health(&self) -> StoreResult<()> {
         Ok(())
     }

@@ -24,6 +24,7 @@ pub mod dotnet;
 pub mod embedded;
 pub mod memory;
 pub mod redis;
+pub mod stamp;
 mod url;
 mod util;
 
@@ -31,6 +32,7 @@ pub use self::dotnet::{StoreLayout, ValueLayout};
 pub use self::embedded::{EmbeddedOptions, EmbeddedStore};
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisOptions, RedisStore};
+pub use self::stamp::StampAt;
 pub use self::url::{
     default_embedded_dir, default_embedded_path, default_embedded_path_for, open, open_existing,
     redact_url, StoreUrl,
@@ -251,6 +253,37 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Checks that the store answers (Redis `PING`).
     async fn health(&self) -> StoreResult<()>;
+
+    /// The store's own clock, in ms since the epoch (Redis `TIME`), when it has one that
+    /// replicas share; `None` (the default) when it has none of its own. Replicas measure
+    /// their offset from it so that the times they compare (sign-outs, record times)
+    /// come from one clock (docs/design.md §7).
+    async fn time_ms(&self) -> StoreResult<Option<u64>> {
+        Ok(None)
+    }
+
+    /// Writes a revocation stamp ([`stamp`]) under `key`, living `ttl`: at `at` (by the
+    /// store's own clock where it has one and `at` asks for it), or the stamp the key
+    /// holds when that is later (a stamp only moves forward). Returns the stamp written,
+    /// ms since the epoch. The default reads, compares and writes (stores of one process);
+    /// Redis does it in one script, with `TIME` read inside it.
+    async fn write_stamp(&self, key: &str, at: StampAt, ttl: Option<Duration>) -> StoreResult<i64> {
+        let now = match at {
+            StampAt::StoreClock { fallback_ms } => match self.time_ms().await? {
+                Some(t) => i64::try_from(t).unwrap_or(fallback_ms),
+                None => fallback_ms,
+            },
+            StampAt::Instant(ms) => ms,
+        };
+        let held = self
+            .get(key)
+            .await?
+            .and_then(|v| stamp::parse_stamp(&v.bytes));
+        let ms = held.map_or(now, |h| h.max(now));
+        self.set(key, stamp::format_stamp(ms).as_bytes(), ttl)
+            .await?;
+        Ok(ms)
+    }
 
     /// Lists keys starting with `prefix`, a page at a time (Redis `SCAN`, never `KEYS`).
     /// Start with `cursor = 0`; a returned cursor of 0 means the end.

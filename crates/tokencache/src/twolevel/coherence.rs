@@ -51,6 +51,47 @@ impl Default for BackplaneOptions {
     }
 }
 
+/// The state of this replica's backplane subscription, as [`TwoLevel::backplane_status`](super::TwoLevel::backplane_status) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackplaneStatus {
+    /// No backplane (the store has none, or it is disabled): L1 is used as it is.
+    None,
+    /// Subscribed: L1 is in use.
+    Subscribed,
+    /// Not subscribed (yet, or any more): L1 is bypassed (unless L2 fails too) while
+    /// the replica subscribes again. The reason, without secrets.
+    Down(String),
+    /// The store refused the subscription for lack of permission (a Redis ACL user
+    /// without the channel, `NOPERM`): L1 stays bypassed, every read goes to L2, until
+    /// the permission is granted (the replica keeps trying). The reason names the channel.
+    Refused(String),
+}
+
+impl BackplaneStatus {
+    /// `none`, `subscribed`, `down` or `refused`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackplaneStatus::None => "none",
+            BackplaneStatus::Subscribed => "subscribed",
+            BackplaneStatus::Down(_) => "down",
+            BackplaneStatus::Refused(_) => "refused",
+        }
+    }
+
+    /// Why it is down or refused.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            BackplaneStatus::Down(r) | BackplaneStatus::Refused(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a store error is a refusal for lack of permission (Redis `NOPERM`).
+fn is_no_permission(e: &str) -> bool {
+    e.contains("NOPERM") || e.contains("NoPerm") || e.contains("no permissions")
+}
+
 /// The pauses before the retries of a failed publish.
 const PUBLISH_RETRIES: [Duration; 3] = [
     Duration::from_millis(50),
@@ -115,7 +156,9 @@ impl Core {
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("no answer within {:?}", this.l2_timeout),
                 };
-                let Some(pause) = PUBLISH_RETRIES.get(attempt) else {
+                // A refusal for lack of permission is not retried: it will not pass.
+                let pause = PUBLISH_RETRIES.get(attempt).filter(|_| !is_no_permission(&error));
+                let Some(pause) = pause else {
                     break (this, error);
                 };
                 attempt += 1;
@@ -189,7 +232,38 @@ impl Core {
         if let Some(l1) = &self.l1 {
             l1.clear();
         }
-        if !was {
+        let refused = is_no_permission(why);
+        let status = if refused {
+            BackplaneStatus::Refused(format!(
+                "subscribing to the channel {} was refused for lack of permission ({why}); grant the Redis user that channel, e.g. ACL SETUSER <user> &{}*",
+                self.channel,
+                self.keys.prefix()
+            ))
+        } else {
+            BackplaneStatus::Down(why.to_string())
+        };
+        let said_refused = {
+            let mut st = self
+                .backplane_status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let before = matches!(*st, BackplaneStatus::Refused(_));
+            *st = status;
+            before
+        };
+        if refused && !said_refused {
+            bump(&self.counters.backplane_losses);
+            self.metrics.backplane_losses.increment(1);
+            tracing::error!(
+                endpoint = %self.backplane_endpoint(),
+                channel = %self.channel,
+                cause = why,
+                "backplane at {}: the Redis user may not subscribe to the channel {} ({why}); L1 is bypassed and every read goes to L2 until it may (grant it with ACL SETUSER <user> &{}*)",
+                self.backplane_endpoint(),
+                self.channel,
+                self.keys.prefix(),
+            );
+        } else if !was {
             bump(&self.counters.backplane_losses);
             self.metrics.backplane_losses.increment(1);
             tracing::warn!(
@@ -206,6 +280,10 @@ impl Core {
         if let Some(l1) = &self.l1 {
             l1.clear(); // filled while messages could be missed
         }
+        *self
+            .backplane_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = BackplaneStatus::Subscribed;
         if self.l1_suspect.swap(false, Ordering::AcqRel) {
             tracing::info!(endpoint = %self.backplane_endpoint(), "backplane subscribed again: L1 in use");
         }
@@ -266,7 +344,12 @@ async fn listen(weak: Weak<Core>, bp: SharedBackplane, every: Duration) {
                 let Some(core) = weak.upgrade() else {
                     return;
                 };
-                if !first {
+                if first {
+                    *core
+                        .backplane_status
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = BackplaneStatus::Subscribed;
+                } else {
                     core.backplane_back();
                 }
                 first = false;

@@ -6,29 +6,63 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use super::optimistic::Committed;
-use super::recovery::{Queued, QueuedOp};
+use super::quiet::Say;
+use super::recovery::{Draining, Pushed, Queued, QueuedOp};
 use super::stats::{bump, load};
 use super::WriteScope;
 use super::{BreakerState, Core};
-use crate::store::EntryExpiry;
+use crate::schema::PartitionChange;
+use crate::store::{EntryExpiry, StampAt};
 
 impl Core {
-    /// Queues a change of `full_key` (latest wins), counting what it displaced.
-    pub(super) fn enqueue(&self, full_key: &str, op: QueuedOp) {
-        let written_at_ms = self.clock.now_millis() as i64;
+    /// Queues a change of `full_key` (latest wins), counting what it displaced. Returns
+    /// false when it could not be queued: a write with no room (capacity 0), or a
+    /// sign-out with no room left for sign-outs (refused, never dropped: the caller says
+    /// so to its own caller).
+    pub(super) fn enqueue(&self, full_key: &str, op: QueuedOp) -> bool {
+        self.enqueue_at(full_key, op, self.record_now_ms())
+    }
+
+    /// [`enqueue`](Self::enqueue) of a change made at `written_at_ms` (a removal of what
+    /// predates a sign-out at that instant).
+    pub(super) fn enqueue_at(&self, full_key: &str, op: QueuedOp, written_at_ms: i64) -> bool {
         let pushed = self.queue.push(full_key, Queued { op, written_at_ms });
-        bump(&self.counters.queued);
-        self.metrics.queued.increment(1);
-        if pushed.evicted {
-            bump(&self.counters.dropped_overflow);
-            self.metrics.dropped_overflow.increment(1);
-            tracing::debug!(
-                capacity = self.queue.len(),
-                "recovery queue full: the oldest queued change was dropped"
-            );
-        }
+        let queued = match pushed {
+            Pushed::Queued { evicted, .. } => {
+                bump(&self.counters.queued);
+                self.metrics.queued.increment(1);
+                if evicted {
+                    bump(&self.counters.dropped_overflow);
+                    self.metrics.dropped_overflow.increment(1);
+                    tracing::debug!(
+                        capacity = self.queue.len(),
+                        "recovery queue full: the oldest queued write was dropped"
+                    );
+                }
+                true
+            }
+            Pushed::Dropped => {
+                bump(&self.counters.dropped_overflow);
+                self.metrics.dropped_overflow.increment(1);
+                false
+            }
+            Pushed::Refused => {
+                bump(&self.counters.refused_signouts);
+                match self.quiet.occurred("signout_refused") {
+                    Say::First => {
+                        tracing::error!(endpoint = %self.endpoint, "L2 at {} is unreachable and the recovery queue holds as many sign-outs as it may: a sign-out was refused (its caller got an error and may retry); none queued is ever dropped", self.endpoint)
+                    }
+                    Say::Summary(n) => {
+                        tracing::error!(endpoint = %self.endpoint, count = n, "{n} more sign-outs refused in the last minute: the recovery queue's sign-outs are at their bound")
+                    }
+                    Say::Nothing => {}
+                }
+                false
+            }
+        };
         self.metrics.queue_depth.set(self.queue.len() as f64);
         self.ensure_recovery();
+        queued
     }
 
     /// Starts the recovery task unless one runs (needs a Tokio runtime).
@@ -61,6 +95,11 @@ impl Core {
             if !self.drain_key(&full).await {
                 return false;
             }
+        }
+        // Another drain (the background task's, a tool's) may still carry a change to
+        // L2: not caught up until it is done.
+        if !self.queue.is_empty() {
+            return false;
         }
         self.end_outage();
         true
@@ -107,23 +146,27 @@ impl Core {
     pub(super) async fn drain_key(&self, full: &str) -> bool {
         let bare = self.keys.strip(full).unwrap_or(full).to_string();
         let _guard = self.locks.lock(&bare).await;
-        let Some((seq, queued)) = self.queue.take(full) else {
+        let Some((seq, queued, draining)) = self.queue.take_to_drain(full) else {
             return true; // a write of this key carried it to L2 meanwhile
         };
-        self.metrics.queue_depth.set(self.queue.len() as f64);
         let mut pending = PutBack {
             core: self,
             full,
             seq,
             queued: Some(queued.clone()),
+            _draining: draining,
         };
         let now = self.clock.now_millis();
+        // A merge that carries a removal (a sign-out queued before it) on a partition it
+        // may not write over is applied as the removal alone.
+        let mut as_removal = false;
         if let QueuedOp::Merge {
             change,
             kind,
             ctx,
             owner,
             requested_at_ms,
+            prune_before_ms,
         } = &queued.op
         {
             // The same optimistic write as a live save: merged into what L2 holds now,
@@ -135,7 +178,7 @@ impl Core {
             let Some(mut current) = self.read_current(full, scope.owner).await else {
                 return pending.put_back();
             };
-            let revoked = |pending: &mut PutBack<'_>| {
+            let superseded = |pending: &mut PutBack<'_>| {
                 pending.queued = None;
                 bump(&self.counters.superseded);
                 self.metrics.dropped_superseded.increment(1);
@@ -144,51 +187,90 @@ impl Core {
                 true
             };
             if current.protected || current.foreign {
-                // Another application's (or another key ring's) partition: never written
-                // over; the change is dropped.
-                pending.queued = None;
-                self.forget_l1(&bare);
-                return true;
-            }
-            if scope.revoked_by(current.stamp) {
-                return revoked(&mut pending);
-            }
-            // A queue composes a key's changes under the latest request time: a part
-            // from before a sign-out that the latest part postdates is dropped by the
-            // records' own times, to the millisecond where they carry it.
-            let change = match current.stamp {
-                Some(ms) => &change.without_credentials_written_by(ms),
-                None => change,
-            };
-            let mut partition = std::mem::take(&mut current.partition);
-            change.apply_to(&mut partition, queued.written_at_ms.div_euclid(1000));
-            return match self
-                .commit(
-                    *kind, &bare, full, ctx, scope, None, change, current, partition,
-                )
-                .await
-            {
-                Committed::Written(_) => {
-                    pending.queued = None;
-                    bump(&self.counters.recovered);
-                    self.metrics.applied.increment(1);
-                    true
-                }
-                Committed::Revoked => revoked(&mut pending),
-                Committed::Protected | Committed::Foreign(_) => {
+                if prune_before_ms.is_none() {
+                    // Another application's (or another key ring's) partition: never
+                    // written over; the change is dropped.
                     pending.queued = None;
                     self.forget_l1(&bare);
-                    true
+                    return true;
                 }
-                Committed::Failed(_) => pending.put_back(),
-            };
+                as_removal = true;
+            } else {
+                let revoked = scope.revoked_by(current.stamp);
+                if revoked && prune_before_ms.is_none() {
+                    return superseded(&mut pending);
+                }
+                // A queue composes a key's changes under the latest request time: a part
+                // from before a sign-out is dropped by the records' own times (`commit`
+                // also removes from L2's copy what predates the stamp).
+                let change = match current.stamp {
+                    Some(ms) => change.without_credentials_written_by(ms),
+                    None => PartitionChange::clone(change),
+                };
+                let effective = Queued {
+                    op: QueuedOp::Merge {
+                        change: Box::new(change),
+                        kind: *kind,
+                        ctx: ctx.clone(),
+                        owner: owner.clone(),
+                        requested_at_ms: *requested_at_ms,
+                        prune_before_ms: *prune_before_ms,
+                    },
+                    written_at_ms: queued.written_at_ms,
+                };
+                // Refused by a later sign-out, the change brings nothing (its records
+                // predate the stamp), but the removal it carries is still applied.
+                let scope = WriteScope {
+                    owner: scope.owner,
+                    requested_at_ms: if revoked { i64::MAX } else { *requested_at_ms },
+                };
+                let partition = effective.applied_to(std::mem::take(&mut current.partition));
+                let none = PartitionChange::default();
+                return match self
+                    .commit(
+                        *kind,
+                        &bare,
+                        full,
+                        ctx,
+                        scope,
+                        Some(&effective),
+                        &none,
+                        current,
+                        partition,
+                    )
+                    .await
+                {
+                    Committed::Written(_) if revoked => superseded(&mut pending),
+                    Committed::Written(_) => {
+                        pending.queued = None;
+                        bump(&self.counters.recovered);
+                        self.metrics.applied.increment(1);
+                        true
+                    }
+                    Committed::Revoked => superseded(&mut pending),
+                    Committed::Protected | Committed::Foreign(_) => {
+                        pending.queued = None;
+                        self.forget_l1(&bare);
+                        true
+                    }
+                    Committed::Failed(_) => pending.put_back(),
+                };
+            }
         }
         // What to write: decided against what L2 holds now (tokencache's own keys other
         // than stamps are written as they are).
-        let write = match &queued.op {
+        let removal_at = match &queued.op {
+            QueuedOp::Merge {
+                prune_before_ms, ..
+            } if as_removal => *prune_before_ms,
+            QueuedOp::Remove => Some(queued.written_at_ms),
+            _ => None,
+        };
+        let write = match (&queued.op, removal_at) {
             // tokencache's own keys (link sets) are not partitions: removed as they are.
-            QueuedOp::Remove if self.keys.is_own_key(full) => Write::Remove,
-            QueuedOp::Remove => {
+            (QueuedOp::Remove, _) if self.keys.is_own_key(full) => Write::Remove,
+            (QueuedOp::Revoke { at_ms, deadline_ms }, _) => Write::Stamp(*at_ms, *deadline_ms),
+            (_, Some(removal_at)) => {
                 bump(&self.counters.l2_reads);
                 let current = match self.call_with("get", || self.store.get(full)).await {
                     Ok(v) => v,
@@ -200,14 +282,14 @@ impl Core {
                 // know nothing of stamps would serve them).
                 let newer = current.as_ref().and_then(|v| {
                     let p = self.decode(full, &v.bytes).ok()?;
-                    p.has_credentials_written_after(queued.written_at_ms)
+                    p.has_credentials_written_after(removal_at)
                         .then_some((v, p))
                 });
                 if let Some((value, mut partition)) = newer {
                     bump(&self.counters.superseded);
                     self.metrics.dropped_superseded.increment(1);
                     self.forget_l1(&bare); // reread the newer value
-                    if partition.remove_credentials_written_by(queued.written_at_ms) == 0 {
+                    if partition.remove_credentials_written_by(removal_at) == 0 {
                         pending.queued = None;
                         tracing::debug!(key = %full, "queued removal not applied: L2 holds newer tokens only");
                         return true;
@@ -237,24 +319,11 @@ impl Core {
                 }
                 Write::Remove
             }
-            QueuedOp::Merge { .. } => return true, // handled above
-            QueuedOp::Revoke { at_ms, deadline_ms } => {
-                // A stamp only moves forward: keep another replica's later sign-out.
-                bump(&self.counters.l2_reads);
-                let current = match self.call_with("get", || self.store.get(full)).await {
-                    Ok(v) => v.and_then(|v| parse_stamp(&v.bytes)),
-                    Err(_) => return pending.put_back(),
-                };
-                let at = current.map_or(*at_ms, |c| c.max(*at_ms));
-                Write::Set(format_stamp(at).into_bytes(), *deadline_ms)
-            }
-        };
-        let published = match &write {
-            Write::Set(bytes, _) => super::coherence::version_of(bytes),
-            Write::Remove => 0,
+            // a merge was applied above (as_removal: it has its removal time)
+            (QueuedOp::Merge { .. } | QueuedOp::Remove, None) => return true,
         };
         let result = match write {
-            Write::Set(bytes, deadline_ms) => {
+            Write::Stamp(at_ms, deadline_ms) => {
                 let ttl = match deadline_ms {
                     None => None,
                     Some(d) if d <= now => {
@@ -265,10 +334,14 @@ impl Core {
                     }
                     Some(d) => Some(Duration::from_millis(d - now)),
                 };
+                // A stamp only moves forward: another replica's later sign-out is kept
+                // (one atomic write where the store can).
                 bump(&self.counters.l2_writes);
-                self.call_with("set", || self.store.set(full, &bytes, ttl))
-                    .await
-                    .map(|_| ())
+                self.call_with("write_stamp", || {
+                    self.store.write_stamp(full, StampAt::Instant(at_ms), ttl)
+                })
+                .await
+                .map(|_| ())
             }
             Write::Remove => {
                 bump(&self.counters.l2_writes);
@@ -289,7 +362,7 @@ impl Core {
                             });
                         }
                     }
-                    _ => self.publish_changed(full, published),
+                    _ => self.publish_changed(full, 0),
                 }
                 bump(&self.counters.recovered);
                 self.metrics.applied.increment(1);
@@ -302,29 +375,9 @@ impl Core {
 
 /// What a drained change writes to L2.
 enum Write {
-    Set(Vec<u8>, Option<u64>),
+    /// A revocation stamp at this instant, with this deadline.
+    Stamp(i64, Option<u64>),
     Remove,
-}
-
-/// A revocation stamp's value, in ms since the epoch: written as decimal Unix seconds
-/// with milliseconds (`1800000000.123`); plain seconds (stamps written before) read as
-/// the end of that second.
-pub(crate) fn parse_stamp(bytes: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(bytes).ok()?.trim();
-    match s.split_once('.') {
-        Some((secs, frac)) if frac.len() == 3 && frac.bytes().all(|b| b.is_ascii_digit()) => {
-            let secs: i64 = secs.parse().ok()?;
-            let ms: i64 = frac.parse().ok()?;
-            secs.checked_mul(1000)?.checked_add(ms)
-        }
-        Some(_) => None,
-        None => s.parse::<i64>().ok()?.checked_mul(1000)?.checked_add(999),
-    }
-}
-
-/// The stored form of a stamp (see [`parse_stamp`]).
-pub(crate) fn format_stamp(at_ms: i64) -> String {
-    format!("{}.{:03}", at_ms.div_euclid(1000), at_ms.rem_euclid(1000))
 }
 
 /// A change taken out of the queue to be applied: put back (at its old place) unless
@@ -334,6 +387,8 @@ struct PutBack<'a> {
     full: &'a str,
     seq: u64,
     queued: Option<Queued>,
+    /// The change counts as queued until this goes (after `Drop::drop` put it back).
+    _draining: Draining<'a>,
 }
 
 impl PutBack<'_> {
@@ -356,6 +411,8 @@ impl PutBack<'_> {
 impl Drop for PutBack<'_> {
     fn drop(&mut self) {
         self.put_back();
+        let depth = self.core.queue.len().saturating_sub(1);
+        self.core.metrics.queue_depth.set(depth as f64);
     }
 }
 
@@ -378,37 +435,5 @@ async fn recovery_loop(weak: Weak<Core>) {
                 return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stamps_read_both_forms_and_refuse_garbage() {
-        assert_eq!(parse_stamp(b"1800000000.123"), Some(1_800_000_000_123));
-        assert_eq!(
-            parse_stamp(format_stamp(1_800_000_000_007).as_bytes()),
-            Some(1_800_000_000_007)
-        );
-        // written before stamps had milliseconds: the end of that second
-        assert_eq!(parse_stamp(b"1800000000"), Some(1_800_000_000_999));
-        for bad in [
-            &b""[..],
-            b"x",
-            b"1.2",
-            b"1.2345",
-            b"1.-12",
-            b"99999999999999999999",
-            b"\xff",
-        ] {
-            assert_eq!(parse_stamp(bad), None, "{bad:?}");
-        }
-        assert_eq!(
-            parse_stamp(format!("{}", i64::MAX).as_bytes()),
-            None,
-            "overflow"
-        );
     }
 }

@@ -73,12 +73,14 @@ mod recovery;
 mod revocations;
 mod stats;
 mod strict;
+mod time;
 mod write;
 
 pub use breaker::{BreakerOptions, BreakerState};
-pub use coherence::BackplaneOptions;
+pub use coherence::{BackplaneOptions, BackplaneStatus};
 pub use expiry::{Deadline, EntryContext, ExpiryOptions, OboExpiry, MAX_TTL};
 pub use policy::{FailurePolicy, L2Decision, L2Failure, OnL2Failure, RetryOptions};
+pub use time::{MAX_ADOPTED_OFFSET, REMEASURE_EVERY};
 
 use std::fmt;
 use std::future::Future;
@@ -100,12 +102,17 @@ use metrics::Metrics;
 use recovery::{QueuedOp, RecoveryQueue};
 use stats::Counters;
 pub use stats::{ErrorsByClass, Stats};
+pub(crate) use write::StampWritten;
 
 /// The default bound of every L2 call.
 pub const DEFAULT_L2_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// The default bound of the recovery queue, in keys.
+/// The default bound of the recovery queue's writes, in keys.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+
+/// The default bound of the recovery queue's sign-outs (stamps and removals), in keys:
+/// they are never dropped, so a sign-out beyond it is refused.
+pub const DEFAULT_SIGNOUT_QUEUE_CAPACITY: usize = 10_000;
 
 /// Settings of the two-level composition.
 #[derive(Debug, Clone)]
@@ -122,9 +129,13 @@ pub struct TwoLevelOptions {
     pub breaker: BreakerOptions,
     /// Retry or give up, per failed L2 call.
     pub policy: FailurePolicy,
-    /// Keys the recovery queue holds at most (0: queue nothing). Default
-    /// [`DEFAULT_QUEUE_CAPACITY`].
+    /// Writes the recovery queue holds at most, in keys (0: queue no write); when full,
+    /// the oldest write is dropped. Default [`DEFAULT_QUEUE_CAPACITY`].
     pub queue_capacity: usize,
+    /// Sign-outs (revocation stamps and removals) the recovery queue holds at most, in
+    /// keys: never dropped; a sign-out beyond it is refused with an error. Default
+    /// [`DEFAULT_SIGNOUT_QUEUE_CAPACITY`].
+    pub signout_queue_capacity: usize,
     /// Probe L2 (`PING`) when the cache is built, to report a misconfiguration at once.
     /// Default true.
     pub probe_at_start: bool,
@@ -148,6 +159,7 @@ impl Default for TwoLevelOptions {
             breaker: BreakerOptions::default(),
             policy: FailurePolicy::default(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            signout_queue_capacity: DEFAULT_SIGNOUT_QUEUE_CAPACITY,
             probe_at_start: true,
             backplane: BackplaneOptions::default(),
             protection: None,
@@ -245,6 +257,9 @@ struct Core {
     origin: u64,
     /// The subscription is down: L1 may be stale (see `coherence`).
     l1_suspect: AtomicBool,
+    /// The subscription's state and why (std Mutex: set by the listener, read by
+    /// `backplane_status`; never held across an await).
+    backplane_status: Mutex<BackplaneStatus>,
     /// Bumped by every invalidation; a load keeps its value in L1 only if unchanged.
     invalidations: std::sync::atomic::AtomicU64,
     /// An L2 outage is going on (set on the first failure, cleared when it ends).
@@ -257,6 +272,8 @@ struct Core {
     protect_log: Reporter,
     /// Every L1 hit checks L2's digest (see `strict`).
     strict_reads: bool,
+    /// The store's clock, as measured from here (see `time`).
+    store_clock: time::StoreClock,
 }
 
 impl fmt::Debug for TwoLevel {
@@ -287,6 +304,7 @@ impl TwoLevel {
             None
         };
         let channel = keys.backplane_channel();
+        let backplane_enabled = backplane.is_some();
         let core = Arc::new_cyclic(|me| Core {
             me: me.clone(),
             l1: options
@@ -306,7 +324,7 @@ impl TwoLevel {
             breaker: Breaker::new(options.breaker.clone()),
             breaker_options: options.breaker,
             policy: options.policy,
-            queue: RecoveryQueue::new(options.queue_capacity),
+            queue: RecoveryQueue::new(options.queue_capacity, options.signout_queue_capacity),
             outage: Mutex::new(Outage::default()),
             quiet: quiet::Quiet::default(),
             recovering: AtomicBool::new(false),
@@ -314,12 +332,18 @@ impl TwoLevel {
             channel,
             origin: coherence::new_origin(),
             l1_suspect: AtomicBool::new(false),
+            backplane_status: Mutex::new(if backplane_enabled {
+                BackplaneStatus::Down("not subscribed yet".into())
+            } else {
+                BackplaneStatus::None
+            }),
             invalidations: std::sync::atomic::AtomicU64::new(0),
             l2_failing: AtomicBool::new(false),
             revocations: revocations::Revocations::default(),
             protection: options.protection,
             protect_log: Reporter::default(),
             strict_reads: options.strict_reads,
+            store_clock: time::StoreClock::default(),
         });
         coherence::start(&core, &options.backplane);
         core.metrics
@@ -494,6 +518,15 @@ impl TwoLevel {
     /// This is the way to remove keys in bulk (sign-out): the keys' locks are held
     /// during the call, so a drain of the recovery queue cannot write one back after it.
     pub async fn remove_keys(&self, full_keys: &[String]) -> StoreResult<u64> {
+        self.core.remove_keys(full_keys).await.0
+    }
+
+    /// [`remove_keys`](Self::remove_keys), also saying whether a removal L2 did not take
+    /// could not be queued either (the recovery queue's sign-outs at their bound).
+    pub(crate) async fn remove_keys_for_signout(
+        &self,
+        full_keys: &[String],
+    ) -> (StoreResult<u64>, bool) {
         self.core.remove_keys(full_keys).await
     }
 
@@ -546,6 +579,17 @@ impl TwoLevel {
         !self.core.l1_trusted()
     }
 
+    /// The backplane subscription's state, and why when it is down or refused (a Redis
+    /// ACL user without the channel): while it is not subscribed, L1 is bypassed (see
+    /// [`l1_bypassed`](Self::l1_bypassed)).
+    pub fn backplane_status(&self) -> BackplaneStatus {
+        self.core
+            .backplane_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Whether this cache listens to a backplane (the store has one and it is enabled).
     pub fn has_backplane(&self) -> bool {
         self.core.backplane.is_some()
@@ -557,13 +601,20 @@ impl TwoLevel {
         self.core.revocations.any()
     }
 
+    /// The revocation stamp of `home_account_id` this replica knows, if still live, in
+    /// ms since the epoch (on the clock of [`store_now_ms`](Self::store_now_ms)).
+    #[inline]
+    pub fn revocation_ms_of(&self, home_account_id: &str) -> Option<i64> {
+        self.core.revocation_ms(home_account_id)
+    }
+
     /// Reads the user's revocation stamp from L2 and applies it here; returns it (Unix
     /// seconds).
     pub async fn refresh_revocation(&self, home_account_id: &str) -> StoreResult<Option<i64>> {
         let core = &self.core;
         let key = core.keys.revocation(home_account_id);
         let value = core.call("get", core.store.get(&key)).await?;
-        let stamp = value.and_then(|v| drain::parse_stamp(&v.bytes));
+        let stamp = value.and_then(|v| crate::store::stamp::parse_stamp(&v.bytes));
         if let Some(ms) = stamp {
             core.revoke_locally_ms(home_account_id, ms);
         }
@@ -581,15 +632,45 @@ impl TwoLevel {
     /// to L2 (queued when L2 does not take it, and drained as the later of it and L2's stamp)
     /// and publishes it on the backplane. Returns whether L2 took it now.
     pub async fn revoke_everywhere(&self, home_account_id: &str, at_ms: i64) -> bool {
-        let core = &self.core;
-        core.revoke_locally_ms(home_account_id, at_ms);
-        let full = core.keys.revocation(home_account_id);
-        let written = core.write_stamp(&full, at_ms, Some(core.stamp_ttl())).await;
-        core.publish(crate::backplane::Message::Revoked {
-            home_account_id: home_account_id.to_owned(),
-            at_ms,
-        });
-        written
+        let (_, written) = self
+            .core
+            .revoke(home_account_id, crate::store::StampAt::Instant(at_ms))
+            .await;
+        matches!(written, StampWritten::Written(_))
+    }
+
+    /// Tells every replica that `home_account_id` signed out now, by the store's clock
+    /// where it has one (see [`store_now_ms`](Self::store_now_ms)). Returns the stamp
+    /// (ms since the epoch) and what became of it in L2.
+    pub(crate) async fn revoke_now(&self, home_account_id: &str) -> (i64, StampWritten) {
+        let at = self.core.stamp_now();
+        self.core.revoke(home_account_id, at).await
+    }
+
+    /// Now, on the clock replicas compare times by (ms since the epoch): the store's
+    /// where it has one (Redis `TIME`; measured at start and every [`REMEASURE_EVERY`]),
+    /// else this cache's. Times of requests, record times and sign-outs are given on it.
+    pub fn store_now_ms(&self) -> i64 {
+        self.core.record_now_ms()
+    }
+
+    /// An instant of this cache's clock (ms since the epoch) on the clock of
+    /// [`store_now_ms`](Self::store_now_ms).
+    pub fn to_store_ms(&self, local_ms: i64) -> i64 {
+        self.core.to_store_ms(local_ms)
+    }
+
+    /// The offset of the store's clock from this cache's (ms), once measured and
+    /// adopted (see [`MAX_ADOPTED_OFFSET`]); `None` otherwise.
+    pub fn store_clock_offset_ms(&self) -> Option<i64> {
+        self.core.store_clock_offset()
+    }
+
+    /// Measures the store's clock against this cache's now (one call through the gate).
+    /// Done at start by [`TokenCacheBuilder::build`](crate::TokenCacheBuilder::build), then
+    /// in the background every [`REMEASURE_EVERY`].
+    pub async fn sync_store_clock(&self) {
+        self.core.measure_store_clock().await;
     }
 
     /// Runs one L2 call through the failure policy: the circuit breaker (while open the
@@ -619,6 +700,22 @@ impl TwoLevel {
 }
 
 impl Core {
+    /// Refuses tokens of `home` from before `at` here, in L2 and on every replica.
+    async fn revoke(&self, home: &str, at: crate::store::StampAt) -> (i64, StampWritten) {
+        self.revoke_locally_ms(home, at.fallback());
+        let full = self.keys.revocation(home);
+        let written = self.write_stamp(&full, at, Some(self.stamp_ttl())).await;
+        let at_ms = match written {
+            StampWritten::Written(ms) | StampWritten::Queued(ms) | StampWritten::Refused(ms) => ms,
+        };
+        self.revoke_locally_ms(home, at_ms);
+        self.publish(crate::backplane::Message::Revoked {
+            home_account_id: home.to_owned(),
+            at_ms,
+        });
+        (at_ms, written)
+    }
+
     /// Records a stamp (ms since the epoch).
     pub(super) fn revoke_locally_ms(&self, home: &str, stamp_ms: i64) {
         self.revocations

@@ -18,13 +18,13 @@
 
 use std::sync::Arc;
 
-use super::drain::parse_stamp;
 use super::recovery::{Queued, QueuedOp};
 use super::stats::bump;
 use super::{Core, EntryContext, WriteOutcome, WriteScope};
 use crate::error::Error;
 use crate::partition::PartitionKind;
 use crate::schema::{Partition, PartitionChange};
+use crate::store::stamp::parse_stamp;
 
 /// How many times a write is replayed onto a partition another replica changed before
 /// it gives up and queues the change (a partition written this often at once is a bug
@@ -151,8 +151,8 @@ impl Core {
             let mut partition = base.clone();
             let result = change(&mut partition)?;
             let diff = PartitionChange::between(&base, &partition);
-            let outcome = self.queue_change(kind, key, &full, ctx, scope, queued, diff, partition);
             stale_l1.armed = false;
+            let outcome = self.queue_change(kind, key, &full, ctx, scope, queued, diff, partition);
             return Ok((result, outcome));
         };
         if current.protected {
@@ -208,6 +208,7 @@ impl Core {
             }
             Committed::Foreign(partition) => self.keep_in_l1(kind, key, &ctx, partition, false),
             Committed::Failed(partition) => {
+                stale_l1.armed = false;
                 self.queue_change(kind, key, &full, ctx, scope, queued, diff, partition)
             }
         };
@@ -234,6 +235,11 @@ impl Core {
         let mut replay = 0;
         loop {
             replay += 1;
+            // What L2 holds from before the owner's last sign-out is no one's to keep
+            // (a race another writer lost, a writer that knows nothing of stamps).
+            if let Some(stamp) = current.stamp {
+                partition.remove_credentials_written_by(stamp);
+            }
             let now = self.clock.now_millis();
             let (deadline, ttl, alive) = self.life(kind, &partition, ctx, now);
             let bytes = alive.then(|| self.encode(full, &partition));
@@ -279,6 +285,20 @@ impl Core {
                         }
                         None => self.forget_l1(key),
                     }
+                    // A sign-out whose stamp we did not see may have removed the key
+                    // before our swap (a removal finds nothing to compare with when the
+                    // key was absent): look at the stamp once more, and take back what
+                    // predates it. Then either the sign-out came after this look, so its
+                    // removal follows our write, or we see it here.
+                    if let (Some(owner), true) = (scope.owner, alive) {
+                        if let Some(stamp) =
+                            self.signed_out_since(key, full, owner, current.stamp).await
+                        {
+                            if scope.revoked_by(Some(stamp)) {
+                                return Committed::Revoked;
+                            }
+                        }
+                    }
                     return Committed::Written(WriteOutcome {
                         stored: alive,
                         l2_written: true,
@@ -317,6 +337,74 @@ impl Core {
                 Ok(false) | Err(_) => return Committed::Failed(partition),
             }
         }
+    }
+
+    /// After a write of `owner`'s partition `full`: the owner's stamp in L2, when it is
+    /// later than `seen` (the one the write saw), with the credentials written at or
+    /// before it removed from L2's partition (by compare-and-swap, replayed on
+    /// conflict) and from this replica's L1. `None`: no newer stamp (or L2 did not
+    /// answer: then the sign-out's own removal, which follows its stamp, is what is left
+    /// to rely on).
+    async fn signed_out_since(
+        &self,
+        key: &str,
+        full: &str,
+        owner: &str,
+        seen: Option<i64>,
+    ) -> Option<i64> {
+        let stamp_key = self.keys.revocation(owner);
+        bump(&self.counters.l2_reads);
+        let value = self
+            .call_with("get", || self.store.get(&stamp_key))
+            .await
+            .ok()??;
+        let stamp = parse_stamp(&value.bytes)?;
+        if seen.is_some_and(|s| s >= stamp) {
+            return None;
+        }
+        self.revoke_locally_ms(owner, stamp);
+        self.forget_l1(key);
+        for _ in 0..MAX_REPLAYS {
+            bump(&self.counters.l2_reads);
+            let Ok(Some(v)) = self.call_with("get", || self.store.get(full)).await else {
+                break; // gone (the sign-out removed it) or L2 failed
+            };
+            let Ok(mut p) = self.decode(full, &v.bytes) else {
+                break;
+            };
+            if p.remove_credentials_written_by(stamp) == 0 {
+                break;
+            }
+            let bytes = p.has_credentials().then(|| self.encode(full, &p));
+            bump(&self.counters.l2_writes);
+            let swapped = self
+                .call_with("compare_and_swap", || {
+                    self.store.compare_and_swap(
+                        full,
+                        Some(&v.bytes),
+                        bytes.as_deref(),
+                        crate::store::EntryExpiry::after(v.ttl),
+                    )
+                })
+                .await;
+            match swapped {
+                Ok(true) => {
+                    let version = bytes.as_deref().map_or(0, super::coherence::version_of);
+                    self.publish_changed(full, version);
+                    break;
+                }
+                Ok(false) => continue,
+                Err(_) => {
+                    // Taken back when L2 is back (unless a change of the key is queued:
+                    // its drain reads the stamp and removes the same).
+                    if self.queue.peek(full).is_none() {
+                        self.enqueue_at(full, QueuedOp::Remove, stamp);
+                    }
+                    break;
+                }
+            }
+        }
+        Some(stamp)
     }
 
     /// A random pause of up to `replay` ms (at most 20 ms) before replay `replay`.
@@ -388,7 +476,9 @@ impl Core {
     }
 
     /// Queues `diff` (after any change of the key queued before) to be merged into L2's
-    /// partition when L2 is back; L1 holds `partition` meanwhile.
+    /// partition when L2 is back; L1 holds `partition` meanwhile. A removal queued
+    /// before (a sign-out during the same outage) is kept in the new entry: what L2
+    /// holds from before it is still removed when the change is applied.
     #[allow(clippy::too_many_arguments)]
     fn queue_change(
         &self,
@@ -401,11 +491,23 @@ impl Core {
         diff: PartitionChange,
         partition: Partition,
     ) -> WriteOutcome {
-        let change = match queued.map(|q| q.op) {
-            Some(QueuedOp::Merge { change, .. }) => Box::new(change.then(&diff)),
-            _ => Box::new(diff),
+        let (change, prune_before_ms) = match queued {
+            Some(Queued {
+                op:
+                    QueuedOp::Merge {
+                        change,
+                        prune_before_ms,
+                        ..
+                    },
+                ..
+            }) => (Box::new(change.then(&diff)), prune_before_ms),
+            Some(Queued {
+                op: QueuedOp::Remove,
+                written_at_ms,
+            }) => (Box::new(diff), Some(written_at_ms)),
+            _ => (Box::new(diff), None),
         };
-        self.enqueue(
+        let queued = self.enqueue(
             full,
             QueuedOp::Merge {
                 change,
@@ -413,9 +515,12 @@ impl Core {
                 ctx: ctx.clone(),
                 owner: scope.owner.map(Arc::from),
                 requested_at_ms: scope.requested_at_ms,
+                prune_before_ms,
             },
         );
-        self.keep_in_l1(kind, key, &ctx, partition, true)
+        // (A removal queued before is a sign-out: the entry stays one, so it needs no
+        // new room and is never refused here.)
+        self.keep_in_l1(kind, key, &ctx, partition, queued)
     }
 }
 

@@ -97,8 +97,11 @@ impl Core {
         key: &str,
         ctx: &EntryContext,
     ) -> Loaded {
-        if let Some(entry) = self.l1.as_ref().and_then(|l1| l1.get(key)) {
-            return Some(entry.value().clone()); // filled while we waited for the lock
+        // Filled while we waited for the lock, unless L1 is bypassed (then nothing is
+        // served from it, on any path).
+        let l1 = self.l1.as_ref().filter(|_| self.l1_trusted());
+        if let Some(entry) = l1.and_then(|l1| l1.get(key)) {
+            return Some(entry.value().clone());
         }
         let full = self.keys.partition_str(key);
         let queued = self.queue.peek(&full);
@@ -128,7 +131,7 @@ impl Core {
                     .call_with("get", || self.store.get_along(&full, touch, &stamp_key))
                     .await;
                 read.map(|(value, stamp)| {
-                    if let Some(ms) = stamp.as_deref().and_then(super::drain::parse_stamp) {
+                    if let Some(ms) = stamp.as_deref().and_then(crate::store::stamp::parse_stamp) {
                         self.revoke_locally_ms(owner, ms);
                     }
                     value

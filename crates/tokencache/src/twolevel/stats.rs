@@ -28,6 +28,7 @@ pub(super) struct Counters {
     pub(super) published: AtomicU64,
     pub(super) write_conflicts: AtomicU64,
     pub(super) refused_writes: AtomicU64,
+    pub(super) refused_signouts: AtomicU64,
     pub(super) invalidated: AtomicU64,
     pub(super) backplane_losses: AtomicU64,
     pub(super) publish_retries: AtomicU64,
@@ -118,6 +119,9 @@ pub struct Stats {
     pub write_conflicts: u64,
     /// Writes refused because the owner signed out after the tokens were requested.
     pub refused_writes: u64,
+    /// Sign-outs L2 did not take that the recovery queue refused too (its sign-outs at
+    /// their bound; none queued is ever dropped): their callers got an error.
+    pub refused_signouts: u64,
     /// Other replicas' messages that dropped an L1 entry or revoked a user here.
     pub invalidated: u64,
     /// Times the backplane subscription was lost (L1 cleared and bypassed meanwhile).
@@ -128,6 +132,12 @@ pub struct Stats {
     pub strict_checks: u64,
     /// Strict reads: L1 hits whose copy was no longer L2's (dropped and reloaded).
     pub strict_stale: u64,
+    /// L1 is bypassed now: the backplane subscription is down or refused (and L2 is
+    /// healthy), so every read goes to L2.
+    pub l1_bypassed: bool,
+    /// The backplane subscription is refused for lack of permission (a Redis ACL user
+    /// without the channel): L1 stays bypassed until it is granted.
+    pub backplane_refused: bool,
 }
 
 /// A counter bumped by L1 hits on every thread: stripes of a cache line each, a thread
@@ -207,11 +217,20 @@ impl Core {
             published: load(&c.published),
             write_conflicts: load(&c.write_conflicts),
             refused_writes: load(&c.refused_writes),
+            refused_signouts: load(&c.refused_signouts),
             invalidated: load(&c.invalidated),
             backplane_losses: load(&c.backplane_losses),
             publish_retries: load(&c.publish_retries),
             strict_checks: load(&c.strict_checks),
             strict_stale: load(&c.strict_stale),
+            l1_bypassed: !self.l1_trusted(),
+            backplane_refused: matches!(
+                *self
+                    .backplane_status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+                super::BackplaneStatus::Refused(_)
+            ),
         }
     }
 }

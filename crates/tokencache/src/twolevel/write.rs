@@ -8,10 +8,21 @@ use super::recovery::QueuedOp;
 use super::stats::bump;
 use super::Core;
 use crate::schema::Partition;
-use crate::store::StoreResult;
+use crate::store::{StampAt, StoreResult};
+
+/// What became of a revocation stamp (ms since the epoch: the one written, or queued).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StampWritten {
+    /// L2 took it (the later of it and L2's).
+    Written(i64),
+    /// Queued until L2 is back.
+    Queued(i64),
+    /// Neither: the recovery queue's sign-outs are at their bound.
+    Refused(i64),
+}
 
 impl Core {
-    /// Puts a partition into L1 (when enabled) with an L1 deadline derived from its L2
+    /// Puts a partition into L1 (when enabled and not bypassed) with an L1 deadline derived from its L2
     /// deadline; `l2_bytes`: the value L2 holds for it, when known (strict reads
     /// compare its digest with L2's on every hit; without it, the first strict hit
     /// rereads L2).
@@ -24,7 +35,8 @@ impl Core {
         l2_deadline: Option<u64>,
         l2_bytes: Option<&[u8]>,
     ) {
-        if let Some(l1) = &self.l1 {
+        // Not while L1 is bypassed: what is put there now could miss an invalidation.
+        if let Some(l1) = self.l1.as_ref().filter(|_| self.l1_trusted()) {
             let version = match l2_bytes {
                 Some(b) if self.strict_reads => crate::store::ValueDigest::of(b).short(),
                 _ => 0,
@@ -64,27 +76,35 @@ impl Core {
         }
     }
 
-    /// Writes a revocation stamp (`full` is its full key): at `at_ms` (ms since the
-    /// epoch), living `ttl`. When L2 does not take it, it is queued (a stamp only moves
-    /// forward when drained). Returns whether L2 took it now.
-    pub(super) async fn write_stamp(&self, full: &str, at_ms: i64, ttl: Option<Duration>) -> bool {
+    /// Writes a revocation stamp (`full` is its full key) at `at`, living `ttl`, as the
+    /// later of it and the stamp L2 holds. When L2 does not take it, it is queued (and
+    /// only moves forward when drained) unless the queue's sign-outs are at their bound.
+    pub(super) async fn write_stamp(
+        &self,
+        full: &str,
+        at: StampAt,
+        ttl: Option<Duration>,
+    ) -> StampWritten {
         let bare = self.keys.strip(full).unwrap_or(full).to_string();
         let _guard = self.locks.lock(&bare).await;
-        let bytes = super::drain::format_stamp(at_ms);
         bump(&self.counters.l2_writes);
         match self
-            .call_with("set", || self.store.set(full, bytes.as_bytes(), ttl))
+            .call_with("write_stamp", || self.store.write_stamp(full, at, ttl))
             .await
         {
-            Ok(()) => {
+            Ok(ms) => {
                 self.settled(full);
-                true
+                StampWritten::Written(ms)
             }
             Err(_) => {
+                let at_ms = at.fallback();
                 let now = self.clock.now_millis();
                 let deadline_ms = ttl.map(|t| now.saturating_add(t.as_millis() as u64));
-                self.enqueue(full, QueuedOp::Revoke { at_ms, deadline_ms });
-                false
+                if self.enqueue(full, QueuedOp::Revoke { at_ms, deadline_ms }) {
+                    StampWritten::Queued(at_ms)
+                } else {
+                    StampWritten::Refused(at_ms)
+                }
             }
         }
     }
@@ -115,7 +135,10 @@ impl Core {
         }
     }
 
-    pub(super) async fn remove_keys(&self, full_keys: &[String]) -> StoreResult<u64> {
+    /// Removes `full_keys` (see [`TwoLevel::remove_keys`](super::TwoLevel::remove_keys));
+    /// also says whether a removal L2 did not take could not be queued either (the
+    /// queue's sign-outs at their bound).
+    pub(super) async fn remove_keys(&self, full_keys: &[String]) -> (StoreResult<u64>, bool) {
         let mut bare: Vec<&str> = full_keys
             .iter()
             .map(|k| self.keys.strip(k).unwrap_or(k))
@@ -134,6 +157,7 @@ impl Core {
         let result = self
             .call_with("remove_many", || self.store.remove_many(full_keys))
             .await;
+        let mut refused = false;
         for full in full_keys {
             match &result {
                 Ok(_) => {
@@ -142,10 +166,10 @@ impl Core {
                         self.publish_changed(full, 0);
                     }
                 }
-                Err(_) => self.enqueue(full, QueuedOp::Remove),
+                Err(_) => refused |= !self.enqueue(full, QueuedOp::Remove),
             }
         }
         drop(guards);
-        result
+        (result, refused)
     }
 }

@@ -20,6 +20,8 @@ pub struct Counting {
     pub failing: AtomicBool,
     /// Fail only reads (`get`, `get_and_touch`), as a timed-out `GET` would.
     pub failing_gets: AtomicBool,
+    /// Holds the next compare-and-swap until released (see [`Counting::hold_next_cas`]).
+    pub cas_hold: Mutex<Option<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>)>>,
 }
 
 impl Counting {
@@ -33,7 +35,17 @@ impl Counting {
             delay,
             failing: AtomicBool::new(false),
             failing_gets: AtomicBool::new(false),
+            cas_hold: Mutex::new(None),
         })
+    }
+
+    /// Holds the next compare-and-swap before it reaches the store: the first `Notify`
+    /// is notified when it got there, the second lets it go on.
+    pub fn hold_next_cas(&self) -> (Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>) {
+        let reached = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        *self.cas_hold.lock().unwrap() = Some((reached.clone(), release.clone()));
+        (reached, release)
     }
 
     pub fn fail(&self, on: bool) {
@@ -128,6 +140,11 @@ impl Store for Counting {
     ) -> StoreResult<bool> {
         self.sets.fetch_add(1, Ordering::SeqCst);
         self.pre().await?;
+        let hold = self.cas_hold.lock().unwrap().take();
+        if let Some((reached, release)) = hold {
+            reached.notify_one();
+            release.notified().await;
+        }
         self.inner
             .compare_and_swap(key, expected, new, expiry)
             .await

@@ -32,6 +32,7 @@
 //! password, and [`Store::endpoint`] is the `host:port` list only.
 
 use super::dotnet::{self, StoreLayout, ValueLayout};
+use super::stamp::{self, StampAt};
 use super::util::ttl_millis;
 use super::EntryExpiry;
 use super::{Store, StoreError, StoreErrorKind, StoreResult, StoreValue, ValueDigest};
@@ -109,6 +110,7 @@ pub struct RedisStore {
     link_members: redis::Script,
     link_remove: redis::Script,
     cas: redis::Script,
+    write_stamp: redis::Script,
     backplane: Arc<RedisBackplane>,
     /// Reads and writes of both layouts (see [`dotnet`]).
     layouts: LayoutScripts,
@@ -200,6 +202,7 @@ impl RedisStore {
             link_members: link_script(LINK_MEMBERS_BODY),
             link_remove: link_script(LINK_REMOVE_BODY),
             cas: redis::Script::new(CAS_LUA),
+            write_stamp: redis::Script::new(stamp::WRITE_STAMP_LUA),
             layouts: LayoutScripts::new(options.layout),
         })
     }
@@ -279,6 +282,7 @@ impl RedisStore {
             link_members: link_script(LINK_MEMBERS_BODY),
             link_remove: link_script(LINK_REMOVE_BODY),
             cas: redis::Script::new(CAS_LUA),
+            write_stamp: redis::Script::new(stamp::WRITE_STAMP_LUA),
             layouts: LayoutScripts::new(options.layout),
         })
     }
@@ -553,6 +557,25 @@ impl Store for RedisStore {
         inv.arg(members);
         let _: i64 = c.script(&inv).await.map_err(|e| self.err(&e))?;
         Ok(())
+    }
+
+    async fn time_ms(&self) -> StoreResult<Option<u64>> {
+        // [seconds, microseconds], as strings
+        let (secs, micros): (u64, u64) = self.query(redis::cmd("TIME")).await?;
+        Ok(Some(
+            secs.saturating_mul(1000).saturating_add(micros / 1000),
+        ))
+    }
+
+    async fn write_stamp(&self, key: &str, at: StampAt, ttl: Option<Duration>) -> StoreResult<i64> {
+        let mut c = self.conn().await?;
+        let mut inv = self.write_stamp.key(key);
+        match at {
+            StampAt::StoreClock { .. } => inv.arg(""),
+            StampAt::Instant(ms) => inv.arg(ms),
+        };
+        inv.arg(stamp::ttl_arg(ttl));
+        c.script(&inv).await.map_err(|e| self.err(&e))
     }
 
     async fn health(&self) -> StoreResult<()> {

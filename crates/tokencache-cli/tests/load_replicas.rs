@@ -118,21 +118,30 @@ fn three_replicas_agree_while_the_server_kills_their_subscriptions() {
 }
 
 #[test]
-fn without_the_backplane_the_checker_sees_stale_reads() {
+fn without_the_backplane_the_checker_sees_stale_reads_and_fails() {
     let server = testkit::RedisServer::start();
     let run = |extra: &[&str]| {
-        let out = tokencache()
+        tokencache()
             .args(["load", "--store", &server.url(), "--replicas", "3"])
             .args(["--duration", "3", "--users", "20"])
             .args(["--writers-share", "0.3", "--signout-share", "0.02"])
             .args(extra)
             .env("TOKENCACHE_LOG", "off")
             .output()
-            .unwrap();
-        succeeded(&out);
-        report(&out)
+            .unwrap()
     };
-    let off = run(&["--no-backplane"]);
+    let out = run(&["--no-backplane"]);
+    // A broken promise fails the run, after the report line.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("broke"), "{err}");
+    let off = report(&out);
     assert!(off["stale_reads"] > 0, "{off:?}");
     // nothing to measure without messages
     assert_eq!(
@@ -142,7 +151,9 @@ fn without_the_backplane_the_checker_sees_stale_reads() {
     // L2 itself is right either way: only L1s go stale.
     assert_eq!((off["lost_updates"], off["lost"]), (0, 0), "{off:?}");
     // The same traffic with the backplane: nothing stale.
-    let on = run(&[]);
+    let out = run(&[]);
+    succeeded(&out);
+    let on = report(&out);
     assert_eq!(
         (
             on["stale_reads"],
@@ -152,6 +163,100 @@ fn without_the_backplane_the_checker_sees_stale_reads() {
         (0, 0, 0),
         "{on:?}"
     );
+}
+
+/// Every anomaly counter of a report is 0 (and the run succeeded).
+fn clean(out: &Output) -> HashMap<String, u64> {
+    succeeded(out);
+    let r = report(out);
+    assert_eq!(
+        (
+            r["caller_errors"],
+            r["lost"],
+            r["stale_reads"],
+            r["lost_updates"],
+            r["served_after_signout"],
+        ),
+        (0, 0, 0, 0, 0),
+        "{r:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    r
+}
+
+/// Redis stopped mid-run and restarted empty, three runs: what was acknowledged and
+/// written again after the restart is all there; the outage was lived through.
+#[test]
+fn a_redis_outage_mid_run_loses_nothing() {
+    for _ in 0..3 {
+        let mut server = testkit::RedisServer::start();
+        let child = tokencache()
+            .args(["load", "--store", &server.url(), "--users", "20"])
+            .args(["--duration", "5", "--writers-share", "0.3"])
+            .env("TOKENCACHE_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        server.stop();
+        std::thread::sleep(Duration::from_millis(1000));
+        server.restart();
+        let out = child.wait_with_output().unwrap();
+        let r = clean(&out);
+        assert!(
+            r["l2_errors"] > 0 && r["queued"] > 0,
+            "the outage happened: {r:?}"
+        );
+    }
+}
+
+/// `--replicas 3 --chaos p=0.2,kind=timeout`, twice: no token acquired before a
+/// sign-out is left in L2 (`lost`), nothing stale, nothing lost.
+#[test]
+fn three_replicas_under_l2_timeouts_break_no_promise() {
+    let server = testkit::RedisServer::start();
+    for _ in 0..2 {
+        let out = tokencache()
+            .args(["load", "--store", &server.url(), "--replicas", "3"])
+            .args(["--users", "20", "--duration", "4"])
+            .args(["--chaos", "p=0.2,kind=timeout"])
+            .env("TOKENCACHE_LOG", "warn")
+            .output()
+            .unwrap();
+        let r = clean(&out);
+        assert!(r["l2_errors"] > 0, "{r:?}");
+    }
+}
+
+/// Three replicas as a Redis 7 ACL user without channel permission: no backplane, so
+/// L1 stays bypassed and every read goes to L2; nothing stale, nothing served after a
+/// sign-out.
+#[test]
+fn replicas_of_a_user_without_channel_permission_serve_nothing_stale() {
+    let server = testkit::RedisServer::start();
+    let acl = server.cli(&[
+        "ACL",
+        "SETUSER",
+        "app",
+        "on",
+        ">app-pw",
+        "~*",
+        "resetchannels",
+        "+@all",
+    ]);
+    assert_eq!(acl, "OK");
+    let url = format!("redis://app:app-pw@127.0.0.1:{}", server.port());
+    for _ in 0..2 {
+        let out = tokencache()
+            .args(["load", "--store", &url, "--replicas", "3"])
+            .args(["--users", "20", "--duration", "3"])
+            .args(["--writers-share", "0.3", "--signout-share", "0.05"])
+            .env("TOKENCACHE_LOG", "off")
+            .output()
+            .unwrap();
+        clean(&out);
+    }
 }
 
 #[test]

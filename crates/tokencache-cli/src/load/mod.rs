@@ -17,7 +17,9 @@
 //! revocation stamp; nothing else under the prefix) are removed at the end unless
 //! `--keep`; a store that does not answer fails the command at once.
 //!
-//! The final report line:
+//! The final report line (the command exits 1 after it when any anomaly below is
+//! counted: `caller_errors`, `lost`, `stale_reads`, `lost_updates`,
+//! `served_after_signout`):
 //! `ops=<n> caller_errors=<n> l2_errors=<n> queued=<n> recovered=<n> lost=<n>
 //! replicas=<n> stale_reads=<n> lost_updates=<n> served_after_signout=<n>
 //! invalidation_p50_us=<n> invalidation_p99_us=<n>`, where
@@ -48,7 +50,7 @@ use tokencache::sample::{CLIENT_ID, ENVIRONMENT};
 use tokencache::schema::AccessTokenQuery;
 use tokencache::store::chaos::{ChaosConfig, ChaosStore};
 use tokencache::store::SharedStore;
-use tokencache::twolevel::BackplaneOptions;
+use tokencache::twolevel::{BackplaneOptions, BackplaneStatus};
 use tokencache::{Lookup, SaveFor, SaveRequest, TokenCache};
 
 use history::{Anomaly, Got, History, Read, Recorder, SaveOutcome};
@@ -117,11 +119,29 @@ struct Mix {
     signouts: f64,
 }
 
+/// Runs the load and prints its report line; exits 1 when the checks counted any
+/// anomaly (a broken promise is a failure, not a statistic), 2 when it could not run.
 pub(crate) fn run(args: LoadArgs) -> ExitCode {
-    crate::block_on(crate::Runtime::MultiThread, async move {
-        println!("{}", load(args).await?);
+    let anomalies = std::sync::Arc::new(AtomicU64::new(0));
+    let found = anomalies.clone();
+    let code = crate::block_on(crate::Runtime::MultiThread, async move {
+        let report = load(args).await?;
+        println!("{}", report.line);
+        found.store(report.anomalies, Ordering::Relaxed);
         Ok(())
-    })
+    });
+    let n = anomalies.load(Ordering::Relaxed);
+    if code == ExitCode::SUCCESS && n > 0 {
+        eprintln!("error: the run broke {n} promise(s): see the report line (and the warnings above for each)");
+        return ExitCode::from(1);
+    }
+    code
+}
+
+/// What a run found: the report line, and how many anomalies it counts.
+struct Report {
+    line: String,
+    anomalies: u64,
 }
 
 /// The tenant of the run's fake users: not a real directory's id.
@@ -188,7 +208,7 @@ async fn open_stores(url: &str, n: usize) -> Result<Vec<SharedStore>, String> {
     Ok(stores)
 }
 
-async fn load(args: LoadArgs) -> Result<String, String> {
+async fn load(args: LoadArgs) -> Result<Report, String> {
     // Each number is range-checked by clap (crate::args); only the sum is left.
     if args.writers_share + args.signout_share > 1.0 {
         return Err("--writers-share plus --signout-share must be between 0 and 1".into());
@@ -224,9 +244,14 @@ async fn load(args: LoadArgs) -> Result<String, String> {
         // missed, which the checks would count against the backplane): a replica
         // publishes its first heartbeat once its subscription is in place.
         let until = Instant::now() + Duration::from_secs(5);
+        // A replica whose subscription is refused (an ACL user without the channel)
+        // is settled too: it bypasses L1 and reads L2.
         let subscribed = |r: &TokenCache| {
             let two = r.two_level();
-            two.stats().published >= 2 && !two.l1_bypassed()
+            match two.backplane_status() {
+                BackplaneStatus::Refused(_) => true,
+                _ => two.stats().published >= 2 && !two.l1_bypassed(),
+            }
         };
         while !replicas.iter().all(subscribed) && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -367,16 +392,19 @@ async fn load(args: LoadArgs) -> Result<String, String> {
     }
     let p50 = invalidation::quantile(&mut latencies, 0.5);
     let p99 = invalidation::quantile(&mut latencies, 0.99);
-    Ok(format!(
-        "ops={} caller_errors={} l2_errors={l2_errors} queued={queued} recovered={recovered} lost={lost} \
-         replicas={} stale_reads={} lost_updates={lost_updates} served_after_signout={} \
-         invalidation_p50_us={p50} invalidation_p99_us={p99}",
-        counts.ops.load(Ordering::Relaxed),
-        counts.caller_errors.load(Ordering::Relaxed),
-        args.replicas,
-        counts.stale_reads.load(Ordering::Relaxed),
-        counts.served_after_signout.load(Ordering::Relaxed),
-    ))
+    let caller_errors = counts.caller_errors.load(Ordering::Relaxed);
+    let stale_reads = counts.stale_reads.load(Ordering::Relaxed);
+    let served_after_signout = counts.served_after_signout.load(Ordering::Relaxed);
+    Ok(Report {
+        line: format!(
+            "ops={} caller_errors={caller_errors} l2_errors={l2_errors} queued={queued} recovered={recovered} lost={lost} \
+             replicas={} stale_reads={stale_reads} lost_updates={lost_updates} served_after_signout={served_after_signout} \
+             invalidation_p50_us={p50} invalidation_p99_us={p99}",
+            counts.ops.load(Ordering::Relaxed),
+            args.replicas,
+        ),
+        anomalies: caller_errors + lost + stale_reads + lost_updates + served_after_signout,
+    })
 }
 
 /// What `partition` (L2's, at the end) holds for `home`'s scope `s`.

@@ -364,7 +364,7 @@ impl RedisCluster {
 }
 
 mod oidc;
-pub use oidc::{OidcOptions, OidcProvider};
+pub use oidc::{client_cert_pem, OidcOptions, OidcProvider};
 
 #[cfg(test)]
 mod tests {

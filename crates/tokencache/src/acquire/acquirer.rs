@@ -225,7 +225,7 @@ impl AcquirerBuilder {
                 authority,
                 http: Http::new(self.http)?,
                 provider,
-                flights: SingleFlight::default(),
+                flights: SingleFlight::new(|| Err(AcquireError::Interrupted)),
                 refresh_lock: self.refresh_lock,
                 proactive: self.proactive,
                 backoff: ProactiveBackoff::default(),
@@ -284,6 +284,12 @@ impl Acquirer {
     /// How many single flights were started (callers that joined one are not counted).
     pub fn flights_started(&self) -> u64 {
         self.inner.flights.started()
+    }
+
+    /// How many single flights are running now (each a task of its own: it runs to its
+    /// end, saves and leaves this count even when every caller gave up).
+    pub fn flights_running(&self) -> usize {
+        self.inner.flights.in_flight()
     }
 
     /// Serves `lookup` from the cache, else runs `job` in its single flight.

@@ -200,6 +200,10 @@ pub enum AcquireError {
     /// The cache failed (reading or saving).
     #[error("the token cache failed: {0}")]
     Cache(Arc<crate::Error>),
+    /// The token request's task ended without an answer (it panicked, or the runtime
+    /// shut down under it). Trying again may succeed.
+    #[error("the token request ended without an answer (its task stopped)")]
+    Interrupted,
 }
 
 impl AcquireError {
@@ -231,7 +235,9 @@ impl AcquireError {
     /// Whether trying again later may succeed (the provider was down, slow or busy).
     pub fn is_temporary(&self) -> bool {
         match self {
-            AcquireError::Transport { .. } | AcquireError::Timeout { .. } => true,
+            AcquireError::Transport { .. }
+            | AcquireError::Timeout { .. }
+            | AcquireError::Interrupted => true,
             AcquireError::Status { status, .. } => *status >= 500 || *status == 429,
             AcquireError::OAuth(e) => matches!(
                 e.code,
@@ -256,6 +262,7 @@ impl AcquireError {
             AcquireError::AuthorizationResponse(_) => "invalid_authorization_response",
             AcquireError::Config(_) => "config",
             AcquireError::Cache(_) => "cache",
+            AcquireError::Interrupted => "interrupted",
         }
     }
 }

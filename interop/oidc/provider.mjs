@@ -30,7 +30,8 @@
 //   POST /__test/fault?kind=K&times=N  the next N token requests fail: K = 500 | 429 (Retry-After:
 //                                      &retry_after=S) | malformed (200 with broken JSON) | slow (served) |
 //                                      consume500 (served — a refresh token or code is used up — and the
-//                                      answer replaced by a 500) | no_id_token (served without its id_token);
+//                                      answer replaced by a 500) | no_id_token / no_access_token (served
+//                                      without that field);
 //                                      &ms=M holds each of them M ms first (&after=1: after serving it,
 //                                      before answering); &path=discovery: the fault is for the next
 //                                      discovery requests instead (only slow)
@@ -258,7 +259,8 @@ provider.use(async (ctx, next) => {
     const f = faults.shift();
     stats.faults += 1;
     if (f.ms && !f.after) await sleep(f.ms);
-    if (f.kind === 'consume500' || f.kind === 'no_id_token' || (f.kind === 'slow' && f.after)) {
+    const served = ['consume500', 'no_id_token', 'no_access_token'];
+    if (served.includes(f.kind) || (f.kind === 'slow' && f.after)) {
       // served (a refresh token or a code is used up), then the answer is changed or held
       await next();
       if (f.ms && f.after) await sleep(f.ms);
@@ -268,6 +270,9 @@ provider.use(async (ctx, next) => {
         ctx.body = { error: 'server_error', error_description: 'injected fault after serving' };
       } else if (f.kind === 'no_id_token' && ctx.body && typeof ctx.body === 'object') {
         const { id_token: _dropped, ...rest } = ctx.body;
+        ctx.body = rest;
+      } else if (f.kind === 'no_access_token' && ctx.body && typeof ctx.body === 'object') {
+        const { access_token: _dropped, ...rest } = ctx.body;
         ctx.body = rest;
       }
       return;

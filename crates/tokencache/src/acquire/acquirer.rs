@@ -276,7 +276,8 @@ impl Acquirer {
         self.inner.provider().await
     }
 
-    /// How many token requests this acquirer (and its clones) sent to the provider.
+    /// How many token requests this acquirer (and its clones) sent to the provider
+    /// (every attempt, retries included).
     pub fn token_requests(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
     }
@@ -389,8 +390,20 @@ impl Acquirer {
         response: &TokenResponse,
         started: i64,
     ) -> Result<AcquiredToken, AcquireError> {
-        let inner = &self.inner;
         let token = AcquiredToken::from_response(response, started)?;
+        self.save_records(job, response, started).await?;
+        Ok(token)
+    }
+
+    /// Saves what `response` holds (it may hold no access token: a refresh redemption
+    /// keeps a rotated refresh token alone), unless its user signed out meanwhile.
+    pub(crate) async fn save_records(
+        &self,
+        job: &Job,
+        response: &TokenResponse,
+        started: i64,
+    ) -> Result<(), AcquireError> {
+        let inner = &self.inner;
         if let Some(owner) = job.owner(response)? {
             if let Some(stamp) = inner.cache.two_level().revocation_of(&owner) {
                 if stamp >= started {
@@ -410,12 +423,33 @@ impl Acquirer {
             .cache
             .save_token_response_at(&request, response, started)
             .await?;
-        Ok(token)
+        Ok(())
     }
 
     /// Sends one token request: the grant's fields, the scopes, the claims, the client
-    /// authentication.
+    /// authentication (made anew for every attempt); the response must be usable (an
+    /// access token of type Bearer).
     pub(crate) async fn token_request(
+        &self,
+        provider: &Provider,
+        form: Vec<(&'static str, FormValue)>,
+        scopes: &[String],
+        claims: Option<&str>,
+        replay: Replay,
+    ) -> Result<TokenResponse, AcquireError> {
+        let response = self
+            .token_request_unchecked(provider, form, scopes, claims, replay)
+            .await?;
+        super::http::check_usable(
+            &super::http::shown(&provider.metadata.token_endpoint),
+            &response,
+        )?;
+        Ok(response)
+    }
+
+    /// [`token_request`](Self::token_request) without the check that the response is
+    /// usable: a refresh redemption keeps the rotated refresh token of any response.
+    pub(crate) async fn token_request_unchecked(
         &self,
         provider: &Provider,
         mut form: Vec<(&'static str, FormValue)>,
@@ -431,14 +465,22 @@ impl Acquirer {
             form.push(("claims", FormValue::Plain(c.to_string())));
         }
         let endpoint = &provider.metadata.token_endpoint;
-        let now = inner.cache.two_level().clock().now_secs();
-        let auth = inner
-            .credential
-            .authenticate(&inner.client_id, endpoint.as_str(), now)?;
-        form.extend(auth.form);
-        let basic = auth.basic.as_ref().map(|s| (inner.client_id.as_str(), s));
-        inner.requests.fetch_add(1, Ordering::Relaxed);
-        inner.http.post_token(endpoint, &form, basic, replay).await
+        let authenticate = || -> futures::future::BoxFuture<'_, _> {
+            Box::pin(async move {
+                let now = inner.cache.two_level().clock().now_secs();
+                let auth = inner
+                    .credential
+                    .authenticate(&inner.client_id, endpoint.as_str(), now)
+                    .await?;
+                // counted per attempt sent: every one reaches (or may reach) the provider
+                inner.requests.fetch_add(1, Ordering::Relaxed);
+                Ok(auth)
+            })
+        };
+        inner
+            .http
+            .post_token(endpoint, &form, &authenticate, replay)
+            .await
     }
 }
 
@@ -622,7 +664,7 @@ impl Job {
             Grant::Obo { assertion, .. } => SaveFor::Obo {
                 assertion: assertion.expose(),
             },
-            Grant::Refresh { .. } => SaveFor::User,
+            Grant::Refresh { home_account_id } => SaveFor::KnownUser { home_account_id },
             Grant::Session { session_key, user } => SaveFor::OboSession { session_key, user },
         }
     }

@@ -176,19 +176,25 @@ impl AssertionKey {
 pub(crate) struct Authentication {
     pub(crate) form: Vec<(&'static str, FormValue)>,
     pub(crate) basic: Option<Secret>,
+    /// The client id (the user name of Basic authentication).
+    pub(crate) client_id: String,
 }
 
 impl ClientCredential {
-    pub(crate) fn authenticate(
+    /// The authentication of one attempt of a token request: made anew each time (a new
+    /// assertion, a file read again), never reused.
+    pub(crate) async fn authenticate(
         &self,
         client_id: &str,
         token_endpoint: &str,
         now: i64,
     ) -> Result<Authentication, AcquireError> {
+        let client_id_owned = client_id.to_string();
         Ok(match self {
             ClientCredential::SecretBasic(s) => Authentication {
                 form: Vec::new(),
                 basic: Some(s.clone()),
+                client_id: client_id_owned,
             },
             ClientCredential::SecretPost(s) => Authentication {
                 form: vec![
@@ -196,6 +202,7 @@ impl ClientCredential {
                     ("client_secret", FormValue::Secret(s.clone())),
                 ],
                 basic: None,
+                client_id: client_id_owned,
             },
             ClientCredential::PrivateKeyJwt(k) => Authentication {
                 form: vec![
@@ -212,6 +219,7 @@ impl ClientCredential {
                     ),
                 ],
                 basic: None,
+                client_id: client_id_owned,
             },
         })
     }
@@ -287,14 +295,14 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn secrets_go_where_the_method_says_and_debug_hides_them() {
+    #[tokio::test]
+    async fn secrets_go_where_the_method_says_and_debug_hides_them() {
         let basic = ClientCredential::SecretBasic(Secret::new("s3cret"));
-        let a = basic.authenticate("c", "https://op/token", 0).unwrap();
+        let a = basic.authenticate("c", "https://op/token", 0).await.unwrap();
         assert!(a.form.is_empty());
         assert_eq!(a.basic.unwrap().expose(), "s3cret");
         let post = ClientCredential::SecretPost(Secret::new("s3cret"));
-        let a = post.authenticate("c", "https://op/token", 0).unwrap();
+        let a = post.authenticate("c", "https://op/token", 0).await.unwrap();
         assert!(a.basic.is_none());
         assert_eq!(a.form.len(), 2);
         assert!(!format!("{basic:?}{post:?}").contains("s3cret"));

@@ -44,6 +44,7 @@
 // and grant every requested scope: no pages, the redirect goes straight back with a code.
 // As OIDC Core §11 says, offline_access (a refresh token) needs prompt=consent.
 
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
@@ -79,6 +80,11 @@ if (process.env.CLIENT_CERT_PEM) {
   const pem = readFileSync(process.env.CLIENT_CERT_PEM, 'utf8');
   const cert = pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/)[0];
   const jwk = await exportJWK(await importX509(cert, 'RS256', { extractable: true }));
+  // Known by its certificate's thumbprints, as Entra knows a certificate credential: the
+  // kid is the SHA-1 thumbprint (x5t), which is what the client's assertion names.
+  const der = Buffer.from(cert.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+  jwk.kid = createHash('sha1').update(der).digest('base64url');
+  jwk['x5t#S256'] = createHash('sha256').update(der).digest('base64url');
   certClients.push({
     client_id: 'app-cert',
     token_endpoint_auth_method: 'private_key_jwt',

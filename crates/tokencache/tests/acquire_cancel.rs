@@ -95,9 +95,11 @@ async fn a_caller_dropped_while_the_provider_holds_the_request_strands_nothing()
     fault(&op, "kind=slow&ms=600").await;
     let a2 = a.clone();
     let caller = tokio::spawn(async move { a2.client_credentials(API).await });
-    wait_until("the token request to arrive", Duration::from_secs(10), || async {
-        arrived(&op, "token").await >= 1
-    })
+    wait_until(
+        "the token request to arrive",
+        Duration::from_secs(10),
+        || async { arrived(&op, "token").await >= 1 },
+    )
     .await;
     assert_eq!(grant_count(&op, CC).await, 0, "not answered yet");
     caller.abort();
@@ -120,7 +122,11 @@ async fn a_caller_dropped_during_the_save_strands_nothing() {
     })
     .await;
     assert_eq!(grant_count(&op, CC).await, 1, "answered");
-    assert_eq!(a.cache().two_level().in_flight().locks, 1, "the save holds its lock");
+    assert_eq!(
+        a.cache().two_level().in_flight().locks,
+        1,
+        "the save holds its lock"
+    );
     caller.abort();
     assert!(caller.await.unwrap_err().is_cancelled());
     the_flight_finished(&op, &a, &chaos).await;
@@ -135,9 +141,11 @@ async fn callers_that_join_an_abandoned_flight_share_its_result() {
     fault(&op, "kind=slow&ms=600").await;
     let a2 = a.clone();
     let first = tokio::spawn(async move { a2.client_credentials(API).await });
-    wait_until("the token request to arrive", Duration::from_secs(10), || async {
-        arrived(&op, "token").await >= 1
-    })
+    wait_until(
+        "the token request to arrive",
+        Duration::from_secs(10),
+        || async { arrived(&op, "token").await >= 1 },
+    )
     .await;
     first.abort();
     // a caller arriving now joins the running flight instead of starting another

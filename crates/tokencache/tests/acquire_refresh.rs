@@ -50,7 +50,10 @@ async fn a_500_after_the_provider_used_the_refresh_token_is_returned_not_retried
     let sent = a.token_requests();
     // the provider redeems (rotates) the refresh token, then answers 500
     fault(&op, "kind=consume500").await;
-    let e = a.acquire_silent_with("alice", API, &force()).await.unwrap_err();
+    let e = a
+        .acquire_silent_with("alice", API, &force())
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, AcquireError::Status { status: 500, .. })
             || e.oauth_code() == Some(&OAuthErrorCode::ServerError),
@@ -63,7 +66,10 @@ async fn a_500_after_the_provider_used_the_refresh_token_is_returned_not_retried
     no_provider_errors(&op).await;
     // The rotated token never reached us: the next redemption sends the used one, which
     // the provider refuses (and revokes the grant): the user signs in again.
-    let e = a.acquire_silent_with("alice", API, &force()).await.unwrap_err();
+    let e = a
+        .acquire_silent_with("alice", API, &force())
+        .await
+        .unwrap_err();
     assert_eq!(e.oauth_code(), Some(&OAuthErrorCode::InvalidGrant), "{e}");
     assert!(e.requires_interaction());
 }
@@ -76,7 +82,10 @@ async fn a_429_on_a_refresh_is_returned_and_the_next_call_redeems() {
     sign_in(&a, "bea").await;
     let sent = a.token_requests();
     fault(&op, "kind=429&retry_after=0").await;
-    let e = a.acquire_silent_with("bea", API, &force()).await.unwrap_err();
+    let e = a
+        .acquire_silent_with("bea", API, &force())
+        .await
+        .unwrap_err();
     assert_eq!(
         e.oauth_code(),
         Some(&OAuthErrorCode::TemporarilyUnavailable),
@@ -102,7 +111,10 @@ async fn a_refresh_response_without_id_token_keeps_the_rotated_refresh_token() {
     assert_eq!(t.source, TokenSource::Provider);
     assert!(active(&op, t.secret.expose()).await);
     let rotated = refresh_token(&c, "carl").await;
-    assert_ne!(rotated, before, "the rotated refresh token is saved for carl");
+    assert_ne!(
+        rotated, before,
+        "the rotated refresh token is saved for carl"
+    );
     let p = c
         .partition(&tokencache::Subject::User("carl"), "app")
         .await
@@ -111,7 +123,10 @@ async fn a_refresh_response_without_id_token_keeps_the_rotated_refresh_token() {
     assert_eq!(p.accounts().count(), 1, "carl's account is kept");
     // the new access token is served from the cache
     let cached = a.acquire_silent("carl", API).await.unwrap();
-    assert_eq!((cached.source, &cached.secret), (TokenSource::Cache, &t.secret));
+    assert_eq!(
+        (cached.source, &cached.secret),
+        (TokenSource::Cache, &t.secret)
+    );
     // and the next redemption uses the rotated token: the grant is alive
     let next = a.acquire_silent_with("carl", API, &force()).await.unwrap();
     assert_eq!(next.source, TokenSource::Provider);
@@ -128,9 +143,16 @@ async fn an_unusable_refresh_response_still_keeps_its_rotated_refresh_token() {
     let before = refresh_token(&c, "dina").await;
     // served (the refresh token rotated) but without an access token
     fault(&op, "kind=no_access_token").await;
-    let e = a.acquire_silent_with("dina", API, &force()).await.unwrap_err();
+    let e = a
+        .acquire_silent_with("dina", API, &force())
+        .await
+        .unwrap_err();
     assert!(matches!(e, AcquireError::Malformed { .. }), "{e:?}");
-    assert_ne!(refresh_token(&c, "dina").await, before, "rotated token kept");
+    assert_ne!(
+        refresh_token(&c, "dina").await,
+        before,
+        "rotated token kept"
+    );
     // the next call redeems the rotated token (the used one would revoke the grant)
     let t = a.acquire_silent_with("dina", API, &force()).await.unwrap();
     assert_eq!(t.source, TokenSource::Provider);
@@ -169,7 +191,10 @@ async fn a_lock_holder_paused_past_the_lock_ttl_keeps_the_lock_and_the_grant_liv
     let (c1, a1) = replica().await;
     let (c2, a2) = replica().await;
     sign_in(&a1, "erik").await;
-    assert_eq!(refresh_token(&c1, "erik").await, refresh_token(&c2, "erik").await);
+    assert_eq!(
+        refresh_token(&c1, "erik").await,
+        refresh_token(&c2, "erik").await
+    );
 
     // The provider redeems replica 1's refresh token, then holds the answer 2.5 s:
     // four lock lifetimes.
@@ -178,9 +203,11 @@ async fn a_lock_holder_paused_past_the_lock_ttl_keeps_the_lock_and_the_grant_liv
         let a1 = a1.clone();
         tokio::spawn(async move { a1.acquire_silent_with("erik", API, &force()).await })
     };
-    wait_until("the first redemption to be served", Duration::from_secs(10), || async {
-        grant_count(&op, REFRESH).await >= 1
-    })
+    wait_until(
+        "the first redemption to be served",
+        Duration::from_secs(10),
+        || async { grant_count(&op, REFRESH).await >= 1 },
+    )
     .await;
     // past the lock's TTL, replica 2 wants to refresh too
     tokio::time::sleep(Duration::from_millis(900)).await;

@@ -160,8 +160,10 @@ impl Http {
                 .get(url.clone())
                 .header(reqwest::header::ACCEPT, "application/json");
             for (name, value) in headers {
-                let mut v = reqwest::header::HeaderValue::from_str(value.expose())
-                    .map_err(|_| AcquireError::Config(format!("the {name} header value is not valid")))?;
+                let mut v =
+                    reqwest::header::HeaderValue::from_str(value.expose()).map_err(|_| {
+                        AcquireError::Config(format!("the {name} header value is not valid"))
+                    })?;
                 v.set_sensitive(true);
                 req = req.header(*name, v);
             }

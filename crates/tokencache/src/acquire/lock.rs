@@ -123,7 +123,13 @@ pub(crate) async fn try_take(
 
 /// Extends the lock every third of its TTL while it is `owner`'s; stops when it is not
 /// (it expired and maybe another replica took it) — or when the guard aborts it.
-async fn renew(two: Arc<TwoLevel>, key: String, owner: String, ttl: Duration, lost: Arc<AtomicBool>) {
+async fn renew(
+    two: Arc<TwoLevel>,
+    key: String,
+    owner: String,
+    ttl: Duration,
+    lost: Arc<AtomicBool>,
+) {
     let every = (ttl / 3).max(Duration::from_millis(1));
     loop {
         tokio::time::sleep(every).await;
@@ -222,8 +228,14 @@ mod tests {
         };
         // three TTLs later it is still held (renewed), and still refused to others
         tokio::time::sleep(Duration::from_millis(900)).await;
-        assert_eq!(holder(&two, key).await.as_deref(), Some(guard.owner.as_bytes()));
-        assert!(matches!(try_take(&two, key, &options(300)).await, Taken::Busy));
+        assert_eq!(
+            holder(&two, key).await.as_deref(),
+            Some(guard.owner.as_bytes())
+        );
+        assert!(matches!(
+            try_take(&two, key, &options(300)).await,
+            Taken::Busy
+        ));
         assert!(!guard.lost());
         guard.release().await;
         assert_eq!(holder(&two, key).await, None);
@@ -256,7 +268,10 @@ mod tests {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(guard.lost(), "the renewal saw the lock was not ours");
-        assert_eq!(holder(&two, key).await.as_deref(), Some(&b"another-owner"[..]));
+        assert_eq!(
+            holder(&two, key).await.as_deref(),
+            Some(&b"another-owner"[..])
+        );
         guard.release().await;
         assert_eq!(
             holder(&two, key).await.as_deref(),

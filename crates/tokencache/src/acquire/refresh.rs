@@ -336,13 +336,12 @@ async fn keep(
     started: i64,
 ) -> Result<AcquiredToken, AcquireError> {
     let endpoint = super::http::shown(&provider.metadata.token_endpoint);
-    let problem = match check_account(holder, provider, &acq.inner.client_id, response, started)
-        .await
-    {
-        Account::Other(e) => return Err(e),
-        Account::Invalid(e) => Some(e),
-        Account::Holder => super::http::check_usable(&endpoint, response).err(),
-    };
+    let problem =
+        match check_account(holder, provider, &acq.inner.client_id, response, started).await {
+            Account::Other(e) => return Err(e),
+            Account::Invalid(e) => Some(e),
+            Account::Holder => super::http::check_usable(&endpoint, response).err(),
+        };
     let Some(problem) = problem else {
         return acq.save(job, response, started).await;
     };

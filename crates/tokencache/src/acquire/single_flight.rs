@@ -118,7 +118,9 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_callers_share_one_run_and_failures_are_not_kept() {
-        let flights = Arc::new(SingleFlight::<Result<u32, String>>::new(|| Err("lost".into())));
+        let flights = Arc::new(SingleFlight::<Result<u32, String>>::new(|| {
+            Err("lost".into())
+        }));
         let runs = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for _ in 0..100 {

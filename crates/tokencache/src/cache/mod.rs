@@ -396,7 +396,9 @@ impl TokenCache {
                             form,
                             a,
                         ),
-                        None => p.add_token_response_written_at(&req, response, requested_at_ms, form),
+                        None => {
+                            p.add_token_response_written_at(&req, response, requested_at_ms, form)
+                        }
                     }
                     .map_err(Error::from)
                 },

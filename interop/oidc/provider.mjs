@@ -38,6 +38,8 @@
 //   GET  /__test/mint?sub=S&aud=A      a user access token for S (audience A), signed by the provider,
 //                                      as a web API receives it (the incoming assertion of OBO)
 //   GET  /__test/client-key            app-jwt's private key (PKCS#8 PEM) and its kid
+//   GET  /__test/client-assertion?exp=S {"assertion"}: a client assertion for app-jwt (new jti), expiring
+//                                      in S seconds (default 600; negative: already expired)
 //   POST /__test/active (body: a token) {"active", "sub", "client_id", "scope"}: an access token for
 //                                      urn:api signed by this provider, unexpired
 // Interactions log in whoever the authorization request names in login_hint (default "user1")
@@ -254,6 +256,19 @@ provider.use(async (ctx, next) => {
       active = false;
     }
     ctx.body = { active, sub: claims?.sub, client_id: claims?.client_id, scope: claims?.scope };
+    return;
+  }
+  if (ctx.path === '/__test/client-assertion') {
+    // A client assertion for app-jwt (a new jti each time), as a platform writes into a
+    // workload identity token file. &exp=S: seconds from now (may be negative).
+    const now = Math.floor(Date.now() / 1000);
+    const exp = now + Number(ctx.query.exp || 600);
+    const assertion = await new SignJWT({})
+      .setProtectedHeader({ alg: 'RS256', kid: clientPublicJwk.kid })
+      .setIssuer('app-jwt').setSubject('app-jwt').setAudience(`${issuer}/token`)
+      .setIssuedAt(now).setExpirationTime(exp).setJti(`assertion-${now}-${Math.random()}`)
+      .sign(clientKey.privateKey);
+    ctx.body = { assertion };
     return;
   }
   if (ctx.path === '/__test/client-key') {

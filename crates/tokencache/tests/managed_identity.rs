@@ -363,3 +363,51 @@ async fn hostile_input_is_a_typed_error() {
         .build()
         .is_err());
 }
+
+#[tokio::test]
+async fn an_acquirer_over_a_managed_identity_serves_app_tokens_only() {
+    let ep = ManagedIdentityEndpoint::start();
+    let c = cache().await;
+    let user = mi(
+        &c,
+        app_service(&ep),
+        ManagedIdentityId::ClientId(USER_ASSIGNED_CLIENT_ID.into()),
+    );
+    let a = tokencache::acquire::Acquirer::managed_identity(user).unwrap();
+    let scopes = ["https://vault.azure.net/.default"];
+    let t = a.client_credentials(&scopes).await.unwrap();
+    assert_eq!(t.source, TokenSource::Provider);
+    assert_eq!(
+        a.client_credentials(&scopes).await.unwrap().source,
+        TokenSource::Cache
+    );
+    assert_eq!(a.token_requests(), 1);
+    // where a service that treats every API alike looks first: the acquirer's own lookup
+    let found = c
+        .find_access_token(
+            &Lookup::app(a.client_id(), &a.authority().tenant, &scopes)
+                .environment(&a.authority().environment),
+        )
+        .await
+        .unwrap()
+        .expect("found by the acquirer's app lookup");
+    assert_eq!(found.secret, t.secret);
+    // one resource per token; no other grant
+    let e = a
+        .client_credentials(&["https://vault.azure.net/.default", "x"])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AcquireError::Config(_)), "{e:?}");
+    let e = a.on_behalf_of("a.b.c", &scopes).await.unwrap_err();
+    assert!(matches!(e, AcquireError::Config(_)), "{e:?}");
+    let e = a.acquire_silent("u.t", &scopes).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AcquireError::Config(_) | AcquireError::InteractionRequired(_)
+        ),
+        "{e:?}"
+    );
+    assert_eq!(ep.issued(), 1);
+    assert!(!format!("{a:?}").contains(&ep.identity_header()));
+}

@@ -140,7 +140,10 @@ pub struct Acquirer {
 pub(crate) struct Inner {
     pub(crate) cache: TokenCache,
     pub(crate) client_id: String,
-    pub(crate) credential: ClientCredential,
+    /// `None` for an acquirer over a managed identity (it sends no token request).
+    pub(crate) credential: Option<ClientCredential>,
+    /// The managed identity app tokens come from, instead of a token endpoint.
+    pub(crate) managed: Option<super::managed_identity::ManagedIdentity>,
     pub(crate) authority: Authority,
     pub(crate) http: Http,
     provider: tokio::sync::OnceCell<Arc<Provider>>,
@@ -157,6 +160,7 @@ impl std::fmt::Debug for Inner {
             .field("client_id", &self.client_id)
             .field("authority", &self.authority.url.as_str())
             .field("credential", &self.credential)
+            .field("managed_identity", &self.managed)
             .field("refresh_lock", &self.refresh_lock)
             .finish_non_exhaustive()
     }
@@ -221,7 +225,8 @@ impl AcquirerBuilder {
             inner: Arc::new(Inner {
                 cache: self.cache,
                 client_id: self.client_id,
-                credential: self.credential,
+                credential: Some(self.credential),
+                managed: None,
                 authority,
                 http: Http::new(self.http)?,
                 provider,
@@ -256,6 +261,44 @@ impl Acquirer {
         }
     }
 
+    /// An acquirer whose app tokens come from a managed identity: its
+    /// [`client_credentials`](Self::client_credentials) asks the managed identity for the
+    /// resource of the one scope (`https://vault.azure.net/.default`), through the same
+    /// cache (its client id is the identity's cache client id, its authority
+    /// `https://login.microsoftonline.com/managed_identity`, as MSAL keys them). Other
+    /// grants are a [`AcquireError::Config`] error. For services that treat every API
+    /// alike (`tokencache serve` with `credential = "managed_identity"`).
+    pub fn managed_identity(
+        mi: super::managed_identity::ManagedIdentity,
+    ) -> Result<Acquirer, AcquireError> {
+        use super::managed_identity::{MANAGED_IDENTITY_ENVIRONMENT, MANAGED_IDENTITY_TENANT};
+        let authority = Authority::parse(&format!(
+            "https://{MANAGED_IDENTITY_ENVIRONMENT}/{MANAGED_IDENTITY_TENANT}"
+        ))?;
+        Ok(Acquirer {
+            inner: Arc::new(Inner {
+                cache: mi.cache().clone(),
+                client_id: mi.identity().cache_client_id().to_string(),
+                credential: None,
+                managed: Some(mi),
+                authority,
+                http: Http::new(HttpOptions::default())?,
+                provider: tokio::sync::OnceCell::new(),
+                flights: SingleFlight::new(|| Err(AcquireError::Interrupted)),
+                refresh_lock: None,
+                proactive: true,
+                backoff: ProactiveBackoff::default(),
+                requests: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The managed identity its app tokens come from, for an acquirer made by
+    /// [`managed_identity`](Self::managed_identity).
+    pub fn managed(&self) -> Option<&super::managed_identity::ManagedIdentity> {
+        self.inner.managed.as_ref()
+    }
+
     /// The cache it reads and saves through.
     pub fn cache(&self) -> &TokenCache {
         &self.inner.cache
@@ -277,9 +320,10 @@ impl Acquirer {
     }
 
     /// How many token requests this acquirer (and its clones) sent to the provider
-    /// (every attempt, retries included).
+    /// (every attempt, retries included; a managed identity's requests for one over it).
     pub fn token_requests(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
+            + self.inner.managed.as_ref().map_or(0, |m| m.requests())
     }
 
     /// How many single flights were started (callers that joined one are not counted).
@@ -465,11 +509,13 @@ impl Acquirer {
             form.push(("claims", FormValue::Plain(c.to_string())));
         }
         let endpoint = &provider.metadata.token_endpoint;
+        let Some(credential) = &inner.credential else {
+            return Err(no_provider());
+        };
         let authenticate = || -> futures::future::BoxFuture<'_, _> {
             Box::pin(async move {
                 let now = inner.cache.two_level().clock().now_secs();
-                let auth = inner
-                    .credential
+                let auth = credential
                     .authenticate(&inner.client_id, endpoint.as_str(), now)
                     .await?;
                 // counted per attempt sent: every one reaches (or may reach) the provider
@@ -497,6 +543,9 @@ impl Inner {
     }
 
     pub(crate) async fn provider(&self) -> Result<Arc<Provider>, AcquireError> {
+        if self.managed.is_some() {
+            return Err(no_provider());
+        }
         self.provider
             .get_or_try_init(|| async {
                 let url = self.authority.url.as_str();
@@ -505,6 +554,13 @@ impl Inner {
             .await
             .cloned()
     }
+}
+
+/// What an acquirer over a managed identity answers for anything but app tokens.
+fn no_provider() -> AcquireError {
+    AcquireError::Config(
+        "this acquirer's tokens come from a managed identity: it acquires app tokens (client credentials) only".into(),
+    )
 }
 
 /// How long a failed background refresh keeps the next one from starting: while the

@@ -89,7 +89,8 @@ impl ClientCertificate {
     /// A PEM private key (RSA PKCS#1/PKCS#8, or EC P-256 PKCS#8) and its certificate
     /// chain (leaf first, or in any order: the leaf is the one that matches the key), in
     /// one file (`certificate_file` `None`) or two. The certificate must be valid now
-    /// and match the key: otherwise an error naming the file, at start.
+    /// and match the key: otherwise an error naming the file, at start. A key file
+    /// without a certificate is a bare key, named by `options.key_id`.
     pub fn from_pem_files(
         key_file: impl Into<PathBuf>,
         certificate_file: Option<PathBuf>,
@@ -107,6 +108,11 @@ impl ClientCertificate {
         let load = move |contents: &[Vec<u8>]| {
             let key = &contents[0];
             let chain = contents.get(1).unwrap_or(key);
+            if contents.len() == 1 && !String::from_utf8_lossy(key).contains("CERTIFICATE") {
+                // a key alone (the provider knows it by `key_id`, not by a certificate)
+                return AssertionKey::from_pem(key, o.key_id.as_deref())
+                    .map_err(|e| named(&shown, e));
+            }
             AssertionKey::from_pem_chain(key, chain, o.key_id.as_deref(), now())
                 .map(|k| k.with_x5c(o.send_x5c))
                 .map_err(|e| named(&shown, e))

@@ -411,3 +411,45 @@ async fn an_acquirer_over_a_managed_identity_serves_app_tokens_only() {
     assert_eq!(ep.issued(), 1);
     assert!(!format!("{a:?}").contains(&ep.identity_header()));
 }
+
+#[tokio::test]
+async fn a_failing_background_refresh_is_not_tried_again_on_every_hit() {
+    let ep = ManagedIdentityEndpoint::start();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let manual = tokencache::clock::ManualClock::new(now);
+    let shared: tokencache::clock::SharedClock = Arc::new(manual.clone());
+    let store: SharedStore = Arc::new(MemoryStore::with_clock(shared.clone()));
+    let c = TokenCache::builder()
+        .store(store)
+        .clock(shared)
+        .build()
+        .await
+        .unwrap();
+    let m = mi(&c, imds(&ep), ManagedIdentityId::SystemAssigned);
+    let first = m.acquire(VAULT).await.unwrap();
+    manual.advance_secs(13 * 3600);
+    for _ in 0..4 {
+        ep.fail_next(500, None);
+    }
+    // past refresh_on: served, and one background refresh fails (one try, three retries)
+    assert_eq!(m.acquire(VAULT).await.unwrap().secret, first.secret);
+    let mut waited = 0;
+    while ep.requests().len() < 5 || m.flights_running() > 0 {
+        assert!(waited < 500, "no background refresh");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    // further hits are served without asking again for a while
+    for _ in 0..20 {
+        assert_eq!(m.acquire(VAULT).await.unwrap().secret, first.secret);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        ep.requests().len(),
+        5,
+        "no request per hit while refreshes fail"
+    );
+}

@@ -78,7 +78,7 @@ impl std::fmt::Debug for ClientCertificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientCertificate")
             .field("files", &self.watched)
-            .field("key", &*self.watched.current(WHAT))
+            .field("key", &*self.watched.loaded())
             .finish()
     }
 }

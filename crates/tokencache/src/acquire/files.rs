@@ -110,6 +110,15 @@ impl<T> Watched<T> {
         })
     }
 
+    /// The credential loaded last, without looking at the files (for `Debug`).
+    pub(crate) fn loaded(&self) -> Arc<T> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .value
+            .clone()
+    }
+
     /// The credential now: the one loaded, or a new one when a file changed since.
     pub(crate) fn current(&self, what: &str) -> Arc<T> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -276,6 +276,7 @@ impl ManagedIdentityBuilder {
                 http: Http::new(self.http)?,
                 flights: SingleFlight::new(|| Err(AcquireError::Interrupted)),
                 requests: AtomicU64::new(0),
+                failed: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
@@ -294,7 +295,13 @@ struct Inner {
     http: Http,
     flights: SingleFlight<Result<AcquiredToken, AcquireError>>,
     requests: AtomicU64,
+    /// When a background refresh of a scope last failed: while the endpoint fails, a
+    /// busy token must not turn every cache hit into a request.
+    failed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How long a failed background refresh keeps the next one from starting.
+const BACKGROUND_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl std::fmt::Debug for ManagedIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -382,12 +389,21 @@ impl ManagedIdentity {
         let force = options.force_refresh || options.claims.is_some();
         if !force {
             if let Some(t) = self.cached(&scope).await? {
-                if t.needs_refresh {
+                if t.needs_refresh && self.may_refresh(&scope) {
                     let this = self.clone();
                     let (r, s) = (resource.clone(), scope.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = this.run(r, s, true).await {
-                            tracing::warn!(error = %e, "managed identity: background refresh failed; the current token is still served");
+                        let failed = this.run(r, s.clone(), true).await.err();
+                        let mut map = this.inner.failed.lock().unwrap_or_else(|p| p.into_inner());
+                        match failed {
+                            Some(e) => {
+                                // one entry per scope the identity asked for: bounded by use
+                                map.insert(s, std::time::Instant::now());
+                                tracing::warn!(error = %e, "managed identity: background refresh failed; the current token is still served");
+                            }
+                            None => {
+                                map.remove(&s);
+                            }
                         }
                     });
                 }
@@ -395,6 +411,13 @@ impl ManagedIdentity {
             }
         }
         self.run(resource, scope, force).await
+    }
+
+    /// Whether a background refresh of `scope` may start (none failed lately).
+    fn may_refresh(&self, scope: &str) -> bool {
+        let map = self.inner.failed.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(scope)
+            .is_none_or(|at| at.elapsed() >= BACKGROUND_BACKOFF)
     }
 
     async fn cached(&self, scope: &str) -> Result<Option<crate::CachedToken>, AcquireError> {

@@ -8,11 +8,15 @@
 //   REFRESH_TTL     refresh-token lifetime in seconds (default 86400)
 //   ROTATE          "0" turns refresh-token rotation off (default on: reuse revokes the grant)
 //   REFRESH_IN      when set, token responses carry refresh_in = this many seconds (Entra's hint)
+//   ISSUER_PATH     when set (e.g. /tenant1/v2.0), the issuer is http://127.0.0.1:$PORT$ISSUER_PATH and
+//                   every provider route is under that path, as Entra's are (test controls stay at /__test)
+//   CLIENT_CERT_PEM a PEM certificate file: client app-cert authenticates by private_key_jwt with its key
 //
 // Clients (all confidential, scopes openid profile offline_access api.read api.write):
 //   app       client_secret_basic, secret "app-secret"; every grant below
 //   app-post  client_secret_post,  secret "post-secret"; client_credentials
 //   app-jwt   private_key_jwt (key pair made at start; private key at /__test/client-key)
+//   app-cert  private_key_jwt with the key of CLIENT_CERT_PEM's certificate (when set); client_credentials
 // Grants: client_credentials, authorization_code (+ refresh_token), and two custom ones:
 //   urn:ietf:params:oauth:grant-type:jwt-bearer with requested_token_use=on_behalf_of (Entra OBO)
 //   urn:ietf:params:oauth:grant-type:token-exchange (RFC 8693)
@@ -20,28 +24,41 @@
 // Access tokens are JWTs for the resource urn:api.
 //
 // Test controls (never part of a real provider):
-//   GET  /__test/stats                 {"token_requests": n, "by_grant": {...}, "errors": {...}}
+//   GET  /__test/stats                 {"token_requests": n, "by_grant": {...}, "errors": {...},
+//                                      "arrived": {"token": n, "discovery": n}} (arrived: counted when a
+//                                      request comes in, before any fault holds it)
 //   POST /__test/fault?kind=K&times=N  the next N token requests fail: K = 500 | 429 (Retry-After:
-//                                      &retry_after=S) | malformed (200 with broken JSON) | slow (served);
-//                                      &ms=M holds each of them M ms first
+//                                      &retry_after=S) | malformed (200 with broken JSON) | slow (served) |
+//                                      consume500 (served — a refresh token or code is used up — and the
+//                                      answer replaced by a 500) | no_id_token / no_access_token (served
+//                                      without that field);
+//                                      &ms=M holds each of them M ms first (&after=1: after serving it,
+//                                      before answering); &path=discovery: the fault is for the next
+//                                      discovery requests instead (only slow)
 //   GET  /__test/mint?sub=S&aud=A      a user access token for S (audience A), signed by the provider,
 //                                      as a web API receives it (the incoming assertion of OBO)
 //   GET  /__test/client-key            app-jwt's private key (PKCS#8 PEM) and its kid
+//   GET  /__test/client-assertion?exp=S {"assertion"}: a client assertion for app-jwt (new jti), expiring
+//                                      in S seconds (default 600; negative: already expired)
 //   POST /__test/active (body: a token) {"active", "sub", "client_id", "scope"}: an access token for
 //                                      urn:api signed by this provider, unexpired
 // Interactions log in whoever the authorization request names in login_hint (default "user1")
 // and grant every requested scope: no pages, the redirect goes straight back with a code.
 // As OIDC Core §11 says, offline_access (a refresh token) needs prompt=consent.
 
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
-import { generateKeyPair, exportJWK, exportPKCS8, jwtVerify, SignJWT } from 'jose';
+import { generateKeyPair, exportJWK, exportPKCS8, importX509, jwtVerify, SignJWT } from 'jose';
 
 const port = Number(process.env.PORT);
 if (!port) {
   console.error('provider.mjs: PORT is required');
   process.exit(2);
 }
-const issuer = `http://127.0.0.1:${port}`;
+const issuerPath = (process.env.ISSUER_PATH || '').replace(/\/+$/, '');
+const issuer = `http://127.0.0.1:${port}${issuerPath}`;
 const accessTtl = Number(process.env.ACCESS_TTL || 3600);
 const refreshTtl = Number(process.env.REFRESH_TTL || 86400);
 const rotate = process.env.ROTATE !== '0';
@@ -59,6 +76,28 @@ const signingJwk = { ...(await exportJWK(signing.privateKey)), kid: 'sig-1', alg
 const clientKey = await generateKeyPair('RS256', { extractable: true });
 const clientPublicJwk = { ...(await exportJWK(clientKey.publicKey)), kid: 'client-key-1', alg: 'RS256', use: 'sig' };
 const clientPrivatePem = await exportPKCS8(clientKey.privateKey);
+// The certificate client's public key, from the test's certificate file.
+const certClients = [];
+if (process.env.CLIENT_CERT_PEM) {
+  const pem = readFileSync(process.env.CLIENT_CERT_PEM, 'utf8');
+  const cert = pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/)[0];
+  const jwk = await exportJWK(await importX509(cert, 'RS256', { extractable: true }));
+  // Known by its certificate's thumbprints, as Entra knows a certificate credential: the
+  // kid is the SHA-1 thumbprint (x5t), which is what the client's assertion names.
+  const der = Buffer.from(cert.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+  jwk.kid = createHash('sha1').update(der).digest('base64url');
+  jwk['x5t#S256'] = createHash('sha256').update(der).digest('base64url');
+  certClients.push({
+    client_id: 'app-cert',
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: 'RS256',
+    jwks: { keys: [{ ...jwk, alg: 'RS256', use: 'sig' }] },
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    scope: `openid profile offline_access api.read api.write`,
+  });
+}
 
 const resourceInfo = () => ({
   scope: API_SCOPES,
@@ -99,6 +138,7 @@ const provider = new Provider(issuer, {
       redirect_uris: [],
       scope: allScopes,
     },
+    ...certClients,
   ],
   jwks: { keys: [signingJwk] },
   // api.admin is known but no client may ask for it: the "unknown scope" error path (invalid_scope).
@@ -146,7 +186,7 @@ const provider = new Provider(issuer, {
 });
 
 // ---- counting -----------------------------------------------------------------------------
-const stats = { token_requests: 0, by_grant: {}, errors: {}, faults: 0 };
+const stats = { token_requests: 0, by_grant: {}, errors: {}, faults: 0, arrived: { token: 0, discovery: 0 } };
 const bump = (map, k) => { map[k] = (map[k] || 0) + 1; };
 provider.on('grant.success', (ctx) => {
   stats.token_requests += 1;
@@ -160,8 +200,19 @@ provider.on('grant.error', (ctx, err) => {
 
 // ---- test controls and interactions ---------------------------------------------------------
 const faults = [];
+const discoveryFaults = [];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 provider.use(async (ctx, next) => {
+  if (ctx.path === '/.well-known/openid-configuration') {
+    stats.arrived.discovery += 1;
+    const f = discoveryFaults.shift();
+    if (f) {
+      stats.faults += 1;
+      await sleep(f.ms);
+    }
+    await next();
+    return;
+  }
   if (ctx.path === '/__test/stats') {
     ctx.body = stats;
     return;
@@ -169,10 +220,11 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/__test/fault' && ctx.method === 'POST') {
     const q = ctx.query;
     const times = Number(q.times || 1);
+    const queue = q.path === 'discovery' ? discoveryFaults : faults;
     for (let i = 0; i < times; i += 1) {
-      faults.push({ kind: q.kind, retryAfter: q.retry_after, ms: Number(q.ms || 0) });
+      queue.push({ kind: q.kind, retryAfter: q.retry_after, ms: Number(q.ms || 0), after: q.after === '1' });
     }
-    ctx.body = { queued: faults.length };
+    ctx.body = { queued: queue.length };
     return;
   }
   if (ctx.path === '/__test/mint') {
@@ -206,14 +258,46 @@ provider.use(async (ctx, next) => {
     ctx.body = { active, sub: claims?.sub, client_id: claims?.client_id, scope: claims?.scope };
     return;
   }
+  if (ctx.path === '/__test/client-assertion') {
+    // A client assertion for app-jwt (a new jti each time), as a platform writes into a
+    // workload identity token file. &exp=S: seconds from now (may be negative).
+    const now = Math.floor(Date.now() / 1000);
+    const exp = now + Number(ctx.query.exp || 600);
+    const assertion = await new SignJWT({})
+      .setProtectedHeader({ alg: 'RS256', kid: clientPublicJwk.kid })
+      .setIssuer('app-jwt').setSubject('app-jwt').setAudience(`${issuer}/token`)
+      .setIssuedAt(now).setExpirationTime(exp).setJti(`assertion-${now}-${Math.random()}`)
+      .sign(clientKey.privateKey);
+    ctx.body = { assertion };
+    return;
+  }
   if (ctx.path === '/__test/client-key') {
     ctx.body = { kid: clientPublicJwk.kid, pem: clientPrivatePem };
     return;
   }
+  if (ctx.path === '/token' && ctx.method === 'POST') stats.arrived.token += 1;
   if (ctx.path === '/token' && ctx.method === 'POST' && faults.length) {
     const f = faults.shift();
     stats.faults += 1;
-    if (f.ms) await sleep(f.ms);
+    if (f.ms && !f.after) await sleep(f.ms);
+    const served = ['consume500', 'no_id_token', 'no_access_token'];
+    if (served.includes(f.kind) || (f.kind === 'slow' && f.after)) {
+      // served (a refresh token or a code is used up), then the answer is changed or held
+      await next();
+      if (f.ms && f.after) await sleep(f.ms);
+      if (f.kind === 'consume500') {
+        ctx.status = 500;
+        ctx.type = 'application/json';
+        ctx.body = { error: 'server_error', error_description: 'injected fault after serving' };
+      } else if (f.kind === 'no_id_token' && ctx.body && typeof ctx.body === 'object') {
+        const { id_token: _dropped, ...rest } = ctx.body;
+        ctx.body = rest;
+      } else if (f.kind === 'no_access_token' && ctx.body && typeof ctx.body === 'object') {
+        const { access_token: _dropped, ...rest } = ctx.body;
+        ctx.body = rest;
+      }
+      return;
+    }
     if (f.kind === 'slow') {
       // served normally, late
     } else if (f.kind === '429') {
@@ -316,6 +400,16 @@ provider.registerGrantType(EXCHANGE, async (ctx) => {
   ctx.body = { ...body, issued_token_type: ACCESS_TOKEN_TYPE };
 }, ['subject_token', 'subject_token_type', 'scope', 'audience', 'requested_token_type', 'actor_token', 'actor_token_type']);
 
-provider.listen(port, '127.0.0.1', () => {
+// Served under ISSUER_PATH when set: the provider sees the path without it (and req.originalUrl
+// with it, which oidc-provider uses to build its URLs); test controls answer at /__test either way.
+const callback = provider.callback();
+const server = http.createServer((req, res) => {
+  if (issuerPath && (req.url === issuerPath || req.url.startsWith(`${issuerPath}/`) || req.url.startsWith(`${issuerPath}?`))) {
+    req.originalUrl = req.url;
+    req.url = req.url.slice(issuerPath.length) || '/';
+  }
+  callback(req, res);
+});
+server.listen(port, '127.0.0.1', () => {
   console.log(`oidc-provider ready on ${issuer}`);
 });

@@ -363,8 +363,13 @@ impl RedisCluster {
     }
 }
 
+mod managed_identity;
 mod oidc;
-pub use oidc::{OidcOptions, OidcProvider};
+pub use managed_identity::{
+    ManagedIdentityEndpoint, MiProtocol, MiRequest, TokenMaker, USER_ASSIGNED_CLIENT_ID,
+    USER_ASSIGNED_OBJECT_ID, USER_ASSIGNED_RESOURCE_ID,
+};
+pub use oidc::{client_cert_pem, OidcOptions, OidcProvider};
 
 #[cfg(test)]
 mod tests {

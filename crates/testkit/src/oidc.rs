@@ -29,6 +29,9 @@ pub struct OidcOptions {
     pub rotate_refresh_tokens: bool,
     /// Add `refresh_in` (Entra's proactive-refresh hint) to token responses. Default none.
     pub refresh_in: Option<Duration>,
+    /// Serve the provider under this path (e.g. `/tenant1/v2.0`, as Entra's issuers
+    /// are): the issuer is `http://127.0.0.1:PORT{path}`. Default none.
+    pub issuer_path: Option<String>,
 }
 
 impl Default for OidcOptions {
@@ -38,6 +41,7 @@ impl Default for OidcOptions {
             refresh_ttl: Duration::from_secs(86400),
             rotate_refresh_tokens: true,
             refresh_in: None,
+            issuer_path: None,
         }
     }
 }
@@ -46,11 +50,18 @@ impl Default for OidcOptions {
 #[derive(Debug)]
 pub struct OidcProvider {
     port: u16,
+    issuer_path: String,
     child: Option<Child>,
 }
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The certificate (with its private key beside it, `client-key.pem`) client `app-cert`
+/// authenticates with: `crates/tokencache/tests/fixtures/acquire/client-cert.pem`.
+pub fn client_cert_pem() -> PathBuf {
+    repo_root().join("crates/tokencache/tests/fixtures/acquire/client-cert.pem")
 }
 
 fn peers_dir() -> PathBuf {
@@ -108,6 +119,11 @@ impl OidcProvider {
         if let Some(r) = o.refresh_in {
             cmd.env("REFRESH_IN", r.as_secs().to_string());
         }
+        if let Some(p) = &o.issuer_path {
+            cmd.env("ISSUER_PATH", p);
+        }
+        // client app-cert authenticates with the key of this certificate
+        cmd.env("CLIENT_CERT_PEM", client_cert_pem());
         let mut child = cmd
             .arg(script)
             .env("PORT", port.to_string())
@@ -142,6 +158,12 @@ impl OidcProvider {
         });
         let mut provider = OidcProvider {
             port,
+            issuer_path: o
+                .issuer_path
+                .as_deref()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_string(),
             child: Some(child),
         };
         match rx.recv_timeout(START_TIMEOUT) {
@@ -164,9 +186,14 @@ impl OidcProvider {
         self.port
     }
 
-    /// The issuer, `http://127.0.0.1:PORT` (its discovery document is under
-    /// `/.well-known/openid-configuration`).
+    /// The issuer, `http://127.0.0.1:PORT` (with the issuer path when one was set; its
+    /// discovery document is under `/.well-known/openid-configuration`).
     pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, self.issuer_path)
+    }
+
+    /// `http://127.0.0.1:PORT`: where the test controls (`/__test/...`) answer.
+    pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 

@@ -9,10 +9,24 @@
 //! [apis.orders]
 //! authority = "https://login.microsoftonline.com/{tenant}/v2.0"
 //! client_id = "..."
-//! client_secret_env = "ORDERS_CLIENT_SECRET"   # or client_secret_file, or client_cert_file
+//! client_secret_env = "ORDERS_CLIENT_SECRET"   # or client_secret_file, client_cert_file,
+//!                                              # client_assertion_file, or credential = ...
 //! scopes = ["api://orders/.default"]
 //! on_behalf_of = false
 //! ```
+//!
+//! The credential of an API is one of: `client_secret_env` / `client_secret_file` (a
+//! file re-read when it changes) with `secret_method`; `client_cert_file` (PEM key and
+//! certificate, or `client_cert_key_file` beside it; or PKCS#12 `.pfx`/`.p12` with
+//! `client_cert_password_env` / `client_cert_password_file`; `send_x5c`, `client_key_id`;
+//! re-read when it changes); `client_assertion_file` (a signed assertion read for every
+//! request); or `credential = "workload_identity"` (the `AZURE_*` variables: authority
+//! and client id may then be left out), `"managed_identity"` (the API's tokens come from
+//! Azure managed identity: no authority, no client id, one scope) or
+//! `"managed_identity_assertion"` (the app registration's client assertion is the managed
+//! identity's token for `api://AzureADTokenExchange`); a user-assigned identity by
+//! `managed_identity_client_id`, `managed_identity_object_id` or
+//! `managed_identity_resource_id`.
 //!
 //! Environment: a top-level key `k` is overridden by `TOKENCACHE_K` (upper case:
 //! `TOKENCACHE_LISTEN`, `TOKENCACHE_STORE`, `TOKENCACHE_KEY_PREFIX` — or the CLI's
@@ -31,7 +45,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokencache::acquire::{AssertionKey, ClientCredential, OboForm};
+use tokencache::acquire::{
+    CertificateOptions, CertificatePassword, ClientCertificate, ClientCredential,
+    ManagedIdentityId, ManagedIdentitySource, OboForm, SecretFile, WorkloadIdentity,
+};
 use tokencache::{KeyRing, Secret};
 
 /// Where the server listens.
@@ -52,15 +69,37 @@ impl std::fmt::Display for Listen {
     }
 }
 
+/// Where an API's tokens come from.
+#[derive(Debug)]
+pub(crate) enum CredentialConfig {
+    /// A token endpoint, where the client authenticates with this (secrets redacted in
+    /// `Debug`).
+    Client(ClientCredential),
+    /// Azure managed identity (the API's app tokens come from it).
+    ManagedIdentity(ManagedIdentityConfig),
+    /// A token endpoint, where the client assertion is the managed identity's token for
+    /// `api://AzureADTokenExchange`.
+    ManagedIdentityAssertion(ManagedIdentityConfig),
+}
+
+/// Which managed identity, where (the cache is made later: the identity is built then).
+#[derive(Debug, Clone)]
+pub(crate) struct ManagedIdentityConfig {
+    /// System- or user-assigned.
+    pub(crate) id: ManagedIdentityId,
+    /// App Service or IMDS, from the environment.
+    pub(crate) source: ManagedIdentitySource,
+}
+
 /// One downstream API.
 #[derive(Debug)]
 pub(crate) struct ApiConfig {
-    /// The issuer URL.
+    /// The issuer URL (empty for `credential = "managed_identity"`).
     pub(crate) authority: String,
-    /// The client id.
+    /// The client id (empty for `credential = "managed_identity"`).
     pub(crate) client_id: String,
-    /// How the client authenticates (secrets redacted in `Debug`).
-    pub(crate) credential: ClientCredential,
+    /// Where the tokens come from.
+    pub(crate) credential: CredentialConfig,
     /// The default scopes.
     pub(crate) scopes: Vec<String>,
     /// On behalf of the caller's user (the incoming bearer token) instead of the app.
@@ -297,8 +336,9 @@ fn caller_key(r: &mut Reader<'_>) -> Result<Option<Secret>, ConfigError> {
 }
 
 fn api_config(r: &mut Reader<'_>) -> Result<ApiConfig, ConfigError> {
-    let authority = r.required_string("authority")?;
-    let client_id = r.required_string("client_id")?;
+    let kind = r.string("credential")?;
+    let authority = r.string("authority")?;
+    let client_id = r.string("client_id")?;
     if let Some(at) = r.present("client_secret") {
         return Err(r.error_at(
             &at,
@@ -308,51 +348,117 @@ fn api_config(r: &mut Reader<'_>) -> Result<ApiConfig, ConfigError> {
     let secret_env = r.string("client_secret_env")?;
     let secret_file = r.string("client_secret_file")?;
     let cert_file = r.string("client_cert_file")?;
-    let key_id = r.string("client_key_id")?;
+    let assertion_file = r.string("client_assertion_file")?;
+    let cert = CertificateKeys::read(r)?;
     let method = r.string("secret_method")?;
-    let given = [&secret_env, &secret_file, &cert_file]
+    let mi = managed_identity_id(r)?;
+    let given = [&secret_env, &secret_file, &cert_file, &assertion_file]
         .iter()
         .filter(|v| v.is_some())
         .count();
-    if given != 1 {
-        let at = r.here("client_secret_env");
-        return Err(r.error_at(
-            &at,
-            if given == 0 {
-                "missing: give one of client_secret_env, client_secret_file, client_cert_file"
-            } else {
-                "give only one of client_secret_env, client_secret_file, client_cert_file"
-            },
-        ));
-    }
-    let post = match &method {
-        None => false,
-        Some((m, _)) if m == "basic" => false,
-        Some((m, _)) if m == "post" => true,
-        Some((_, at)) => return Err(r.error_at(at, "must be \"basic\" or \"post\"")),
+    const ONE_OF: &str = "client_secret_env, client_secret_file, client_cert_file, client_assertion_file or credential";
+    let non_empty = |r: &Reader<'_>, v: Option<(String, At)>, key: &str| match v {
+        Some((v, at)) if v.trim().is_empty() => Err(r.error_at(&at, "is empty")),
+        Some((v, _)) => Ok(v),
+        None => Err(r.error_at(&r.here(key), "missing")),
     };
-    let secret = |s: Secret| {
-        if post {
-            ClientCredential::SecretPost(s)
-        } else {
-            ClientCredential::SecretBasic(s)
+    let (authority, client_id, credential) = match kind {
+        Some((k, at)) => {
+            if given != 0 {
+                return Err(r.error_at(&at, &format!("give only one of {ONE_OF}")));
+            }
+            let source = |r: &Reader<'_>| {
+                ManagedIdentitySource::from_lookup(r.env)
+                    .map_err(|e| r.error_at(&at, &format!("managed identity: {e}")))
+            };
+            match k.as_str() {
+                "workload_identity" => {
+                    let w = WorkloadIdentity::from_lookup(r.env)
+                        .map_err(|e| r.error_at(&at, &e.to_string()))?;
+                    let authority = authority.map(|(v, _)| v).unwrap_or(w.authority.clone());
+                    let client_id = client_id.map(|(v, _)| v).unwrap_or(w.client_id.clone());
+                    (authority, client_id, CredentialConfig::Client(w.credential()))
+                }
+                "managed_identity" => {
+                    if let Some((_, at)) = authority.as_ref().or(client_id.as_ref()) {
+                        return Err(r.error_at(
+                            at,
+                            "not used with credential = \"managed_identity\" (the tokens come from the managed identity)",
+                        ));
+                    }
+                    let m = ManagedIdentityConfig {
+                        id: mi.unwrap_or_default(),
+                        source: source(r)?,
+                    };
+                    (String::new(), String::new(), CredentialConfig::ManagedIdentity(m))
+                }
+                "managed_identity_assertion" => {
+                    let m = ManagedIdentityConfig {
+                        id: mi.unwrap_or_default(),
+                        source: source(r)?,
+                    };
+                    (
+                        non_empty(r, authority, "authority")?,
+                        non_empty(r, client_id, "client_id")?,
+                        CredentialConfig::ManagedIdentityAssertion(m),
+                    )
+                }
+                _ => {
+                    return Err(r.error_at(
+                        &at,
+                        "must be \"workload_identity\", \"managed_identity\" or \"managed_identity_assertion\"",
+                    ))
+                }
+            }
         }
-    };
-    let credential = match (secret_env, secret_file, cert_file) {
-        (Some((var, at)), _, _) => secret(r.secret_from_env(&var, &at)?),
-        (None, Some((path, at)), _) => secret(r.secret_from_file(&path, &at)?),
-        (None, None, Some((path, at))) => {
-            let pem = std::fs::read(&path)
-                .map_err(|e| r.error_at(&at, &format!("cannot read {path}: {e}")))?;
-            let key = AssertionKey::from_pem(&pem, key_id.as_ref().map(|(k, _)| k.as_str()))
-                .map_err(|e| r.error_at(&at, &format!("{path}: {e}")))?;
-            ClientCredential::PrivateKeyJwt(Arc::new(key))
-        }
-        (None, None, None) => {
-            return Err(r.error_at(
-                &r.here("client_secret_env"),
-                "missing: give one of client_secret_env, client_secret_file, client_cert_file",
-            ))
+        None => {
+            if given != 1 {
+                let at = r.here("client_secret_env");
+                return Err(r.error_at(
+                    &at,
+                    &if given == 0 {
+                        format!("missing: give one of {ONE_OF}")
+                    } else {
+                        format!("give only one of {ONE_OF}")
+                    },
+                ));
+            }
+            let authority = non_empty(r, authority, "authority")?;
+            let client_id = non_empty(r, client_id, "client_id")?;
+            let post = match &method {
+                None => false,
+                Some((m, _)) if m == "basic" => false,
+                Some((m, _)) if m == "post" => true,
+                Some((_, at)) => return Err(r.error_at(at, "must be \"basic\" or \"post\"")),
+            };
+            let secret = |s: Secret| {
+                if post {
+                    ClientCredential::SecretPost(s)
+                } else {
+                    ClientCredential::SecretBasic(s)
+                }
+            };
+            let credential = match (secret_env, secret_file, cert_file, assertion_file) {
+                (Some((var, at)), ..) => secret(r.secret_from_env(&var, &at)?),
+                (None, Some((path, at)), ..) => {
+                    let f = SecretFile::open(&path).map_err(|e| r.error_at(&at, &e.to_string()))?;
+                    let f = Arc::new(f);
+                    if post {
+                        ClientCredential::SecretFilePost(f)
+                    } else {
+                        ClientCredential::SecretFileBasic(f)
+                    }
+                }
+                (None, None, Some((path, at)), _) => cert.credential(r, &path, &at)?,
+                (None, None, None, Some((path, at))) => {
+                    if path.trim().is_empty() {
+                        return Err(r.error_at(&at, "is empty (a file path)"));
+                    }
+                    ClientCredential::AssertionFile(PathBuf::from(path))
+                }
+                (None, None, None, None) => unreachable!("one is given"),
+            };
+            (authority, client_id, CredentialConfig::Client(credential))
         }
     };
     let (scopes, at) = r
@@ -362,6 +468,20 @@ fn api_config(r: &mut Reader<'_>) -> Result<ApiConfig, ConfigError> {
         return Err(r.error_at(&at, &p));
     }
     let on_behalf_of = r.bool("on_behalf_of")?.unwrap_or(false);
+    if let CredentialConfig::ManagedIdentity(_) = &credential {
+        if on_behalf_of {
+            return Err(r.error_at(
+                &r.here("on_behalf_of"),
+                "a managed identity acquires app tokens only",
+            ));
+        }
+        if scopes.len() != 1 {
+            return Err(r.error_at(
+                &at,
+                "a managed identity token is for one resource: give one scope",
+            ));
+        }
+    }
     let obo_form = match r.string("obo_form")? {
         None => OboForm::Entra,
         Some((f, _)) if f == "entra" => OboForm::Entra,
@@ -376,6 +496,119 @@ fn api_config(r: &mut Reader<'_>) -> Result<ApiConfig, ConfigError> {
         on_behalf_of,
         obo_form,
     })
+}
+
+/// `managed_identity_client_id` / `_object_id` / `_resource_id`: at most one.
+fn managed_identity_id(r: &mut Reader<'_>) -> Result<Option<ManagedIdentityId>, ConfigError> {
+    let c = r.string("managed_identity_client_id")?;
+    let o = r.string("managed_identity_object_id")?;
+    let i = r.string("managed_identity_resource_id")?;
+    let ids: Vec<(ManagedIdentityId, At)> = [
+        c.map(|(v, at)| (ManagedIdentityId::ClientId(v), at)),
+        o.map(|(v, at)| (ManagedIdentityId::ObjectId(v), at)),
+        i.map(|(v, at)| (ManagedIdentityId::ResourceId(v), at)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match ids.len() {
+        0 => Ok(None),
+        1 => {
+            let (id, at) = ids.into_iter().next().expect("one");
+            match &id {
+                ManagedIdentityId::ClientId(v)
+                | ManagedIdentityId::ObjectId(v)
+                | ManagedIdentityId::ResourceId(v)
+                    if v.trim().is_empty() =>
+                {
+                    Err(r.error_at(&at, "is empty"))
+                }
+                _ => Ok(Some(id)),
+            }
+        }
+        _ => Err(r.error_at(
+            &ids[1].1,
+            "give one of managed_identity_client_id, managed_identity_object_id, managed_identity_resource_id",
+        )),
+    }
+}
+
+/// The certificate keys of an API besides `client_cert_file`.
+struct CertificateKeys {
+    key_file: Option<(String, At)>,
+    key_id: Option<(String, At)>,
+    password_env: Option<(String, At)>,
+    password_file: Option<(String, At)>,
+    send_x5c: bool,
+}
+
+impl CertificateKeys {
+    fn read(r: &mut Reader<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            key_file: r.string("client_cert_key_file")?,
+            key_id: r.string("client_key_id")?,
+            password_env: r.string("client_cert_password_env")?,
+            password_file: r.string("client_cert_password_file")?,
+            send_x5c: r.bool("send_x5c")?.unwrap_or(false),
+        })
+    }
+
+    /// The certificate credential of `client_cert_file` = `path` (checked now: an
+    /// expired certificate or a key that does not match is a start-up error).
+    fn credential(
+        self,
+        r: &Reader<'_>,
+        path: &str,
+        at: &At,
+    ) -> Result<ClientCredential, ConfigError> {
+        let options = CertificateOptions {
+            send_x5c: self.send_x5c,
+            key_id: self.key_id.map(|(k, _)| k),
+            ..CertificateOptions::default()
+        };
+        let pkcs12 = Path::new(path)
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("pfx") || e.eq_ignore_ascii_case("p12"));
+        let cert = if pkcs12 {
+            if let Some((_, kat)) = &self.key_file {
+                return Err(r.error_at(
+                    kat,
+                    "a PKCS#12 file holds its key: leave client_cert_key_file out",
+                ));
+            }
+            let password = match (self.password_env, self.password_file) {
+                (Some(_), Some((_, pat))) => {
+                    return Err(r.error_at(
+                        &pat,
+                        "give client_cert_password_env or client_cert_password_file, not both",
+                    ))
+                }
+                (Some((var, pat)), None) => {
+                    CertificatePassword::Value(r.secret_from_env(&var, &pat)?)
+                }
+                (None, Some((f, _))) => CertificatePassword::File(PathBuf::from(f)),
+                (None, None) => CertificatePassword::None,
+            };
+            ClientCertificate::from_pkcs12_file(path, password, options)
+        } else {
+            if let Some((_, pat)) = self.password_env.as_ref().or(self.password_file.as_ref()) {
+                return Err(r.error_at(
+                    pat,
+                    "a password is for a PKCS#12 (.pfx, .p12) client_cert_file",
+                ));
+            }
+            match self.key_file {
+                // the key beside the certificate
+                Some((key, _)) => {
+                    ClientCertificate::from_pem_files(key, Some(PathBuf::from(path)), options)
+                }
+                None => ClientCertificate::from_pem_files(path, None, options),
+            }
+        };
+        let cert = cert.map_err(|e| r.error_at(at, &e.to_string()))?;
+        Ok(ClientCredential::Certificate(Arc::new(cert)))
+    }
 }
 
 /// At least one scope, each 1 to 256 visible ASCII characters (no spaces, no quotes).
@@ -715,6 +948,139 @@ obo_form = "token_exchange"
         for (text, env, want) in cases {
             let e = parse_with(text, env).unwrap_err().to_string();
             assert!(e.starts_with(want), "{e:?} should start with {want:?}");
+            assert!(!e.contains('\n'), "{e:?}");
+            assert!(!e.contains("hunter2"), "{e:?}");
+        }
+    }
+
+    const FIXTURES: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tokencache/tests/fixtures/acquire/"
+    );
+
+    fn api(body: &str) -> String {
+        format!("[apis.a]\nscopes = ['s']\n{body}\n")
+    }
+
+    #[test]
+    fn deployment_credentials_parse_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret-from-file\n").unwrap();
+        let secret_path = Box::leak(secret.display().to_string().into_boxed_str());
+        let cred = |text: &str, env: &[(&'static str, &'static str)]| {
+            let c = parse_with(text, env).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let a = c.apis.into_values().next().unwrap();
+            (a.authority, a.client_id, a.credential)
+        };
+        let base = "authority = 'https://op.example/t'\nclient_id = 'c'\n";
+        let (_, _, c) = cred(
+            &api(&format!("{base}client_assertion_file = '/var/run/token'")),
+            &[],
+        );
+        assert!(
+            matches!(c, CredentialConfig::Client(ClientCredential::AssertionFile(p)) if p == Path::new("/var/run/token"))
+        );
+        let (_, _, c) = cred(
+            &api(&format!(
+                "{base}client_secret_file = '{secret_path}'\nsecret_method = 'post'"
+            )),
+            &[],
+        );
+        assert!(matches!(
+            c,
+            CredentialConfig::Client(ClientCredential::SecretFilePost(_))
+        ));
+        assert!(!format!("{c:?}").contains("s3cret-from-file"));
+        // certificates: PEM pair, key beside the certificate, PKCS#12 with its password
+        let (_, _, c) = cred(
+            &api(&format!("{base}client_cert_file = '{FIXTURES}client-chain.pem'\nclient_cert_key_file = '{FIXTURES}client-key.pem'\nsend_x5c = true")),
+            &[],
+        );
+        assert!(matches!(
+            c,
+            CredentialConfig::Client(ClientCredential::Certificate(_))
+        ));
+        let (_, _, c) = cred(
+            &api(&format!("{base}client_cert_file = '{FIXTURES}client.p12'\nclient_cert_password_env = 'P12_PW'")),
+            &[("P12_PW", "p12-test-password")],
+        );
+        assert!(matches!(
+            c,
+            CredentialConfig::Client(ClientCredential::Certificate(_))
+        ));
+        assert!(!format!("{c:?}").contains("p12-test-password"));
+        // workload identity: authority and client id from the AZURE_* variables
+        let (authority, client_id, c) = cred(
+            &api("credential = 'workload_identity'"),
+            &[
+                ("AZURE_CLIENT_ID", "wi-client"),
+                ("AZURE_TENANT_ID", "t1"),
+                (
+                    "AZURE_FEDERATED_TOKEN_FILE",
+                    "/var/run/secrets/azure/tokens/azure-identity-token",
+                ),
+            ],
+        );
+        assert_eq!(
+            (authority.as_str(), client_id.as_str()),
+            ("https://login.microsoftonline.com/t1/v2.0", "wi-client")
+        );
+        assert!(matches!(
+            c,
+            CredentialConfig::Client(ClientCredential::AssertionFile(_))
+        ));
+        // managed identity, as the source and as the assertion
+        let app_service = [
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:41741/msi/token"),
+            ("IDENTITY_HEADER", "hdr-s3cret"),
+        ];
+        let (_, _, c) = cred(
+            &api("credential = 'managed_identity'\nmanaged_identity_client_id = 'uami'"),
+            &app_service,
+        );
+        match &c {
+            CredentialConfig::ManagedIdentity(m) => {
+                assert_eq!(m.id, ManagedIdentityId::ClientId("uami".into()));
+                assert!(matches!(m.source, ManagedIdentitySource::AppService { .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{c:?}").contains("hdr-s3cret"));
+        let (_, _, c) = cred(
+            &api(&format!("{base}credential = 'managed_identity_assertion'")),
+            &[],
+        );
+        assert!(matches!(
+            c,
+            CredentialConfig::ManagedIdentityAssertion(ManagedIdentityConfig {
+                source: ManagedIdentitySource::Imds { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn credential_errors_are_one_line_naming_the_key_and_file() {
+        let base = "authority = 'https://op.example/t'\nclient_id = 'c'\n";
+        let cases: Vec<(String, Pairs, String)> = vec![
+            (api(&format!("{base}client_cert_file = '{FIXTURES}expired-cert.pem'\nclient_cert_key_file = '{FIXTURES}client-key.pem'")), &[], "tc.toml: apis.a.client_cert_file: client certificate ".into()),
+            (api(&format!("{base}client_cert_file = '{FIXTURES}client.p12'\nclient_cert_password_env = 'P'")), &[("P", "hunter2-wrong")], "tc.toml: apis.a.client_cert_file: client certificate ".into()),
+            (api(&format!("{base}client_cert_file = '{FIXTURES}client-cert.pem'\nclient_cert_key_file = '{FIXTURES}other-key.pem'")), &[], "tc.toml: apis.a.client_cert_file: ".into()),
+            (api(&format!("{base}client_secret_file = '/nonexistent/secret'")), &[], "tc.toml: apis.a.client_secret_file: client secret file /nonexistent/secret: cannot be read".into()),
+            (api(&format!("{base}client_secret_env = 'E'\nclient_assertion_file = '/f'")), &[("E", "v")], "tc.toml: apis.a.client_secret_env: give only one of".into()),
+            (api(&format!("{base}credential = 'magic'")), &[], "tc.toml: apis.a.credential: must be".into()),
+            (api("credential = 'workload_identity'"), &[("AZURE_CLIENT_ID", "c")], "tc.toml: apis.a.credential: invalid configuration or input: workload identity: AZURE_TENANT_ID is not set".into()),
+            (api(&format!("{base}credential = 'managed_identity'")), &[], "tc.toml: apis.a.authority: not used with credential = \"managed_identity\"".into()),
+            (api("credential = 'managed_identity'\non_behalf_of = true"), &[], "tc.toml: apis.a.on_behalf_of: a managed identity acquires app tokens only".into()),
+            ("[apis.a]\nscopes = ['s', 't']\ncredential = 'managed_identity'\n".into(), &[], "tc.toml: apis.a.scopes: a managed identity token is for one resource".into()),
+            (api("credential = 'managed_identity'\nmanaged_identity_client_id = 'x'\nmanaged_identity_object_id = 'y'"), &[], "tc.toml: apis.a.managed_identity_object_id: give one of".into()),
+            (api("credential = 'managed_identity'"), &[("IDENTITY_ENDPOINT", "http://a")], "tc.toml: apis.a.credential: managed identity: invalid configuration or input: IDENTITY_ENDPOINT is set without IDENTITY_HEADER".into()),
+            (api(&format!("{base}client_cert_file = '{FIXTURES}client-key.pem'\nclient_cert_password_env = 'P'")), &[("P", "x")], "tc.toml: apis.a.client_cert_password_env: a password is for a PKCS#12".into()),
+        ];
+        for (text, env, want) in cases {
+            let e = parse_with(&text, env).unwrap_err().to_string();
+            assert!(e.starts_with(&want), "{e:?} should start with {want:?}");
             assert!(!e.contains('\n'), "{e:?}");
             assert!(!e.contains("hunter2"), "{e:?}");
         }

@@ -117,15 +117,8 @@ async fn serve(config: Config) -> Result<(), String> {
     };
     let mut apis = HashMap::new();
     for (name, api) in config.apis {
-        let acquirer = Acquirer::builder(
-            cache.clone(),
-            &api.authority,
-            &api.client_id,
-            api.credential,
-        )
-        .http(http)
-        .build()
-        .map_err(|e| format!("{file}: apis.{name}: {e}"))?;
+        let acquirer = build_acquirer(&cache, api.authority, api.client_id, api.credential, http)
+            .map_err(|e| format!("{file}: apis.{name}: {e}"))?;
         apis.insert(
             name,
             Api {
@@ -203,6 +196,36 @@ async fn serve(config: Config) -> Result<(), String> {
     let drained = shutdown::drain(&cache, config.shutdown_drain).await;
     tracing::info!(drained, "stopped");
     Ok(())
+}
+
+/// The acquirer of one API: a client at a token endpoint, or a managed identity (whose
+/// token may also be the client's assertion).
+fn build_acquirer(
+    cache: &TokenCache,
+    authority: String,
+    client_id: String,
+    credential: config::CredentialConfig,
+    http: HttpOptions,
+) -> Result<Acquirer, tokencache::acquire::AcquireError> {
+    use config::CredentialConfig;
+    use tokencache::acquire::{ClientCredential, ManagedIdentity};
+    let identity = |m: config::ManagedIdentityConfig| {
+        ManagedIdentity::builder(cache.clone())
+            .identity(m.id)
+            .source(m.source)
+            .http(http)
+            .build()
+    };
+    let credential = match credential {
+        CredentialConfig::Client(c) => c,
+        CredentialConfig::ManagedIdentity(m) => return Acquirer::managed_identity(identity(m)?),
+        CredentialConfig::ManagedIdentityAssertion(m) => {
+            ClientCredential::ManagedIdentityAssertion(identity(m)?)
+        }
+    };
+    Acquirer::builder(cache.clone(), &authority, &client_id, credential)
+        .http(http)
+        .build()
 }
 
 /// One line on stdout with the address (scripts and tests read it: the port may be 0).

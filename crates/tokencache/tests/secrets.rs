@@ -224,6 +224,122 @@ async fn no_debug_display_error_or_log_line_shows_a_password_or_token() {
     let e = Jwks::remote(&format!("https://alice:{SECRET}@[::1/keys")).unwrap_err();
     shown.both("JwksError (unparsable URI)", &e);
 
+    // ---- credentials of deployments (issue 24): files, certificates, managed identity
+    {
+        use tokencache::acquire::{
+            Acquirer, AssertionKey, CertificateOptions, CertificatePassword, ClientCertificate,
+            ClientCredential, HttpOptions, ManagedIdentity, ManagedIdentityId,
+            ManagedIdentitySource, SecretFile, WorkloadIdentity,
+        };
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/acquire/");
+        let secret_file = dir.path().join("client-secret");
+        std::fs::write(&secret_file, SECRET).unwrap();
+        let sf = Arc::new(SecretFile::open_checking_every(&secret_file, Duration::ZERO).unwrap());
+        shown.debug("SecretFile", &sf);
+        // a rotation that does not load is logged (by path) and the old secret kept
+        std::fs::write(&secret_file, "").unwrap();
+        let _ = ClientCredential::SecretFileBasic(sf.clone());
+        let pem = ClientCertificate::from_pem_files(
+            format!("{fixtures}client-key.pem"),
+            Some(format!("{fixtures}client-chain.pem").into()),
+            CertificateOptions {
+                send_x5c: true,
+                ..CertificateOptions::default()
+            },
+        )
+        .unwrap();
+        shown.debug("ClientCertificate (PEM)", &pem);
+        let pw = CertificatePassword::Value(tokencache::Secret::new(SECRET));
+        shown.debug("CertificatePassword", &pw);
+        shown.debug("CertificateOptions", &CertificateOptions::default());
+        let e = ClientCertificate::from_pkcs12_file(
+            format!("{fixtures}client.p12"),
+            pw,
+            CertificateOptions::default(),
+        )
+        .unwrap_err();
+        shown.both("AcquireError (PKCS#12 password)", &e);
+        let key = AssertionKey::from_pem(
+            &std::fs::read(format!("{fixtures}client-key.pem")).unwrap(),
+            Some("kid"),
+        )
+        .unwrap();
+        shown.debug("AssertionKey", &key);
+        let assertion_file = dir.path().join("token");
+        std::fs::write(&assertion_file, format!("not a jwt {SECRET}")).unwrap();
+        let workload = WorkloadIdentity::from_lookup(&|k| match k {
+            "AZURE_CLIENT_ID" => Some("c".into()),
+            "AZURE_TENANT_ID" => Some("t".into()),
+            "AZURE_FEDERATED_TOKEN_FILE" => Some(assertion_file.display().to_string()),
+            _ => None,
+        })
+        .unwrap();
+        shown.debug("WorkloadIdentity", &workload);
+        let source = ManagedIdentitySource::from_lookup(&|k| match k {
+            "IDENTITY_ENDPOINT" => Some("http://127.0.0.1:1/msi/token".into()),
+            "IDENTITY_HEADER" => Some(SECRET.into()),
+            _ => None,
+        })
+        .unwrap();
+        shown.debug("ManagedIdentitySource", &source);
+        let quick = HttpOptions {
+            timeout: Duration::from_millis(300),
+            connect_timeout: Duration::from_millis(200),
+            max_retries: 0,
+            ..HttpOptions::default()
+        };
+        let mi = ManagedIdentity::builder(cache.clone())
+            .source(source)
+            .identity(ManagedIdentityId::SystemAssigned)
+            .http(quick)
+            .build()
+            .unwrap();
+        shown.debug("ManagedIdentity", &mi);
+        let e = mi.acquire("https://vault.azure.net").await.unwrap_err();
+        shown.both("AcquireError (managed identity down)", &e);
+        for credential in [
+            ClientCredential::SecretFileBasic(sf.clone()),
+            ClientCredential::SecretFilePost(sf),
+            ClientCredential::Certificate(Arc::new(pem)),
+            ClientCredential::PrivateKeyJwt(Arc::new(key)),
+            workload.credential(),
+            ClientCredential::ManagedIdentityAssertion(mi.clone()),
+        ] {
+            shown.debug("ClientCredential", &credential);
+            let a = Acquirer::builder(cache.clone(), "https://127.0.0.1:1/t", "c", credential)
+                .http(quick)
+                .build()
+                .unwrap();
+            shown.debug("Acquirer", &a);
+        }
+        let over_mi = Acquirer::managed_identity(mi).unwrap();
+        shown.debug("Acquirer (managed identity)", &over_mi);
+        // an assertion file that is no JWT: the error names the file, not its content
+        let a = Acquirer::builder(
+            cache.clone(),
+            "http://127.0.0.1:1/t",
+            "c",
+            workload.credential(),
+        )
+        .provider(tokencache::acquire::Provider {
+            authority: tokencache::acquire::Authority::parse("http://127.0.0.1:1/t").unwrap(),
+            metadata: tokencache::acquire::ProviderMetadata {
+                issuer: "http://127.0.0.1:1/t".into(),
+                token_endpoint: url::Url::parse("http://127.0.0.1:1/t/token").unwrap(),
+                authorization_endpoint: None,
+                jwks_uri: None,
+                token_endpoint_auth_methods: Vec::new(),
+                grant_types: Vec::new(),
+            },
+            jwks: None,
+        })
+        .build()
+        .unwrap();
+        let e = a.client_credentials(&["s"]).await.unwrap_err();
+        assert!(e.to_string().contains("client assertion file"), "{e}");
+        shown.both("AcquireError (assertion file)", &e);
+    }
+
     // ---- what was logged meanwhile
     drop(_logs);
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

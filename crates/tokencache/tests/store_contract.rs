@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use testkit::{RedisCluster, RedisServer};
+use tokencache::store::chaos::ChaosStore;
 use tokencache::store::redis::key_slot;
 use tokencache::store::{
     EmbeddedStore, EntryExpiry, MemoryStore, RedisOptions, RedisStore, StampAt, Store,
@@ -389,6 +390,58 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
         .compare_and_swap(&cas, Some(b"v2"), None, EntryExpiry::after(None))
         .await
         .unwrap());
+    // The refresh lock's two calls: renew (the same value, a new TTL, only while it is
+    // the expected owner's) and compare-and-delete (only the expected owner's).
+    let lock = k("lock");
+    assert!(store
+        .set_if_absent(&lock, b"owner-1", Some(ms(400)))
+        .await
+        .unwrap());
+    assert!(store
+        .compare_and_swap(
+            &lock,
+            Some(b"owner-1"),
+            Some(b"owner-1"),
+            EntryExpiry::after(Some(ms(60_000)))
+        )
+        .await
+        .unwrap());
+    let v = store.get(&lock).await.unwrap().expect("renewed lock");
+    assert_eq!(v.bytes, b"owner-1");
+    assert!(v.ttl.expect("a TTL") > ms(50_000), "renewed: {:?}", v.ttl);
+    assert!(!store
+        .compare_and_swap(
+            &lock,
+            Some(b"owner-2"),
+            Some(b"owner-2"),
+            EntryExpiry::after(Some(ms(60_000)))
+        )
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .compare_and_swap(&lock, Some(b"owner-2"), None, EntryExpiry::after(None))
+            .await
+            .unwrap(),
+        "another owner's delete is refused"
+    );
+    assert_eq!(store.get(&lock).await.unwrap().unwrap().bytes, b"owner-1");
+    assert!(store
+        .compare_and_swap(&lock, Some(b"owner-1"), None, EntryExpiry::after(None))
+        .await
+        .unwrap());
+    assert_eq!(store.get(&lock).await.unwrap(), None);
+    // a lock that is gone is not renewed back to life
+    assert!(!store
+        .compare_and_swap(
+            &lock,
+            Some(b"owner-1"),
+            Some(b"owner-1"),
+            EntryExpiry::after(Some(ms(60_000)))
+        )
+        .await
+        .unwrap());
+    assert_eq!(store.get(&lock).await.unwrap(), None);
 
     // A link set is not an entry (as in Redis: WRONGTYPE).
     let e = store.get(&links).await.unwrap_err();
@@ -507,6 +560,15 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_meets_the_contract() {
     contract(&MemoryStore::new(), "mem", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_passthrough_meets_the_contract() {
+    // the fault-injection wrapper, with no fault set, forwards every call as it is
+    let store = ChaosStore::passthrough(Arc::new(MemoryStore::new()));
+    contract(&store, "chaos", None).await;
+    assert!(store.calls() > 0);
+    assert_eq!(store.injected_failures(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

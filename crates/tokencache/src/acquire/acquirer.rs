@@ -140,7 +140,10 @@ pub struct Acquirer {
 pub(crate) struct Inner {
     pub(crate) cache: TokenCache,
     pub(crate) client_id: String,
-    pub(crate) credential: ClientCredential,
+    /// `None` for an acquirer over a managed identity (it sends no token request).
+    pub(crate) credential: Option<ClientCredential>,
+    /// The managed identity app tokens come from, instead of a token endpoint.
+    pub(crate) managed: Option<super::managed_identity::ManagedIdentity>,
     pub(crate) authority: Authority,
     pub(crate) http: Http,
     provider: tokio::sync::OnceCell<Arc<Provider>>,
@@ -157,6 +160,7 @@ impl std::fmt::Debug for Inner {
             .field("client_id", &self.client_id)
             .field("authority", &self.authority.url.as_str())
             .field("credential", &self.credential)
+            .field("managed_identity", &self.managed)
             .field("refresh_lock", &self.refresh_lock)
             .finish_non_exhaustive()
     }
@@ -221,11 +225,12 @@ impl AcquirerBuilder {
             inner: Arc::new(Inner {
                 cache: self.cache,
                 client_id: self.client_id,
-                credential: self.credential,
+                credential: Some(self.credential),
+                managed: None,
                 authority,
                 http: Http::new(self.http)?,
                 provider,
-                flights: SingleFlight::default(),
+                flights: SingleFlight::new(|| Err(AcquireError::Interrupted)),
                 refresh_lock: self.refresh_lock,
                 proactive: self.proactive,
                 backoff: ProactiveBackoff::default(),
@@ -256,6 +261,44 @@ impl Acquirer {
         }
     }
 
+    /// An acquirer whose app tokens come from a managed identity: its
+    /// [`client_credentials`](Self::client_credentials) asks the managed identity for the
+    /// resource of the one scope (`https://vault.azure.net/.default`), through the same
+    /// cache (its client id is the identity's cache client id, its authority
+    /// `https://login.microsoftonline.com/managed_identity`, as MSAL keys them). Other
+    /// grants are a [`AcquireError::Config`] error. For services that treat every API
+    /// alike (`tokencache serve` with `credential = "managed_identity"`).
+    pub fn managed_identity(
+        mi: super::managed_identity::ManagedIdentity,
+    ) -> Result<Acquirer, AcquireError> {
+        use super::managed_identity::{MANAGED_IDENTITY_ENVIRONMENT, MANAGED_IDENTITY_TENANT};
+        let authority = Authority::parse(&format!(
+            "https://{MANAGED_IDENTITY_ENVIRONMENT}/{MANAGED_IDENTITY_TENANT}"
+        ))?;
+        Ok(Acquirer {
+            inner: Arc::new(Inner {
+                cache: mi.cache().clone(),
+                client_id: mi.identity().cache_client_id().to_string(),
+                credential: None,
+                managed: Some(mi),
+                authority,
+                http: Http::new(HttpOptions::default())?,
+                provider: tokio::sync::OnceCell::new(),
+                flights: SingleFlight::new(|| Err(AcquireError::Interrupted)),
+                refresh_lock: None,
+                proactive: true,
+                backoff: ProactiveBackoff::default(),
+                requests: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The managed identity its app tokens come from, for an acquirer made by
+    /// [`managed_identity`](Self::managed_identity).
+    pub fn managed(&self) -> Option<&super::managed_identity::ManagedIdentity> {
+        self.inner.managed.as_ref()
+    }
+
     /// The cache it reads and saves through.
     pub fn cache(&self) -> &TokenCache {
         &self.inner.cache
@@ -276,14 +319,22 @@ impl Acquirer {
         self.inner.provider().await
     }
 
-    /// How many token requests this acquirer (and its clones) sent to the provider.
+    /// How many token requests this acquirer (and its clones) sent to the provider
+    /// (every attempt, retries included; a managed identity's requests for one over it).
     pub fn token_requests(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
+            + self.inner.managed.as_ref().map_or(0, |m| m.requests())
     }
 
     /// How many single flights were started (callers that joined one are not counted).
     pub fn flights_started(&self) -> u64 {
         self.inner.flights.started()
+    }
+
+    /// How many single flights are running now (each a task of its own: it runs to its
+    /// end, saves and leaves this count even when every caller gave up).
+    pub fn flights_running(&self) -> usize {
+        self.inner.flights.in_flight()
     }
 
     /// Serves `lookup` from the cache, else runs `job` in its single flight.
@@ -383,11 +434,27 @@ impl Acquirer {
         response: &TokenResponse,
         started: i64,
     ) -> Result<AcquiredToken, AcquireError> {
-        let inner = &self.inner;
         let token = AcquiredToken::from_response(response, started)?;
+        self.save_records(job, response, started).await?;
+        Ok(token)
+    }
+
+    /// Saves what `response` holds (it may hold no access token: a refresh redemption
+    /// keeps a rotated refresh token alone), unless its user signed out meanwhile.
+    pub(crate) async fn save_records(
+        &self,
+        job: &Job,
+        response: &TokenResponse,
+        started: i64,
+    ) -> Result<(), AcquireError> {
+        let inner = &self.inner;
         if let Some(owner) = job.owner(response)? {
-            if let Some(stamp) = inner.cache.two_level().revocation_of(&owner) {
-                if stamp >= started {
+            // Compared to the millisecond on the store's clock, as the sign-out was
+            // stamped (docs/design.md §7.1); `started` is whole seconds, so a sign-out in
+            // the request's own second refuses it (the safe side).
+            let two = inner.cache.two_level();
+            if let Some(stamp_ms) = two.revocation_ms_of(&owner) {
+                if stamp_ms >= two.to_store_ms(started.saturating_mul(1000)) {
                     return Err(AcquireError::SignedOut);
                 }
             }
@@ -404,12 +471,33 @@ impl Acquirer {
             .cache
             .save_token_response_at(&request, response, started)
             .await?;
-        Ok(token)
+        Ok(())
     }
 
     /// Sends one token request: the grant's fields, the scopes, the claims, the client
-    /// authentication.
+    /// authentication (made anew for every attempt); the response must be usable (an
+    /// access token of type Bearer).
     pub(crate) async fn token_request(
+        &self,
+        provider: &Provider,
+        form: Vec<(&'static str, FormValue)>,
+        scopes: &[String],
+        claims: Option<&str>,
+        replay: Replay,
+    ) -> Result<TokenResponse, AcquireError> {
+        let response = self
+            .token_request_unchecked(provider, form, scopes, claims, replay)
+            .await?;
+        super::http::check_usable(
+            &super::http::shown(&provider.metadata.token_endpoint),
+            &response,
+        )?;
+        Ok(response)
+    }
+
+    /// [`token_request`](Self::token_request) without the check that the response is
+    /// usable: a refresh redemption keeps the rotated refresh token of any response.
+    pub(crate) async fn token_request_unchecked(
         &self,
         provider: &Provider,
         mut form: Vec<(&'static str, FormValue)>,
@@ -425,14 +513,24 @@ impl Acquirer {
             form.push(("claims", FormValue::Plain(c.to_string())));
         }
         let endpoint = &provider.metadata.token_endpoint;
-        let now = inner.cache.two_level().clock().now_secs();
-        let auth = inner
-            .credential
-            .authenticate(&inner.client_id, endpoint.as_str(), now)?;
-        form.extend(auth.form);
-        let basic = auth.basic.as_ref().map(|s| (inner.client_id.as_str(), s));
-        inner.requests.fetch_add(1, Ordering::Relaxed);
-        inner.http.post_token(endpoint, &form, basic, replay).await
+        let Some(credential) = &inner.credential else {
+            return Err(no_provider());
+        };
+        let authenticate = || -> futures::future::BoxFuture<'_, _> {
+            Box::pin(async move {
+                let now = inner.cache.two_level().clock().now_secs();
+                let auth = credential
+                    .authenticate(&inner.client_id, endpoint.as_str(), now)
+                    .await?;
+                // counted per attempt sent: every one reaches (or may reach) the provider
+                inner.requests.fetch_add(1, Ordering::Relaxed);
+                Ok(auth)
+            })
+        };
+        inner
+            .http
+            .post_token(endpoint, &form, &authenticate, replay)
+            .await
     }
 }
 
@@ -449,6 +547,9 @@ impl Inner {
     }
 
     pub(crate) async fn provider(&self) -> Result<Arc<Provider>, AcquireError> {
+        if self.managed.is_some() {
+            return Err(no_provider());
+        }
         self.provider
             .get_or_try_init(|| async {
                 let url = self.authority.url.as_str();
@@ -457,6 +558,13 @@ impl Inner {
             .await
             .cloned()
     }
+}
+
+/// What an acquirer over a managed identity answers for anything but app tokens.
+fn no_provider() -> AcquireError {
+    AcquireError::Config(
+        "this acquirer's tokens come from a managed identity: it acquires app tokens (client credentials) only".into(),
+    )
 }
 
 /// How long a failed background refresh keeps the next one from starting: while the
@@ -616,7 +724,7 @@ impl Job {
             Grant::Obo { assertion, .. } => SaveFor::Obo {
                 assertion: assertion.expose(),
             },
-            Grant::Refresh { .. } => SaveFor::User,
+            Grant::Refresh { home_account_id } => SaveFor::KnownUser { home_account_id },
             Grant::Session { session_key, user } => SaveFor::OboSession { session_key, user },
         }
     }

@@ -200,6 +200,22 @@ pub enum AcquireError {
     /// The cache failed (reading or saving).
     #[error("the token cache failed: {0}")]
     Cache(Arc<crate::Error>),
+    /// A client credential cannot be used: a client assertion file that is missing,
+    /// empty, not a JWT or expired; a secret or certificate file that cannot be read; a
+    /// certificate that expired or does not match its key; a managed identity that
+    /// could not give its assertion. Names the credential (a file, a variable), never
+    /// its content. Checked before any request is sent.
+    #[error("{credential}: {reason}")]
+    Credential {
+        /// Which credential: its kind and file (`client assertion file /var/run/...`).
+        credential: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The token request's task ended without an answer (it panicked, or the runtime
+    /// shut down under it). Trying again may succeed.
+    #[error("the token request ended without an answer (its task stopped)")]
+    Interrupted,
 }
 
 impl AcquireError {
@@ -231,7 +247,9 @@ impl AcquireError {
     /// Whether trying again later may succeed (the provider was down, slow or busy).
     pub fn is_temporary(&self) -> bool {
         match self {
-            AcquireError::Transport { .. } | AcquireError::Timeout { .. } => true,
+            AcquireError::Transport { .. }
+            | AcquireError::Timeout { .. }
+            | AcquireError::Interrupted => true,
             AcquireError::Status { status, .. } => *status >= 500 || *status == 429,
             AcquireError::OAuth(e) => matches!(
                 e.code,
@@ -256,6 +274,8 @@ impl AcquireError {
             AcquireError::AuthorizationResponse(_) => "invalid_authorization_response",
             AcquireError::Config(_) => "config",
             AcquireError::Cache(_) => "cache",
+            AcquireError::Interrupted => "interrupted",
+            AcquireError::Credential { .. } => "credential",
         }
     }
 }

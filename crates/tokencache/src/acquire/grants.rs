@@ -74,6 +74,15 @@ impl Acquirer {
     ) -> Result<AcquiredToken, AcquireError> {
         check_scopes(scopes)?;
         let inner = &self.inner;
+        if let Some(mi) = &inner.managed {
+            // one resource per managed identity token
+            let [scope] = scopes else {
+                return Err(AcquireError::Config(
+                    "a managed identity token is for one resource: give one scope".into(),
+                ));
+            };
+            return mi.acquire_with(scope, options).await;
+        }
         let lookup = Lookup::app(&inner.client_id, &inner.authority.tenant, scopes)
             .environment(&inner.authority.environment);
         self.serve(

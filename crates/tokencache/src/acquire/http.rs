@@ -1,19 +1,34 @@
 //! The HTTP side: one `reqwest` client (rustls) with timeouts, and retries with backoff
 //! on 5xx and 429 that honour `Retry-After`.
 //!
-//! A token request is retried only when the provider surely did not act on it, or when
-//! acting twice is harmless: a connection that was never made, a 429, a 5xx. A timeout or
-//! a connection that broke after the request was sent is retried only for grants that
-//! may be repeated (`Replay::Safe`); redeeming a rotating refresh token twice would make
-//! the provider revoke the whole grant, so those are `Replay::Once`.
+//! A request is sent again only when the provider surely did not act on it, or when
+//! acting twice is harmless. A connection that was never made is always tried again.
+//! Grants that may be repeated (`Replay::Safe`: client credentials, OBO, discovery) are
+//! also tried again after a 5xx, a 429, a timeout or a connection that broke after the
+//! request was sent. A single-use grant (`Replay::Once`: a rotating refresh token, an
+//! authorization code) is never sent twice once it may have reached the provider: a 5xx
+//! can come after the provider used the grant up (it rotated the refresh token and then
+//! failed to answer), and replaying it would make the provider revoke the whole grant.
+//! Its error is returned; the next call redeems the rotated token if one was saved.
+//!
+//! The client authentication is made anew for every attempt (a `private_key_jwt`
+//! assertion gets a new `jti` and `iat`; an assertion file is read again): a retry never
+//! replays an assertion.
 //!
 //! Nothing here logs a body, a header value or a form field: only endpoints, statuses,
 //! attempt counts and delays.
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
+use super::client_auth::Authentication;
 use super::error::{AcquireError, OAuthError, OAuthErrorCode};
 use crate::schema::{Secret, TokenResponse};
+
+/// Makes the client authentication of one attempt of a token request.
+pub(crate) type Authenticate<'a> =
+    dyn Fn() -> BoxFuture<'a, Result<Authentication, AcquireError>> + Send + Sync + 'a;
 
 /// Timeouts and retries of provider calls.
 #[derive(Debug, Clone, Copy)]
@@ -77,10 +92,15 @@ impl std::fmt::Debug for Http {
 }
 
 /// One answer: status, `Retry-After`, body.
-struct Answer {
-    status: u16,
-    retry_after: Option<Duration>,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// The answers a token endpoint is asked again after (when the request may be repeated).
+fn token_retry_status(status: u16) -> bool {
+    status == 429 || status >= 500
 }
 
 /// The outcome of one attempt.
@@ -112,11 +132,7 @@ impl Http {
     pub(crate) async fn get(&self, url: &url::Url) -> Result<Vec<u8>, AcquireError> {
         let shown = shown(url);
         let answer = self
-            .with_retries(&shown, Replay::Safe, || {
-                self.client
-                    .get(url.clone())
-                    .header(reqwest::header::ACCEPT, "application/json")
-            })
+            .get_with(url, &[], token_retry_status, Replay::Safe)
             .await?;
         if !(200..300).contains(&answer.status) {
             return Err(AcquireError::Status {
@@ -128,19 +144,51 @@ impl Http {
         Ok(answer.body)
     }
 
-    /// POSTs a form to a token endpoint, with retries; parses the token response or
-    /// the OAuth error. `basic`: HTTP Basic client authentication (client_secret_basic).
+    /// GETs `url` with `headers` (values kept secret), asking again after an answer whose
+    /// status `retry_status` accepts; any answer is returned as it is.
+    pub(crate) async fn get_with(
+        &self,
+        url: &url::Url,
+        headers: &[(&'static str, &Secret)],
+        retry_status: fn(u16) -> bool,
+        replay: Replay,
+    ) -> Result<Answer, AcquireError> {
+        let shown = shown(url);
+        self.with_retries(&shown, replay, retry_status, || async {
+            let mut req = self
+                .client
+                .get(url.clone())
+                .header(reqwest::header::ACCEPT, "application/json");
+            for (name, value) in headers {
+                let mut v =
+                    reqwest::header::HeaderValue::from_str(value.expose()).map_err(|_| {
+                        AcquireError::Config(format!("the {name} header value is not valid"))
+                    })?;
+                v.set_sensitive(true);
+                req = req.header(*name, v);
+            }
+            Ok(req)
+        })
+        .await
+    }
+
+    /// POSTs a form to a token endpoint, with retries, and the client authentication
+    /// `authenticate` makes for each attempt; parses the token response or the OAuth
+    /// error. The response is not checked for an access token (see
+    /// [`check_usable`]): a refresh redemption keeps a rotated refresh token even from
+    /// an answer it cannot use otherwise.
     pub(crate) async fn post_token(
         &self,
         endpoint: &url::Url,
         form: &[(&'static str, FormValue)],
-        basic: Option<(&str, &Secret)>,
+        authenticate: &Authenticate<'_>,
         replay: Replay,
     ) -> Result<TokenResponse, AcquireError> {
         let shown = shown(endpoint);
-        let body = encode_form(form);
         let answer = self
-            .with_retries(&shown, replay, || {
+            .with_retries(&shown, replay, token_retry_status, || async {
+                let auth = authenticate().await?;
+                let body = encode_form(form.iter().chain(auth.form.iter()));
                 let mut req = self
                     .client
                     .post(endpoint.clone())
@@ -150,37 +198,45 @@ impl Http {
                     )
                     .header(reqwest::header::ACCEPT, "application/json")
                     .body(body.expose().to_string());
-                if let Some((id, secret)) = basic {
+                if let Some(secret) = &auth.basic {
                     // RFC 6749 §2.3.1: both form-urlencoded before base64.
-                    req = req.basic_auth(form_encode(id), Some(form_encode(secret.expose())));
+                    req = req.basic_auth(
+                        form_encode(&auth.client_id),
+                        Some(form_encode(secret.expose())),
+                    );
                 }
-                req
+                Ok(req)
             })
             .await?;
         parse_token_answer(&shown, answer)
     }
 
-    async fn with_retries(
+    async fn with_retries<F, Fut>(
         &self,
         shown: &str,
         replay: Replay,
-        make: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<Answer, AcquireError> {
+        retry_status: fn(u16) -> bool,
+        make: F,
+    ) -> Result<Answer, AcquireError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<reqwest::RequestBuilder, AcquireError>>,
+    {
         let mut attempt = 0u32;
         loop {
-            let outcome = self.once(shown, make()).await;
+            let outcome = self.once(shown, make().await?).await;
             let retries_left = attempt < self.options.max_retries;
             let delay = match &outcome {
-                Attempt::Answer(a) if a.status == 429 || a.status >= 500 => {
-                    match a.retry_after {
-                        Some(d) if d > self.options.max_backoff => {
-                            // Not worth waiting for: report it, with the provider's delay.
-                            return finish(shown, outcome);
-                        }
-                        Some(d) => Some(d),
-                        None => Some(self.backoff(attempt)),
+                // The provider may have used a single-use grant before it failed.
+                Attempt::Answer(_) if replay == Replay::Once => None,
+                Attempt::Answer(a) if retry_status(a.status) => match a.retry_after {
+                    Some(d) if d > self.options.max_backoff => {
+                        // Not worth waiting for: report it, with the provider's delay.
+                        return finish(shown, outcome);
                     }
-                }
+                    Some(d) => Some(d),
+                    None => Some(self.backoff(attempt)),
+                },
                 Attempt::Answer(_) => None,
                 Attempt::NotSent(_) => Some(self.backoff(attempt)),
                 Attempt::Lost(_) if replay == Replay::Safe => Some(self.backoff(attempt)),
@@ -188,7 +244,7 @@ impl Http {
             };
             match delay {
                 Some(d) if retries_left => {
-                    tracing::debug!(endpoint = shown, attempt, delay = ?d, "token endpoint: retrying");
+                    tracing::debug!(endpoint = shown, attempt, delay = ?d, "retrying");
                     tokio::time::sleep(d).await;
                     attempt += 1;
                 }
@@ -274,7 +330,8 @@ fn finish(shown: &str, outcome: Attempt) -> Result<Answer, AcquireError> {
 }
 
 /// A token endpoint answer: a token response (2xx), an OAuth error (a JSON body with
-/// `error`), or a bare HTTP status.
+/// `error`), or a bare HTTP status. A 2xx body that is a JSON object is returned
+/// whatever it holds: [`check_usable`] says whether it can be used.
 fn parse_token_answer(shown: &str, answer: Answer) -> Result<TokenResponse, AcquireError> {
     if let Some(e) = oauth_error(&answer) {
         return Err(AcquireError::OAuth(Box::new(e)));
@@ -286,12 +343,19 @@ fn parse_token_answer(shown: &str, answer: Answer) -> Result<TokenResponse, Acqu
             retry_after: answer.retry_after,
         });
     }
+    // The schema error names the field, never its value.
+    TokenResponse::from_json(&answer.body).map_err(|e| AcquireError::Malformed {
+        endpoint: shown.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Whether a token response can be used: it has an access token, of type Bearer.
+pub(crate) fn check_usable(shown: &str, response: &TokenResponse) -> Result<(), AcquireError> {
     let malformed = |reason: String| AcquireError::Malformed {
         endpoint: shown.to_string(),
         reason,
     };
-    // The schema error names the field, never its value.
-    let response = TokenResponse::from_json(&answer.body).map_err(|e| malformed(e.to_string()))?;
     if response.access_token.is_none() {
         return Err(malformed("no access_token".into()));
     }
@@ -302,7 +366,7 @@ fn parse_token_answer(shown: &str, answer: Answer) -> Result<TokenResponse, Acqu
             )));
         }
     }
-    Ok(response)
+    Ok(())
 }
 
 /// The OAuth error in a body (RFC 6749 §5.2), whatever the status (some providers send
@@ -370,7 +434,7 @@ fn httpdate(v: &str) -> Option<std::time::SystemTime> {
 }
 
 /// The form body, kept as a secret: it holds the client secret, assertions, codes.
-fn encode_form(form: &[(&'static str, FormValue)]) -> Secret {
+fn encode_form<'a>(form: impl IntoIterator<Item = &'a (&'static str, FormValue)>) -> Secret {
     let mut out = String::new();
     for (k, v) in form {
         if !out.is_empty() {
@@ -469,15 +533,24 @@ mod tests {
         .unwrap_err();
         assert!(matches!(m, AcquireError::Malformed { .. }), "{m:?}");
         assert!(!m.to_string().contains("abc"), "{m}");
+        // parsed (a refresh token in it can be kept), but not usable
+        let no_at = parse_token_answer(
+            "e",
+            answer(200, r#"{"token_type":"Bearer","refresh_token":"rt2"}"#),
+        )
+        .unwrap();
+        assert_eq!(no_at.refresh_token.as_ref().unwrap().expose(), "rt2");
         assert!(matches!(
-            parse_token_answer("e", answer(200, r#"{"token_type":"Bearer"}"#)),
+            check_usable("e", &no_at),
             Err(AcquireError::Malformed { .. })
         ));
+        let pop = parse_token_answer(
+            "e",
+            answer(200, r#"{"access_token":"x","token_type":"pop"}"#),
+        )
+        .unwrap();
         assert!(matches!(
-            parse_token_answer(
-                "e",
-                answer(200, r#"{"access_token":"x","token_type":"pop"}"#)
-            ),
+            check_usable("e", &pop),
             Err(AcquireError::Malformed { .. })
         ));
         let ok = parse_token_answer("e", answer(200, r#"{"access_token":"x","expires_in":60}"#))

@@ -43,22 +43,32 @@
 
 mod acquirer;
 mod auth_code;
+pub mod certificate;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
+pub mod files;
 mod grants;
 pub mod http;
 mod id_token;
 pub mod lock;
+pub mod managed_identity;
 mod random;
 mod refresh;
 mod single_flight;
+pub mod workload_identity;
 
 pub use acquirer::{AcquireOptions, AcquiredToken, Acquirer, AcquirerBuilder, TokenSource};
 pub use auth_code::{AuthorizationParams, AuthorizationRequest, SignIn};
+pub use certificate::{CertificateOptions, CertificatePassword, ClientCertificate};
 pub use client_auth::{AssertionKey, ClientCredential};
 pub use discovery::{Authority, Provider, ProviderMetadata};
 pub use error::{AcquireError, OAuthError, OAuthErrorCode};
+pub use files::SecretFile;
 pub use grants::{OboForm, OboRequest, ACCESS_TOKEN_TYPE, JWT_BEARER, TOKEN_EXCHANGE};
 pub use http::HttpOptions;
 pub use lock::RefreshLockOptions;
+pub use managed_identity::{
+    ManagedIdentity, ManagedIdentityBuilder, ManagedIdentityId, ManagedIdentitySource,
+};
+pub use workload_identity::WorkloadIdentity;

@@ -8,6 +8,11 @@
 //! refresh token just before), redeems, saves, releases; a replica that finds it taken
 //! waits, reading L2 until the lock is gone or the refresh token changed, and then uses
 //! what was saved (a fresh access token, or the new refresh token).
+//!
+//! The redemption is sent once (a 5xx may come after the provider used the token up),
+//! and the rotated refresh token of every successful response is kept: a response
+//! without `id_token` is the holder's; one that cannot be used otherwise still has its
+//! refresh token saved; only one naming another account is dropped.
 
 use std::time::Instant;
 
@@ -17,7 +22,7 @@ use super::error::AcquireError;
 use super::http::{FormValue, Replay};
 use super::lock::{self, Taken};
 use crate::cache::{Lookup, Subject};
-use crate::schema::{RefreshTokenQuery, Secret};
+use crate::schema::{RefreshTokenQuery, Secret, TokenResponse};
 
 /// Scopes every user request carries, as MSAL adds them: `openid` makes the provider
 /// name the account (id token) in every response, `profile` puts the username in it,
@@ -293,9 +298,10 @@ pub(crate) async fn redeem(
     if let Holder::User(_) = holder {
         form.extend(inner.user_form());
     }
-    // Once: a retry after a lost answer could redeem a token the provider already rotated.
+    // Once: a retry after a lost answer or a 5xx could redeem a token the provider
+    // already rotated (it would revoke the grant).
     let result = acq
-        .token_request(
+        .token_request_unchecked(
             provider,
             form,
             &scopes_sent,
@@ -304,51 +310,105 @@ pub(crate) async fn redeem(
         )
         .await;
     let saved = match result {
-        Ok(response) => {
-            match check_account(&holder, provider, &inner.client_id, &response, started).await {
-                Ok(()) => acq.save(&job, &response, started).await,
-                Err(e) => Err(e),
-            }
-        }
+        Ok(response) => keep(acq, provider, &holder, &job, &response, started).await,
         Err(e) => Err(e),
     };
     if let Some(g) = guard {
+        if g.lost() {
+            tracing::warn!("refresh lock: it expired while the refresh token was redeemed");
+        }
         g.release().await;
     }
     saved
 }
 
-/// A user's refresh response must name that user (and its id token validate); a
-/// session's names nobody.
+/// Saves a redemption's response. A response that cannot be used (no access token, an
+/// id token that does not validate) still carries the provider's rotated refresh token,
+/// and the old one may be dead now: that refresh token alone is saved into the holder's
+/// partition, and the error returned. Only a response that names another account is
+/// dropped whole.
+async fn keep(
+    acq: &Acquirer,
+    provider: &Provider,
+    holder: &Holder<'_>,
+    job: &Job,
+    response: &TokenResponse,
+    started: i64,
+) -> Result<AcquiredToken, AcquireError> {
+    let endpoint = super::http::shown(&provider.metadata.token_endpoint);
+    let problem =
+        match check_account(holder, provider, &acq.inner.client_id, response, started).await {
+            Account::Other(e) => return Err(e),
+            Account::Invalid(e) => Some(e),
+            Account::Holder => super::http::check_usable(&endpoint, response).err(),
+        };
+    let Some(problem) = problem else {
+        return acq.save(job, response, started).await;
+    };
+    if let Some(rt) = &response.refresh_token {
+        let rotated = TokenResponse {
+            refresh_token: Some(rt.clone()),
+            scope: response.scope.clone(),
+            foci: response.foci.clone(),
+            ..TokenResponse::default()
+        };
+        match acq.save_records(job, &rotated, started).await {
+            Ok(()) => tracing::warn!(
+                error = %problem,
+                "refresh response not usable; its rotated refresh token was kept"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "refresh response not usable, and its rotated refresh token could not be kept"
+            ),
+        }
+    }
+    Err(problem)
+}
+
+/// Whose a refresh response is.
+enum Account {
+    /// The holder's (or it names nobody, which OIDC allows: it is the holder's, whose
+    /// refresh token was redeemed).
+    Holder,
+    /// Another account's: dropped whole.
+    Other(AcquireError),
+    /// It cannot be told (a malformed id token or client_info), or its id token does
+    /// not validate.
+    Invalid(AcquireError),
+}
+
+/// A user's refresh response must not name another user, and its id token, when there
+/// is one, must validate; a session's names nobody.
 async fn check_account(
     holder: &Holder<'_>,
     provider: &Provider,
     client_id: &str,
-    response: &crate::schema::TokenResponse,
+    response: &TokenResponse,
     started: i64,
-) -> Result<(), AcquireError> {
+) -> Account {
     let Holder::User(home) = holder else {
-        return Ok(());
+        return Account::Holder;
     };
     let malformed = |reason: String| AcquireError::Malformed {
         endpoint: super::http::shown(&provider.metadata.token_endpoint),
         reason,
     };
     match response.home_account_id() {
-        Ok(Some(named)) if named != *home => Err(malformed(
+        Ok(Some(named)) if named != *home => Account::Other(malformed(
             "the refresh response names another account".into(),
         )),
-        Ok(None) => Err(malformed(
-            "the refresh response names no account (no id_token, no client_info)".into(),
-        )),
-        Err(e) => Err(malformed(e.to_string())),
-        Ok(Some(_)) => match &response.id_token {
+        Err(e) => Account::Invalid(malformed(e.to_string())),
+        Ok(_) => match &response.id_token {
             Some(idt) => {
-                super::id_token::validate(provider, client_id, idt.expose(), None, started)
+                match super::id_token::validate(provider, client_id, idt.expose(), None, started)
                     .await
-                    .map(|_| ())
+                {
+                    Ok(_) => Account::Holder,
+                    Err(e) => Account::Invalid(e),
+                }
             }
-            None => Ok(()),
+            None => Account::Holder,
         },
     }
 }

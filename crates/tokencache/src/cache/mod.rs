@@ -293,7 +293,25 @@ impl TokenCache {
                 "a save needs a client id, an authority host and a tenant".into(),
             ));
         }
+        // A known user's response that names nobody is stored under that user.
+        let mut account = None;
         let (target, assertion) = match request.subject {
+            SaveFor::KnownUser { home_account_id } => {
+                check_key(home_account_id).map_err(|e| bad_key("home account id", e))?;
+                match response.home_account_id()? {
+                    Some(named) if named != home_account_id => {
+                        return Err(Error::InvalidRequest(
+                            "the token response names another account than the one it was requested for".into(),
+                        ))
+                    }
+                    Some(_) => {}
+                    None => account = Some(home_account_id),
+                }
+                (
+                    self.lookup_target(&Subject::User(home_account_id), request.client_id),
+                    None,
+                )
+            }
             SaveFor::User => {
                 let Some(home) = response.home_account_id()? else {
                     return Err(Error::InvalidRequest(
@@ -377,8 +395,12 @@ impl TokenCache {
                     // The write's place in this process's order of writes: two saves of
                     // one token in one millisecond are ordered too (docs/design.md §8).
                     let seq = crate::clock::record_seq();
-                    p.add_token_response_written(&req, response, requested_at_ms, seq, form)
-                        .map_err(Error::from)
+                    let at = requested_at_ms;
+                    match account {
+                        Some(a) => p.add_token_response_for_account(&req, response, at, seq, form, a),
+                        None => p.add_token_response_written(&req, response, at, seq, form),
+                    }
+                    .map_err(Error::from)
                 },
             )
             .await?;

@@ -128,6 +128,16 @@ pub enum SaveFor<'a> {
     /// A user's (auth code, refresh token): the partition is the home account id read
     /// from the response (`client_info`, else the id token).
     User,
+    /// This known user's (a refresh-token redemption: the request was made for the
+    /// user, whose refresh token it redeemed): the partition is `home_account_id`'s. A
+    /// response that names no account (a refresh response without `id_token`, which
+    /// OIDC allows) is saved under this account, so its rotated refresh token is kept; a
+    /// response that names another account is refused
+    /// ([`Error::InvalidRequest`](crate::Error::InvalidRequest)).
+    KnownUser {
+        /// The user's home account id (the user partition key).
+        home_account_id: &'a str,
+    },
     /// The application's own (client credentials).
     App,
     /// On behalf of the sender of this incoming assertion.
@@ -158,6 +168,7 @@ impl std::fmt::Debug for SaveFor<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SaveFor::User => f.write_str("User"),
+            SaveFor::KnownUser { home_account_id } => write!(f, "KnownUser({home_account_id})"),
             SaveFor::App => f.write_str("App"),
             SaveFor::Obo { .. } => f.write_str("Obo(<assertion>)"),
             SaveFor::OboFor { user, .. } => write!(f, "OboFor(<assertion>, {user})"),

@@ -72,7 +72,7 @@ impl Partition {
         now: i64,
         new_form: AppAccountForm,
     ) -> Result<Added, SchemaError> {
-        self.add_token_response_inner(req, resp, now, new_form, None)
+        self.add_token_response_inner(req, resp, now, new_form, None, None)
     }
 
     /// [`add_token_response_with_form`](Self::add_token_response_with_form) at `now_ms`
@@ -87,7 +87,7 @@ impl Partition {
         new_form: AppAccountForm,
     ) -> Result<Added, SchemaError> {
         let now = now_ms.div_euclid(1000);
-        self.add_token_response_inner(req, resp, now, new_form, Some((now_ms, None)))
+        self.add_token_response_inner(req, resp, now, new_form, Some((now_ms, None)), None)
     }
 
     /// [`add_token_response_written_at`](Self::add_token_response_written_at) with the
@@ -103,7 +103,28 @@ impl Partition {
         new_form: AppAccountForm,
     ) -> Result<Added, SchemaError> {
         let now = now_ms.div_euclid(1000);
-        self.add_token_response_inner(req, resp, now, new_form, Some((now_ms, Some(seq))))
+        let written = Some((now_ms, Some(seq)));
+        self.add_token_response_inner(req, resp, now, new_form, written, None)
+    }
+
+    /// [`add_token_response_written`](Self::add_token_response_written) for a response to
+    /// a request made for the user `account` (a home account id): a response that names
+    /// no account — a refresh response without `id_token` or `client_info`, which OIDC
+    /// allows — is stored under `account`, so that its rotated refresh token stays the
+    /// user's. A response that names an account is stored under the account it names (the
+    /// caller checks that it is `account`).
+    pub fn add_token_response_for_account(
+        &mut self,
+        req: &TokenRequest<'_>,
+        resp: &TokenResponse,
+        now_ms: i64,
+        seq: u64,
+        new_form: AppAccountForm,
+        account: &str,
+    ) -> Result<Added, SchemaError> {
+        let now = now_ms.div_euclid(1000);
+        let written = Some((now_ms, Some(seq)));
+        self.add_token_response_inner(req, resp, now, new_form, written, Some(account))
     }
 
     fn add_token_response_inner(
@@ -113,6 +134,7 @@ impl Partition {
         now: i64,
         new_form: AppAccountForm,
         written: Option<(i64, Option<u64>)>,
+        account: Option<&str>,
     ) -> Result<Added, SchemaError> {
         if resp.access_token.is_none() && resp.refresh_token.is_none() && resp.id_token.is_none() {
             return Err(SchemaError::MissingField {
@@ -131,7 +153,8 @@ impl Partition {
         let hid: Option<String> = client_info
             .as_ref()
             .and_then(ClientInfo::home_account_id)
-            .or_else(|| claims.as_ref().and_then(|c| c.sub.clone()));
+            .or_else(|| claims.as_ref().and_then(|c| c.sub.clone()))
+            .or_else(|| account.map(str::to_owned));
         let hid_str = hid.clone().unwrap_or_default();
         let env = req.environment.to_lowercase();
         let realm = claims

@@ -120,6 +120,9 @@ pub struct ChaosStore {
     injected: AtomicU64,
     /// Backplane publishes still to fail (see [`fail_next_publishes`](Self::fail_next_publishes)).
     publish_failures: Arc<AtomicU64>,
+    /// Per operation: calls received, and a delay of its own (see
+    /// [`set_delay_of`](Self::set_delay_of)).
+    per_operation: Mutex<std::collections::HashMap<String, (u64, Duration)>>,
 }
 
 impl fmt::Debug for ChaosStore {
@@ -142,6 +145,7 @@ impl ChaosStore {
             calls: AtomicU64::new(0),
             injected: AtomicU64::new(0),
             publish_failures: Arc::new(AtomicU64::new(0)),
+            per_operation: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -195,6 +199,28 @@ impl ChaosStore {
         self.lock().delay = delay;
     }
 
+    /// Adds `delay` before every call of `operation` only (`get`, `set`,
+    /// `compare_and_swap`, `set_if_absent`, `remove`, ... as the [`Store`] methods are
+    /// named; `get_along` counts as `get`), on top of the delay of every call: to hold
+    /// one step of a write, e.g. its commit.
+    pub fn set_delay_of(&self, operation: &str, delay: Duration) {
+        self.per_operation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(operation.to_string())
+            .or_default()
+            .1 = delay;
+    }
+
+    /// Calls of `operation` received (named as for [`set_delay_of`](Self::set_delay_of)).
+    pub fn calls_of(&self, operation: &str) -> u64 {
+        self.per_operation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(operation)
+            .map_or(0, |(n, _)| *n)
+    }
+
     /// Calls received.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
@@ -234,9 +260,15 @@ impl ChaosStore {
     /// Delay, then maybe fail.
     async fn chaos(&self, operation: &str) -> StoreResult<()> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let own_delay = {
+            let mut ops = self.per_operation.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = ops.entry(operation.to_string()).or_default();
+            entry.0 += 1;
+            entry.1
+        };
         let (delay, p, kind) = {
             let c = self.lock();
-            (c.delay, c.error_probability, c.kind)
+            (c.delay + own_delay, c.error_probability, c.kind)
         };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;

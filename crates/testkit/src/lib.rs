@@ -344,20 +344,29 @@ impl RedisCluster {
     /// Starts three cluster-enabled servers, joins them with
     /// `redis-cli --cluster create`, and waits until every node says `cluster_state:ok`.
     pub fn start() -> RedisCluster {
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with extra arguments for every node (for instance
+    /// `["--cluster-require-full-coverage", "no"]`, so that the other masters serve
+    /// their keys while one is down).
+    pub fn start_with(extra: &[&str]) -> RedisCluster {
         require_redis();
         let mut last_err = String::new();
         for _ in 0..3 {
             let nodes: Vec<RedisServer> = (0..3)
                 .map(|_| {
                     // Each server has its own --dir, where nodes.conf is written.
-                    RedisServer::start_with(&[
+                    let mut args = vec![
                         "--cluster-enabled",
                         "yes",
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-node-timeout",
                         "5000",
-                    ])
+                    ];
+                    args.extend_from_slice(extra);
+                    RedisServer::start_with(&args)
                 })
                 .collect();
             let cluster = RedisCluster { nodes };
@@ -436,6 +445,36 @@ impl RedisCluster {
     /// The nodes, for per-node checks.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
+    }
+
+    /// One node, to stop or restart it.
+    pub fn node_mut(&mut self, i: usize) -> &mut RedisServer {
+        &mut self.nodes[i]
+    }
+
+    /// The node serving hash slot `slot` (from `CLUSTER SLOTS`), by index.
+    pub fn node_of_slot(&self, slot: u16) -> usize {
+        let out = self.nodes[0].cli(&["CLUSTER", "SLOTS"]);
+        // redis-cli prints each range as: start, end, host, port, id, [replicas...]
+        let lines: Vec<&str> = out.lines().map(str::trim).collect();
+        let mut i = 0;
+        while i + 3 < lines.len() {
+            if let (Ok(start), Ok(end)) = (lines[i].parse::<u16>(), lines[i + 1].parse::<u16>()) {
+                if let Ok(port) = lines[i + 3].parse::<u16>() {
+                    if start <= slot && slot <= end {
+                        return self
+                            .nodes
+                            .iter()
+                            .position(|n| n.port() == port)
+                            .unwrap_or_else(|| panic!("no node on port {port}"));
+                    }
+                    i += 4;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        panic!("no node serves slot {slot}: {out}");
     }
 
     /// Runs `redis-cli` with `args` on every node; one output per node.

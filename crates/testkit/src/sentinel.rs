@@ -63,9 +63,20 @@ impl RedisSentinel {
             sentinel_port: port,
             dir,
         };
-        let up = try_wait(Duration::from_secs(10), || {
-            run_cli(port, &[], &["SENTINEL", "REPLICAS", MASTER_NAME])
-                .contains(&s.servers[1].port().to_string())
+        // Known, connected and linked: a failover can pick it.
+        let up = try_wait(Duration::from_secs(15), || {
+            let out = run_cli(port, &[], &["SENTINEL", "REPLICAS", MASTER_NAME]);
+            let fields: Vec<&str> = out.lines().map(str::trim).collect();
+            let get = |k: &str| {
+                fields
+                    .iter()
+                    .position(|f| *f == k)
+                    .and_then(|i| fields.get(i + 1).copied())
+                    .unwrap_or("")
+            };
+            out.contains(&s.servers[1].port().to_string())
+                && get("flags") == "slave"
+                && get("master-link-status") == "ok"
         });
         if !up {
             let log =

@@ -48,7 +48,13 @@ pub struct RedisBackplane {
     // tokio Mutex: held across the connection attempt so that concurrent first
     // publishes share one connection.
     publisher: Mutex<Option<(usize, redis::aio::MultiplexedConnection, u64)>>,
+    /// A publisher connection refused for its configuration (a server too old...),
+    /// remembered a while so that heartbeats do not connect once a second.
+    refused: std::sync::Mutex<Option<(StoreError, std::time::Instant)>>,
 }
+
+/// How long a refused publisher connection is remembered.
+const REFUSED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Behind Sentinels: the failovers seen so far (0 elsewhere).
 fn epoch_of(node: &Connector) -> u64 {
@@ -76,6 +82,7 @@ impl RedisBackplane {
             found: std::sync::Mutex::new(Vec::new()),
             current: AtomicUsize::new(0),
             publisher: Mutex::new(None),
+            refused: std::sync::Mutex::new(None),
         }
     }
 
@@ -137,6 +144,11 @@ impl RedisBackplane {
             }
             // a failover since: publish on the new master
         }
+        if let Some((e, at)) = &*self.refused.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < REFUSED_FOR {
+                return Err(e.clone());
+            }
+        }
         self.learn();
         let nodes = self.candidates();
         let i = self.current.load(Ordering::Relaxed) % nodes.len().max(1);
@@ -148,10 +160,13 @@ impl RedisBackplane {
             )
         })?;
         let epoch = epoch_of(node);
-        let c = node
-            .connect()
-            .await
-            .inspect_err(|_| self.rotate(i, nodes.len()))?;
+        let c = node.connect().await.inspect_err(|e| {
+            self.rotate(i, nodes.len());
+            if e.kind == StoreErrorKind::Config {
+                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((e.clone(), std::time::Instant::now()));
+            }
+        })?;
         *slot = Some((i, c.conn.clone(), epoch));
         Ok((i, c.conn))
     }

@@ -266,8 +266,6 @@ pub(crate) struct Connected {
     /// Behind Sentinels: the failovers seen when it was made (see
     /// [`super::sentinel::Sentinels::epoch`]).
     pub(crate) epoch: u64,
-    /// Behind Sentinels: the replicas up then; a write is confirmed by one (`WAIT`).
-    pub(crate) replicas: usize,
 }
 
 /// A stream to a server, plain or TLS.
@@ -495,14 +493,14 @@ impl Connector {
     /// must be Redis or Valkey 6.2 or later and in the URL's mode (see [`server`]).
     pub(crate) async fn connect(&self) -> StoreResult<Connected> {
         let expect = self.expect;
-        let (host, port, epoch, replicas) = match &self.target {
+        let (host, port, epoch) = match &self.target {
             Target::Unix(path) => return self.connect_unix(path).await,
-            Target::Node { host, port } => (host.clone(), *port, 0, 0),
+            Target::Node { host, port } => (host.clone(), *port, 0),
             Target::Sentinel(s) => {
                 s.watch(self);
                 let epoch = s.epoch();
                 let r = s.master(self).await?;
-                (r.addr.0, r.addr.1, epoch, r.replicas)
+                (r.addr.0, r.addr.1, epoch)
             }
         };
         let endpoint = format!("{host}:{port}");
@@ -519,7 +517,6 @@ impl Connector {
                 endpoint: endpoint.clone(),
                 info,
                 epoch,
-                replicas,
             })
         };
         let result = match tokio::time::timeout(self.connect_timeout, attempt).await {
@@ -569,7 +566,6 @@ impl Connector {
                 endpoint: endpoint.clone(),
                 info,
                 epoch: 0,
-                replicas: 0,
             })
         };
         tokio::time::timeout(self.connect_timeout, attempt)

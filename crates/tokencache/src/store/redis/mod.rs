@@ -524,18 +524,20 @@ impl RedisStore {
         match &self.backend {
             Backend::Single(s) => {
                 let (mut c, mut generation) = s.lazy.get().await?;
+                let mut replicas = 0;
                 if let Target::Sentinel(sentinels) = &s.connector.target {
                     if c.epoch != sentinels.epoch() {
                         // A Sentinel announced a failover since: to the new master.
                         s.lazy.reset(Some(generation));
                         (c, generation) = s.lazy.get().await?;
                     }
+                    replicas = sentinels.replicas();
                 }
                 Ok(Conn::Single {
                     conn: c.conn,
                     generation,
                     owner: s.clone(),
-                    replicas: c.replicas,
+                    replicas,
                 })
             }
             Backend::Cluster(c) => Ok(Conn::Cluster(c.lazy.get().await?.0)),
@@ -549,7 +551,13 @@ impl RedisStore {
         key: &str,
         call: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
-        self.on_slot(key_slot(key), call).await
+        self.on_slot(key_slot(key), call).await.map_err(|mut e| {
+            if e.message.contains("(NOPERM") {
+                // name the key the ACL refused
+                e.message = format!("key {key:?}: {}", e.message);
+            }
+            e
+        })
     }
 
     async fn on_slot<T>(

@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use redis::{RedisConnectionInfo, Value};
 
-use super::connection::Connector;
+use super::connection::{Connector, Target};
 use crate::store::{StoreError, StoreErrorKind, StoreResult};
 
 /// The master as a Sentinel named it.
@@ -45,6 +45,8 @@ pub(crate) struct Sentinels {
     /// Counts the failovers seen (`+switch-master` of this master).
     switches: tokio::sync::watch::Sender<u64>,
     watching: AtomicBool,
+    /// Replicas up, as a Sentinel last said (at each connection, and every few seconds).
+    replicas: AtomicUsize,
 }
 
 impl Sentinels {
@@ -55,6 +57,34 @@ impl Sentinels {
             first: AtomicUsize::new(0),
             switches: tokio::sync::watch::channel(0).0,
             watching: AtomicBool::new(false),
+            replicas: AtomicUsize::new(0),
+        }
+    }
+
+    /// Replicas up, as a Sentinel last said: a write waits for one of them (`WAIT 1`).
+    pub(crate) fn replicas(&self) -> usize {
+        self.replicas.load(Ordering::Relaxed)
+    }
+
+    /// Asks a Sentinel again how many replicas are up.
+    async fn refresh_replicas(&self, nodes: &[Connector]) {
+        for node in nodes {
+            let Target::Node { host, port } = &node.target else {
+                continue;
+            };
+            let anonymous = RedisConnectionInfo::default().set_skip_set_lib_name();
+            let Ok(mut conn) = node.raw(host, *port, &anonymous).await else {
+                continue;
+            };
+            if let Ok(v) = redis::cmd("SENTINEL")
+                .arg("REPLICAS")
+                .arg(&self.master)
+                .query_async::<Value>(&mut conn)
+                .await
+            {
+                self.replicas.store(replicas_up(&v), Ordering::Relaxed);
+                return;
+            }
         }
     }
 
@@ -104,10 +134,15 @@ impl Sentinels {
                 }
                 let mut messages = pubsub.into_on_message();
                 loop {
-                    let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
+                    let next =
+                        tokio::time::timeout(Duration::from_secs(2), messages.next()).await;
                     let Some(me) = me.upgrade() else { return };
                     match next {
-                        Err(_) => continue, // quiet: still watched
+                        Err(_) => {
+                            // quiet: still watched; how many replicas are up now?
+                            me.refresh_replicas(&nodes).await;
+                            continue;
+                        }
                         Ok(None) => break,  // connection lost: another Sentinel
                         Ok(Some(m)) => {
                             let text = String::from_utf8_lossy(m.get_payload_bytes()).into_owned();
@@ -148,6 +183,7 @@ impl Sentinels {
             match self.ask(via, host, *port).await {
                 Ok(Some(resolved)) => {
                     self.first.store(i, Ordering::Relaxed);
+                    self.replicas.store(resolved.replicas, Ordering::Relaxed);
                     return Ok(resolved);
                 }
                 Ok(None) => why.push(format!(

@@ -267,6 +267,24 @@ fn a_cluster_and_a_sentinel_pass_and_a_file_store_is_not_checked() {
         line(&out, "connect").contains("master \"mymaster\""),
         "{out}"
     );
+    // Behind Sentinels a write waits for a replica: a user without WAIT is told so.
+    for server in sentinel.servers() {
+        server.acl_user("app", SECRET, GRANTED);
+    }
+    let url = sentinel.url().replace(
+        "redis+sentinel://",
+        &format!("redis+sentinel://app:{SECRET}@"),
+    );
+    let (code, out) = check(tokencache().args(["check", "--store", &url, "--prefix", "P"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(line(&out, "keys").contains("+wait"), "{out}");
+    for server in sentinel.servers() {
+        let mut with_wait = GRANTED.to_vec();
+        with_wait.push("+wait");
+        server.acl_user("app", SECRET, &with_wait);
+    }
+    let (code, out) = check(tokencache().args(["check", "--store", &url, "--prefix", "P"]));
+    assert_eq!(code, 0, "{out}");
     // A redis:// URL at the Sentinel itself says which to use.
     let (code, out) = check(tokencache().args([
         "check",

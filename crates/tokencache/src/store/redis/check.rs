@@ -128,11 +128,17 @@ impl CheckReport {
     }
 }
 
-/// The ACL rule that lets a user do everything tokencache does under `prefix`.
-pub fn acl_rule(user: &str, prefix: &str, cluster: bool) -> String {
+/// The ACL rule that lets a user do everything tokencache does under `prefix`, for a
+/// store in `mode` (`standalone`, `sentinel`: writes wait for a replica, `+wait`;
+/// `cluster`: the slot map, `+cluster|slots`).
+pub fn acl_rule(user: &str, prefix: &str, mode: &str) -> String {
+    let extra = match mode {
+        "cluster" => " +cluster|slots",
+        "sentinel" => " +wait",
+        _ => "",
+    };
     format!(
-        "ACL SETUSER {user} on ~{prefix}* &{prefix}* +@read +@write +@scripting +@pubsub -@dangerous +ping +time{}",
-        if cluster { " +cluster|slots" } else { "" }
+        "ACL SETUSER {user} on ~{prefix}* &{prefix}* +@read +@write +@scripting +@pubsub -@dangerous +ping +time{extra}"
     )
 }
 
@@ -214,8 +220,7 @@ impl RedisStore {
     pub async fn check(&self, prefix: &str) -> CheckReport {
         let mut lines = Vec::new();
         let user = self.user();
-        let cluster = self.is_cluster();
-        let rule = acl_rule(&user, prefix, cluster);
+        let rule = acl_rule(&user, prefix, self.mode());
         // connect, tls, auth, server
         let connected = self.conn().await;
         let info = match &connected {
@@ -375,7 +380,8 @@ impl RedisStore {
         let key = format!("{prefix}tc:check:{tag}");
         let user = self.user();
         let fix_keys = format!(
-            "allow the keys under the prefix: ACL SETUSER {user} ~{prefix}* +@read +@write (all tokencache needs: {rule})"
+            "allow the keys under the prefix: ACL SETUSER {user} ~{prefix}* +@read +@write{} (all tokencache needs: {rule})",
+            if self.mode() == "sentinel" { " +wait" } else { "" }
         );
         let step = async {
             let set: StoreResult<String> = self
@@ -392,6 +398,11 @@ impl RedisStore {
                 )
                 .await;
             set.map_err(|e| ("write", e))?;
+            // behind Sentinels, a write waits for a replica (WAIT)
+            let mut conn = self.conn().await.map_err(|e| ("write", e))?;
+            conn.confirm_write(&self.endpoint)
+                .await
+                .map_err(|e| ("the replica's confirmation (WAIT) of the write", e))?;
             let got: Option<String> = self
                 .on_key(&key, self.query(redis::cmd("GET").arg(&key).clone()))
                 .await
@@ -653,9 +664,10 @@ mod tests {
     #[test]
     fn the_rule_covers_the_prefix() {
         assert_eq!(
-            acl_rule("app", "P", false),
+            acl_rule("app", "P", "standalone"),
             "ACL SETUSER app on ~P* &P* +@read +@write +@scripting +@pubsub -@dangerous +ping +time"
         );
-        assert!(acl_rule("app", "P", true).ends_with(" +cluster|slots"));
+        assert!(acl_rule("app", "P", "cluster").ends_with(" +time +cluster|slots"));
+        assert!(acl_rule("app", "P", "sentinel").ends_with(" +time +wait"));
     }
 }

@@ -66,25 +66,34 @@ impl Sentinels {
         self.replicas.load(Ordering::Relaxed)
     }
 
-    /// Asks a Sentinel again how many replicas are up.
-    async fn refresh_replicas(&self, nodes: &[Connector]) {
-        for node in nodes {
-            let Target::Node { host, port } = &node.target else {
-                continue;
-            };
-            let anonymous = RedisConnectionInfo::default().set_skip_set_lib_name();
-            let Ok(mut conn) = node.raw(host, *port, &anonymous).await else {
-                continue;
-            };
-            if let Ok(v) = redis::cmd("SENTINEL")
-                .arg("REPLICAS")
-                .arg(&self.master)
-                .query_async::<Value>(&mut conn)
-                .await
-            {
-                self.replicas.store(replicas_up(&v), Ordering::Relaxed);
-                return;
+    /// Asks a Sentinel again how many replicas are up, on `kept` (a connection kept
+    /// between calls; made again after it failed).
+    async fn refresh_replicas(
+        &self,
+        nodes: &[Connector],
+        kept: &mut Option<redis::aio::MultiplexedConnection>,
+    ) {
+        if kept.is_none() {
+            for node in nodes {
+                let Target::Node { host, port } = &node.target else {
+                    continue;
+                };
+                let anonymous = RedisConnectionInfo::default().set_skip_set_lib_name();
+                if let Ok(conn) = node.raw(host, *port, &anonymous).await {
+                    *kept = Some(conn);
+                    break;
+                }
             }
+        }
+        let Some(conn) = kept.as_mut() else { return };
+        match redis::cmd("SENTINEL")
+            .arg("REPLICAS")
+            .arg(&self.master)
+            .query_async::<Value>(conn)
+            .await
+        {
+            Ok(v) => self.replicas.store(replicas_up(&v), Ordering::Relaxed),
+            Err(_) => *kept = None,
         }
     }
 
@@ -118,6 +127,7 @@ impl Sentinels {
         let master = self.master.clone();
         handle.spawn(async move {
             let mut i = 0usize;
+            let mut query = None;
             loop {
                 if me.strong_count() == 0 {
                     return;
@@ -140,7 +150,7 @@ impl Sentinels {
                     match next {
                         Err(_) => {
                             // quiet: still watched; how many replicas are up now?
-                            me.refresh_replicas(&nodes).await;
+                            me.refresh_replicas(&nodes, &mut query).await;
                             continue;
                         }
                         Ok(None) => break,  // connection lost: another Sentinel

@@ -1,6 +1,9 @@
-//! Test support for tokencache: throwaway `redis-server` processes, a 3-master
-//! Redis Cluster, and an OpenID provider ([`OidcProvider`], the `oidc-provider` npm
-//! package) on loopback, started by the tests themselves and killed on drop.
+//! Test support for tokencache: throwaway `redis-server` processes (plain, TLS with a
+//! private CA: [`RedisServer::start_tls`] and [`TestCerts`]), a 3-master Redis Cluster,
+//! a master with a replica behind a Sentinel ([`RedisSentinel`]), a fake server that
+//! answers what a test scripts ([`FakeRedis`]), and an OpenID provider
+//! ([`OidcProvider`], the `oidc-provider` npm package) on loopback, started by the
+//! tests themselves and killed on drop.
 //!
 //! Tests never skip silently: when `redis-server` is not on `PATH`, [`RedisServer::start`]
 //! and [`RedisCluster::start`] panic with a message that says how to install it.
@@ -74,6 +77,7 @@ fn run_cli(port: u16, extra: &[&str], args: &[&str]) -> String {
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    tls_port: Option<u16>,
     dir: tempfile::TempDir,
     args: Vec<String>,
     password: Option<String>,
@@ -103,8 +107,14 @@ impl RedisServer {
                 .prefix("testkit-redis-")
                 .tempdir()
                 .expect("create a temporary directory for redis-server");
+            let tls_port = args
+                .iter()
+                .position(|a| a == "--tls-port")
+                .and_then(|i| args.get(i + 1))
+                .and_then(|p| p.parse().ok());
             let mut server = RedisServer {
                 port: free_port(),
+                tls_port,
                 dir,
                 args: args.clone(),
                 password: password.clone(),
@@ -184,9 +194,80 @@ impl RedisServer {
         }
     }
 
+    /// Starts a server that serves TLS on [`Self::tls_port`] (and plain Redis on
+    /// [`Self::port`], for `redis-cli` and for TLS/plain mismatch tests), with the
+    /// server certificate of `certs`; with `auth_clients`, clients must present a
+    /// certificate signed by its CA (`--tls-auth-clients yes`). `extra`: more arguments.
+    pub fn start_tls(certs: &TestCerts, auth_clients: bool, extra: &[&str]) -> RedisServer {
+        let tls_port = free_port().to_string();
+        let (cert, key, ca) = (
+            certs.file(CertFile::ServerCert),
+            certs.file(CertFile::ServerKey),
+            certs.file(CertFile::Ca),
+        );
+        let mut args = vec![
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            if auth_clients { "yes" } else { "no" },
+        ];
+        args.extend_from_slice(extra);
+        Self::start_with(&args)
+    }
+
     /// The port it listens on (kept across [`Self::stop`] and [`Self::restart`]).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS port, when started with `--tls-port`.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Freezes the process (`kill -STOP`): connections stay open, nothing answers. A
+    /// hung server, as `DEBUG SLEEP` would make one (disabled in Redis 7).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process run again (`kill -CONT`).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let ok = Command::new("kill")
+                .arg(sig)
+                .arg(pid.to_string())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "kill {sig} {pid} failed");
+        }
+    }
+
+    /// Creates (or changes) an ACL user: `ACL SETUSER name on >password rules...`, e.g.
+    /// `acl_user("app", "pw", &["~p*", "&p*", "+@all"])`. New users have no keys, no
+    /// channels and no commands until the rules give them some.
+    pub fn acl_user(&self, name: &str, password: &str, rules: &[&str]) {
+        let pass = format!(">{password}");
+        let mut args = vec!["ACL", "SETUSER", name, "reset", "on", pass.as_str()];
+        args.extend_from_slice(rules);
+        let out = self.cli(&args);
+        assert_eq!(out, "OK", "ACL SETUSER {name}: {out}");
     }
 
     /// `redis://127.0.0.1:PORT` (no credentials).
@@ -236,6 +317,11 @@ impl RedisServer {
 
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // a paused process must run to die of SIGKILL's reaping cleanly
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(child.id().to_string())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -258,20 +344,29 @@ impl RedisCluster {
     /// Starts three cluster-enabled servers, joins them with
     /// `redis-cli --cluster create`, and waits until every node says `cluster_state:ok`.
     pub fn start() -> RedisCluster {
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with extra arguments for every node (for instance
+    /// `["--cluster-require-full-coverage", "no"]`, so that the other masters serve
+    /// their keys while one is down).
+    pub fn start_with(extra: &[&str]) -> RedisCluster {
         require_redis();
         let mut last_err = String::new();
         for _ in 0..3 {
             let nodes: Vec<RedisServer> = (0..3)
                 .map(|_| {
                     // Each server has its own --dir, where nodes.conf is written.
-                    RedisServer::start_with(&[
+                    let mut args = vec![
                         "--cluster-enabled",
                         "yes",
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-node-timeout",
                         "5000",
-                    ])
+                    ];
+                    args.extend_from_slice(extra);
+                    RedisServer::start_with(&args)
                 })
                 .collect();
             let cluster = RedisCluster { nodes };
@@ -352,6 +447,36 @@ impl RedisCluster {
         &self.nodes
     }
 
+    /// One node, to stop or restart it.
+    pub fn node_mut(&mut self, i: usize) -> &mut RedisServer {
+        &mut self.nodes[i]
+    }
+
+    /// The node serving hash slot `slot` (from `CLUSTER SLOTS`), by index.
+    pub fn node_of_slot(&self, slot: u16) -> usize {
+        let out = self.nodes[0].cli(&["CLUSTER", "SLOTS"]);
+        // redis-cli prints each range as: start, end, host, port, id, [replicas...]
+        let lines: Vec<&str> = out.lines().map(str::trim).collect();
+        let mut i = 0;
+        while i + 3 < lines.len() {
+            if let (Ok(start), Ok(end)) = (lines[i].parse::<u16>(), lines[i + 1].parse::<u16>()) {
+                if let Ok(port) = lines[i + 3].parse::<u16>() {
+                    if start <= slot && slot <= end {
+                        return self
+                            .nodes
+                            .iter()
+                            .position(|n| n.port() == port)
+                            .unwrap_or_else(|| panic!("no node on port {port}"));
+                    }
+                    i += 4;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        panic!("no node serves slot {slot}: {out}");
+    }
+
     /// Runs `redis-cli` with `args` on every node; one output per node.
     pub fn cli_all(&self, args: &[&str]) -> Vec<String> {
         self.nodes.iter().map(|n| n.cli(args)).collect()
@@ -363,13 +488,19 @@ impl RedisCluster {
     }
 }
 
+pub mod fake;
 mod managed_identity;
 mod oidc;
+mod sentinel;
+mod tls;
+pub use fake::FakeRedis;
 pub use managed_identity::{
     ManagedIdentityEndpoint, MiProtocol, MiRequest, TokenMaker, USER_ASSIGNED_CLIENT_ID,
     USER_ASSIGNED_OBJECT_ID, USER_ASSIGNED_RESOURCE_ID,
 };
 pub use oidc::{client_cert_pem, OidcOptions, OidcProvider};
+pub use sentinel::RedisSentinel;
+pub use tls::{CertFile, TestCerts};
 
 #[cfg(test)]
 mod tests {

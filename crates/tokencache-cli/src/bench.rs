@@ -536,68 +536,38 @@ async fn cpu_phase(prefix: &str, length: Duration) -> Result<CpuRun, String> {
     }
     Ok(CpuRun { hit, get, value })
 }
-/// The baseline: a raw read of the same bytes on the same kind of connection.
+/// The baseline: a raw read of the same bytes on the same kind of connection (a Redis
+/// connection of its own, made as the store makes them: TLS options, client
+/// certificate, Sentinel, Cluster and password all apply).
 enum RawGet {
-    Redis(redis::aio::ConnectionManager),
-    Cluster(redis::cluster_async::ClusterConnection),
+    Redis(Box<tokencache::store::RedisStore>),
     Store(SharedStore),
 }
 
 impl RawGet {
     async fn connect(url: &str, store: SharedStore) -> Result<Self, String> {
-        let err = |e: redis::RedisError| format!("raw connection to {}: {e}", store.endpoint());
-        if let Some(rest) = url
-            .strip_prefix("redis+cluster://")
-            .map(|r| ("redis", r))
-            .or_else(|| url.strip_prefix("rediss+cluster://").map(|r| ("rediss", r)))
-        {
-            let (scheme, hosts) = rest;
-            let nodes: Vec<String> = hosts
-                .split(',')
-                .map(|h| format!("{scheme}://{h}"))
-                .collect();
-            let client = redis::cluster::ClusterClient::new(nodes).map_err(err)?;
-            return Ok(RawGet::Cluster(
-                client.get_async_connection().await.map_err(err)?,
-            ));
+        match tokencache::store::StoreUrl::parse(url) {
+            Ok(parsed @ tokencache::store::StoreUrl::Redis { .. }) => {
+                let redis = parsed
+                    .open_redis()
+                    .map_err(|e| format!("raw connection to {}: {e}", store.endpoint()))?;
+                Ok(RawGet::Redis(Box::new(redis)))
+            }
+            _ => Ok(RawGet::Store(store)),
         }
-        if url.starts_with("redis://") || url.starts_with("rediss://") {
-            let client = redis::Client::open(url).map_err(err)?;
-            return Ok(RawGet::Redis(
-                redis::aio::ConnectionManager::new(client)
-                    .await
-                    .map_err(err)?,
-            ));
-        }
-        Ok(RawGet::Store(store))
     }
 
     fn name(&self) -> &'static str {
         match self {
+            RawGet::Redis(r) if r.is_cluster() => "Cluster",
             RawGet::Redis(_) => "Redis",
-            RawGet::Cluster(_) => "Cluster",
             RawGet::Store(_) => "store",
         }
     }
 
     async fn get(&self, key: &str) -> Result<usize, String> {
         let bytes: Option<Vec<u8>> = match self {
-            RawGet::Redis(c) => {
-                let mut c = c.clone();
-                redis::cmd("GET")
-                    .arg(key)
-                    .query_async(&mut c)
-                    .await
-                    .map_err(|e| e.to_string())?
-            }
-            RawGet::Cluster(c) => {
-                let mut c = c.clone();
-                redis::cmd("GET")
-                    .arg(key)
-                    .query_async(&mut c)
-                    .await
-                    .map_err(|e| e.to_string())?
-            }
+            RawGet::Redis(r) => r.raw_get(key).await.map_err(|e| e.to_string())?,
             RawGet::Store(s) => s
                 .get(key)
                 .await

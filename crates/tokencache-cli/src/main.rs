@@ -5,18 +5,23 @@
 //! failure (one line on stderr, never a backtrace).
 //!
 //! Environment: `TOKENCACHE_STORE` and `TOKENCACHE_PREFIX` are the defaults of every
-//! command's `--store` and `--prefix`; `TOKENCACHE_CLIENT_SECRET` is the client secret of
+//! command's `--store` and `--prefix`; `TOKENCACHE_REDIS_PASSWORD` (or
+//! `TOKENCACHE_REDIS_PASSWORD_FILE`) is the Redis password of a URL without one;
+//! `TOKENCACHE_CLIENT_SECRET` is the client secret of
 //! `token` commands; `TOKENCACHE_LOG` is a `tracing` filter for the
-//! logs on stderr (default `warn`; `serve` adds its own start and stop lines at `info`; e.g.
+//! logs on stderr (default `warn`, with redis-rs's own connection warnings off: the
+//! store logs each outage once; `serve` adds its own start and stop lines at `info`; e.g.
 //! `TOKENCACHE_LOG=tokencache=debug`). Logs carry ANSI colours only when stderr is a
-//! terminal; `serve --log-format json` writes JSON lines.
+//! terminal; `serve --log-format json` writes JSON lines. `--help` never shows the
+//! values of environment variables (a store URL may hold a password).
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 mod args;
 mod bench;
+mod check;
 mod existing;
 mod inspect;
 mod keys;
@@ -48,6 +53,10 @@ enum Command {
     Partition(partition_cmd::PartitionCommand),
     /// Measure L1 and L2 hits side by side with their raw baselines.
     Bench(bench::BenchArgs),
+    /// Check what a Redis deployment and its user allow, one requirement a line (connect,
+    /// TLS, auth, version, keys, scripts, pub/sub, cluster slots), with the fix of each
+    /// that is missing; exit 0 when all hold, 1 otherwise.
+    Check(check::CheckArgs),
     /// Drive the cache like a web app (lookups, saves, sign-outs) for a bounded time, on
     /// one or several replicas (`--replicas`), optionally with injected L2 faults; check
     /// every read against what was acknowledged, and report whether L2 caught up.
@@ -79,10 +88,10 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error: {info}");
     }));
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => {
-            init_logs(false, "warn");
+            init_logs(false, DEFAULT_LOG_FILTER);
             return usage_error(e);
         }
     };
@@ -92,11 +101,12 @@ fn main() -> ExitCode {
             a.log_format == tokencache_serve::LogFormat::Json,
             tokencache_serve::DEFAULT_LOG_FILTER,
         ),
-        _ => init_logs(false, "warn"),
+        _ => init_logs(false, DEFAULT_LOG_FILTER),
     }
     match cli.command {
         Command::Partition(cmd) => partition_cmd::run(cmd),
         Command::Bench(args) => bench::run(args),
+        Command::Check(args) => check::run(args),
         Command::Load(args) => load::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Inspect(args) => inspect::run(args),
@@ -106,6 +116,21 @@ fn main() -> ExitCode {
         Command::Token(cmd) => token_cmd::run(cmd),
         Command::Serve(args) => tokencache_serve::run(args),
     }
+}
+
+/// The log filter when `TOKENCACHE_LOG` is not set: warnings, without redis-rs's own
+/// per-connection warnings (the store logs each outage once, with what it means).
+const DEFAULT_LOG_FILTER: &str = "warn,redis=off";
+
+/// Parses the command line, with the values of environment variables never shown in
+/// `--help` (`TOKENCACHE_STORE` may hold a Redis URL with its password).
+fn parse() -> Result<Cli, clap::Error> {
+    fn hide(cmd: clap::Command) -> clap::Command {
+        cmd.mut_args(|a| a.hide_env_values(true))
+            .mut_subcommands(hide)
+    }
+    let matches = hide(Cli::command()).try_get_matches()?;
+    Cli::from_arg_matches(&matches)
 }
 
 /// Logs on stderr, filtered by `TOKENCACHE_LOG` (else `default`); JSON lines or text

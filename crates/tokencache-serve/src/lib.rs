@@ -55,8 +55,9 @@ pub struct ServeArgs {
 }
 
 /// The `tracing` filter serve's logs start from when `TOKENCACHE_LOG` is not set: warnings,
-/// and the service's own start and stop lines.
-pub const DEFAULT_LOG_FILTER: &str = "warn,tokencache_serve=info";
+/// and the service's own start and stop lines; not redis-rs's own per-connection
+/// warnings (the store logs each outage once, with what it means).
+pub const DEFAULT_LOG_FILTER: &str = "warn,tokencache_serve=info,redis=off";
 
 /// Loads the configuration (a bad one: one line, exit 2) and serves until a signal.
 pub fn run(args: ServeArgs) -> ExitCode {

@@ -111,7 +111,7 @@ fn l2_hit_redis(c: &mut Criterion) {
     assert!(tokencache::protect::is_envelope(&bytes));
     let client = redis::Client::open(url.as_str()).unwrap();
     let conn = rt
-        .block_on(redis::aio::ConnectionManager::new(client))
+        .block_on(client.get_multiplexed_async_connection())
         .unwrap();
     let raw = |k: &str| {
         let mut conn = conn.clone();

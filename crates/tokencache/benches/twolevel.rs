@@ -222,7 +222,7 @@ fn l2_redis(c: &mut Criterion) {
         .unwrap();
     let client = redis::Client::open(url.as_str()).unwrap();
     let conn = rt
-        .block_on(redis::aio::ConnectionManager::new(client))
+        .block_on(client.get_multiplexed_async_connection())
         .unwrap();
     let raw = |k: &str| {
         let mut conn = conn.clone();

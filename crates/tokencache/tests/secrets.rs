@@ -416,3 +416,117 @@ async fn a_redis_with_a_password_never_shows_it_right_or_wrong() {
     shown.assert_clean(); // covers `wrong` too: it contains SECRET
     assert!(wrong.contains(SECRET));
 }
+
+/// The paths of Redis as it is deployed (TLS, Sentinel, the check, password variables,
+/// URLs refused for their password): none shows the password, in what it returns or
+/// what it logs.
+#[tokio::test]
+async fn tls_sentinel_check_and_password_paths_never_show_it() {
+    use testkit::{CertFile, TestCerts};
+    use tokencache::store::redis::TlsClientCert;
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(captured.clone())
+        .finish();
+    let _logs = tracing::subscriber::set_default(subscriber);
+    let mut shown = Shown::default();
+
+    // options holding a client key
+    let options = RedisOptions {
+        tls_client: Some(TlsClientCert {
+            cert_pem: b"-----BEGIN CERTIFICATE-----\n".to_vec(),
+            key_pem: zeroize::Zeroizing::new(format!("KEY {SECRET}").into_bytes()),
+        }),
+        tls_server_name: Some("redis.internal".into()),
+        ..RedisOptions::default()
+    };
+    shown.debug("RedisOptions (client certificate)", &options);
+
+    // URLs refused for their password, and sentinel URLs
+    for bad in [
+        format!("redis://alice:{SECRET}/x@127.0.0.1:1"),
+        format!("redis://:{SECRET}#x@127.0.0.1:1"),
+        format!("redis+sentinel://alice:{SECRET}/x@127.0.0.1:26379/m"),
+        format!("redis+sentinel://alice:{SECRET}@127.0.0.1:26379"),
+        format!("rediss+cluster://alice:{SECRET}@127.0.0.1:1?tls_server_name=x"),
+        format!("rediss://alice:{SECRET}@127.0.0.1:1?tls_cert_file=/nonexistent/c.pem&tls_key_file=/nonexistent/k.pem"),
+    ] {
+        shown.0.push(("redact_url".into(), store::redact_url(&bad)));
+        match store::open(&bad).await {
+            Err(e) => shown.both(&format!("open error for {}", store::redact_url(&bad)), &e),
+            Ok(s) => shown.debug("opened", &s),
+        }
+    }
+    let sentinel_url =
+        format!("redis+sentinel://alice:{SECRET}@127.0.0.1:1,127.0.0.1:2/mymaster/0");
+    let parsed = StoreUrl::parse(&sentinel_url).unwrap();
+    shown.both("StoreUrl (sentinel)", &parsed);
+    let sentinel = parsed.open_redis().unwrap();
+    shown.debug("RedisStore (sentinel)", &sentinel);
+    let e = tokencache::store::Store::get(&sentinel, "k")
+        .await
+        .unwrap_err();
+    shown.both("StoreError (no Sentinel answers)", &e);
+    shown.0.push((
+        "check (no Sentinel)".into(),
+        sentinel.check("P").await.to_string(),
+    ));
+
+    // TLS refusals, and a check over TLS, with the password in the URL
+    let certs = TestCerts::new();
+    let server = testkit::RedisServer::start_tls(&certs, true, &["--requirepass", SECRET]);
+    let port = server.tls_port().unwrap();
+    for query in [
+        String::new(),
+        format!("tls_ca_file={}", certs.file(CertFile::OtherCa)),
+        format!("tls_ca_file={}", certs.file(CertFile::Ca)),
+    ] {
+        let url = format!("rediss://default:{SECRET}@localhost:{port}/0?{query}");
+        let s = StoreUrl::parse(&url).unwrap().open_redis().unwrap();
+        let e = tokencache::store::Store::get(&s, "k").await.unwrap_err();
+        shown.both("StoreError (TLS)", &e);
+        shown
+            .0
+            .push(("check (TLS)".into(), s.check("P").await.to_string()));
+    }
+    let url = format!(
+        "rediss://default:{SECRET}x@localhost:{port}/0?tls_ca_file={}&tls_cert_file={}&tls_key_file={}",
+        certs.file(CertFile::Ca),
+        certs.file(CertFile::ClientCert),
+        certs.file(CertFile::ClientKey)
+    );
+    let s = StoreUrl::parse(&url).unwrap().open_redis().unwrap();
+    let report = s.check("P").await;
+    assert!(
+        report
+            .line("auth")
+            .is_some_and(|l| l.to_string().contains("MISSING")),
+        "{report}"
+    );
+    shown.0.push((
+        "check (wrong password over mutual TLS)".into(),
+        report.to_string(),
+    ));
+    report.log_missing();
+    // a cache on it: the start-up check and the outage are logged
+    let cache = TokenCache::builder().store_url(&url).build().await.unwrap();
+    let lookup = tokencache::Lookup::user("client", "o.t", &["s"]);
+    let _ = cache.find_access_token(&lookup).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    drop(_logs);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("authentication failed"),
+        "the failures were logged: {logs}"
+    );
+    shown.0.push(("logs".into(), logs));
+    if std::env::var_os("SHOW_SECRETS_TEST").is_some() {
+        for (w, t) in &shown.0 {
+            eprintln!("== {w}: {t}");
+        }
+    }
+    shown.assert_clean();
+}

@@ -308,5 +308,6 @@ async fn rediss_with_a_private_ca_and_password() {
         .await
         .unwrap();
     let e = timed(untrusted.get("t")).await.unwrap_err();
-    assert_eq!(e.kind, StoreErrorKind::Connection, "{e}");
+    assert_eq!(e.kind, StoreErrorKind::Config, "{e}");
+    assert!(e.message.contains("untrusted certificate"), "{e}");
 }

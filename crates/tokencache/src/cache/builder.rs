@@ -209,9 +209,23 @@ impl TokenCacheBuilder {
             (None, Some(url)) => store::open_with_layout(url.expose(), self.layout).await?,
             (None, None) => store::open("").await?,
         };
+        let check = self.options.probe_at_start;
         let two = Arc::new(TwoLevel::new(store, self.clock, self.options));
         // Sign-outs and record times on the store's clock, from the first write on.
         two.sync_store_clock().await;
+        if check {
+            // What the server and its user allow (TLS, ACL, version, scripts, pub/sub,
+            // slots), checked as `tokencache check` does; what fails is logged once.
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let store = two.store().clone();
+                let prefix = two.keys().prefix().to_string();
+                handle.spawn(async move {
+                    if let Some(report) = store.requirements(&prefix).await {
+                        report.log_missing();
+                    }
+                });
+            }
+        }
         Ok(TokenCache {
             two,
             skew_secs: self.skew.as_secs() as i64,

@@ -135,6 +135,10 @@ pub struct StoreError {
     pub endpoint: String,
     /// What happened, in the backend's words (no secrets, no values).
     pub message: String,
+    /// The failure concerns one shard of a Redis Cluster while the others answer: the
+    /// store fails that shard's keys fast on its own, and the cache's circuit breaker
+    /// (which stands for L2 as a whole) does not count it.
+    pub shard_scoped: bool,
 }
 
 impl StoreError {
@@ -148,6 +152,7 @@ impl StoreError {
             kind,
             endpoint: endpoint.into(),
             message: message.into(),
+            shard_scoped: false,
         }
     }
 }
@@ -296,6 +301,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Where the store is, for logs: no credentials.
     fn endpoint(&self) -> String;
+
+    /// Checks what tokencache needs of the store's server and user, with keys and the
+    /// backplane channel under `prefix` (Redis: [`RedisStore::check`], what `tokencache
+    /// check` prints). `None`: nothing to check (the stores in this process).
+    async fn requirements(&self, prefix: &str) -> Option<self::redis::CheckReport> {
+        let _ = prefix;
+        None
+    }
 
     /// The backplane of the replicas sharing this store (see [`crate::backplane`]):
     /// Redis pub/sub for Redis, in process for the memory and embedded stores. `None`:

@@ -7,20 +7,30 @@
 //! | `memory://` | [`MemoryStore`] |
 //! | `redis://[user:pass@]host[:port][/db]`, `rediss://…` | [`RedisStore`] standalone |
 //! | `redis+cluster://[user:pass@]h:p,h:p[,…]`, `rediss+cluster://…` | [`RedisStore`] Cluster |
+//! | `redis+sentinel://[user:pass@]h:p[,h:p…]/MASTER_NAME[/db]`, `rediss+sentinel://…` | [`RedisStore`] behind Sentinels |
 //!
-//! Redis URLs accept `?connect_timeout_ms=N&response_timeout_ms=N` (defaults 2000) and
-//! `tls_ca_file=/path/ca.pem` (a private CA to trust for `rediss://`) and
+//! Redis URLs accept `?connect_timeout_ms=N&response_timeout_ms=N` (defaults 2000),
+//! `node_timeout_ms=N` (Cluster: one master's answer, default 200), the TLS options
+//! `tls_ca_file=/path/ca.pem` (a private CA, trusted besides the system store),
+//! `tls_cert_file=…&tls_key_file=…` (a client certificate, PEM) and `tls_server_name=NAME`
+//! (the name the server's certificate must carry, when not the URL's host), and
 //! `layout=string|dotnet` (how new keys are written: a Redis string, the default, or the
 //! hash of .NET's `RedisCache`, see [`super::dotnet`]; existing keys keep theirs);
 //! other query parameters are passed to redis-rs for standalone URLs (e.g.
-//! `protocol=resp3`). The [`fmt::Display`] of a [`StoreUrl`] never shows a password (nor
-//! the value of a secret-looking query parameter); [`redact_url`] does the same for any
-//! URL string.
+//! `protocol=resp3`).
+//!
+//! **Passwords.** A password in a URL must be percent-encoded where URLs say so (`/` as
+//! `%2F`, `@` as `%40`, `#` as `%23`, `?` as `%3F`, `%` as `%25`, a space as `%20`); one
+//! that is not is refused with an error saying so, which never repeats it. A URL without
+//! a password takes it from `TOKENCACHE_REDIS_PASSWORD`, or from the file named by
+//! `TOKENCACHE_REDIS_PASSWORD_FILE` (its first line), so it need not be in a URL at all.
+//! The [`fmt::Display`] of a [`StoreUrl`] never shows a password (nor the value of a
+//! secret-looking query parameter); [`redact_url`] does the same for any URL string.
 
 use super::dotnet::StoreLayout;
 use super::embedded::EmbeddedStore;
 use super::memory::MemoryStore;
-use super::redis::{RedisOptions, RedisStore};
+use super::redis::{RedisOptions, RedisStore, TlsClientCert};
 use super::{SharedStore, StoreError, StoreErrorKind, StoreResult};
 use std::fmt;
 use std::path::PathBuf;
@@ -29,9 +39,19 @@ use std::time::Duration;
 
 /// The schemes [`StoreUrl::parse`] accepts, for error messages.
 const ACCEPTED: &str =
-    "redb:///path/file.redb, memory://, redis://, rediss://, redis+cluster://, rediss+cluster://";
+    "redb:///path/file.redb, memory://, redis://, rediss://, redis+cluster://, rediss+cluster://, redis+sentinel://, rediss+sentinel://";
+
+/// The environment variable holding the Redis password, for URLs without one.
+pub const PASSWORD_ENV: &str = "TOKENCACHE_REDIS_PASSWORD";
+/// The environment variable naming a file that holds the Redis password.
+pub const PASSWORD_FILE_ENV: &str = "TOKENCACHE_REDIS_PASSWORD_FILE";
+
+/// What to do about a password that is not valid in a URL (never the password).
+const PERCENT_ENCODE: &str = "the password (or user name) in the Redis URL has a character that must be percent-encoded (/ as %2F, @ as %40, # as %23, ? as %3F, % as %25, a space as %20); or leave it out of the URL and set TOKENCACHE_REDIS_PASSWORD or TOKENCACHE_REDIS_PASSWORD_FILE";
 
 /// A parsed store location.
+// Parsed once per store, never in a hot path: the Redis variant's size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     /// An embedded redb file.
@@ -41,13 +61,15 @@ pub enum StoreUrl {
     },
     /// An in-process store.
     Memory,
-    /// Redis, standalone or Cluster.
+    /// Redis, standalone, Cluster or behind Sentinels.
     Redis {
         /// `rediss://`: TLS.
         tls: bool,
         /// A Cluster (seed nodes in `hosts`).
         cluster: bool,
-        /// `host:port` of each node (one for standalone).
+        /// Behind Sentinels: the master's name (the Sentinels in `hosts`).
+        sentinel: Option<String>,
+        /// `host:port` of each node (one for standalone; the Sentinels for Sentinel).
         hosts: Vec<String>,
         /// The ACL user name, if any.
         username: Option<String>,
@@ -59,8 +81,16 @@ pub enum StoreUrl {
         connect_timeout: Option<Duration>,
         /// Response timeout taken from the query.
         response_timeout: Option<Duration>,
+        /// Cluster: one master's answer (`node_timeout_ms=`).
+        node_timeout: Option<Duration>,
         /// A PEM file of root certificates to trust (`tls_ca_file=`).
         tls_ca_file: Option<PathBuf>,
+        /// A PEM client certificate (`tls_cert_file=`).
+        tls_cert_file: Option<PathBuf>,
+        /// Its PEM private key (`tls_key_file=`).
+        tls_key_file: Option<PathBuf>,
+        /// The name the server's certificate must carry (`tls_server_name=`).
+        tls_server_name: Option<String>,
         /// The layout of new keys (`layout=`; default a string).
         layout: StoreLayout,
     },
@@ -111,44 +141,201 @@ pub fn default_embedded_path_for(app: &str) -> PathBuf {
     default_embedded_dir().join(format!("{name}.redb"))
 }
 
-/// Our own query parameters: connect timeout, response timeout, CA file, layout.
-type OwnParams = (
-    Option<Duration>,
-    Option<Duration>,
-    Option<PathBuf>,
-    StoreLayout,
-);
+/// Our own query parameters.
+#[derive(Default)]
+struct OwnParams {
+    connect: Option<Duration>,
+    response: Option<Duration>,
+    node: Option<Duration>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    server_name: Option<String>,
+    layout: StoreLayout,
+}
+
+/// Percent-decodes a query value (a file path may be encoded).
+fn query_value(v: &str) -> String {
+    percent_decode(v)
+}
+
+/// Decodes `%HH` escapes (nothing else: a '+' stays a '+').
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if let Ok(n) = u8::from_str_radix(v.get(i + 1..i + 3).unwrap_or(""), 16) {
+                out.push(n);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
 
 /// Takes our own parameters out of a query string; returns the rest and them.
 fn take_params(query: &str) -> StoreResult<(String, OwnParams)> {
     let mut keep = Vec::new();
-    let (mut connect, mut response, mut ca) = (None, None, None);
-    let mut layout = StoreLayout::default();
+    let mut own = OwnParams::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == "tls_ca_file" {
-            ca = Some(PathBuf::from(v));
-            continue;
-        }
-        if k == "layout" {
-            layout = StoreLayout::parse(v)?;
-            continue;
-        }
-        let slot = match k {
-            "connect_timeout_ms" => &mut connect,
-            "response_timeout_ms" => &mut response,
-            _ => {
-                keep.push(pair);
-                continue;
+        match k {
+            "tls_ca_file" => own.ca = Some(PathBuf::from(query_value(v))),
+            "tls_cert_file" => own.cert = Some(PathBuf::from(query_value(v))),
+            "tls_key_file" => own.key = Some(PathBuf::from(query_value(v))),
+            "tls_server_name" => {
+                let name = query_value(v);
+                if name.is_empty() {
+                    return Err(config("tls_server_name needs a host name"));
+                }
+                own.server_name = Some(name);
             }
-        };
-        let ms: u64 = v
-            .parse()
-            // the value is not repeated: a mistyped URL may have put a secret there
-            .map_err(|_| config(format!("{k} must be a whole number of milliseconds")))?;
-        *slot = Some(Duration::from_millis(ms));
+            "layout" => own.layout = StoreLayout::parse(v)?,
+            "connect_timeout_ms" | "response_timeout_ms" | "node_timeout_ms" => {
+                let ms: u64 = v
+                    .parse()
+                    // the value is not repeated: a mistyped URL may have put a secret there
+                    .map_err(|_| config(format!("{k} must be a whole number of milliseconds")))?;
+                let d = Some(Duration::from_millis(ms));
+                match k {
+                    "connect_timeout_ms" => own.connect = d,
+                    "response_timeout_ms" => own.response = d,
+                    _ => own.node = d,
+                }
+            }
+            _ => keep.push(pair),
+        }
     }
-    Ok((keep.join("&"), (connect, response, ca, layout)))
+    if own.cert.is_some() != own.key.is_some() {
+        return Err(config(
+            "a client certificate needs both tls_cert_file and tls_key_file",
+        ));
+    }
+    Ok((keep.join("&"), own))
+}
+
+/// Whether `s` is valid user information in a URL: unreserved characters,
+/// sub-delimiters, `:` and `%HH` escapes only.
+fn valid_userinfo(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {}
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' => {}
+            b'%' => {
+                if !(i + 2 < b.len()
+                    && b[i + 1].is_ascii_hexdigit()
+                    && b[i + 2].is_ascii_hexdigit())
+                {
+                    return false;
+                }
+                i += 2;
+            }
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Checks one `host:port` of a Redis URL (and adds the default port); the error names
+/// the host or the port, never anything else of the URL.
+fn host_port(h: &str, default_port: u16) -> StoreResult<String> {
+    let (host, port) = if let Some(inner) = h.strip_prefix('[') {
+        let Some((addr, after)) = inner.split_once(']') else {
+            return Err(config(format!("the host {h:?} in the Redis URL is not a host name or IP address (an IPv6 address goes in brackets: [::1]:6379)")));
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(config(format!(
+                "the host {h:?} in the Redis URL is not a host name or IP address"
+            )));
+        }
+        match after.strip_prefix(':') {
+            Some(p) => (format!("[{addr}]"), Some(p)),
+            None if after.is_empty() => (format!("[{addr}]"), None),
+            None => {
+                return Err(config(format!(
+                    "the host {h:?} in the Redis URL is not a host name or IP address"
+                )))
+            }
+        }
+    } else {
+        match h.rsplit_once(':') {
+            Some((host, p)) => (host.to_string(), Some(p)),
+            None => (h.to_string(), None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && (host.starts_with('[')
+            || host
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_')));
+    if !host_ok {
+        return Err(config(format!(
+            "the host {host:?} in the Redis URL is not a host name or IP address"
+        )));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(config(format!(
+                    "the port {p:?} of host {host} in the Redis URL is not a number from 1 to 65535"
+                )))
+            }
+        },
+    };
+    Ok(format!("{host}:{port}"))
+}
+
+/// The password from `TOKENCACHE_REDIS_PASSWORD` or the file `TOKENCACHE_REDIS_PASSWORD_FILE`
+/// names (its first line), read through `var`; `None` when neither is set.
+fn password_from_env(var: impl Fn(&str) -> Option<String>) -> StoreResult<Option<String>> {
+    let direct = var(PASSWORD_ENV).filter(|v| !v.is_empty());
+    let file = var(PASSWORD_FILE_ENV).filter(|v| !v.is_empty());
+    match (direct, file) {
+        (Some(_), Some(_)) => Err(config(format!(
+            "both {PASSWORD_ENV} and {PASSWORD_FILE_ENV} are set: set one"
+        ))),
+        (Some(p), None) => Ok(Some(p)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Config,
+                    path.as_str(),
+                    format!("cannot read {PASSWORD_FILE_ENV}: {e}"),
+                )
+            })?;
+            let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
+            if first.is_empty() {
+                return Err(StoreError::new(
+                    StoreErrorKind::Config,
+                    path.as_str(),
+                    format!("the file named by {PASSWORD_FILE_ENV} is empty"),
+                ));
+            }
+            Ok(Some(first.to_string()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Reads a PEM file named in a URL; the error names the option and the file.
+fn read_pem(what: &str, path: &std::path::Path) -> StoreResult<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        StoreError::new(
+            StoreErrorKind::Config,
+            path.display().to_string(),
+            format!("cannot read {what}: {e}"),
+        )
+    })
 }
 
 impl StoreUrl {
@@ -176,14 +363,27 @@ impl StoreUrl {
                 }
                 Ok(StoreUrl::Embedded { path })
             }
-            sch @ ("redis" | "rediss" | "redis+cluster" | "rediss+cluster") => {
+            sch @ ("redis" | "rediss" | "redis+cluster" | "rediss+cluster" | "redis+sentinel"
+            | "rediss+sentinel") => {
                 let tls = sch.starts_with("rediss");
                 let cluster = sch.ends_with("+cluster");
-                let end = rest.find(['/', '?']).unwrap_or(rest.len());
-                let (authority, tail) = rest.split_at(end);
-                let (userinfo, hostlist) = match authority.rsplit_once('@') {
-                    Some((u, h)) => (Some(u), h),
-                    None => (None, authority),
+                let is_sentinel = sch.ends_with("+sentinel");
+                // The user information ends at the last '@' before the query; a '?'
+                // in an unencoded password leaves an '@' after it.
+                let pre_query = rest.find('?').unwrap_or(rest.len());
+                let at = match rest[..pre_query].rfind('@') {
+                    Some(i) => Some(i),
+                    None => {
+                        let after = &rest[pre_query..];
+                        if after.rfind('@').is_some_and(|i| !after[i..].contains('=')) {
+                            return Err(config(PERCENT_ENCODE));
+                        }
+                        None
+                    }
+                };
+                let (userinfo, after_user) = match at {
+                    Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+                    None => (None, rest),
                 };
                 let (username, password) = match userinfo {
                     None => (None, None),
@@ -192,73 +392,95 @@ impl StoreUrl {
                             Some((user, pass)) => (user, Some(pass)),
                             None => (u, None),
                         };
-                        let decode = |v: &str| {
-                            url::form_urlencoded::parse(
-                                format!("x={}", v.replace('+', "%2B")).as_bytes(),
-                            )
-                            .next()
-                            .map(|(_, v)| v.into_owned())
-                            .unwrap_or_default()
-                        };
+                        if !valid_userinfo(user) || pass.is_some_and(|p| !valid_userinfo(p)) {
+                            return Err(config(PERCENT_ENCODE));
+                        }
+                        let decode = percent_decode;
                         (
                             Some(decode(user)).filter(|u| !u.is_empty()),
                             pass.map(decode).filter(|p| !p.is_empty()),
                         )
                     }
                 };
+                let end = after_user.find(['/', '?']).unwrap_or(after_user.len());
+                let (hostlist, tail) = after_user.split_at(end);
+                let default_port = if is_sentinel { 26379 } else { 6379 };
                 let mut hosts = Vec::new();
                 for h in hostlist.split(',') {
                     let h = h.trim();
                     if h.is_empty() {
                         return Err(config(format!(
                             "a {sch}:// URL needs host[:port]{}",
-                            if cluster {
-                                " seeds separated by commas"
+                            if cluster || is_sentinel {
+                                " (several separated by commas)"
                             } else {
                                 ""
                             }
                         )));
                     }
-                    let with_port = if h.starts_with('[') {
-                        if h.contains("]:") {
-                            h.to_owned()
-                        } else {
-                            format!("{h}:6379")
-                        }
-                    } else if h.contains(':') {
-                        h.to_owned()
-                    } else {
-                        format!("{h}:6379")
-                    };
-                    hosts.push(with_port);
+                    hosts.push(host_port(h, default_port)?);
                 }
-                if !cluster && hosts.len() != 1 {
+                if !cluster && !is_sentinel && hosts.len() != 1 {
                     return Err(config(format!(
-                        "a {sch}:// URL names one host; for several use {sch}+cluster://"
+                        "a {sch}:// URL names one host; for several use {sch}+cluster:// (a Cluster) or {sch}+sentinel:// (Sentinels)"
                     )));
                 }
                 let (path, query) = match tail.split_once('?') {
                     Some((p, q)) => (p, q),
                     None => (tail, ""),
                 };
-                let (query, (connect_timeout, response_timeout, tls_ca_file, layout)) =
-                    take_params(query)?;
+                let (path, sentinel) = if is_sentinel {
+                    let mut segments = path.trim_start_matches('/').splitn(2, '/');
+                    let master = segments.next().unwrap_or("");
+                    if master.is_empty() {
+                        return Err(config(format!(
+                            "a {sch}:// URL names the master after the Sentinels: {sch}://HOST:PORT[,HOST:PORT…]/MASTER_NAME"
+                        )));
+                    }
+                    let db = segments.next().unwrap_or("");
+                    let path = if db.is_empty() {
+                        String::new()
+                    } else {
+                        format!("/{db}")
+                    };
+                    (path, Some(query_value(master)))
+                } else {
+                    (path.to_string(), None)
+                };
+                if let Some(db) = path
+                    .trim_start_matches('/')
+                    .split('/')
+                    .next()
+                    .filter(|d| !d.is_empty())
+                {
+                    if db.parse::<u16>().is_err() {
+                        return Err(config(format!(
+                            "the database {db:?} in the Redis URL is not a number"
+                        )));
+                    }
+                }
+                let (query, own) = take_params(query)?;
                 let rest = if query.is_empty() {
-                    path.to_owned()
+                    path
                 } else {
                     format!("{path}?{query}")
                 };
                 Ok(StoreUrl::Redis {
                     tls,
                     cluster,
+                    sentinel,
                     hosts,
                     username,
                     password,
                     rest,
-                    connect_timeout,
-                    response_timeout,
-                    tls_ca_file,
-                    layout,
+                    connect_timeout: own.connect,
+                    response_timeout: own.response,
+                    node_timeout: own.node,
+                    tls_ca_file: own.ca,
+                    tls_cert_file: own.cert,
+                    tls_key_file: own.key,
+                    tls_server_name: own.server_name,
+                    layout: own.layout,
                 })
             }
             other => Err(config(format!(
@@ -268,11 +490,10 @@ impl StoreUrl {
     }
 
     /// The URL redis-rs gets for one node (with credentials; never log it).
-    fn node_url(&self, host: &str) -> Option<String> {
+    fn node_url(&self, host: &str, password: Option<&str>) -> Option<String> {
         let StoreUrl::Redis {
             tls,
             username,
-            password,
             rest,
             ..
         } = self
@@ -298,6 +519,107 @@ impl StoreUrl {
         Some(format!("{scheme}://{auth}{host}{rest}"))
     }
 
+    /// The Redis settings of this URL (timeouts, TLS files read, layout), with the
+    /// password from the URL or else from the environment.
+    fn redis_options(&self) -> StoreResult<(RedisOptions, Option<String>)> {
+        self.redis_options_with(|k| std::env::var(k).ok())
+    }
+
+    fn redis_options_with(
+        &self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> StoreResult<(RedisOptions, Option<String>)> {
+        let StoreUrl::Redis {
+            password,
+            connect_timeout,
+            response_timeout,
+            node_timeout,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+            tls_server_name,
+            layout,
+            ..
+        } = self
+        else {
+            return Err(config("not a Redis URL"));
+        };
+        let tls_ca_pem = match tls_ca_file {
+            Some(f) => Some(read_pem("tls_ca_file", f)?),
+            None => None,
+        };
+        let tls_client = match (tls_cert_file, tls_key_file) {
+            (Some(c), Some(k)) => Some(TlsClientCert {
+                cert_pem: read_pem("tls_cert_file", c)?,
+                key_pem: zeroize::Zeroizing::new(read_pem("tls_key_file", k)?),
+            }),
+            _ => None,
+        };
+        let defaults = RedisOptions::default();
+        let options = RedisOptions {
+            connect_timeout: connect_timeout.unwrap_or(defaults.connect_timeout),
+            response_timeout: response_timeout.unwrap_or(defaults.response_timeout),
+            node_timeout: node_timeout.unwrap_or(defaults.node_timeout),
+            tls_ca_pem,
+            tls_client,
+            tls_server_name: tls_server_name.clone(),
+            layout: *layout,
+            ..defaults
+        };
+        let password = match password {
+            Some(p) => Some(p.clone()),
+            None => password_from_env(var)?,
+        };
+        Ok((options, password))
+    }
+
+    /// The Redis store this URL names, not connected yet (see [`RedisStore`]).
+    ///
+    /// # Errors
+    /// `Config` when this is not a Redis URL, or its settings are unusable (a TLS file
+    /// that cannot be read, a bad certificate, both password variables set...).
+    pub fn open_redis(&self) -> StoreResult<RedisStore> {
+        let StoreUrl::Redis {
+            tls,
+            cluster,
+            sentinel,
+            hosts,
+            username,
+            rest,
+            ..
+        } = self
+        else {
+            return Err(config(format!("{self} is not a Redis URL")));
+        };
+        let (options, password) = self.redis_options()?;
+        if let Some(master) = sentinel {
+            let mut node = redis::RedisConnectionInfo::default();
+            if let Some(u) = username {
+                node = node.set_username(u);
+            }
+            if let Some(p) = &password {
+                node = node.set_password(p);
+            }
+            let db = rest.split('?').next().unwrap_or("").trim_start_matches('/');
+            if !db.is_empty() {
+                node = node.set_db(
+                    db.parse::<i64>()
+                        .map_err(|_| config("the database in the Redis URL is not a number"))?,
+                );
+            }
+            return RedisStore::sentinel(hosts, master, node, *tls, options);
+        }
+        let urls: Vec<String> = hosts
+            .iter()
+            .filter_map(|h| self.node_url(h, password.as_deref()))
+            .collect();
+        if *cluster {
+            RedisStore::cluster(&urls, options)
+        } else {
+            RedisStore::standalone(&urls[0], options)
+        }
+    }
+
     /// Opens the store this URL names. Redis stores connect lazily (this returns at
     /// once even if Redis is down); the embedded store creates its folder and file.
     ///
@@ -318,41 +640,7 @@ impl StoreUrl {
                 }
                 Ok(open_embedded_shared(path).await?)
             }
-            StoreUrl::Redis {
-                cluster,
-                hosts,
-                connect_timeout,
-                response_timeout,
-                tls_ca_file,
-                layout,
-                ..
-            } => {
-                let tls_ca_pem = match tls_ca_file {
-                    Some(f) => Some(std::fs::read(f).map_err(|e| {
-                        StoreError::new(
-                            StoreErrorKind::Config,
-                            f.display().to_string(),
-                            format!("cannot read tls_ca_file: {e}"),
-                        )
-                    })?),
-                    None => None,
-                };
-                let defaults = RedisOptions::default();
-                let options = RedisOptions {
-                    connect_timeout: connect_timeout.unwrap_or(defaults.connect_timeout),
-                    response_timeout: response_timeout.unwrap_or(defaults.response_timeout),
-                    tls_ca_pem,
-                    layout: *layout,
-                    ..defaults
-                };
-                let urls: Vec<String> = hosts.iter().filter_map(|h| self.node_url(h)).collect();
-                let store = if *cluster {
-                    RedisStore::cluster(&urls, options)?
-                } else {
-                    RedisStore::standalone(&urls[0], options)?
-                };
-                Ok(Arc::new(store))
-            }
+            StoreUrl::Redis { .. } => Ok(Arc::new(self.open_redis()?)),
         }
     }
 }
@@ -365,6 +653,7 @@ impl fmt::Display for StoreUrl {
             StoreUrl::Redis {
                 tls,
                 cluster,
+                sentinel,
                 hosts,
                 username,
                 password,
@@ -372,11 +661,13 @@ impl fmt::Display for StoreUrl {
                 layout,
                 ..
             } => {
-                let scheme = match (tls, cluster) {
-                    (false, false) => "redis",
-                    (true, false) => "rediss",
-                    (false, true) => "redis+cluster",
-                    (true, true) => "rediss+cluster",
+                let scheme = match (tls, cluster, sentinel.is_some()) {
+                    (false, _, true) => "redis+sentinel",
+                    (true, _, true) => "rediss+sentinel",
+                    (false, false, _) => "redis",
+                    (true, false, _) => "rediss",
+                    (false, true, _) => "redis+cluster",
+                    (true, true, _) => "rediss+cluster",
                 };
                 write!(f, "{scheme}://")?;
                 match (username, password) {
@@ -392,6 +683,9 @@ impl fmt::Display for StoreUrl {
                     rest.push(if rest.contains('?') { '&' } else { '?' });
                     rest.push_str("layout=");
                     rest.push_str(layout.as_str());
+                }
+                if let Some(master) = sentinel {
+                    rest = format!("/{master}{rest}");
                 }
                 write!(f, "{}{}", hosts.join(","), rest)
             }
@@ -451,11 +745,19 @@ pub fn redact_url(url: &str) -> String {
             url.to_string()
         };
     };
+    // User information ends at the last '@' (before the query, or anywhere): a
+    // password with an unencoded '/', '?' or '#' must not leak its tail.
+    let pre_query = rest.find('?').unwrap_or(rest.len());
+    let (hidden, rest) = match rest[..pre_query].rfind('@').or_else(|| rest.rfind('@')) {
+        Some(i) => (true, &rest[i + 1..]),
+        None => (false, rest),
+    };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    let host = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => authority.to_string(),
+    let host = if hidden {
+        format!("***@{authority}")
+    } else {
+        authority.to_string()
     };
     // a fragment is not sent anywhere; it is dropped rather than inspected
     let tail = tail.split('#').next().unwrap_or("");
@@ -667,7 +969,7 @@ mod tests {
             panic!()
         };
         assert_eq!(password.as_deref(), Some("p@ss+w0rd x"));
-        let node = u.node_url("h:1").unwrap();
+        let node = u.node_url("h:1", Some("p@ss+w0rd x")).unwrap();
         let info = redis::IntoConnectionInfo::into_connection_info(node.as_str()).unwrap();
         assert_eq!(info.redis_settings().password(), Some("p@ss+w0rd x"));
         assert_eq!(info.redis_settings().username(), Some("alice"));
@@ -710,6 +1012,205 @@ mod tests {
             let printed = format!("{kept} {kept:?}");
             assert!(!printed.contains("hunter2secret"), "{printed}");
         }
+    }
+
+    /// URLs with a password that is not valid in a URL: refused, never shown.
+    const BAD_PASSWORDS: &[&str] = &[
+        "redis://:hunter2/secret@h:6379/0",
+        "redis://app:hunter2@secret@h:6379",
+        "redis://:hunter2#secret@h",
+        "redis://:hunter2?secret@h:1",
+        "rediss://:hunter2 secret@h",
+        "redis://:hunter2%zzsecret@h",
+        "redis+cluster://:hunter2/secret@a:1,b:2",
+        "redis+sentinel://:hunter2/secret@a:26379/mymaster",
+    ];
+
+    #[test]
+    fn passwords_that_need_encoding_are_refused_without_being_shown() {
+        for url in BAD_PASSWORDS {
+            let e = StoreUrl::parse(url).unwrap_err();
+            assert_eq!(e.kind, StoreErrorKind::Config, "{url}");
+            assert!(e.message.contains("percent-encoded"), "{url}: {e}");
+            assert!(
+                e.message.contains("TOKENCACHE_REDIS_PASSWORD"),
+                "{url}: {e}"
+            );
+            let shown = format!("{e} {e:?} {}", redact_url(url));
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("secret"),
+                "{url}: {shown}"
+            );
+        }
+        // Encoded, the same passwords are fine.
+        let u = StoreUrl::parse("redis://:hunter2%2Fsecret@h:6379/0").unwrap();
+        let StoreUrl::Redis { password, .. } = &u else {
+            panic!()
+        };
+        assert_eq!(password.as_deref(), Some("hunter2/secret"));
+        // ':' in a password needs no encoding (the first ':' ends the user name).
+        let u = StoreUrl::parse("redis://app:a:b!$&'()*+,;=~@h").unwrap();
+        let StoreUrl::Redis { password, .. } = &u else {
+            panic!()
+        };
+        assert_eq!(password.as_deref(), Some("a:b!$&'()*+,;=~"));
+    }
+
+    #[test]
+    fn bad_hosts_and_ports_are_named() {
+        let e = StoreUrl::parse("redis://h:abc").unwrap_err();
+        assert!(e.message.contains("port \"abc\" of host h"), "{e}");
+        let e = StoreUrl::parse("redis://:pw@h:70000/0").unwrap_err();
+        assert!(
+            e.message.contains("port \"70000\"") && e.message.contains("1 to 65535"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("pw"));
+        let e = StoreUrl::parse("redis://h:0").unwrap_err();
+        assert!(e.message.contains("port \"0\""), "{e}");
+        let e = StoreUrl::parse("redis+cluster://a:1,b c:2").unwrap_err();
+        assert!(e.message.contains("host \"b c\""), "{e}");
+        let e = StoreUrl::parse("redis://[zz]:1").unwrap_err();
+        assert!(e.message.contains("host"), "{e}");
+        let e = StoreUrl::parse("redis://h:1/db").unwrap_err();
+        assert!(e.message.contains("database \"db\""), "{e}");
+        let ok = StoreUrl::parse("redis://[::1]:7000/3").unwrap();
+        assert_eq!(ok.to_string(), "redis://[::1]:7000/3");
+        let StoreUrl::Redis { hosts, .. } = StoreUrl::parse("redis://[::1]").unwrap() else {
+            panic!()
+        };
+        assert_eq!(hosts, ["[::1]:6379"]);
+    }
+
+    #[test]
+    fn sentinel_urls_name_the_sentinels_and_the_master() {
+        let u = StoreUrl::parse(
+            "redis+sentinel://app:pw@s1,s2:26380/mymaster/2?connect_timeout_ms=300",
+        )
+        .unwrap();
+        let StoreUrl::Redis {
+            sentinel,
+            hosts,
+            cluster,
+            tls,
+            rest,
+            connect_timeout,
+            ..
+        } = &u
+        else {
+            panic!()
+        };
+        assert_eq!(sentinel.as_deref(), Some("mymaster"));
+        assert_eq!(hosts, &["s1:26379", "s2:26380"]);
+        assert!(!cluster && !tls);
+        assert_eq!(rest, "/2");
+        assert_eq!(*connect_timeout, Some(Duration::from_millis(300)));
+        assert_eq!(
+            u.to_string(),
+            "redis+sentinel://app:***@s1:26379,s2:26380/mymaster/2"
+        );
+        let t = StoreUrl::parse("rediss+sentinel://s1:5000/m").unwrap();
+        assert_eq!(t.to_string(), "rediss+sentinel://s1:5000/m");
+        let e = StoreUrl::parse("redis+sentinel://s1:26379").unwrap_err();
+        assert!(e.message.contains("MASTER_NAME"), "{e}");
+        let e = StoreUrl::parse("redis://a:1,b:2").unwrap_err();
+        assert!(e.message.contains("+sentinel://"), "{e}");
+    }
+
+    #[test]
+    fn tls_options_are_taken_from_the_query() {
+        let u = StoreUrl::parse(
+            "rediss://h:6380/0?tls_ca_file=/etc/ca%20dir/ca.pem&tls_cert_file=/c.pem&tls_key_file=/k.pem&tls_server_name=redis.internal&node_timeout_ms=150&protocol=resp3",
+        )
+        .unwrap();
+        let StoreUrl::Redis {
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+            tls_server_name,
+            node_timeout,
+            rest,
+            ..
+        } = &u
+        else {
+            panic!()
+        };
+        assert_eq!(
+            tls_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca dir/ca.pem"))
+        );
+        assert_eq!(
+            tls_cert_file.as_deref(),
+            Some(std::path::Path::new("/c.pem"))
+        );
+        assert_eq!(
+            tls_key_file.as_deref(),
+            Some(std::path::Path::new("/k.pem"))
+        );
+        assert_eq!(tls_server_name.as_deref(), Some("redis.internal"));
+        assert_eq!(*node_timeout, Some(Duration::from_millis(150)));
+        assert_eq!(rest, "/0?protocol=resp3");
+        let e = StoreUrl::parse("rediss://h?tls_cert_file=/c.pem").unwrap_err();
+        assert!(e.message.contains("tls_key_file"), "{e}");
+        let e = StoreUrl::parse("rediss://h?tls_server_name=").unwrap_err();
+        assert!(e.message.contains("tls_server_name"), "{e}");
+        // a file that is not there is named when the store is opened
+        let e = StoreUrl::parse("rediss://h?tls_ca_file=/nonexistent/ca.pem")
+            .unwrap()
+            .open_redis()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("/nonexistent/ca.pem") && e.message.contains("tls_ca_file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn passwords_come_from_the_environment_when_the_url_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file-pw\n").unwrap();
+        let file = file.display().to_string();
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let url = StoreUrl::parse("redis://app@h:1").unwrap();
+        let (_, p) = url
+            .redis_options_with(env(&[(PASSWORD_ENV, "from-env-pw")]))
+            .unwrap();
+        assert_eq!(p.as_deref(), Some("from-env-pw"));
+        let f = file.clone();
+        let (_, p) = url
+            .redis_options_with(move |k| (k == PASSWORD_FILE_ENV).then(|| f.clone()))
+            .unwrap();
+        assert_eq!(p.as_deref(), Some("from-file-pw"));
+        let f = file.clone();
+        let e = url
+            .redis_options_with(move |k| match k {
+                PASSWORD_ENV => Some("from-env-pw".into()),
+                PASSWORD_FILE_ENV => Some(f.clone()),
+                _ => None,
+            })
+            .unwrap_err();
+        assert!(e.message.contains("set one"), "{e}");
+        assert!(!e.to_string().contains("from-env-pw"));
+        let e = url
+            .redis_options_with(|k| (k == PASSWORD_FILE_ENV).then(|| "/nonexistent/pw".into()))
+            .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/pw"), "{e}");
+        // The URL's own password wins.
+        let with = StoreUrl::parse("redis://:in-url@h:1").unwrap();
+        let (_, p) = with
+            .redis_options_with(env(&[(PASSWORD_ENV, "from-env-pw")]))
+            .unwrap();
+        assert_eq!(p.as_deref(), Some("in-url"));
+        let (_, none) = url.redis_options_with(|_| None).unwrap();
+        assert_eq!(none, None);
     }
 
     #[test]

@@ -5,6 +5,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// `text` on one line: its lines joined by "; " (blank lines dropped).
+pub(crate) fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// A TTL in whole milliseconds, at least 1 (Redis refuses `PX 0`; a sub-millisecond TTL
 /// still means "expires almost at once", not "no expiry").
 pub(crate) fn ttl_millis(ttl: Duration) -> u64 {

@@ -193,6 +193,12 @@ impl Core {
             }
             return;
         }
+        if e.shard_scoped {
+            // One Cluster shard fails while the others answer: the store fails its keys
+            // fast and logs its outage; L2 as a whole is up (docs/design.md §16).
+            self.breaker_moved(self.breaker.on_success(admit));
+            return;
+        }
         self.breaker_moved(self.breaker.on_failure(admit));
         self.l2_failing
             .store(true, std::sync::atomic::Ordering::Release);

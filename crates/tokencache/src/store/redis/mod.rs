@@ -1,9 +1,12 @@
-//! Redis store: standalone or Cluster, shared by every replica.
+//! Redis store: standalone, behind Sentinels, or Cluster, shared by every replica.
 //!
-//! * Standalone uses a [`ConnectionManager`] (one multiplexed connection that
-//!   reconnects by itself after a drop).
-//! * Cluster uses a [`ClusterConnection`] built from the seed nodes (it follows
-//!   `MOVED`/`ASK` and refreshes its slot map).
+//! * Standalone: one multiplexed connection, replaced when it breaks.
+//! * Sentinel (`redis+sentinel://`): the same, to the master the Sentinels name; a
+//!   connection that breaks, times out or answers `READONLY` is replaced by one to the
+//!   master the Sentinels name then ([`sentinel`]), so a failover is followed.
+//! * Cluster uses redis-rs's [`ClusterConnection`] built from the seed nodes (it follows
+//!   `MOVED`/`ASK` and refreshes its slot map); each master has its own health and
+//!   timeout, so one sick shard degrades only its own keys ([`cluster`]).
 //!
 //! **Lazy connection.** Constructors never touch the network: they parse the
 //! configuration and return at once. The first call connects; concurrent first calls
@@ -13,6 +16,14 @@
 //! it answers. Every connection attempt is bounded by
 //! [`RedisOptions::connect_timeout`] and every command by
 //! [`RedisOptions::response_timeout`], so no call hangs.
+//!
+//! **At connect**, the server is asked what it is (`HELLO`, else `INFO server`): Redis or
+//! Valkey 6.2 or later is required (`GETEX`, `ZADD … GT`), in the mode the URL names
+//! (a `redis://` URL at a Cluster node or a Sentinel is refused, saying which URL to
+//! use). A refusal is a one-line `Config` error, remembered for a few seconds so that
+//! a misconfigured server is not connected to on every call ([`server`]). TLS: see
+//! [`tls`]. What a deployment must allow (ACL rules and the rest) is checked, one
+//! requirement a line, by [`RedisStore::check`] (`tokencache check`).
 //!
 //! Commands: `get`, `get_and_touch`, `set` and `touch` are each one Lua script on the
 //! one key (one round trip, Cluster-safe) that looks at its `TYPE` and reads or writes
@@ -27,9 +38,10 @@
 //! [`RedisStore::scan`](Store::scan) below); `health` = `PING`.
 //!
 //! Errors: I/O, refused or dropped connections → `Connection`; timeouts → `Timeout`;
-//! server error replies (`NOAUTH`, `WRONGPASS`, `OOM`, `WRONGTYPE`, exhausted
-//! redirections) → `Server`; unparsable replies → `BadData`. Messages never hold a
-//! password, and [`Store::endpoint`] is the `host:port` list only.
+//! server error replies (`NOAUTH`, `WRONGPASS`, `NOPERM`, `OOM`, `WRONGTYPE`, exhausted
+//! redirections) → `Server`; unparsable replies → `BadData`; a refused TLS certificate,
+//! a TLS/plain mismatch, a server too old or of the wrong mode → `Config`. Messages
+//! never hold a password, and [`Store::endpoint`] is the `host:port` list only.
 
 use super::dotnet::{self, StoreLayout, ValueLayout};
 use super::stamp::{self, StampAt};
@@ -40,27 +52,36 @@ use crate::backplane::{RedisBackplane, SharedBackplane};
 use async_trait::async_trait;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{ConnectionAddr, ErrorKind, RedisError, RedisResult, Value};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod check;
+mod cluster;
 mod connection;
 mod read;
 mod scripts;
+mod sentinel;
+mod server;
 mod slots;
+mod tls;
 
+pub use check::{CheckLine, CheckOutcome, CheckReport};
 pub(crate) use connection::map_error;
-use connection::{addr_string, config_error, ensure_tls_provider, is_tls, Backend, Conn, Lazy};
+use connection::{addr_string, config_error, is_tls, Backend, Conn, Lazy, Single};
+pub(crate) use connection::{Connector, Target};
 use scripts::{link_script, CAS_LUA, LINK_ADD_BODY, LINK_MEMBERS_BODY, LINK_REMOVE_BODY};
+pub use server::{ServerInfo, ServerMode, Version, MIN_VERSION};
 use slots::glob_escape;
 pub use slots::key_slot;
+pub use tls::TlsClientCert;
 
 /// Keys per `DEL` command in standalone mode.
 const DEL_CHUNK: usize = 512;
@@ -75,16 +96,30 @@ const NODE_CURSOR_BITS: u32 = 56;
 /// Connection settings of a [`RedisStore`].
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// Longest wait for one connection attempt (TCP + TLS + AUTH). Default 2 s.
+    /// Longest wait for one connection attempt (TCP + TLS + AUTH + `HELLO`). Default 2 s.
     pub connect_timeout: Duration,
     /// Longest wait for the answer to one command. Default 2 s.
     pub response_timeout: Duration,
     /// Retries of a failed command inside the Cluster client (redirections,
     /// reconnections). Default 2: a dead node fails fast; the cache has its own policy.
     pub cluster_retries: u32,
-    /// PEM root certificate(s) to trust for `rediss://` instead of the built-in web
-    /// roots (a private CA). URL form: `?tls_ca_file=/path/ca.pem`.
+    /// Cluster: the longest wait for one master's answer to a command on one key. A
+    /// master that misses it (or cannot be reached) twice in a row has its keys failed
+    /// fast until a probe gets an answer, while the other masters serve theirs. Keep it
+    /// below the cache's L2 timeout (250 ms by default). Default 200 ms. URL form:
+    /// `?node_timeout_ms=`.
+    pub node_timeout: Duration,
+    /// PEM root certificate(s) to trust for TLS, **in addition to** the system store
+    /// (or `SSL_CERT_FILE` / `SSL_CERT_DIR`): a private CA. URL form:
+    /// `?tls_ca_file=/path/ca.pem`.
     pub tls_ca_pem: Option<Vec<u8>>,
+    /// A client certificate and key for servers that demand one (`tls-auth-clients
+    /// yes`). URL form: `?tls_cert_file=/path/cert.pem&tls_key_file=/path/key.pem`.
+    pub tls_client: Option<TlsClientCert>,
+    /// The name the server's certificate must be valid for, when it is not the host of
+    /// the URL (an endpoint reached by IP address). Not for a Cluster, whose nodes are
+    /// reached at the addresses they announce. URL form: `?tls_server_name=redis.internal`.
+    pub tls_server_name: Option<String>,
     /// The layout new keys are written in (an existing key keeps its own): a Redis
     /// string (default) or .NET `RedisCache`'s hash. URL form: `?layout=dotnet`.
     pub layout: StoreLayout,
@@ -96,13 +131,28 @@ impl Default for RedisOptions {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
             cluster_retries: 2,
+            node_timeout: Duration::from_millis(200),
             tls_ca_pem: None,
+            tls_client: None,
+            tls_server_name: None,
             layout: StoreLayout::String,
         }
     }
 }
 
-/// An L2 store on Redis, standalone or Cluster. Cheap to share behind an `Arc`.
+impl RedisOptions {
+    fn tls(&self) -> StoreResult<Arc<tls::TlsSetup>> {
+        tls::TlsSetup::new(
+            self.tls_ca_pem.as_deref(),
+            self.tls_client.as_ref(),
+            self.tls_server_name.as_deref(),
+        )
+        .map(Arc::new)
+    }
+}
+
+/// An L2 store on Redis, standalone, behind Sentinels, or Cluster. Cheap to share
+/// behind an `Arc`.
 pub struct RedisStore {
     backend: Backend,
     endpoint: String,
@@ -114,6 +164,12 @@ pub struct RedisStore {
     backplane: Arc<RedisBackplane>,
     /// Reads and writes of both layouts (see [`dotnet`]).
     layouts: LayoutScripts,
+    /// TLS in use (`None`: plain), for `check`.
+    tls: Option<Arc<tls::TlsSetup>>,
+    /// The ACL user (`None`: default), for `check`'s fixes.
+    user: Option<String>,
+    /// Whether a password is configured (never which).
+    has_password: bool,
 }
 
 /// The scripts that read and write a key in either layout, and the layout of new keys.
@@ -142,125 +198,223 @@ impl LayoutScripts {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field(
-                "mode",
-                &match self.backend {
-                    Backend::Standalone(_) => "standalone",
-                    Backend::Cluster(_) => "cluster",
-                },
-            )
+            .field("mode", &self.mode())
             .field("endpoint", &self.endpoint)
+            .field("tls", &self.tls.is_some())
             .field("layout", &self.layouts.layout)
             .finish()
     }
 }
 
+/// Credentials, database and protocol of a parsed URL, for our own connections.
+fn redis_settings(info: &redis::ConnectionInfo) -> redis::RedisConnectionInfo {
+    info.redis_settings().clone()
+}
+
 impl RedisStore {
-    /// A standalone store for a `redis://[user:pass@]host[:port][/db]` or `rediss://`
-    /// URL. Does not connect (see the module docs).
-    ///
-    /// # Errors
-    /// `Config` when the URL is not a valid Redis URL.
-    pub fn standalone(url: &str, options: RedisOptions) -> StoreResult<Self> {
-        let client = match &options.tls_ca_pem {
-            Some(pem) => redis::Client::build_with_tls(
-                url,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            ),
-            None => redis::Client::open(url),
-        }
-        .map_err(|e| config_error("redis (URL not shown)", &e))?;
-        let endpoint = addr_string(client.get_connection_info().addr());
-        if is_tls(client.get_connection_info().addr()) {
-            ensure_tls_provider();
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.response_timeout))
-            // One attempt per (re)connection: a dead server fails fast; the next call
-            // (or the cache's breaker probe) tries again.
-            .set_number_of_retries(0);
-        let backplane = Arc::new(RedisBackplane::new(
-            vec![client.clone()],
-            vec![endpoint.clone()],
-            options.connect_timeout,
-            options.response_timeout,
-        ));
-        let lazy = Lazy::new(move || {
-            let client = client.clone();
-            let config = config.clone();
-            async move { ConnectionManager::new_with_config(client, config).await }.boxed()
-        });
-        Ok(Self {
-            backend: Backend::Standalone(lazy),
-            backplane,
+    fn assemble(
+        backend: Backend,
+        endpoint: String,
+        backplane: RedisBackplane,
+        layout: StoreLayout,
+        tls: Option<Arc<tls::TlsSetup>>,
+        settings: &redis::RedisConnectionInfo,
+    ) -> Self {
+        Self {
+            user: settings.username().map(str::to_string),
+            has_password: settings.password().is_some(),
+            backend,
+            backplane: Arc::new(backplane),
             endpoint,
             link_add: link_script(LINK_ADD_BODY),
             link_members: link_script(LINK_MEMBERS_BODY),
             link_remove: link_script(LINK_REMOVE_BODY),
             cas: redis::Script::new(CAS_LUA),
             write_stamp: redis::Script::new(stamp::WRITE_STAMP_LUA),
-            layouts: LayoutScripts::new(options.layout),
-        })
+            layouts: LayoutScripts::new(layout),
+            tls,
+        }
+    }
+
+    /// A store on one server (standalone), or on the master `target` names.
+    fn single(connector: Connector, layout: StoreLayout) -> Self {
+        let connector = Arc::new(connector);
+        let endpoint = connector.endpoint();
+        let tls = connector.tls.clone();
+        let backplane = RedisBackplane::new(vec![connector.clone()], None);
+        let c = connector.clone();
+        let lazy = Lazy::new(move || {
+            let c = c.clone();
+            async move { c.connect().await }.boxed()
+        });
+        let settings = connector.settings().clone();
+        let single = Arc::new(Single { lazy, connector });
+        Self::assemble(
+            Backend::Single(single),
+            endpoint,
+            backplane,
+            layout,
+            tls,
+            &settings,
+        )
+    }
+
+    /// A standalone store for a `redis://[user:pass@]host[:port][/db]` or `rediss://`
+    /// URL (TLS per `options`). Does not connect (see the module docs).
+    ///
+    /// # Errors
+    /// `Config` when the URL is not a valid Redis URL, or the TLS settings are unusable.
+    pub fn standalone(url: &str, options: RedisOptions) -> StoreResult<Self> {
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|e| config_error("redis (URL not shown)", &e))?;
+        let tls = if is_tls(info.addr()) {
+            Some(options.tls()?)
+        } else {
+            None
+        };
+        let target = match info.addr() {
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                Target::Node {
+                    host: host.clone(),
+                    port: *port,
+                }
+            }
+            ConnectionAddr::Unix(path) => Target::Unix(path.clone()),
+            other => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Config,
+                    addr_string(other),
+                    "unsupported kind of Redis address",
+                ))
+            }
+        };
+        let connector = Connector::new(
+            target,
+            redis_settings(&info),
+            tls,
+            options.connect_timeout,
+            options.response_timeout,
+        );
+        Ok(Self::single(connector, options.layout))
+    }
+
+    /// A store on the master that the Sentinels at `sentinels` (`host:port` each) name
+    /// `master`, with the credentials and database of `node` (a `redis://[user:pass@]/db`
+    /// style [`redis::RedisConnectionInfo`]), in TLS when `tls`. Does not connect.
+    ///
+    /// # Errors
+    /// `Config` when there is no Sentinel, a `host:port` is invalid, or the TLS
+    /// settings are unusable.
+    pub fn sentinel(
+        sentinels: &[String],
+        master: &str,
+        node: redis::RedisConnectionInfo,
+        tls: bool,
+        options: RedisOptions,
+    ) -> StoreResult<Self> {
+        let mut nodes = Vec::with_capacity(sentinels.len());
+        for s in sentinels {
+            let bad = || {
+                StoreError::new(
+                    StoreErrorKind::Config,
+                    s.as_str(),
+                    "a Sentinel must be given as host:port",
+                )
+            };
+            let (h, p) = s.rsplit_once(':').ok_or_else(bad)?;
+            let h = h.trim_start_matches('[').trim_end_matches(']');
+            nodes.push((h.to_string(), p.parse::<u16>().map_err(|_| bad())?));
+        }
+        if nodes.is_empty() || master.is_empty() {
+            return Err(StoreError::new(
+                StoreErrorKind::Config,
+                "redis+sentinel",
+                "a Sentinel URL names at least one Sentinel and the master: redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTER_NAME",
+            ));
+        }
+        let tls = if tls { Some(options.tls()?) } else { None };
+        let connector = Connector::new(
+            Target::Sentinel(Arc::new(sentinel::Sentinels::new(
+                nodes,
+                master.to_string(),
+            ))),
+            node,
+            tls,
+            options.connect_timeout,
+            options.response_timeout,
+        );
+        Ok(Self::single(connector, options.layout))
     }
 
     /// A Cluster store from seed node URLs (`redis://[user:pass@]host:port` or
     /// `rediss://`); credentials and TLS are taken from the first. Does not connect.
     ///
     /// # Errors
-    /// `Config` when there is no seed or a URL is invalid.
+    /// `Config` when there is no seed, a URL is invalid, the TLS settings are unusable,
+    /// or `tls_server_name` is set (a Cluster's nodes are checked against the addresses
+    /// they announce).
     pub fn cluster(seeds: &[String], options: RedisOptions) -> StoreResult<Self> {
         let mut infos = Vec::with_capacity(seeds.len());
         for s in seeds {
-            let info = redis::IntoConnectionInfo::into_connection_info(s.as_str())
-                .map_err(|e| config_error("redis cluster (URL not shown)", &e))?;
-            infos.push(info);
+            infos.push(
+                redis::IntoConnectionInfo::into_connection_info(s.as_str())
+                    .map_err(|e| config_error("redis cluster (URL not shown)", &e))?,
+            );
         }
         if infos.is_empty() {
             return Err(StoreError::new(
                 StoreErrorKind::Config,
                 "redis cluster",
-                "a Redis Cluster URL needs at least one seed node",
+                "no seed node given",
             ));
-        }
-        if infos.iter().any(|i| is_tls(i.addr())) {
-            ensure_tls_provider();
         }
         let endpoint = infos
             .iter()
             .map(|i| addr_string(i.addr()))
             .collect::<Vec<_>>()
             .join(",");
-        let mut pubsub_clients = Vec::with_capacity(infos.len());
-        for info in &infos {
-            let c = match &options.tls_ca_pem {
-                Some(pem) => redis::Client::build_with_tls(
-                    info.clone(),
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem.clone()),
-                    },
-                ),
-                None => redis::Client::open(info.clone()),
+        let tls = if infos.iter().any(|i| is_tls(i.addr())) {
+            if options.tls_server_name.is_some() {
+                return Err(StoreError::new(
+                    StoreErrorKind::Config,
+                    &endpoint,
+                    "tls_server_name is not supported for a Cluster: its nodes are reached at the addresses they announce, and each certificate must be valid for that address (or announce host names: cluster-announce-hostname and cluster-preferred-endpoint-type hostname)",
+                ));
             }
-            .map_err(|e| config_error(&endpoint, &e))?;
-            pubsub_clients.push(c);
+            Some(options.tls()?)
+        } else {
+            None
+        };
+        let mut seeds_for_backplane = Vec::with_capacity(infos.len());
+        for info in &infos {
+            let (host, port) = match info.addr() {
+                ConnectionAddr::Tcp(h, p)
+                | ConnectionAddr::TcpTls {
+                    host: h, port: p, ..
+                } => (h.clone(), *p),
+                other => {
+                    return Err(StoreError::new(
+                        StoreErrorKind::Config,
+                        addr_string(other),
+                        "a Cluster seed must be host:port",
+                    ))
+                }
+            };
+            seeds_for_backplane.push(Arc::new(
+                Connector::new(
+                    Target::Node { host, port },
+                    redis_settings(info),
+                    tls.clone(),
+                    options.connect_timeout,
+                    options.response_timeout,
+                )
+                .in_cluster(),
+            ));
         }
-        let backplane = Arc::new(RedisBackplane::new(
-            pubsub_clients,
-            infos.iter().map(|i| addr_string(i.addr())).collect(),
-            options.connect_timeout,
-            options.response_timeout,
-        ));
+        let settings = redis_settings(&infos[0]);
         let mut builder = ClusterClientBuilder::new(infos);
-        if let Some(pem) = &options.tls_ca_pem {
-            builder = builder.certs(redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.clone()),
-            });
+        if let Some(t) = &tls {
+            builder = builder.certs(t.certificates());
         }
         let client: ClusterClient = builder
             .connection_timeout(options.connect_timeout)
@@ -270,21 +424,52 @@ impl RedisStore {
             .max_retry_wait(200)
             .build()
             .map_err(|e| config_error(&endpoint, &e))?;
-        let lazy = Lazy::new(move || {
-            let client = client.clone();
-            async move { client.get_async_connection().await }.boxed()
+        let backend = Arc::new_cyclic(|me: &std::sync::Weak<cluster::ClusterBackend>| {
+            let me = me.clone();
+            let ep = endpoint.clone();
+            let lazy = Lazy::new(move || {
+                let client = client.clone();
+                let me = me.clone();
+                let ep = ep.clone();
+                async move {
+                    let mut conn = client
+                        .get_async_connection()
+                        .await
+                        .map_err(|e| map_error(&ep, &e))?;
+                    if let Some(me) = me.upgrade() {
+                        me.after_connect(&mut conn).await?;
+                    }
+                    Ok(conn)
+                }
+                .boxed()
+            });
+            cluster::ClusterBackend::new(lazy, endpoint.clone(), options.node_timeout)
         });
-        Ok(Self {
-            backend: Backend::Cluster(lazy),
-            backplane,
+        let discover = {
+            let weak = Arc::downgrade(&backend);
+            Arc::new(move || weak.upgrade().map(|b| b.known_nodes()).unwrap_or_default())
+                as crate::backplane::redis::Discover
+        };
+        let backplane = RedisBackplane::new(seeds_for_backplane, Some(discover));
+        Ok(Self::assemble(
+            Backend::Cluster(backend),
             endpoint,
-            link_add: link_script(LINK_ADD_BODY),
-            link_members: link_script(LINK_MEMBERS_BODY),
-            link_remove: link_script(LINK_REMOVE_BODY),
-            cas: redis::Script::new(CAS_LUA),
-            write_stamp: redis::Script::new(stamp::WRITE_STAMP_LUA),
-            layouts: LayoutScripts::new(options.layout),
-        })
+            backplane,
+            options.layout,
+            tls,
+            &settings,
+        ))
+    }
+
+    /// `standalone`, `sentinel` or `cluster`.
+    pub fn mode(&self) -> &'static str {
+        match &self.backend {
+            Backend::Single(s) => match s.connector.target {
+                Target::Sentinel(_) => "sentinel",
+                _ => "standalone",
+            },
+            Backend::Cluster(_) => "cluster",
+        }
     }
 
     /// Whether this store talks to a Redis Cluster.
@@ -296,28 +481,97 @@ impl RedisStore {
     /// since; the next call finds out).
     pub fn is_connected(&self) -> bool {
         match &self.backend {
-            Backend::Standalone(l) => l.is_connected(),
-            Backend::Cluster(l) => l.is_connected(),
+            Backend::Single(s) => s.lazy.is_connected(),
+            Backend::Cluster(c) => c.lazy.is_connected(),
         }
+    }
+
+    /// What the server said it is at the last connection (standalone or Sentinel's
+    /// master; `None` before the first connection, or when it would not say).
+    pub async fn server_info(&self) -> StoreResult<Option<ServerInfo>> {
+        match &self.backend {
+            Backend::Single(s) => Ok(s.lazy.get().await?.0.info),
+            Backend::Cluster(c) => {
+                let (mut conn, _) = c.lazy.get().await?;
+                let info = server::ask(&mut conn).await.map_err(|e| self.err(&e))?;
+                Ok(info)
+            }
+        }
+    }
+
+    /// A bare `GET` of `key` (no script, no TTL): the raw baseline `tokencache bench`
+    /// measures an L2 hit against, on a connection made as this store's are (TLS, client
+    /// certificate and all).
+    ///
+    /// # Errors
+    /// As any call of the store.
+    pub async fn raw_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut c = self.conn().await?;
+        c.query(redis::cmd("GET").arg(key))
+            .await
+            .map_err(|e| self.err(&e))
     }
 
     fn err(&self, e: &RedisError) -> StoreError {
         if e.kind() == ErrorKind::AuthenticationFailed {
             // Credentials may be fixed on the server side: connect afresh next time.
             match &self.backend {
-                Backend::Standalone(l) => l.reset(),
-                Backend::Cluster(l) => l.reset(),
+                Backend::Single(s) => s.lazy.reset(None),
+                Backend::Cluster(c) => c.lazy.reset(None),
             }
         }
         map_error(&self.endpoint, e)
     }
 
     async fn conn(&self) -> StoreResult<Conn> {
-        let c = match &self.backend {
-            Backend::Standalone(l) => l.get().await.map(Conn::Standalone),
-            Backend::Cluster(l) => l.get().await.map(Conn::Cluster),
-        };
-        c.map_err(|e| self.err(&e))
+        match &self.backend {
+            Backend::Single(s) => {
+                let (mut c, mut generation) = s.lazy.get().await?;
+                let mut replicas = 0;
+                if let Target::Sentinel(sentinels) = &s.connector.target {
+                    if c.epoch != sentinels.epoch() {
+                        // A Sentinel announced a failover since: to the new master.
+                        s.lazy.reset(Some(generation));
+                        (c, generation) = s.lazy.get().await?;
+                    }
+                    replicas = sentinels.replicas();
+                }
+                Ok(Conn::Single {
+                    conn: c.conn,
+                    generation,
+                    owner: s.clone(),
+                    replicas,
+                })
+            }
+            Backend::Cluster(c) => Ok(Conn::Cluster(c.lazy.get().await?.0)),
+        }
+    }
+
+    /// Runs `call`, a command on `key`: in Cluster under the health and timeout of the
+    /// key's master ([`cluster`]).
+    async fn on_key<T>(
+        &self,
+        key: &str,
+        call: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        self.on_slot(key_slot(key), call).await.map_err(|mut e| {
+            if e.message.contains("(NOPERM") {
+                // name the key the ACL refused
+                e.message = format!("key {key:?}: {}", e.message);
+            }
+            e
+        })
+    }
+
+    async fn on_slot<T>(
+        &self,
+        slot: u16,
+        call: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        match &self.backend {
+            Backend::Single(_) => call.await,
+            Backend::Cluster(c) => c.on_slot(slot, call).await,
+        }
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> StoreResult<T> {
@@ -327,40 +581,27 @@ impl RedisStore {
 
     /// The masters of the cluster, sorted by address (from `CLUSTER SLOTS`).
     async fn masters(&self, conn: &mut ClusterConnection) -> StoreResult<Vec<(String, u16)>> {
-        let slots: Value = conn
-            .route_command(
-                redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-            )
-            .await
-            .map_err(|e| self.err(&e))?;
-        let bad = || {
-            StoreError::new(
-                StoreErrorKind::BadData,
-                &self.endpoint,
-                "unexpected CLUSTER SLOTS reply",
-            )
+        let Backend::Cluster(c) = &self.backend else {
+            return Ok(Vec::new());
         };
-        let Value::Array(ranges) = slots else {
-            return Err(bad());
-        };
+        let ranges = c.refresh_map(conn).await?;
         let mut masters = BTreeMap::new();
-        for range in ranges {
-            let Value::Array(items) = range else {
-                return Err(bad());
-            };
-            let Some(Value::Array(node)) = items.get(2) else {
-                return Err(bad());
-            };
-            let host: String = node
-                .first()
-                .and_then(|v| redis::from_redis_value_ref(v).ok())
-                .ok_or_else(bad)?;
-            let port: u16 = node
-                .get(1)
-                .and_then(|v| redis::from_redis_value_ref(v).ok())
-                .ok_or_else(bad)?;
-            masters.insert((host, port), ());
+        for r in ranges {
+            let (host, port) = r.master.rsplit_once(':').ok_or_else(|| {
+                StoreError::new(
+                    StoreErrorKind::BadData,
+                    &self.endpoint,
+                    "unexpected CLUSTER SLOTS reply",
+                )
+            })?;
+            let port: u16 = port.parse().map_err(|_| {
+                StoreError::new(
+                    StoreErrorKind::BadData,
+                    &self.endpoint,
+                    "unexpected CLUSTER SLOTS reply",
+                )
+            })?;
+            masters.insert((host.to_string(), port), ());
         }
         Ok(masters.into_keys().collect())
     }
@@ -371,26 +612,32 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn get(&self, key: &str) -> StoreResult<Option<StoreValue>> {
-        if let Some((read, _)) = self.read_strings(key, None, None).await? {
-            return Ok(read);
-        }
-        let read = self
-            .read_any(key, None, dotnet::READ_REFRESH_FRACTION)
-            .await?;
-        Ok(read.map(|(v, _)| v))
+        self.on_key(key, async {
+            if let Some((read, _)) = self.read_strings(key, None, None).await? {
+                return Ok(read);
+            }
+            let read = self
+                .read_any(key, None, dotnet::READ_REFRESH_FRACTION)
+                .await?;
+            Ok(read.map(|(v, _)| v))
+        })
+        .await
     }
 
     async fn get_with_layout(&self, key: &str) -> StoreResult<Option<(StoreValue, ValueLayout)>> {
-        self.read_any(key, None, dotnet::READ_REFRESH_FRACTION)
+        self.on_key(key, self.read_any(key, None, dotnet::READ_REFRESH_FRACTION))
             .await
     }
 
     async fn get_and_touch(&self, key: &str, ttl: Duration) -> StoreResult<Option<StoreValue>> {
-        if let Some((read, _)) = self.read_strings(key, Some(ttl), None).await? {
-            return Ok(read);
-        }
-        let read = self.read_any(key, Some(ttl), "0").await?;
-        Ok(read.map(|(v, _)| v))
+        self.on_key(key, async {
+            if let Some((read, _)) = self.read_strings(key, Some(ttl), None).await? {
+                return Ok(read);
+            }
+            let read = self.read_any(key, Some(ttl), "0").await?;
+            Ok(read.map(|(v, _)| v))
+        })
+        .await
     }
 
     async fn get_along(
@@ -403,7 +650,8 @@ impl Store for RedisStore {
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
-        self.write_any(key, value, EntryExpiry::after(ttl)).await
+        self.on_key(key, self.write_any(key, value, EntryExpiry::after(ttl)))
+            .await
     }
 
     async fn set_with_expiry(
@@ -412,7 +660,7 @@ impl Store for RedisStore {
         value: &[u8],
         expiry: EntryExpiry,
     ) -> StoreResult<()> {
-        self.write_any(key, value, expiry).await
+        self.on_key(key, self.write_any(key, value, expiry)).await
     }
 
     async fn compare_and_swap(
@@ -441,7 +689,14 @@ impl Store for RedisStore {
             .arg(absexp)
             .arg(sldexp)
             .arg(expire);
-        let done: i64 = c.script(&inv).await.map_err(|e| self.err(&e))?;
+        let done: i64 = self
+            .on_key(key, async {
+                c.script(&inv).await.map_err(|e| self.err(&e))
+            })
+            .await?;
+        if done == 1 {
+            c.confirm_write(&self.endpoint).await?;
+        }
         Ok(done == 1)
     }
 
@@ -457,7 +712,13 @@ impl Store for RedisStore {
             cmd.arg("PX").arg(ttl_millis(t));
         }
         // OK when written, nil when the key exists.
-        let written: Option<String> = self.query(cmd).await?;
+        let mut c = self.conn().await?;
+        let written: Option<String> = self
+            .on_key(key, async { c.query(&cmd).await.map_err(|e| self.err(&e)) })
+            .await?;
+        if written.is_some() {
+            c.confirm_write(&self.endpoint).await?;
+        }
         Ok(written.is_some())
     }
 
@@ -465,14 +726,22 @@ impl Store for RedisStore {
         let mut c = self.conn().await?;
         let mut inv = self.layouts.touch.key(key);
         inv.arg(ttl_millis(ttl));
-        let n: i64 = c.script(&inv).await.map_err(|e| self.err(&e))?;
+        let n: i64 = self
+            .on_key(key, async {
+                c.script(&inv).await.map_err(|e| self.err(&e))
+            })
+            .await?;
         Ok(n == 1)
     }
 
     async fn digest(&self, key: &str) -> StoreResult<Option<ValueDigest>> {
         let mut c = self.conn().await?;
         let inv = self.layouts.digest.key(key);
-        let hex: Option<Vec<u8>> = c.script(&inv).await.map_err(|e| self.err(&e))?;
+        let hex: Option<Vec<u8>> = self
+            .on_key(key, async {
+                c.script(&inv).await.map_err(|e| self.err(&e))
+            })
+            .await?;
         match hex {
             None => Ok(None),
             Some(h) => ValueDigest::from_hex(&h).map(Some).ok_or_else(|| {
@@ -486,7 +755,17 @@ impl Store for RedisStore {
     }
 
     async fn remove(&self, key: &str) -> StoreResult<bool> {
-        let n: i64 = self.query(redis::cmd("DEL").arg(key).clone()).await?;
+        let mut c = self.conn().await?;
+        let n: i64 = self
+            .on_key(key, async {
+                c.query(redis::cmd("DEL").arg(key))
+                    .await
+                    .map_err(|e| self.err(&e))
+            })
+            .await?;
+        if n > 0 {
+            c.confirm_write(&self.endpoint).await?;
+        }
         Ok(n > 0)
     }
 
@@ -497,7 +776,7 @@ impl Store for RedisStore {
         let conn = self.conn().await?;
         // One DEL per hash slot: valid in Cluster, and in standalone just chunks.
         let groups: Vec<Vec<&String>> = match &conn {
-            Conn::Standalone(_) => keys.chunks(DEL_CHUNK).map(|c| c.iter().collect()).collect(),
+            Conn::Single { .. } => keys.chunks(DEL_CHUNK).map(|c| c.iter().collect()).collect(),
             Conn::Cluster(_) => {
                 let mut by_slot: BTreeMap<u16, Vec<&String>> = BTreeMap::new();
                 for k in keys {
@@ -506,25 +785,28 @@ impl Store for RedisStore {
                 by_slot.into_values().collect()
             }
         };
-        let cmds: Vec<redis::Cmd> = groups
+        let cmds: Vec<(u16, redis::Cmd)> = groups
             .into_iter()
             .map(|group| {
+                let slot = group.first().map_or(0, |k| key_slot(k));
                 let mut cmd = redis::cmd("DEL");
                 for k in group {
                     cmd.arg(k.as_str());
                 }
-                cmd
+                (slot, cmd)
             })
             .collect();
         let counts: Vec<i64> = stream::iter(cmds)
-            .map(|cmd| {
+            .map(|(slot, cmd)| {
                 let mut c = conn.clone();
-                async move { c.query::<i64>(&cmd).await }
+                self.on_slot(slot, async move {
+                    c.query::<i64>(&cmd).await.map_err(|e| self.err(&e))
+                })
             })
             .buffer_unordered(DEL_CONCURRENCY)
             .try_collect()
-            .await
-            .map_err(|e| self.err(&e))?;
+            .await?;
+        conn.clone().confirm_write(&self.endpoint).await?;
         Ok(counts.into_iter().map(|n| n.max(0) as u64).sum())
     }
 
@@ -538,14 +820,21 @@ impl Store for RedisStore {
         let mut c = self.conn().await?;
         let mut inv = self.link_add.key(set_key);
         inv.arg(member).arg(want);
-        let _: i64 = c.script(&inv).await.map_err(|e| self.err(&e))?;
-        Ok(())
+        let _: i64 = self
+            .on_key(set_key, async {
+                c.script(&inv).await.map_err(|e| self.err(&e))
+            })
+            .await?;
+        c.confirm_write(&self.endpoint).await
     }
 
     async fn link_members(&self, set_key: &str) -> StoreResult<Vec<String>> {
         let mut c = self.conn().await?;
         let inv = self.link_members.key(set_key);
-        c.script(&inv).await.map_err(|e| self.err(&e))
+        self.on_key(set_key, async {
+            c.script(&inv).await.map_err(|e| self.err(&e))
+        })
+        .await
     }
 
     async fn link_remove(&self, set_key: &str, members: &[String]) -> StoreResult<()> {
@@ -555,8 +844,12 @@ impl Store for RedisStore {
         let mut c = self.conn().await?;
         let mut inv = self.link_remove.key(set_key);
         inv.arg(members);
-        let _: i64 = c.script(&inv).await.map_err(|e| self.err(&e))?;
-        Ok(())
+        let _: i64 = self
+            .on_key(set_key, async {
+                c.script(&inv).await.map_err(|e| self.err(&e))
+            })
+            .await?;
+        c.confirm_write(&self.endpoint).await
     }
 
     async fn time_ms(&self) -> StoreResult<Option<u64>> {
@@ -575,10 +868,19 @@ impl Store for RedisStore {
             StampAt::Instant(ms) => inv.arg(ms),
         };
         inv.arg(stamp::ttl_arg(ttl));
-        c.script(&inv).await.map_err(|e| self.err(&e))
+        let held: i64 = self
+            .on_key(key, async { c.script(&inv).await.map_err(|e| self.err(&e)) })
+            .await?;
+        c.confirm_write(&self.endpoint).await?;
+        Ok(held)
     }
 
     async fn health(&self) -> StoreResult<()> {
+        if let Backend::Cluster(c) = &self.backend {
+            // L2 answers when any master does (one sick shard is not an outage of L2).
+            let (mut conn, _) = c.lazy.get().await?;
+            return c.ping_any(&mut conn).await;
+        }
         let pong: String = self.query(redis::cmd("PING")).await?;
         if pong == "PONG" {
             Ok(())
@@ -616,7 +918,7 @@ impl Store for RedisStore {
         let mut conn = self.conn().await?;
         let cluster = match &conn {
             Conn::Cluster(c) => Some(c.clone()),
-            Conn::Standalone(_) => None,
+            Conn::Single { .. } => None,
         };
         match cluster {
             None => conn
@@ -664,6 +966,10 @@ impl Store for RedisStore {
 
     fn endpoint(&self) -> String {
         self.endpoint.clone()
+    }
+
+    async fn requirements(&self, prefix: &str) -> Option<CheckReport> {
+        Some(self.check(prefix).await)
     }
 
     fn backplane(&self) -> Option<SharedBackplane> {

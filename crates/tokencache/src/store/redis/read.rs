@@ -239,6 +239,6 @@ impl RedisStore {
             .arg(sldexp)
             .arg(expire);
         let _: String = c.script(&inv).await.map_err(|e| self.err(&e))?;
-        Ok(())
+        c.confirm_write(&self.endpoint).await
     }
 }

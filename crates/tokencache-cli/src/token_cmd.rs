@@ -50,10 +50,15 @@ struct Common {
     scopes: Vec<String>,
     /// The store: `redis://…`, `redb:///…`, `memory://` (default: the embedded store in
     /// the platform cache folder).
-    #[arg(long, env = "TOKENCACHE_STORE")]
+    #[arg(long, env = "TOKENCACHE_STORE", hide_env_values = true)]
     store: Option<String>,
     /// The key prefix (Redis "instance name") the applications use.
-    #[arg(long, default_value = "", env = "TOKENCACHE_PREFIX")]
+    #[arg(
+        long,
+        default_value = "",
+        env = "TOKENCACHE_PREFIX",
+        hide_env_values = true
+    )]
     prefix: String,
     /// Authenticate with this PEM file (private key, and its certificate when Entra
     /// knows the app by certificate) instead of TOKENCACHE_CLIENT_SECRET.
@@ -99,10 +104,7 @@ pub(crate) fn run(cmd: TokenCommand) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return crate::fail(format!("cannot start the runtime: {e}")),
     };
-    match rt.block_on(acquire(cmd)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => crate::fail(e),
-    }
+    crate::finish(rt.block_on(acquire(cmd)))
 }
 
 fn credential(c: &Common) -> Result<ClientCredential, String> {
@@ -158,6 +160,7 @@ async fn acquire(cmd: TokenCommand) -> Result<(), String> {
     };
     let mut builder = TokenCache::builder().key_prefix(&common.prefix);
     if let Some(url) = &common.store {
+        crate::stores::check_url(url)?;
         builder = builder.store_url(url);
     }
     let cache = builder.build().await.map_err(|e| e.to_string())?;
@@ -191,20 +194,20 @@ async fn acquire(cmd: TokenCommand) -> Result<(), String> {
     // L2 writes that failed are queued: give them their chance before exiting.
     acquirer.cache().two_level().recover_now().await;
     if common.raw {
-        println!("{}", token.secret.expose());
+        outln!("{}", token.secret.expose());
         return Ok(());
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    println!("partition: {partition}");
-    println!("scopes: {}", common.scopes.join(" "));
-    println!(
+    outln!("partition: {partition}");
+    outln!("scopes: {}", common.scopes.join(" "));
+    outln!(
         "expires_on: {} (in {} s)",
         token.expires_on,
         token.expires_on - now
     );
-    println!("source: {}", token.source.as_str());
+    outln!("source: {}", token.source.as_str());
     Ok(())
 }

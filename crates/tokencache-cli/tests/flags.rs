@@ -281,3 +281,25 @@ fn every_numeric_flag_has_a_range_and_a_one_line_error() {
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
+
+/// `tokencache --help` opens with what the tool is for, not with the package's name.
+#[test]
+fn the_help_says_what_the_tool_does() {
+    let (stdout, _) = text(&tokencache(&["--help"]));
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("Look after a shared OAuth 2.0 / OpenID Connect token cache"),
+        "{first}"
+    );
+    for what in [
+        "sign users out",
+        "rotate its encryption keys",
+        "serve tokens",
+    ] {
+        assert!(first.contains(what), "{what}: {first}");
+    }
+    assert!(
+        !stdout.contains("The tokencache command-line tool"),
+        "{stdout}"
+    );
+}

@@ -221,9 +221,12 @@ async fn load(args: LoadArgs) -> Result<Option<String>, String> {
     )));
     let keys = KeySpace::new(prefix.clone());
     let result = traffic_and_checks(&args, chaos_config, &stores, &prefix).await;
-    // What L2 holds is read through a handle of its own (the replicas' are closed).
+    // Removed through a handle of its own (no fault injection, no replica's state).
     let cleanup = if args.keep {
-        outln!("kept the run's keys under prefix {prefix:?} (--keep)");
+        outln!(
+            "kept the run's keys under prefix {prefix:?} (--keep; they expire within {} s)",
+            (run + crate::capped::MARGIN).as_secs()
+        );
         Ok(())
     } else {
         let fresh = if in_process(&args.store) {

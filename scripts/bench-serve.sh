@@ -13,7 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tokencache/target}"
+# Builds go into the clone's target/ unless CARGO_TARGET_DIR is set (as scripts/test.sh).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 THREADS="${THREADS:-1}"

@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Builds are reused between runs (and between clones) when CARGO_TARGET_DIR is kept.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tokencache/target}"
+# Builds go into the clone's target/ (cargo's default), or into CARGO_TARGET_DIR when it is
+# set (CI may share one between runs). Nothing is built outside the clone otherwise: the
+# platform cache folder holds applications' default stores, not build output.
 
 # redis-server: the Redis and Redis Cluster tests start their own on loopback.
 if ! command -v redis-server >/dev/null 2>&1; then

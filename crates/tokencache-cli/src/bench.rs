@@ -9,6 +9,11 @@
 //! the store given next to a raw `GET` of the same bytes; the same on `memory://`
 //! next to a `serde_json::Value` parse of the blob (the CPU an L2 hit adds); the same
 //! on an embedded store next to its own get.
+//!
+//! Its keys go under `tcbench:<pid>:` in the store given; everything under that prefix
+//! is removed at the end, also after an error or Ctrl-C, and is written with a TTL of
+//! at most a minute plus [`crate::capped::MARGIN`], so that even a killed run leaves
+//! nothing for long.
 
 use clap::Args;
 use std::collections::HashMap;
@@ -18,7 +23,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use tokencache::protect::read_partition;
 use tokencache::sample;
-use tokencache::store::{self, SharedStore};
+use tokencache::store::SharedStore;
 use tokencache::{Lookup, Partition, SaveFor, SaveRequest, TokenCache};
 
 /// Arguments of `bench`.
@@ -26,11 +31,11 @@ use tokencache::{Lookup, Partition, SaveFor, SaveRequest, TokenCache};
 pub(crate) struct BenchArgs {
     /// The L2 store to bench (`redis://…`, `redis+cluster://…`, `redb:///…`); default: an
     /// embedded store in a temporary folder, nothing started.
-    #[arg(long, env = "TOKENCACHE_STORE")]
+    #[arg(long, env = "TOKENCACHE_STORE", hide_env_values = true)]
     store: Option<String>,
     /// Rough time budget, in seconds (1 to 18): the L1 phase takes it once, the L2 phase
     /// twice, so the whole run stays under 60 s.
-    #[arg(long, default_value_t = 5, value_parser = crate::args::int::<1, 18>)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = crate::args::int::<1, 18>)]
     seconds: u64,
 }
 
@@ -57,8 +62,24 @@ impl Series {
 }
 
 pub(crate) fn run(args: BenchArgs) -> ExitCode {
+    crate::cancel::install();
     crate::block_on(crate::Runtime::CurrentThread, bench(args))
 }
+
+/// The error a phase returns when the run is asked to stop (Ctrl-C, a closed stdout).
+const INTERRUPTED: &str = "interrupted";
+
+/// `Err(INTERRUPTED)` once the run is asked to stop.
+fn go_on() -> Result<(), String> {
+    if crate::cancel::requested() {
+        Err(INTERRUPTED.into())
+    } else {
+        Ok(())
+    }
+}
+
+/// The longest a run takes (its phases are bounded by `--seconds`, at most 18).
+const RUN: Duration = Duration::from_secs(60);
 
 const OID: &str = "00000000-0000-0000-66f3-3332eca7ea81";
 /// The second user of the two-thread run (each thread reads its own partition).
@@ -95,15 +116,32 @@ async fn seed_user(cache: &TokenCache, oid: &str) -> Result<String, String> {
     Ok(home)
 }
 
+/// Opens the store (never naming its URL, which may hold a password) and caps the TTL
+/// of everything written to it at the run's length plus the margin.
 async fn open_store(url: &str) -> Result<SharedStore, String> {
-    let store = store::open(url)
-        .await
-        .map_err(|e| format!("cannot open {url}: {e}"))?;
-    store
-        .health()
-        .await
-        .map_err(|e| format!("store {url} does not answer: {e}"))?;
-    Ok(store)
+    let store = crate::stores::open(Some(url), crate::stores::Create::IfMissing).await?;
+    Ok(Arc::new(crate::capped::CappedStore::new(store, RUN)))
+}
+
+/// Removes every key under the run's prefix.
+async fn remove_run(store: &SharedStore, prefix: &str) -> Result<u64, String> {
+    let (mut cursor, mut keys) = (0u64, Vec::new());
+    loop {
+        let (next, page) = store
+            .scan(prefix, cursor, 500)
+            .await
+            .map_err(|e| e.to_string())?;
+        keys.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let mut removed = 0;
+    for chunk in keys.chunks(500) {
+        removed += store.remove_many(chunk).await.map_err(|e| e.to_string())?;
+    }
+    Ok(removed)
 }
 
 async fn cache_over(store: &SharedStore, prefix: &str, l1: bool) -> Result<TokenCache, String> {
@@ -117,15 +155,49 @@ async fn cache_over(store: &SharedStore, prefix: &str, l1: bool) -> Result<Token
 }
 
 async fn bench(args: BenchArgs) -> Result<(), String> {
-    let seconds = args.seconds;
-    let budget = Duration::from_secs(seconds);
     let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
     let embedded_url = format!("redb://{}", tmp.path().join("bench.redb").display());
     let url = args.store.clone().unwrap_or_else(|| embedded_url.clone());
     let store = open_store(&url).await?;
     let prefix = format!("tcbench:{}:", std::process::id());
+    crate::cancel::leaving(Some(format!(
+        "keys under prefix {prefix:?} in {} (they expire within {} s; `tokencache purge --prefix {prefix} --force` removes them now)",
+        store.endpoint(),
+        (RUN + crate::capped::MARGIN).as_secs()
+    )));
+    let result = measure(&args, &url, &embedded_url, &store, &prefix).await;
+    // Whatever happened, the run's keys go (on Redis a failed run would leave them).
+    let removed = remove_run(&store, &prefix).await;
+    crate::cancel::leaving(None);
+    match (result, removed) {
+        (Err(e), _) if e == INTERRUPTED => {
+            if crate::cancel::signalled() {
+                errln!("interrupted: the run's keys under {prefix:?} are removed");
+            }
+            Ok(())
+        }
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(format!(
+            "cannot remove the run's keys under {prefix:?}: {e}"
+        )),
+        (Ok(()), Ok(_)) => Ok(()),
+    }
+}
 
-    let writer = cache_over(&store, &prefix, true).await?;
+/// The two phases and the report.
+async fn measure(
+    args: &BenchArgs,
+    url: &str,
+    embedded_url: &str,
+    store: &SharedStore,
+    prefix: &str,
+) -> Result<(), String> {
+    let seconds = args.seconds;
+    let budget = Duration::from_secs(seconds);
+    let prefix = prefix.to_string();
+    let url = url.to_string();
+
+    let writer = cache_over(store, &prefix, true).await?;
     let home = seed_user(&writer, OID).await?;
     let full_key = format!("{prefix}{home}");
     let blob = store
@@ -136,17 +208,17 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         .bytes;
     let scopes: &[&str] = sample::USER_SCOPES[1];
     let lookup = Lookup::user(sample::CLIENT_ID, &home, scopes);
-    println!(
+    outln!(
         "store: {}  partition: {} bytes  runtime: current-thread",
         store.endpoint(),
         blob.len()
     );
     match writer.two_level().protection() {
-        Some(p) => println!(
+        Some(p) => outln!(
             "encryption: on (primary key id {}; L2 hits include opening the envelope)",
             p.ring().primary().id()
         ),
-        None => println!("encryption: off (no TOKENCACHE_KEYS)"),
+        None => outln!("encryption: off (no TOKENCACHE_KEYS)"),
     }
 
     // Phase 1: L1 hits (user, OBO, two threads), each next to its baseline.
@@ -158,29 +230,30 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
     let home_2 = seed_user(&writer, OID_2).await?;
     let scaling = scaling_phase(&writer, [&home, &home_2], scopes, budget * 3 / 10)?;
     phase.finish();
+    go_on()?;
     let l1_median = l1.median();
-    println!(
+    outln!(
         "L1 hit  find_access_token: median {:>8.0} ns  p99 {:>8.0} ns",
         l1_median,
         l1.quantile(0.99)
     );
-    println!(
+    outln!(
         "        bare HashMap get:  median {:>8.0} ns  p99 {:>8.0} ns",
         map.median(),
         map.quantile(0.99)
     );
     let obo_median = obo.median();
-    println!(
+    outln!(
         "L1 hit  OBO ({} B assertion): median {:>8.0} ns  p99 {:>8.0} ns",
         assertion.len(),
         obo_median,
         obo.quantile(0.99)
     );
-    println!(
+    outln!(
         "        its key alone (SHA-256 + base64url): median {:>8.0} ns",
         hash.median()
     );
-    println!(
+    outln!(
         "L1 hits/s  1 thread: {:>10.0}  2 threads: {:>10.0}  ({:.2}×; {} cores)",
         scaling.one,
         scaling.two,
@@ -195,7 +268,7 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         budget * 2,
     );
     let main_share = if is_embedded { 3 } else { 2 };
-    let reader = cache_over(&store, &prefix, false).await?;
+    let reader = cache_over(store, &prefix, false).await?;
     let raw = RawGet::connect(&url, store.clone()).await?;
     let (mut l2, mut base) = l2_phase(
         &reader,
@@ -207,10 +280,11 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
     )
     .await?;
     let cpu = cpu_phase(&prefix, budget / 2).await?;
+    go_on()?;
     let embedded = if is_embedded {
         None
     } else {
-        let store = open_store(&embedded_url).await?;
+        let store = open_store(embedded_url).await?;
         let cache = cache_over(&store, &prefix, true).await?;
         let home = seed_user(&cache, OID).await?;
         let key = format!("{prefix}{home}");
@@ -225,13 +299,14 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         Some(l2_phase(&reader, &lookup, &raw, &key, size, budget / 2).await?)
     };
     phase.finish();
+    go_on()?;
     let ratio = l2.median() / base.median();
-    println!(
+    outln!(
         "L2 hit  find_access_token: median {:>8.0} ns  p99 {:>8.0} ns",
         l2.median(),
         l2.quantile(0.99)
     );
-    println!(
+    outln!(
         "        raw {} GET:    median {:>8.0} ns  p99 {:>8.0} ns",
         raw.name(),
         base.median(),
@@ -244,19 +319,19 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
     } = cpu;
     let added = (hit.median() - get.median()).max(0.0);
     let cpu_ratio = added / value.median();
-    println!(
+    outln!(
         "L2 hit  on memory://: median {:>8.0} ns  raw get {:>8.0} ns  added {:>8.0} ns",
         hit.median(),
         get.median(),
         added
     );
-    println!(
+    outln!(
         "        serde_json::Value parse of the blob: median {:>8.0} ns",
         value.median()
     );
     let embedded_ratio = match embedded {
         Some((mut hit, mut get)) => {
-            println!(
+            outln!(
                 "L2 hit  embedded: median {:>8.0} ns  raw store get {:>8.0} ns",
                 hit.median(),
                 get.median()
@@ -265,9 +340,7 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         }
         None => ratio, // the store benched above is the embedded one
     };
-    let _ = store.remove(&full_key).await;
-    let _ = store.remove(&format!("{prefix}{home_2}")).await;
-    println!(
+    outln!(
         "l1_ns={:.0} l1_obo_ns={:.0} l1_scaling={:.2} l2_cpu_over_value_parse={:.2} l2_over_raw_get={:.2} l2_embedded_over_raw_get={:.2}",
         l1_median,
         obo_median,
@@ -304,7 +377,7 @@ async fn l1_phase(
     map.insert(home.to_string(), parsed);
     let (mut ours, mut bare) = (Series::new(), Series::new());
     let end = Instant::now() + length;
-    while Instant::now() < end {
+    while Instant::now() < end && !crate::cancel::requested() {
         let t = Instant::now();
         for _ in 0..BATCH {
             black_box(cache.find_access_token(black_box(lookup)).await.ok());
@@ -344,7 +417,7 @@ async fn obo_phase(
         .ok_or("the benchmark OBO token is not found")?;
     let (mut ours, mut hash) = (Series::new(), Series::new());
     let end = Instant::now() + length;
-    while Instant::now() < end {
+    while Instant::now() < end && !crate::cancel::requested() {
         let t = Instant::now();
         for _ in 0..BATCH {
             black_box(cache.find_access_token(black_box(&lookup)).await.ok());
@@ -356,6 +429,7 @@ async fn obo_phase(
         }
         hash.0.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
     }
+    go_on()?;
     if cache.stats().l1_hits == 0 {
         return Err("the OBO lookups missed L1".into());
     }
@@ -382,6 +456,9 @@ fn scaling_phase(
     let rounds = (length.as_millis() / (2 * ROUND.as_millis())).max(1) as u32;
     let (mut one, mut two) = ((0u64, Duration::ZERO), (0u64, Duration::ZERO));
     for _ in 0..rounds {
+        if crate::cancel::requested() {
+            break;
+        }
         for threads in [1usize, 2] {
             let barrier = Barrier::new(threads);
             let counted: Vec<Result<(u64, Duration), String>> = std::thread::scope(|s| {
@@ -439,7 +516,7 @@ fn hits_for(
         barrier.wait();
         let start = Instant::now();
         let mut n = 0u64;
-        while start.elapsed() < length {
+        while start.elapsed() < length && !crate::cancel::requested() {
             for _ in 0..BATCH {
                 black_box(cache.find_access_token(black_box(&lookup)).await.ok());
             }
@@ -464,7 +541,7 @@ async fn l2_phase(
         .ok_or("the benchmark token is not found through L2")?;
     let (mut ours, mut base) = (Series::new(), Series::new());
     let end = Instant::now() + length;
-    while Instant::now() < end {
+    while Instant::now() < end && !crate::cancel::requested() {
         for _ in 0..20 {
             let t = Instant::now();
             black_box(
@@ -527,7 +604,7 @@ async fn cpu_phase(prefix: &str, length: Duration) -> Result<CpuRun, String> {
         .map_err(|e| format!("the blob is not JSON: {e}"))?;
     let mut value = Series::new();
     let end = Instant::now() + length / 3;
-    while Instant::now() < end {
+    while Instant::now() < end && !crate::cancel::requested() {
         for _ in 0..20 {
             let t = Instant::now();
             black_box(serde_json::from_slice::<serde_json::Value>(black_box(&plain)).ok());

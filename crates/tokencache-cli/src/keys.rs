@@ -3,7 +3,6 @@
 //! until `tokencache rekey` has moved every entry).
 
 use clap::{Args, Subcommand};
-use std::io::Write;
 use std::process::ExitCode;
 use tokencache::protect::{Key, KeyId};
 
@@ -18,8 +17,9 @@ pub(crate) enum KeysCommand {
 /// Arguments of `keys generate`.
 #[derive(Args, Debug)]
 pub(crate) struct GenerateArgs {
-    /// The key id (1 to 32 of A-Z a-z 0-9 _ -). Default: `k` and the UTC date and time,
-    /// e.g. `k20261201-0915`.
+    /// The key id (1 to 32 of A-Z a-z 0-9 _ -). Default: `k`, the UTC date and time and
+    /// a random suffix, e.g. `k20261201-0915-x3f9qa` (unique even for keys made in the
+    /// same minute: a ring refuses two keys with one id).
     #[arg(long)]
     id: Option<String>,
 }
@@ -38,17 +38,11 @@ fn generate(args: GenerateArgs) -> ExitCode {
         ));
     };
     let (_key, line) = Key::generate(id);
-    let mut out = std::io::stdout().lock();
-    if writeln!(out, "{}", line.as_str())
-        .and_then(|_| out.flush())
-        .is_err()
-    {
-        return crate::fail("cannot write to stdout");
-    }
-    ExitCode::SUCCESS
+    outln!("{}", line.as_str());
+    crate::finish(Ok(()))
 }
 
-/// `k` + UTC `YYYYMMDD-HHMM` now.
+/// `k` + UTC `YYYYMMDD-HHMM` now + `-` and six random characters (a-z 0-9: 31 bits).
 fn default_id() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -57,10 +51,30 @@ fn default_id() -> String {
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
     format!(
-        "k{y:04}{m:02}{d:02}-{:02}{:02}",
+        "k{y:04}{m:02}{d:02}-{:02}{:02}-{}",
         rem / 3600,
-        rem % 3600 / 60
+        rem % 3600 / 60,
+        suffix()
     )
+}
+
+/// Six characters of a-z 0-9 from the operating system's generator.
+fn suffix() -> String {
+    use ring::rand::{SecureRandom, SystemRandom};
+    const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 8];
+    // The system generator failing is not recoverable: Key::generate needs it too.
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the operating system's random generator failed");
+    let mut n = u64::from_le_bytes(bytes);
+    (0..6)
+        .map(|_| {
+            let c = ALPHABET[(n % 36) as usize] as char;
+            n /= 36;
+            c
+        })
+        .collect()
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's
@@ -87,6 +101,9 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_423), (2025, 12, 1));
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert!(KeyId::new(&default_id()).is_some());
+        let id = default_id();
+        assert!(KeyId::new(&id).is_some(), "{id}");
+        assert_eq!(id.len(), 21, "{id}");
+        assert_ne!(default_id(), id, "a random suffix");
     }
 }

@@ -4,47 +4,84 @@
 //! library's public API. Exit codes: 0 success, 1 "not found" answers, 2 bad input or
 //! failure (one line on stderr, never a backtrace).
 //!
-//! Environment: `TOKENCACHE_STORE` and `TOKENCACHE_PREFIX` are the defaults of every
-//! command's `--store` and `--prefix`; `TOKENCACHE_REDIS_PASSWORD` (or
-//! `TOKENCACHE_REDIS_PASSWORD_FILE`) is the Redis password of a URL without one;
-//! `TOKENCACHE_CLIENT_SECRET` is the client secret of
-//! `token` commands; `TOKENCACHE_LOG` is a `tracing` filter for the
-//! logs on stderr (default `warn`, with redis-rs's own connection warnings off: the
-//! store logs each outage once; `serve` adds its own start and stop lines at `info`; e.g.
+//! Environment ([`ENVIRONMENT`]): `TOKENCACHE_STORE` is the default `--store` of every
+//! command that takes one; `TOKENCACHE_PREFIX` the default `--prefix` of `partition
+//! --key`, `inspect`, `purge --user`, `load`, `rekey` and `token`; `TOKENCACHE_KEYS` /
+//! `TOKENCACHE_KEYS_FILE` the key ring; `TOKENCACHE_REDIS_PASSWORD` (or
+//! `TOKENCACHE_REDIS_PASSWORD_FILE`) the Redis password of a URL without one;
+//! `TOKENCACHE_CLIENT_SECRET` the client secret of
+//! `token` commands; `TOKENCACHE_LOG` is a `tracing` filter for the logs on stderr
+//! (default `warn`; `serve` adds its own start and stop lines at `info`; e.g.
 //! `TOKENCACHE_LOG=tokencache=debug`). Logs carry ANSI colours only when stderr is a
-//! terminal; `serve --log-format json` writes JSON lines. `--help` never shows the
-//! values of environment variables (a store URL may hold a password).
+//! terminal; `serve --log-format json` writes JSON lines. Environment values are never
+//! shown in `--help` (a store URL may hold a password).
+//!
+//! Output goes through [`out`] (a closed pipe ends a command quietly, never a panic);
+//! `load`, `simulate` and `bench` clean up on Ctrl-C ([`cancel`]) and write nothing
+//! that outlives the run by more than a margin ([`capped`]).
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use std::io::IsTerminal;
 use std::process::ExitCode;
+
+/// A line on stdout (never a panic: see [`out`]).
+macro_rules! outln {
+    () => {
+        $crate::out::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::out::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Text on stdout without a line end (never a panic: see [`out`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::out::write_out(format_args!($($arg)*))
+    };
+}
+
+/// A line on stderr (never a panic: see [`out`]).
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::out::write_err(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
 
 mod args;
 mod bench;
+mod cancel;
+mod capped;
 mod check;
-mod existing;
 mod inspect;
 mod keys;
 mod load;
+mod out;
 mod partition_cmd;
 mod progress;
 mod purge;
 mod rekey;
 mod simulate;
+mod stores;
 mod token_cmd;
 
-/// Cache OAuth 2.0 / OpenID Connect tokens in process and in a shared store.
+/// The `tokencache` command line.
 #[derive(Parser, Debug)]
 #[command(
     name = "tokencache",
     version,
-    about,
-    after_help = "Environment: TOKENCACHE_STORE and TOKENCACHE_PREFIX are the defaults of --store and --prefix; TOKENCACHE_LOG filters the logs on stderr (default: warn)."
+    about = ABOUT,
+    after_help = ENVIRONMENT
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// What `tokencache --help` opens with: what the tool is for.
+const ABOUT: &str = "Look after a shared OAuth 2.0 / OpenID Connect token cache (tokens kept in process and in Redis or an embedded file): read its entries without showing a secret, see what piles up and why, sign users out, rotate its encryption keys, measure and load-test it, and serve tokens to apps in any language over HTTP.";
+
+/// The environment, after every command's list.
+const ENVIRONMENT: &str = "Environment: TOKENCACHE_STORE is the default --store of every command that takes one; TOKENCACHE_PREFIX the default --prefix of partition --key, inspect, purge --user, load, rekey and token (and serve's key_prefix); TOKENCACHE_KEYS or TOKENCACHE_KEYS_FILE the encryption key ring; TOKENCACHE_CLIENT_SECRET the client secret of token; TOKENCACHE_LOG filters the logs on stderr (default: warn).";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -85,9 +122,7 @@ enum Command {
 
 fn main() -> ExitCode {
     // Keep panics (which would be bugs) to one line: no backtrace for users.
-    std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal error: {info}");
-    }));
+    tokencache_serve::logs::quiet_panics();
     let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -134,18 +169,11 @@ fn parse() -> Result<Cli, clap::Error> {
 }
 
 /// Logs on stderr, filtered by `TOKENCACHE_LOG` (else `default`); JSON lines or text
-/// (ANSI colours only when stderr is a terminal).
+/// (ANSI colours only when stderr is a terminal). A closed stderr never stops the
+/// process: the writer swallows its errors (`tokencache_serve::logs`, shared with
+/// serve's own binary).
 fn init_logs(json: bool, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TOKENCACHE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
-    }
+    tokencache_serve::logs::init(json, default);
 }
 
 /// Which Tokio runtime a command runs on.
@@ -175,9 +203,24 @@ pub(crate) fn block_on(
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    match rt.block_on(command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
+    let result = rt.block_on(command);
+    finish(result)
+}
+
+/// The exit code of a command that ended with `result`: a reader that closed stdout
+/// ends it quietly (0), a signal with its code (130, 143) after the command cleaned
+/// up; otherwise 0, or 2 with one line.
+pub(crate) fn finish(result: Result<(), String>) -> ExitCode {
+    out::flush();
+    match out::stdout_closed() {
+        Some(true) => return ExitCode::SUCCESS,
+        Some(false) => return fail("cannot write to stdout"),
+        None => {}
+    }
+    match (result, cancel::signal_exit_code()) {
+        (Err(e), _) => fail(e),
+        (Ok(()), Some(code)) => ExitCode::from(code),
+        (Ok(()), None) => ExitCode::SUCCESS,
     }
 }
 
@@ -204,7 +247,9 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .lines()
         .map(str::trim)
         .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
-        .filter(|l| !l.is_empty())
+        // clap's "tip: to pass '-5' as a value, use '-- -5'" is no use here: numbers
+        // take negative values as values (and refuse them by their range)
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
         .collect::<Vec<_>>()
         .join(" ");
     let line = if line.is_empty() {
@@ -212,14 +257,14 @@ fn usage_error(e: clap::Error) -> ExitCode {
     } else {
         line
     };
-    eprintln!("{line} (see --help)");
+    errln!("{line} (see --help)");
     ExitCode::from(2)
 }
 
 /// Prints a one-line error and returns exit code 2. A multi-line cause is joined into
 /// one line.
 pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {}", one_line(&message.to_string()));
+    errln!("error: {}", one_line(&message.to_string()));
     ExitCode::from(2)
 }
 

@@ -6,15 +6,20 @@
 //! it is in (a Redis string, or the hash .NET's `RedisCache` writes for
 //! Microsoft.Identity.Web), and never writes. Output and exit codes are the file
 //! form's; a line on standard error says where the partition was read from and in
-//! which layout. A missing key and a value encrypted by .NET Data Protection are
-//! errors (exit 2) saying so.
+//! which layout. An entry sealed by tokencache is opened with the key ring of
+//! `TOKENCACHE_KEYS` / `TOKENCACHE_KEYS_FILE`, as every reader opens it (a ring that is
+//! not one is refused; a key id the ring lacks is named). A missing key, one of
+//! tokencache's own keys (a revocation stamp, a link set: named as such) and a value
+//! encrypted by .NET Data Protection are errors (exit 2) saying so.
 
 use clap::{Args, Subcommand};
 use serde_json::json;
 use std::io::Read;
 use std::process::ExitCode;
+use tokencache::protect::{is_envelope, Envelope, Protection};
 use tokencache::schema::{AccessToken, AccessTokenQuery, Partition};
 use tokencache::store::{dotnet, ValueLayout};
+use tokencache::KeyRing;
 
 /// Largest blob read (a 7 KB partition is typical; anything near this is not a cache).
 const MAX_INPUT: u64 = 16 * 1024 * 1024;
@@ -55,11 +60,12 @@ pub(crate) struct FindArgs {
     /// The home account id; when omitted, app tokens and then every account in the blob.
     #[arg(long)]
     account: Option<String>,
-    /// Unix seconds to judge expiry at (default: now).
-    #[arg(long)]
-    now: Option<i64>,
+    /// Unix seconds to judge expiry at (0 to 253,402,300,799, the end of year 9999;
+    /// default: now).
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::args::int::<0, 253_402_300_799>)]
+    now: Option<u64>,
     /// Expiry skew in seconds: a token expiring sooner is not returned (0 to 86,400).
-    #[arg(long, default_value_t = 300, value_parser = crate::args::int::<0, 86_400>)]
+    #[arg(long, default_value_t = 300, allow_negative_numbers = true, value_parser = crate::args::int::<0, 86_400>)]
     skew: u64,
     /// Print only the access token itself (the secret), for scripts. Without it the
     /// output never holds a secret.
@@ -73,11 +79,16 @@ pub(crate) struct StoreSource {
     /// The store to read the partition from: `redis://…`, `redis+cluster://…`,
     /// `redb:///…` (default: the embedded store in the platform cache folder). Only
     /// with --key.
-    #[arg(long, env = "TOKENCACHE_STORE")]
+    #[arg(long, env = "TOKENCACHE_STORE", hide_env_values = true)]
     store: Option<String>,
     /// The key prefix (Redis "instance name", e.g. Microsoft.Identity.Web's
     /// `InstanceName`) in front of --key.
-    #[arg(long, default_value = "", env = "TOKENCACHE_PREFIX")]
+    #[arg(
+        long,
+        default_value = "",
+        env = "TOKENCACHE_PREFIX",
+        hide_env_values = true
+    )]
     prefix: String,
     /// The partition key, without the prefix (`oid.tid`, `{client}_AppTokenCache`, an
     /// OBO assertion hash...): read it from the store instead of a file.
@@ -89,8 +100,8 @@ pub(crate) fn run(cmd: PartitionCommand) -> ExitCode {
     match cmd {
         PartitionCommand::Show { file, from } => match source(file.as_deref(), &from) {
             Ok(p) => {
-                println!("{}", pretty(&p.summary()));
-                ExitCode::SUCCESS
+                outln!("{}", pretty(&p.summary()));
+                crate::finish(Ok(()))
             }
             Err(e) => crate::fail(e),
         },
@@ -119,12 +130,15 @@ fn find(args: FindArgs) -> ExitCode {
             .collect(),
     };
     accounts.dedup();
-    let now = args.now.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
-    });
+    let now = args.now.map_or_else(
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        },
+        |n| n as i64,
+    );
     let found = accounts.into_iter().find_map(|account| {
         let mut query = AccessTokenQuery::new(&args.client_id, &scopes);
         query.realm = args.tenant.as_deref();
@@ -134,15 +148,15 @@ fn find(args: FindArgs) -> ExitCode {
     });
     match found {
         Some(at) if args.raw => {
-            println!("{}", at.secret.expose());
-            ExitCode::SUCCESS
+            outln!("{}", at.secret.expose());
+            crate::finish(Ok(()))
         }
         Some(at) => {
-            println!("{}", pretty(&access_token_summary(at, now)));
-            ExitCode::SUCCESS
+            outln!("{}", pretty(&access_token_summary(at, now)));
+            crate::finish(Ok(()))
         }
         None => {
-            eprintln!("no valid access token");
+            errln!("no valid access token");
             ExitCode::from(1)
         }
     }
@@ -185,13 +199,20 @@ fn source(file: Option<&str>, from: &StoreSource) -> Result<Partition, String> {
     }
 }
 
-/// Reads one partition from a store, in either layout; never writes.
+/// Reads one partition from a store, in either layout, opening it when sealed; never
+/// writes.
 async fn from_store(from: &StoreSource, key: &str) -> Result<Partition, String> {
     if key.trim().is_empty() {
         return Err("--key must name a partition key".into());
     }
-    let store = crate::existing::open(from.store.as_deref()).await?;
     let full = format!("{}{key}", from.prefix);
+    if let Some(problem) = own_key(key, &full) {
+        return Err(problem);
+    }
+    // A ring that is not one is an error even before it is needed.
+    let ring = KeyRing::from_env()
+        .map_err(|e| format!("encryption keys (TOKENCACHE_KEYS / TOKENCACHE_KEYS_FILE): {e}"))?;
+    let store = crate::stores::open(from.store.as_deref(), crate::stores::Create::Never).await?;
     let read = store
         .get_with_layout(&full)
         .await
@@ -213,17 +234,90 @@ async fn from_store(from: &StoreSource, key: &str) -> Result<Partition, String> 
             None => ".NET IDistributedCache layout".to_string(),
         },
     };
-    eprintln!(
-        "read {full:?} from {} ({layout_text}, {ttl}, {} bytes)",
-        store.endpoint(),
-        value.bytes.len()
-    );
+    let sealed = Envelope::parse(&value.bytes)
+        .ok()
+        .map(|e| format!(", sealed with key id {}", e.key_id()))
+        .unwrap_or_default();
+    // Said once the partition is read (an error is the one line of its own).
+    let said = || {
+        errln!(
+            "read {full:?} from {} ({layout_text}, {ttl}, {} bytes{sealed})",
+            store.endpoint(),
+            value.bytes.len()
+        )
+    };
     if dotnet::is_data_protected(&value.bytes) {
         return Err(format!(
             "{full:?} is encrypted by .NET Data Protection (Microsoft.Identity.Web's Encrypt option); tokencache cannot read it"
         ));
     }
-    parse_blob(&full, &value.bytes)
+    if !is_envelope(&value.bytes) {
+        let partition = parse_blob(&full, &value.bytes)?;
+        said();
+        return Ok(partition);
+    }
+    let envelope = Envelope::parse(&value.bytes).map_err(|e| format!("{full:?}: {e}"))?;
+    let id = envelope.key_id();
+    let Some(ring) = ring else {
+        return Err(format!(
+            "{full:?} is sealed with key id {id}; set TOKENCACHE_KEYS (or TOKENCACHE_KEYS_FILE) to a key ring holding it"
+        ));
+    };
+    if ring.get(id).is_none() {
+        let ids: Vec<&str> = ring.ids().map(|k| k.as_str()).collect();
+        return Err(format!(
+            "{full:?} is sealed with key id {id}, not in this key ring (it holds {})",
+            ids.join(", ")
+        ));
+    }
+    let (plain, _) = Protection::new(ring)
+        .open(&full, &value.bytes)
+        .map_err(|e| format!("{full:?}: {e}"))?;
+    let partition = parse_blob(&full, &plain)?;
+    said();
+    Ok(partition)
+}
+
+/// Why `key` (`full` with its prefix) names one of tokencache's own keys, which hold
+/// no partition; `None` when it does not.
+fn own_key(key: &str, full: &str) -> Option<String> {
+    let own = key
+        .strip_prefix("tc:")
+        .or_else(|| full.find(":tc:").map(|i| &full[i + 4..]))?;
+    let user = |rest: &str| {
+        let id = rest.trim_start_matches('{').trim_end_matches('}');
+        if id.is_empty() {
+            String::new()
+        } else {
+            format!("; the user's partition is --key {id}")
+        }
+    };
+    let (what, hint) = if let Some(rest) = own.strip_prefix("revoked:") {
+        (
+            "a revocation stamp (the time of the user's last sign-out, in milliseconds)",
+            user(rest),
+        )
+    } else if let Some(rest) = own.strip_prefix("links:") {
+        (
+            "a link set (the OBO partitions the user's sign-out removes; `tokencache inspect` counts them)",
+            user(rest),
+        )
+    } else if own.starts_with("sid:") || own.starts_with("sub:") {
+        (
+            "a sign-out index entry (which account a provider session or subject signed in as)",
+            String::new(),
+        )
+    } else if own.starts_with("jti:") {
+        (
+            "a back-channel logout marker (a logout token already accepted)",
+            String::new(),
+        )
+    } else {
+        ("one of tokencache's own keys", String::new())
+    };
+    Some(format!(
+        "{full:?} is {what}: tokencache's own key, not a partition{hint}"
+    ))
 }
 
 /// Reads and parses a blob, bounded in size; errors are one clear line.

@@ -99,10 +99,15 @@ struct Common {
 struct StoreArgs {
     /// The store: `redis://…`, `redb:///…`, `memory://` (default: the embedded store in
     /// the platform cache folder).
-    #[arg(long, env = "TOKENCACHE_STORE")]
+    #[arg(long, env = "TOKENCACHE_STORE", hide_env_values = true)]
     store: Option<String>,
     /// The key prefix (Redis "instance name") the applications use.
-    #[arg(long, default_value = "", env = "TOKENCACHE_PREFIX")]
+    #[arg(
+        long,
+        default_value = "",
+        env = "TOKENCACHE_PREFIX",
+        hide_env_values = true
+    )]
     prefix: String,
 }
 
@@ -157,10 +162,7 @@ pub(crate) fn run(cmd: TokenCommand) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return crate::fail(format!("cannot start the runtime: {e}")),
     };
-    match rt.block_on(acquire(cmd)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => crate::fail(e),
-    }
+    crate::finish(rt.block_on(acquire(cmd)))
 }
 
 /// The authority, client id and credential the flags (and the environment) name.
@@ -235,6 +237,7 @@ fn describe(e: &AcquireError) -> String {
 async fn cache(store: &StoreArgs) -> Result<TokenCache, String> {
     let mut builder = TokenCache::builder().key_prefix(&store.prefix);
     if let Some(url) = &store.store {
+        crate::stores::check_url(url)?;
         builder = builder.store_url(url);
     }
     builder.build().await.map_err(|e| e.to_string())
@@ -250,18 +253,18 @@ fn unix_now() -> i64 {
 /// The summary (or the token alone with `raw`).
 fn print(token: &AcquiredToken, partition: &str, what: (&str, &str), raw: bool) {
     if raw {
-        println!("{}", token.secret.expose());
+        outln!("{}", token.secret.expose());
         return;
     }
     let now = unix_now();
-    println!("partition: {partition}");
-    println!("{}: {}", what.0, what.1);
-    println!(
+    outln!("partition: {partition}");
+    outln!("{}: {}", what.0, what.1);
+    outln!(
         "expires_on: {} (in {} s)",
         token.expires_on,
         token.expires_on - now
     );
-    println!("source: {}", token.source.as_str());
+    outln!("source: {}", token.source.as_str());
 }
 
 async fn managed_identity(a: &ManagedIdentityArgs) -> Result<(), String> {

@@ -190,3 +190,116 @@ fn bad_flag_values_exit_2_with_one_line() {
         assert!(stdout.is_empty(), "{args:?}: nothing ran: {stdout}");
     }
 }
+
+/// Every numeric flag of every command, with values below, above and far out of its
+/// range, negative ones given as a separate argument (which clap would take for a flag
+/// and answer with its unusable "to pass '-5' as a value, use '-- -5'" tip): one line
+/// naming the flag and its range, exit 2, nothing run.
+#[test]
+fn every_numeric_flag_has_a_range_and_a_one_line_error() {
+    let find = [
+        "partition",
+        "find",
+        "-",
+        "--client-id",
+        "c",
+        "--scopes",
+        "s",
+    ];
+    let load = ["load", "--store", "memory://", "--duration", "1"];
+    let table: Vec<(Vec<&str>, &str, Vec<&str>)> = vec![
+        (find.to_vec(), "--now", vec!["-5", "99999999999999", "x"]),
+        (find.to_vec(), "--skew", vec!["-5", "86401"]),
+        (vec!["bench"], "--seconds", vec!["-5", "0", "19"]),
+        (load.to_vec(), "--users", vec!["-5", "0", "1000001"]),
+        (
+            vec!["load", "--store", "memory://"],
+            "--duration",
+            vec!["-5", "0", "inf", "604801"],
+        ),
+        (load.to_vec(), "--writers-share", vec!["-5", "1.5", "nan"]),
+        (load.to_vec(), "--signout-share", vec!["-5", "2"]),
+        (load.to_vec(), "--tasks", vec!["-5", "0", "257"]),
+        (load.to_vec(), "--l2-timeout-ms", vec!["-5", "0", "60001"]),
+        (load.to_vec(), "--settle", vec!["-5", "3601", "inf"]),
+        (load.to_vec(), "--replicas", vec!["-5", "0", "65"]),
+        (load.to_vec(), "--stale-bound-ms", vec!["-5", "60001"]),
+        (vec!["simulate"], "--users", vec!["-5", "0", "1000001"]),
+        (vec!["simulate"], "--hours", vec!["-5", "0", "8761"]),
+        (
+            vec!["simulate"],
+            "--seed",
+            vec!["-5", "18446744073709551616"],
+        ),
+        (
+            vec!["simulate"],
+            "--refresh-token-hours",
+            vec!["-5", "0", "8761"],
+        ),
+        (
+            vec!["simulate"],
+            "--sliding-minutes",
+            vec!["-5", "0", "525601"],
+        ),
+        (vec!["simulate"], "--token-minutes", vec!["-5", "9", "1441"]),
+        (
+            vec!["simulate"],
+            "--sample-minutes",
+            vec!["-5", "0", "10081"],
+        ),
+        (vec!["simulate"], "--sign-out-share", vec!["-5", "1.01"]),
+        (vec!["simulate"], "--return-share", vec!["-5", "2"]),
+        (vec!["simulate"], "--session-share", vec!["-5", "inf"]),
+        (vec!["simulate"], "--pace", vec!["-5", "0", "100001"]),
+        (vec!["inspect"], "--page", vec!["-5", "0", "100001"]),
+        (vec!["inspect"], "--examples", vec!["-5", "10001"]),
+        (vec!["rekey"], "--page", vec!["-5", "0", "100001"]),
+        (
+            vec!["rekey"],
+            "--concurrency",
+            vec!["-5", "0", "1025", "100000000"],
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (base, flag, values) in &table {
+        for value in values {
+            let args = [&base[..], &[*flag, *value]].concat();
+            let out = tokencache(&args);
+            let (stdout, stderr) = text(&out);
+            let ok = out.status.code() == Some(2)
+                && stderr.trim().lines().count() == 1
+                && stderr.starts_with("error: ")
+                && stderr.contains(flag)
+                && stderr.contains(" to ")
+                && !stderr.contains("tip")
+                && !stderr.contains("-- -")
+                && stdout.is_empty();
+            if !ok {
+                failed.push(format!("{args:?}: exit {:?}: {stderr}", out.status.code()));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// `tokencache --help` opens with what the tool is for, not with the package's name.
+#[test]
+fn the_help_says_what_the_tool_does() {
+    let (stdout, _) = text(&tokencache(&["--help"]));
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("Look after a shared OAuth 2.0 / OpenID Connect token cache"),
+        "{first}"
+    );
+    for what in [
+        "sign users out",
+        "rotate its encryption keys",
+        "serve tokens",
+    ] {
+        assert!(first.contains(what), "{what}: {first}");
+    }
+    assert!(
+        !stdout.contains("The tokencache command-line tool"),
+        "{stdout}"
+    );
+}

@@ -140,7 +140,7 @@ fn inspect_counts_a_prepared_cache_and_purge_signs_a_user_out() {
         "orphan-obo",
         "dangling-links",
         "plaintext",
-        "not-json",
+        "neither",
     ];
     assert_eq!(
         counts(&m, &keys),
@@ -157,7 +157,7 @@ fn inspect_counts_a_prepared_cache_and_purge_signs_a_user_out() {
             ("orphan-obo", "1"),
             ("dangling-links", "0"),
             ("plaintext", "9"),
-            ("not-json", "0"),
+            ("neither", "0"),
         ])
     );
     let text = String::from_utf8_lossy(&report.stdout);
@@ -423,11 +423,35 @@ fn a_server_that_is_not_redis_gets_one_line() {
     assert!(err.contains("did not answer as Redis"), "{err}");
 }
 
+/// `purge --user` takes what the library takes for every sign-out (serve's included):
+/// `check_key`. A subject without a dot is a home account id (providers other than
+/// Entra); empty, blank, a reserved key or a pasted line with spaces are refused.
 #[test]
-fn purge_refuses_a_malformed_user() {
-    let out = tokencache(&["purge", "--user", "not-a-home-id", "--store", "memory://"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("OID.TID"));
+fn purge_checks_the_user_as_every_sign_out_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redb://{}", dir.path().join("cache.redb").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // the store file exists (purge never creates one)
+        TokenCache::builder().store_url(&url).build().await.unwrap();
+    });
+    for bad in ["", " ", "tc:revoked:{a.b}", "obo-session:x", "a b"] {
+        let out = tokencache(&["purge", "--user", bad, "--store", &url]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("--user"), "{err}");
+    }
+    for good in ["ab", "user1", "oid.tid"] {
+        assert!(tokencache::partition::check_key(good).is_ok());
+        let out = tokencache(&["purge", "--user", good, "--store", &url]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{good:?}: taken, not found: {err}"
+        );
+    }
 }
 
 /// The embedded store survives a restart of the process: this test process writes a

@@ -167,3 +167,186 @@ fn design_citations_point_at_sections_of_docs_design_md() {
         "the code cites the design ({cited} citations found)"
     );
 }
+
+/// The fenced blocks of `text` whose info string starts with `lang`, as their lines.
+fn blocks(text: &str, lang: &str) -> Vec<Vec<String>> {
+    let (mut out, mut cur): (Vec<Vec<String>>, Option<Vec<String>>) = (Vec::new(), None);
+    for line in text.lines() {
+        match &mut cur {
+            None if line.starts_with("```") && line[3..].starts_with(lang) => {
+                cur = Some(Vec::new())
+            }
+            Some(_) if line.starts_with("```") => out.extend(cur.take()),
+            Some(b) => b.push(line.to_string()),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The section of the README under `heading` (to the next `## `).
+fn section<'a>(readme: &'a str, heading: &str) -> &'a str {
+    let start = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("README.md has {heading:?}"));
+    let rest = &readme[start + heading.len()..];
+    &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+}
+
+/// The commands `tokencache ARGS --help` lists (without `help`).
+fn commands_in_help(args: &[&str]) -> Vec<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let list = text
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{args:?} --help lists commands: {text}"));
+    list.lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// The README's list of commands and `tokencache --help` name the same commands (and
+/// `partition`, `keys` and `token` the same subcommands), both ways.
+#[test]
+fn readme_command_list_and_help_agree() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let list = section(&readme, "## The command-line tool");
+    let block = blocks(list, "sh").into_iter().next().expect("the list");
+    let mut listed: Vec<String> = Vec::new();
+    for line in block.iter().filter_map(|l| l.strip_prefix("tokencache ")) {
+        let mut words = line.split_whitespace();
+        let command = words.next().unwrap().to_string();
+        if ["partition", "keys", "token"].contains(&command.as_str()) {
+            for sub in words.next().unwrap().split('|') {
+                listed.push(format!("{command} {sub}"));
+            }
+        } else {
+            listed.push(command);
+        }
+    }
+    let mut in_help: Vec<String> = Vec::new();
+    for command in commands_in_help(&[]) {
+        if ["partition", "keys", "token"].contains(&command.as_str()) {
+            for sub in commands_in_help(&[&command]) {
+                in_help.push(format!("{command} {sub}"));
+            }
+        } else {
+            in_help.push(command);
+        }
+    }
+    listed.sort();
+    listed.dedup();
+    in_help.sort();
+    assert_eq!(listed, in_help, "README.md's list vs --help");
+}
+
+/// The README shows the library's examples without the hidden `# ` lines a doc test
+/// needs (GitHub would show them): the compiled examples live in the crate doc
+/// (`crates/tokencache/src/lib.rs`), and each README example is one of them, its
+/// hidden lines left out.
+#[test]
+fn readme_rust_examples_are_the_crate_doc_s_without_hidden_lines() {
+    let root = repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let lib = std::fs::read_to_string(root.join("crates/tokencache/src/lib.rs")).unwrap();
+    let doc: String = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! ").or((l == "//!").then_some("")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let visible = |b: &Vec<String>| -> Vec<String> {
+        b.iter()
+            .filter(|l| !(l.starts_with("# ") || l.as_str() == "#"))
+            .cloned()
+            .collect()
+    };
+    let compiled: Vec<Vec<String>> = blocks(&doc, "rust").iter().map(visible).collect();
+    let shown = blocks(&readme, "rust");
+    assert!(shown.len() >= 2, "the README shows the library");
+    for block in &shown {
+        assert_eq!(
+            block,
+            &visible(block),
+            "a hidden line in README.md: {block:?}"
+        );
+        assert!(
+            compiled.contains(block),
+            "README.md's example is not one of lib.rs's doc examples:\n{}",
+            block.join("\n")
+        );
+    }
+}
+
+/// The README's serve configuration is a template: serve refuses to start on it, in one
+/// line naming a placeholder, instead of starting with a client id of "...".
+#[test]
+fn the_readme_serve_example_stops_at_its_placeholders() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let serve = section(&readme, "## The token service");
+    let toml = blocks(serve, "toml")
+        .into_iter()
+        .next()
+        .expect("the example");
+    assert!(
+        !toml.iter().any(|l| l.starts_with("store =")),
+        "the example uses the embedded default store"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokencache.toml");
+    std::fs::write(&path, toml.join("\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("ORDERS_CLIENT_SECRET", "not-a-real-secret")
+        .env_remove("TOKENCACHE_STORE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("still holds the placeholder"), "{err}");
+}
+
+/// The test scripts build inside the clone: neither `scripts/test.sh` nor `.ci/run` points
+/// `CARGO_TARGET_DIR` anywhere (cargo's default is the clone's `target/`; a caller may
+/// set it), and the scripts that need a default give one under the clone.
+#[test]
+fn build_output_stays_in_the_clone() {
+    let root = repo_root();
+    for script in ["scripts/test.sh", ".ci/run"] {
+        let text = std::fs::read_to_string(root.join(script)).unwrap();
+        let sets = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .any(|l| l.contains("CARGO_TARGET_DIR="));
+        assert!(!sets, "{script} sets CARGO_TARGET_DIR");
+    }
+    for script in ["scripts/bench-serve.sh", "scripts/try-serve.sh"] {
+        let text = std::fs::read_to_string(root.join(script)).unwrap();
+        for line in text.lines().filter(|l| l.contains("CARGO_TARGET_DIR:-")) {
+            let default = line.split("CARGO_TARGET_DIR:-").nth(1).unwrap();
+            assert!(
+                default.starts_with("$PWD/target") || default.starts_with("$repo/target"),
+                "{script}: {line}"
+            );
+        }
+    }
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let quick = section(&readme, "## Quick start");
+    assert!(
+        quick.contains("`target/`"),
+        "the README says where builds go"
+    );
+    assert!(
+        quick.contains(" GB"),
+        "and how much disk the first run takes"
+    );
+}

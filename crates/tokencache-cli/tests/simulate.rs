@@ -164,3 +164,74 @@ fn a_paced_run_reports_its_lag_and_warns_when_it_falls_behind() {
     );
     assert!(behind.contains("use a lower --pace"), "{behind}");
 }
+
+/// Piped, each sample's line comes out as it is measured, not with the report at the
+/// end: once the first line is out, the store is paused (SIGSTOP), so the run cannot
+/// go on; the lines that do come are those already written, and the report is not
+/// among them. Then the store resumes and the run ends with every line.
+#[test]
+fn piped_output_streams_each_sample_line() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Duration;
+    let server = testkit::RedisServer::start();
+    let info = server.cli(&["INFO", "server"]);
+    let redis_pid = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("process_id:"))
+        .unwrap()
+        .to_string();
+    let pause = |how: &str| {
+        assert!(Command::new("kill")
+            .args([how, &redis_pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(["simulate", "--store", &server.url(), "--pace", "1800"])
+        .args(["--hours", "6", "--users", "50", "--chart"])
+        .arg(dir.path().join("c.svg"))
+        .env("TOKENCACHE_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let is_row = |l: &str| {
+        l.split_whitespace()
+            .next()
+            .is_some_and(|h| h.parse::<u32>().is_ok())
+    };
+    let mut lines = Vec::new();
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(120)).expect("a line");
+        let row = is_row(&line);
+        lines.push(line);
+        if row {
+            break;
+        }
+    }
+    pause("-STOP");
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(3)) {
+        lines.push(line);
+    }
+    pause("-CONT");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("At the end")),
+        "the report came with the first sample line: {lines:?}"
+    );
+    lines.extend(rx.iter());
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let rows = lines.iter().filter(|l| is_row(l)).count();
+    assert_eq!(rows, 7, "hours 0 to 6, every one: {lines:?}");
+    assert!(lines.last().unwrap().starts_with("orphaned: "));
+}

@@ -38,6 +38,12 @@
 //! Every error is one line, `FILE: KEY: problem` (`KEY (from VAR)` when the value came
 //! from the environment). Secret values are never part of an error: only names of
 //! keys, variables and files. A client secret written into the file itself is refused.
+//!
+//! Mistakes are caught at start, not at the first request: a value left as a
+//! placeholder (`"..."`, `{tenant}`, `<client-id>`, as in an example), an
+//! `TOKENCACHE_APIS__NAME__KEY` variable whose NAME is no configured API (or whose KEY
+//! is no key of an API), a store URL with a port outside 1–65535. `listen` takes
+//! `host:port` with a name (`localhost:8080`), resolved at start.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -170,8 +176,107 @@ pub(crate) fn load(file: &Path, listen: Option<&str>, env: Env<'_>) -> Result<Co
     let keys =
         KeyRing::from_env().map_err(|e| ConfigError(format!("{shown}: TOKENCACHE_KEYS: {e}")))?;
     let mut config = parse(file, &text, listen, env)?;
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    check_variables(&shown, &config, &names)?;
     config.keys = keys;
     Ok(config)
+}
+
+/// The keys of an `[apis.NAME]` table.
+const API_KEYS: [&str; 11] = [
+    "authority",
+    "client_id",
+    "client_secret",
+    "client_secret_env",
+    "client_secret_file",
+    "client_cert_file",
+    "client_key_id",
+    "secret_method",
+    "scopes",
+    "on_behalf_of",
+    "obo_form",
+];
+
+/// Fails on a `TOKENCACHE_APIS__NAME__KEY` variable (of `names`, the environment's)
+/// that names no configured API, or no key of one: it would be ignored silently.
+pub(crate) fn check_variables(
+    shown: &str,
+    config: &Config,
+    names: &[String],
+) -> Result<(), ConfigError> {
+    const PREFIX: &str = "TOKENCACHE_APIS__";
+    let env_name = |api: &str| api.to_ascii_uppercase().replace('-', "_");
+    for var in names.iter().filter(|n| n.starts_with(PREFIX)) {
+        let rest = &var[PREFIX.len()..];
+        let (api, key) = rest.split_once("__").unwrap_or((rest, ""));
+        let known: Vec<&str> = config.apis.keys().map(String::as_str).collect();
+        if !known.iter().any(|a| env_name(a) == api) {
+            return Err(ConfigError(format!(
+                "{shown}: {var}: no API named {:?} in the file (its APIs: {}); the variable would be ignored",
+                api.to_ascii_lowercase(),
+                known.join(", ")
+            )));
+        }
+        if !API_KEYS.iter().any(|k| k.to_ascii_uppercase() == key) {
+            return Err(ConfigError(format!(
+                "{shown}: {var}: {:?} is not a key of an API (keys: {}); the variable would be ignored",
+                key.to_ascii_lowercase(),
+                API_KEYS.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The placeholder in `value`, if it looks like a template's: `...`, `…`, `{name}` or
+/// `<name>` (a name: letters, digits, `_`, `-`, `.`, spaces). Only the placeholder is
+/// returned, never the rest of the value.
+pub(crate) fn placeholder(value: &str) -> Option<String> {
+    for dots in ["...", "\u{2026}"] {
+        if value.contains(dots) {
+            return Some(dots.to_string());
+        }
+    }
+    for (open, close) in [('{', '}'), ('<', '>')] {
+        let mut rest = value;
+        while let Some(i) = rest.find(open) {
+            let after = &rest[i + open.len_utf8()..];
+            let Some(j) = after.find(close) else { break };
+            let name = &after[..j];
+            let is_name = !name.is_empty()
+                && name.len() <= 40
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '));
+            if is_name {
+                return Some(format!("{open}{name}{close}"));
+            }
+            rest = after;
+        }
+    }
+    None
+}
+
+/// What is wrong with the ports of a store URL, if anything (the URL is not repeated:
+/// it may hold a password).
+fn store_problem(url: &str) -> Option<String> {
+    let parsed = match tokencache::store::StoreUrl::parse(url) {
+        Ok(p) => p,
+        Err(e) => return Some(e.message),
+    };
+    let tokencache::store::StoreUrl::Redis { hosts, .. } = parsed else {
+        return None;
+    };
+    hosts.iter().find_map(|h| {
+        let (_, port) = h.rsplit_once(':')?;
+        match port.parse::<u64>() {
+            Ok(p) if (1..=65_535).contains(&p) => None,
+            Ok(p) => Some(format!("port {p} is out of range (1 to 65535)")),
+            Err(_) => Some(format!("port {port:?} is not a number")),
+        }
+    })
 }
 
 /// Parses and checks a configuration text (`file` names it in errors).
@@ -207,6 +312,8 @@ pub(crate) fn parse(
     let store = top.string("store")?.map(|(v, at)| {
         if v.trim().is_empty() {
             Err(top.error_at(&at, "is empty (leave it out for the embedded store)"))
+        } else if let Some(problem) = store_problem(&v) {
+            Err(top.error_at(&at, &problem))
         } else {
             Ok(Secret::new(v))
         }
@@ -312,9 +419,29 @@ fn parse_listen(v: &str) -> Result<Listen, String> {
     if v.starts_with('/') || v.starts_with("./") {
         return Ok(Listen::Unix(PathBuf::from(v)));
     }
-    v.parse::<SocketAddr>().map(Listen::Tcp).map_err(|_| {
-        format!("{v:?} is not an address (IP:PORT, e.g. 127.0.0.1:8707) nor a unix socket path")
-    })
+    if let Ok(addr) = v.parse::<SocketAddr>() {
+        return Ok(Listen::Tcp(addr));
+    }
+    // host:port with a name: resolved now (an IPv4 address first: `localhost` is
+    // 127.0.0.1 to most clients).
+    let not_an_address = || {
+        format!("{v:?} is not an address (IP:PORT or HOST:PORT, e.g. 127.0.0.1:8707) nor a unix socket path")
+    };
+    let (host, port) = v.rsplit_once(':').ok_or_else(not_an_address)?;
+    let port: u16 = port.parse().map_err(|_| not_an_address())?;
+    if host.is_empty() {
+        return Err(not_an_address());
+    }
+    let found: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("{v:?}: cannot resolve {host:?}: {e}"))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .map(Listen::Tcp)
+        .ok_or_else(|| format!("{v:?}: {host:?} resolves to no address"))
 }
 
 /// `caller_key_env` / `caller_key_file`: the shared key of `X-Tokencache-Key`.
@@ -710,13 +837,31 @@ impl<'a> Reader<'a> {
     }
 
     fn string(&mut self, key: &str) -> Result<Option<(String, At)>, ConfigError> {
-        match self.raw(key) {
-            None => Ok(None),
-            Some((Raw::Env(v), at)) => Ok(Some((v, at))),
-            Some((Raw::File(toml::Value::String(s)), at)) => Ok(Some((s.clone(), at))),
+        let found = match self.raw(key) {
+            None => return Ok(None),
+            Some((Raw::Env(v), at)) => (v, at),
+            Some((Raw::File(toml::Value::String(s)), at)) => (s.clone(), at),
             Some((Raw::File(other), at)) => {
-                Err(self.error_at(&at, &format!("must be a string, not {}", other.type_str())))
+                return Err(
+                    self.error_at(&at, &format!("must be a string, not {}", other.type_str()))
+                )
             }
+        };
+        // A key prefix may hold a Redis hash tag (`{app}:`): not a placeholder.
+        if key != "key_prefix" {
+            self.refuse_placeholder(&found.0, &found.1)?;
+        }
+        Ok(Some(found))
+    }
+
+    /// Fails when `value` (read at `at`) is still a template's placeholder.
+    fn refuse_placeholder(&self, value: &str, at: &At) -> Result<(), ConfigError> {
+        match placeholder(value) {
+            Some(p) => Err(self.error_at(
+                at,
+                &format!("still holds the placeholder {p}: put the real value"),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -768,13 +913,17 @@ impl<'a> Reader<'a> {
     fn strings(&mut self, key: &str) -> Result<Option<(Vec<String>, At)>, ConfigError> {
         match self.raw(key) {
             None => Ok(None),
-            Some((Raw::Env(v), at)) => Ok(Some((
-                v.split([' ', ','])
+            Some((Raw::Env(v), at)) => {
+                let out: Vec<String> = v
+                    .split([' ', ','])
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned)
-                    .collect(),
-                at,
-            ))),
+                    .collect();
+                for s in &out {
+                    self.refuse_placeholder(s, &at)?;
+                }
+                Ok(Some((out, at)))
+            }
             Some((Raw::File(toml::Value::Array(items)), at)) => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
@@ -782,6 +931,9 @@ impl<'a> Reader<'a> {
                         Some(s) => out.push(s.to_string()),
                         None => return Err(self.error_at(&at, "must be a list of strings")),
                     }
+                }
+                for s in &out {
+                    self.refuse_placeholder(s, &at)?;
                 }
                 Ok(Some((out, at)))
             }
@@ -927,6 +1079,72 @@ obo_form = "token_exchange"
         assert_eq!(flag.listen, Listen::Tcp("127.0.0.1:1".parse().unwrap()));
     }
 
+    #[test]
+    fn a_key_prefix_may_hold_a_hash_tag_and_listen_takes_a_name() {
+        let text = "key_prefix = '{app}:'\nlisten = 'localhost:8080'\n[apis.a]\nauthority='https://x/t'\nclient_id='c'\nclient_secret_env='E'\nscopes=['s']\n";
+        let c = parse_with(text, &[("E", "v")]).unwrap();
+        assert_eq!(c.key_prefix, "{app}:");
+        match c.listen {
+            Listen::Tcp(a) => {
+                assert!(a.ip().is_loopback(), "{a}");
+                assert_eq!(a.port(), 8080);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn api_variables_must_name_a_configured_api_and_key() {
+        let c = parse_with(GOOD, &[("ORDERS_SECRET", "x")]).unwrap();
+        let check = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            check_variables("tc.toml", &c, &names)
+        };
+        assert!(check(&[
+            "TOKENCACHE_APIS__ORDERS__SCOPES",
+            "TOKENCACHE_APIS__GRAPH_OBO__ON_BEHALF_OF",
+            "TOKENCACHE_LOG",
+            "PATH"
+        ])
+        .is_ok());
+        let e = check(&["TOKENCACHE_APIS__NOPE__SCOPES"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "tc.toml: TOKENCACHE_APIS__NOPE__SCOPES: no API named \"nope\" in the file (its APIs: graph-obo, orders); the variable would be ignored");
+        let e = check(&["TOKENCACHE_APIS__ORDERS__SCOPE"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "tc.toml: TOKENCACHE_APIS__ORDERS__SCOPE: \"scope\" is not a key of an API"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn placeholders_are_found_and_named_alone() {
+        assert_eq!(
+            placeholder("https://login.microsoftonline.com/{tenant}/v2.0").as_deref(),
+            Some("{tenant}")
+        );
+        assert_eq!(placeholder("...").as_deref(), Some("..."));
+        assert_eq!(
+            placeholder("<your client id>").as_deref(),
+            Some("<your client id>")
+        );
+        for real in [
+            "https://login.microsoftonline.com/72f988bf/v2.0",
+            "api://orders/.default",
+            "6e2ab7a5-4c3b",
+            "a{b",
+            "x>y<z",
+            "{\"json\":1}",
+        ] {
+            assert_eq!(placeholder(real), None, "{real}");
+        }
+    }
+
     type Pairs = &'static [(&'static str, &'static str)];
 
     #[test]
@@ -944,6 +1162,14 @@ obo_form = "token_exchange"
             ("x = \"hunter2-secret\n", &[], "tc.toml: line 1:"),
             ("request_timeout_ms = 5\n[apis.a]\n", &[], "tc.toml: request_timeout_ms: must be from 100 to 600000, got 5"),
             ("caller_key_env = 'K'\n[apis.a]\n", &[("K", "short")], "tc.toml: caller_key_env: the caller key is too short"),
+            // A template's placeholders fail at start, in the file or the environment.
+            ("[apis.a]\nauthority='https://login.microsoftonline.com/{tenant}/v2.0'\nclient_id='c'\nclient_secret_env='E'\nscopes=['s']\n", &[("E", "v")], "tc.toml: apis.a.authority: still holds the placeholder {tenant}: put the real value"),
+            ("[apis.a]\nauthority='https://x/t'\nclient_id='...'\nclient_secret_env='E'\nscopes=['s']\n", &[("E", "v")], "tc.toml: apis.a.client_id: still holds the placeholder ..."),
+            ("[apis.a]\nauthority='https://x/t'\nclient_id='c'\nclient_secret_env='E'\nscopes=['api://<app-id>/.default']\n", &[("E", "v")], "tc.toml: apis.a.scopes: still holds the placeholder <app-id>"),
+            ("[apis.a]\nauthority='https://x/t'\nclient_id='c'\nclient_secret_env='E'\nscopes=['s']\n", &[("E", "v"), ("TOKENCACHE_APIS__A__CLIENT_ID", "\u{2026}")], "tc.toml: apis.a.client_id (from TOKENCACHE_APIS__A__CLIENT_ID): still holds the placeholder \u{2026}"),
+            // A port redis-rs would only call "did not parse".
+            ("store = 'redis://:hunter2@127.0.0.1:99999'\n[apis.a]\n", &[], "tc.toml: store: port 99999 is out of range (1 to 65535)"),
+            ("listen = 'no-such-host.invalid:80'\n[apis.a]\n", &[], "tc.toml: listen: \"no-such-host.invalid:80\": cannot resolve"),
         ];
         for (text, env, want) in cases {
             let e = parse_with(text, env).unwrap_err().to_string();

@@ -5,7 +5,8 @@
 //! * [`config`]: the TOML file and its environment overrides, checked at start;
 //! * [`routes`]: the HTTP API (`docs/openapi.json`), the guard around it;
 //! * [`metrics`]: `/metrics` in the Prometheus text format;
-//! * [`shutdown`]: SIGTERM / Ctrl-C, in-flight requests, the recovery queue.
+//! * [`shutdown`]: SIGTERM / Ctrl-C, in-flight requests, the recovery queue;
+//! * [`logs`]: the log lines on stderr (shared with the `tokencache` binary).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,6 +23,7 @@ use tokencache::TokenCache;
 use tokio::sync::Semaphore;
 
 mod config;
+pub mod logs;
 mod metrics;
 mod routes;
 mod shutdown;
@@ -82,7 +84,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 
 /// Prints a one-line error (a multi-line cause joined) and returns exit code 2.
 fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {}", one_line(&message.to_string()));
+    logs::error_line(&format!("error: {}", one_line(&message.to_string())));
     ExitCode::from(2)
 }
 

@@ -2,7 +2,6 @@
 //! (same arguments, same exit codes).
 
 use clap::Parser;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// Serve authorization headers over HTTP to apps in any language.
@@ -14,9 +13,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal error: {info}");
-    }));
+    tokencache_serve::logs::quiet_panics();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -28,17 +25,9 @@ fn main() -> ExitCode {
             };
         }
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("TOKENCACHE_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(tokencache_serve::DEFAULT_LOG_FILTER)
-        });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cli.args.log_format == tokencache_serve::LogFormat::Json {
-        builder.json().init();
-    } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
-    }
+    tokencache_serve::logs::init(
+        cli.args.log_format == tokencache_serve::LogFormat::Json,
+        tokencache_serve::DEFAULT_LOG_FILTER,
+    );
     tokencache_serve::run(cli.args)
 }

@@ -8,8 +8,13 @@
 //! keys named in a link set), bytes, entries without expiry, the TTL distribution,
 //! tokencache's link sets and revocation stamps, OBO partitions that no link set names
 //! (orphans: a sign-out cannot reach them), link-set members whose partition is gone,
-//! and plaintext vs opaque values, and the key ids of encrypted ones with their counts
-//! (naming those the configured ring, `TOKENCACHE_KEYS`, does not hold). Partitions are read in either layout (a Redis
+//! and what the values are: plaintext MSAL JSON (a JSON object with MSAL's sections that
+//! parses as a partition; another application's `{"a":1}` is not one), encrypted
+//! (with their key ids and counts, naming those the configured ring, `TOKENCACHE_KEYS`,
+//! does not hold), encrypted by .NET Data Protection, or neither. Encrypted entries are
+//! not taken on their key id's word: a sample of them (every one with `--verify`) is
+//! opened with the ring, and authentication failures (a key under the right id with
+//! other bytes, a tampered value) are counted per key id. Partitions are read in either layout (a Redis
 //! string, or the hash .NET's `RedisCache` writes for Microsoft.Identity.Web) and
 //! counted per layout; values encrypted by .NET Data Protection are counted as such.
 //! Keys of any other type (a list, or a set that is not a link set) are counted as
@@ -26,7 +31,8 @@ use clap::Args;
 use std::collections::{BTreeMap, HashSet};
 use std::process::ExitCode;
 use std::time::Duration;
-use tokencache::store::{dotnet, SharedStore, StoreError, StoreErrorKind, StoreValue, ValueLayout};
+use tokencache::protect::{ProtectError, Protection};
+use tokencache::store::{dotnet, SharedStore, StoreError, StoreValue, ValueLayout};
 
 use keys::{classify, Kind, KINDS};
 
@@ -35,18 +41,30 @@ use keys::{classify, Kind, KINDS};
 pub(crate) struct InspectArgs {
     /// The store: `redis://…`, `redis+cluster://…`, `redb:///…` (default: the embedded
     /// store in the platform cache folder).
-    #[arg(long, env = "TOKENCACHE_STORE")]
+    #[arg(long, env = "TOKENCACHE_STORE", hide_env_values = true)]
     store: Option<String>,
     /// Only keys under this prefix (Redis "instance name"); it is stripped before classifying.
-    #[arg(long, default_value = "", env = "TOKENCACHE_PREFIX")]
+    #[arg(
+        long,
+        default_value = "",
+        env = "TOKENCACHE_PREFIX",
+        hide_env_values = true
+    )]
     prefix: String,
     /// Keys asked for per SCAN page (1 to 100,000).
-    #[arg(long, default_value_t = 500, value_parser = crate::args::count::<1, 100_000>)]
+    #[arg(long, default_value_t = 500, allow_negative_numbers = true, value_parser = crate::args::count::<1, 100_000>)]
     page: usize,
     /// How many orphan keys to list as examples (0 to 10,000).
-    #[arg(long, default_value_t = 10, value_parser = crate::args::count::<0, 10_000>)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = crate::args::count::<0, 10_000>)]
     examples: usize,
+    /// Open every encrypted entry with the key ring (default: a sample of
+    /// 100 spread over the keys).
+    #[arg(long)]
+    verify: bool,
 }
+
+/// Encrypted entries opened without `--verify`.
+const SAMPLE: usize = 100;
 
 /// TTL buckets: none, < 1 min, < 1 h, < 1 d, < 7 d, < 30 d, ≥ 30 d.
 const BUCKETS: [(&str, u64); 6] = [
@@ -74,11 +92,35 @@ pub(crate) fn run(args: InspectArgs) -> ExitCode {
     crate::block_on(crate::Runtime::MultiThread, inspect(args))
 }
 
-/// Whether a store error says the key holds another type (Redis `WRONGTYPE`, or a hash
-/// that is not a .NET cache entry).
-fn is_wrong_type(e: &StoreError) -> bool {
-    (e.kind == StoreErrorKind::Server && e.message.contains("WRONGTYPE"))
-        || (e.kind == StoreErrorKind::BadData && e.message.contains(dotnet::NOT_A_DOTNET_ENTRY))
+use crate::stores::is_wrong_type;
+
+/// Whether `bytes` are plaintext MSAL JSON: a JSON object with at least one of MSAL's
+/// sections, that parses as a partition.
+fn is_msal_json(bytes: &[u8]) -> bool {
+    const SECTIONS: [&str; 5] = [
+        "AccessToken",
+        "RefreshToken",
+        "IdToken",
+        "Account",
+        "AppMetadata",
+    ];
+    let Ok(serde_json::Value::Object(top)) = serde_json::from_slice::<serde_json::Value>(bytes)
+    else {
+        return false;
+    };
+    SECTIONS
+        .iter()
+        .any(|s| top.get(*s).is_some_and(serde_json::Value::is_object))
+        && tokencache::Partition::parse(bytes).is_ok()
+}
+
+/// What opening the sampled encrypted entries of one key id gave.
+#[derive(Default)]
+struct Opened {
+    tried: u64,
+    ok: u64,
+    auth_failed: u64,
+    other: u64,
 }
 
 /// What one key turned out to hold.
@@ -133,13 +175,13 @@ struct PrefixTally {
 }
 
 async fn inspect(args: InspectArgs) -> Result<(), String> {
+    // The ring opens a sample of the encrypted entries.
+    let ring = tokencache::KeyRing::from_env()
+        .map_err(|e| format!("encryption keys (TOKENCACHE_KEYS / TOKENCACHE_KEYS_FILE): {e}"))?;
     // Never creates a store: a missing file is an error, not "keys: 0".
-    let store: SharedStore = crate::existing::open(args.store.as_deref()).await?;
-    store.health().await.map_err(|e| e.to_string())?;
+    let store: SharedStore =
+        crate::stores::open(args.store.as_deref(), crate::stores::Create::Never).await?;
     let given = args.prefix.as_str();
-
-    // The ring only names the key ids it knows (nothing is decrypted here).
-    let ring = tokencache::KeyRing::from_env().map_err(|e| format!("encryption keys: {e}"))?;
 
     // 1. SCAN, a page at a time.
     let bar = crate::progress::spinner("scanning keys");
@@ -216,7 +258,9 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
     let mut per_kind: Vec<Counts> = KINDS.iter().map(|_| Counts::default()).collect();
     let mut per_prefix: BTreeMap<String, PrefixTally> = BTreeMap::new();
     let mut ttl_hist = [0u64; 1 + BUCKETS.len()];
-    let (mut plaintext, mut opaque, mut not_strings, mut gone) = (0u64, 0u64, 0u64, 0u64);
+    let (mut plaintext, mut neither, mut not_strings, mut gone) = (0u64, 0u64, 0u64, 0u64);
+    // Encrypted entries: (full key, bytes, key id), in key order.
+    let mut sealed: Vec<(&str, &[u8], String)> = Vec::new();
     let mut key_ids: BTreeMap<String, u64> = BTreeMap::new();
     let (mut string_layout, mut dotnet_layout, mut protected) = (0u64, 0u64, 0u64);
     let mut orphans = Vec::new();
@@ -269,12 +313,12 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
             protected += 1;
         } else {
             match tokencache::protect::stored(&v.bytes) {
-                tokencache::protect::Stored::Plaintext => plaintext += 1,
+                tokencache::protect::Stored::Plaintext if is_msal_json(&v.bytes) => plaintext += 1,
                 tokencache::protect::Stored::Sealed { key_id } => {
-                    opaque += 1;
                     *key_ids.entry(key_id.to_string()).or_default() += 1;
+                    sealed.push((k.as_str(), v.bytes.as_slice(), key_id.to_string()));
                 }
-                tokencache::protect::Stored::Malformed(_) => opaque += 1,
+                _ => neither += 1,
             }
         }
         if kind == Kind::Obo && !linked.contains(k) {
@@ -282,14 +326,37 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         }
     }
 
-    // 6. Report.
+    // 6. Open a sample of the encrypted entries (all with --verify), spread over the keys.
+    let mut opened: BTreeMap<String, Opened> = BTreeMap::new();
+    if let Some(ring) = &ring {
+        let protection = Protection::new(ring.clone());
+        let step = if args.verify {
+            1
+        } else {
+            sealed.len().div_ceil(SAMPLE).max(1)
+        };
+        for (full, bytes, id) in sealed.iter().step_by(step) {
+            let o = opened.entry(id.clone()).or_default();
+            o.tried += 1;
+            match protection.open(full, bytes) {
+                Ok(_) => o.ok += 1,
+                Err(ProtectError::AuthenticationFailed { .. }) => o.auth_failed += 1,
+                Err(_) => o.other += 1,
+            }
+        }
+    }
+    let sampled: u64 = opened.values().map(|o| o.tried).sum();
+    let opened_ok: u64 = opened.values().map(|o| o.ok).sum();
+    let auth_failed: u64 = opened.values().map(|o| o.auth_failed).sum();
+
+    // 7. Report.
     let partitions: u64 = per_kind.iter().map(|c| c.count).sum();
     let bytes: u64 = per_kind.iter().map(|c| c.bytes).sum::<u64>() + own_bytes;
     let no_expiry: u64 = per_kind.iter().map(|c| c.no_expiry).sum();
     let n = |k: Kind| per_kind[k.index()].count;
     let counted = keys.len() as u64 - gone;
-    println!("store: {} (prefix {:?})", store.endpoint(), given);
-    println!(
+    outln!("store: {} (prefix {:?})", store.endpoint(), given);
+    outln!(
         "keys: {} ({} partitions or other keys, {} tokencache keys{})",
         counted,
         partitions,
@@ -301,15 +368,22 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         }
     );
     if given.is_empty() && !prefixes.is_empty() {
-        println!();
-        println!("prefixes found (from the keys' shapes; --prefix P inspects one of them):");
-        println!(
+        outln!();
+        outln!("prefixes found (from the keys' shapes; --prefix P inspects one of them):");
+        outln!(
             "  {:<28} {:>7} {:>7} {:>6} {:>7} {:>11} {:>7} {:>9}",
-            "prefix", "keys", "user", "app", "obo", "obo-session", "other", "tc keys"
+            "prefix",
+            "keys",
+            "user",
+            "app",
+            "obo",
+            "obo-session",
+            "other",
+            "tc keys"
         );
         for (p, t) in &per_prefix {
             let k = |kind: Kind| t.kinds[kind.index()];
-            println!(
+            outln!(
                 "  {:<28} {:>7} {:>7} {:>6} {:>7} {:>11} {:>7} {:>9}",
                 format!("{p:?}"),
                 t.keys,
@@ -322,42 +396,59 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
             );
         }
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<14} {:>8} {:>12} {:>10}",
-        "partitions", "count", "bytes", "no expiry"
+        "partitions",
+        "count",
+        "bytes",
+        "no expiry"
     );
     for ((_, name), c) in KINDS.iter().zip(&per_kind) {
-        println!(
+        outln!(
             "{:<14} {:>8} {:>12} {:>10}",
-            name, c.count, c.bytes, c.no_expiry
+            name,
+            c.count,
+            c.bytes,
+            c.no_expiry
         );
     }
     if not_strings > 0 {
-        println!(
+        outln!(
             "  of the other keys, {not_strings} are neither values nor link sets (hashes that are not .NET cache entries, lists, sets, streams); their bytes are not counted"
         );
     }
-    println!();
+    outln!();
     let hist = std::iter::once("none")
         .chain(BUCKETS.iter().map(|(n, _)| *n))
         .zip(ttl_hist)
         .map(|(n, c)| format!("{n} {c}"))
         .collect::<Vec<_>>()
         .join(" | ");
-    println!("TTL of partitions: {hist}");
-    println!(
+    outln!("TTL of partitions: {hist}");
+    outln!(
         "tokencache keys: {link_sets} link sets ({link_members} members, {} gone), {stamps} revocation stamps, {own_other} other; {own_bytes} bytes",
         dangling.len()
     );
-    println!(
+    outln!(
         "layouts: {string_layout} Redis strings (tokencache, msal-node, MSAL Python), {dotnet_layout} .NET IDistributedCache hashes (Microsoft.Identity.Web)"
     );
     let encrypted: u64 = key_ids.values().sum();
-    println!(
-        "values: {plaintext} plaintext MSAL JSON, {encrypted} encrypted, {protected} encrypted by .NET Data Protection (unreadable here, never overwritten), {} neither (foreign or malformed)",
-        opaque - encrypted
+    outln!(
+        "values: {plaintext} plaintext MSAL JSON, {encrypted} encrypted, {protected} encrypted by .NET Data Protection (unreadable here, never overwritten), {neither} neither (other applications' values, malformed)"
     );
+    if encrypted > 0 {
+        match &ring {
+            Some(_) => outln!(
+                "encrypted entries opened with the key ring: {sampled} of {encrypted}{}: {opened_ok} opened, {auth_failed} authentication failures, {} with a key id the ring lacks or a damaged envelope",
+                if args.verify { "" } else { " (a sample; --verify opens all)" },
+                sampled - opened_ok - auth_failed
+            ),
+            None => outln!(
+                "encrypted entries opened: none (no TOKENCACHE_KEYS configured)"
+            ),
+        }
+    }
     let known = |id: &str| ring.as_ref().is_some_and(|r| r.get(id).is_some());
     let list = |unknown: bool| {
         key_ids
@@ -377,10 +468,18 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
                 (None, _) => "unknown: no TOKENCACHE_KEYS configured",
                 _ => "UNKNOWN to this key ring: these entries cannot be read",
             };
-            println!("key id {id}: {n} entries ({role})");
+            let check = match opened.get(id) {
+                Some(o) if o.auth_failed > 0 => format!(
+                    "; AUTHENTICATION FAILED for {} of {} opened: the key under this id is not the one that sealed them (or they were tampered with)",
+                    o.auth_failed, o.tried
+                ),
+                Some(o) if known(id) => format!("; {} of {} opened", o.ok, o.tried),
+                _ => String::new(),
+            };
+            outln!("key id {id}: {n} entries ({role}{check})");
         }
     }
-    println!(
+    outln!(
         "orphans: {} OBO partitions are in no link set (a sign-out cannot reach them; they end only with their TTL)",
         orphans.len()
     );
@@ -388,16 +487,16 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         let ttl = ttl.map_or("no expiry".to_string(), |t| {
             format!("ttl {} s", t.as_secs())
         });
-        println!("  {k} ({ttl})");
+        outln!("  {k} ({ttl})");
     }
     if !dangling.is_empty() {
-        println!(
+        outln!(
             "link-set members whose partition is gone: {} (harmless; removed at sign-out)",
             dangling.len()
         );
     }
-    println!(
-        "inspect: keys={} user={} app={} obo={} obo-session={} other={} not-strings={} link-sets={} stamps={} bytes={} no-expiry={} orphan-obo={} dangling-links={} plaintext={} not-json={} prefixes={} string-layout={} dotnet-layout={} data-protected={} encrypted={} key-ids={} unknown-key-ids={}",
+    outln!(
+        "inspect: keys={} user={} app={} obo={} obo-session={} other={} not-strings={} link-sets={} stamps={} bytes={} no-expiry={} orphan-obo={} dangling-links={} plaintext={} neither={} prefixes={} string-layout={} dotnet-layout={} data-protected={} encrypted={} sampled={} opened={} auth-failed={} key-ids={} unknown-key-ids={}",
         counted,
         n(Kind::User),
         n(Kind::App),
@@ -412,12 +511,15 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
         orphans.len(),
         dangling.len(),
         plaintext,
-        opaque,
+        neither,
         per_prefix.len(),
         string_layout,
         dotnet_layout,
         protected,
         encrypted,
+        sampled,
+        opened_ok,
+        auth_failed,
         key_ids_known,
         key_ids_unknown
     );
@@ -427,6 +529,16 @@ async fn inspect(args: InspectArgs) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn msal_json_is_a_partition_with_msal_sections() {
+        assert!(is_msal_json(br#"{"AccessToken":{},"RefreshToken":{}}"#));
+        assert!(!is_msal_json(br#"{"a":1}"#), "another application's JSON");
+        assert!(!is_msal_json(br#"{"AccessToken":5}"#));
+        assert!(!is_msal_json(b"[1]"));
+        let (p, _) = tokencache::sample::user_partition("o", "t", 1_700_000_000).unwrap();
+        assert!(is_msal_json(&p.to_vec()));
+    }
 
     #[test]
     fn ttl_buckets() {

@@ -34,7 +34,7 @@ pub(super) async fn probe(
     let scopes = [scope.as_str()];
     let req = SaveRequest::new(CLIENT_ID, SaveFor::User, ENVIRONMENT, tenant, &scopes);
     let mut n = 0u64;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !crate::cancel::requested() {
         n += 1;
         let (a, b) = (
             &replicas[n as usize % replicas.len()],

@@ -15,7 +15,11 @@
 //! Its keys go under `--prefix` (default `tcload:<pid>:`), its users belong to a fake
 //! tenant, and the keys it can have written (each fake user's partition, link set and
 //! revocation stamp; nothing else under the prefix) are removed at the end unless
-//! `--keep`; a store that does not answer fails the command at once.
+//! `--keep`, also after an error or Ctrl-C (which stops the traffic at once and skips
+//! the checks; a second Ctrl-C exits without removing and prints the prefix). Every
+//! key it writes lives at most the run's length (`--duration` + `--settle`) plus
+//! [`crate::capped::MARGIN`], kept or not, so that even a killed run leaves nothing for
+//! long. A store that does not answer fails the command at once.
 //!
 //! The final report line (the command exits 1 after it when any anomaly below is
 //! counted: `caller_errors`, `lost`, `stale_reads`, `lost_updates`,
@@ -53,6 +57,7 @@ use tokencache::store::SharedStore;
 use tokencache::twolevel::{BackplaneOptions, BackplaneStatus};
 use tokencache::{Lookup, SaveFor, SaveRequest, TokenCache};
 
+use crate::capped::CappedStore;
 use history::{Anomaly, Got, History, Read, Recorder, SaveOutcome};
 
 mod history;
@@ -63,47 +68,48 @@ mod tokens;
 #[derive(Args, Debug)]
 pub(crate) struct LoadArgs {
     /// The L2 store URL (redis://…, redb:///path, memory://).
-    #[arg(long, env = "TOKENCACHE_STORE")]
+    #[arg(long, env = "TOKENCACHE_STORE", hide_env_values = true)]
     store: String,
     /// The key prefix of every key the run writes (default: `tcload:<pid>:`, unique per run).
-    #[arg(long, env = "TOKENCACHE_PREFIX")]
+    #[arg(long, env = "TOKENCACHE_PREFIX", hide_env_values = true)]
     prefix: Option<String>,
-    /// Leave the run's keys in the store (default: the keys of its fake users are removed;
-    /// other keys under the prefix are never touched).
+    /// Leave the run's keys in the store, until their TTL ends (the run's length plus
+    /// 10 minutes; default: the keys of its fake users are removed at the end; other
+    /// keys under the prefix are never touched).
     #[arg(long)]
     keep: bool,
     /// Distinct users (1 to 1,000,000).
-    #[arg(long, default_value_t = 100, value_parser = crate::args::count::<1, 1_000_000>)]
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = crate::args::count::<1, 1_000_000>)]
     users: usize,
     /// How long to run, in seconds (more than 0, at most a week).
-    #[arg(long, value_parser = crate::args::run_seconds)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::args::run_seconds)]
     duration: f64,
     /// Share of operations that save a token (the rest are lookups and sign-outs).
-    #[arg(long, default_value_t = 0.2, value_parser = crate::args::share)]
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true, value_parser = crate::args::share)]
     writers_share: f64,
     /// Share of operations that sign a user out.
-    #[arg(long, default_value_t = 0.02, value_parser = crate::args::share)]
+    #[arg(long, default_value_t = 0.02, allow_negative_numbers = true, value_parser = crate::args::share)]
     signout_share: f64,
     /// Concurrent tasks (1 to 256).
-    #[arg(long, default_value_t = 4, value_parser = crate::args::count::<1, 256>)]
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = crate::args::count::<1, 256>)]
     tasks: usize,
     /// Fault injection in front of the store, e.g. `p=0.2,kind=timeout,delay_ms=2`
     /// (keys: p, fail=always|never, kind, delay_ms, seed); lifted at the end.
     #[arg(long)]
     chaos: Option<String>,
     /// Bound of each L2 call, in milliseconds (1 to 60,000).
-    #[arg(long, default_value_t = 250, value_parser = crate::args::int::<1, 60_000>)]
+    #[arg(long, default_value_t = 250, allow_negative_numbers = true, value_parser = crate::args::int::<1, 60_000>)]
     l2_timeout_ms: u64,
     /// Longest wait for L2 to catch up at the end, in seconds (0 to 3,600).
-    #[arg(long, default_value_t = 15.0, value_parser = crate::args::wait_seconds)]
+    #[arg(long, default_value_t = 15.0, allow_negative_numbers = true, value_parser = crate::args::wait_seconds)]
     settle: f64,
     /// `TokenCache` instances in this process, each with its own store handle (1 to 64).
-    #[arg(long, default_value_t = 1, value_parser = crate::args::count::<1, 64>)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = crate::args::count::<1, 64>)]
     replicas: usize,
     /// How long after a save or sign-out is acknowledged every replica must see it,
     /// in milliseconds (0 to 60,000): a read that begins later and returns older data
     /// is counted.
-    #[arg(long, default_value_t = 50, value_parser = crate::args::int::<0, 60_000>)]
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true, value_parser = crate::args::int::<0, 60_000>)]
     stale_bound_ms: u64,
     /// Builds the replicas without the backplane, to show the checker catching the
     /// stale reads that follow (for tests and demonstrations).
@@ -124,10 +130,12 @@ struct Mix {
 pub(crate) fn run(args: LoadArgs) -> ExitCode {
     let anomalies = std::sync::Arc::new(AtomicU64::new(0));
     let found = anomalies.clone();
+    crate::cancel::install();
     let code = crate::block_on(crate::Runtime::MultiThread, async move {
-        let report = load(args).await?;
-        println!("{}", report.line);
-        found.store(report.anomalies, Ordering::Relaxed);
+        if let Some(report) = load(args).await? {
+            outln!("{}", report.line);
+            found.store(report.anomalies, Ordering::Relaxed);
+        }
         Ok(())
     });
     let n = anomalies.load(Ordering::Relaxed);
@@ -185,30 +193,30 @@ fn in_process(url: &str) -> bool {
 /// Opens the replicas' stores: one handle each for Redis (its own connections), one
 /// shared handle for stores that live in this process (a second `memory://` would be
 /// another, empty store; an embedded file is shared by the library anyway).
-async fn open_stores(url: &str, n: usize) -> Result<Vec<SharedStore>, String> {
+/// Every handle caps the TTL of what it writes at `run` plus the margin.
+async fn open_stores(url: &str, n: usize, run: Duration) -> Result<Vec<SharedStore>, String> {
     let in_process = in_process(url);
-    let first = tokencache::store::open(url)
-        .await
-        .map_err(|e| e.to_string())?;
+    let capped = |s: SharedStore| -> SharedStore { Arc::new(CappedStore::new(s, run)) };
     // Fail now, not after duration + settle.
-    first
-        .health()
-        .await
-        .map_err(|e| format!("the store does not answer: {e}"))?;
+    let first = capped(crate::stores::open(Some(url), crate::stores::Create::IfMissing).await?);
     let mut stores = vec![first.clone()];
     for _ in 1..n {
         stores.push(if in_process {
             first.clone()
         } else {
-            tokencache::store::open(url)
-                .await
-                .map_err(|e| e.to_string())?
+            capped(
+                tokencache::store::open(url)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
         });
     }
     Ok(stores)
 }
 
-async fn load(args: LoadArgs) -> Result<Report, String> {
+/// Runs the traffic and the checks, then removes the run's keys (unless `--keep`),
+/// also after an error or an interruption; the report, or `None` when interrupted.
+async fn load(args: LoadArgs) -> Result<Option<Report>, String> {
     // Each number is range-checked by clap (crate::args); only the sum is left.
     if args.writers_share + args.signout_share > 1.0 {
         return Err("--writers-share plus --signout-share must be between 0 and 1".into());
@@ -217,18 +225,74 @@ async fn load(args: LoadArgs) -> Result<Report, String> {
         Some(spec) => ChaosConfig::parse(spec)?,
         None => ChaosConfig::default(),
     };
-    let stores = open_stores(&args.store, args.replicas).await?;
+    // The longest the run can take: traffic, settling, checks (a margin is added).
+    let run = Duration::from_secs_f64(args.duration + args.settle) + Duration::from_secs(60);
+    let stores = open_stores(&args.store, args.replicas, run).await?;
     let prefix = args
         .prefix
         .clone()
         .unwrap_or_else(|| format!("tcload:{}:", std::process::id()));
+    crate::cancel::leaving(Some(format!(
+        "the run's keys under prefix {prefix:?} in {} (they expire within {} s; `tokencache purge --prefix {prefix} --force` removes them now)",
+        stores[0].endpoint(),
+        (run + crate::capped::MARGIN).as_secs()
+    )));
+    let keys = KeySpace::new(prefix.clone());
+    let result = traffic_and_checks(&args, chaos_config, &stores, &prefix).await;
+    // Removed through a handle of its own (no fault injection, no replica's state).
+    let cleanup = if args.keep {
+        outln!(
+            "kept the run's keys under prefix {prefix:?} (--keep; they expire within {} s)",
+            (run + crate::capped::MARGIN).as_secs()
+        );
+        Ok(())
+    } else {
+        let fresh = if in_process(&args.store) {
+            Ok(stores[0].clone())
+        } else {
+            tokencache::store::open(&args.store)
+                .await
+                .map_err(|e| format!("cannot open L2 to remove the run's keys: {e}"))
+        };
+        // The users and the probe user.
+        match fresh {
+            Ok(fresh) => remove_own(&fresh, &keys, args.users + 1)
+                .await
+                .map(|removed| {
+                    outln!("removed the run's {removed} keys under prefix {prefix:?}");
+                }),
+            Err(e) => Err(e),
+        }
+    };
+    crate::cancel::leaving(None);
+    match (result, cleanup) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e),
+        (Ok(None), Ok(())) => {
+            if crate::cancel::signalled() {
+                errln!("interrupted: the traffic stopped; no report");
+            }
+            Ok(None)
+        }
+        (Ok(report), Ok(())) => Ok(report),
+    }
+}
+
+/// The traffic on every replica, then (unless interrupted) L2's catching up and the
+/// checks; the report line, or `None` when interrupted.
+async fn traffic_and_checks(
+    args: &LoadArgs,
+    chaos_config: ChaosConfig,
+    stores: &[SharedStore],
+    prefix: &str,
+) -> Result<Option<Report>, String> {
     let mut chaos = Vec::with_capacity(args.replicas);
     let mut replicas = Vec::with_capacity(args.replicas);
-    for store in &stores {
+    for store in stores {
         let c = Arc::new(ChaosStore::new(store.clone(), chaos_config.clone()));
         let mut builder = TokenCache::builder()
             .store(c.clone() as SharedStore)
-            .key_prefix(&prefix)
+            .key_prefix(prefix)
             .l2_timeout(Duration::from_millis(args.l2_timeout_ms));
         if args.no_backplane {
             builder = builder.backplane(BackplaneOptions {
@@ -292,7 +356,7 @@ async fn load(args: LoadArgs) -> Result<Report, String> {
         let (replicas, recorder, counts) = (replicas.clone(), recorder.clone(), counts.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = 0x2545_F491_4F6C_DD1D_u64 ^ ((t as u64 + 1) * 0x9E37_79B9);
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && !crate::cancel::requested() {
                 let cache = &replicas[pick(&mut rng, replicas.len())];
                 let ok = one_op(cache, &recorder, &counts, mix, &mut rng).await;
                 if !ok {
@@ -313,6 +377,9 @@ async fn load(args: LoadArgs) -> Result<Report, String> {
         .await
         .map_err(|e| format!("the invalidation probe failed: {e}"))?;
     phase.finish();
+    if crate::cancel::requested() {
+        return Ok(None);
+    }
 
     // L2 is healthy again: give it time to catch up.
     for c in &chaos {
@@ -323,7 +390,7 @@ async fn load(args: LoadArgs) -> Result<Report, String> {
     let bar = crate::progress::spinner("L2 catching up (recovery queues)");
     for r in &replicas {
         let two = r.two_level();
-        while two.is_degraded() && Instant::now() < settle_until {
+        while two.is_degraded() && Instant::now() < settle_until && !crate::cancel::requested() {
             if !two.recover_now().await {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -344,6 +411,9 @@ async fn load(args: LoadArgs) -> Result<Report, String> {
     let (mut lost, mut lost_updates) = (0u64, 0u64);
     let bar = crate::progress::bar("checking L2 against the history", args.users as u64);
     for u in 0..args.users {
+        if crate::cancel::requested() {
+            return Ok(None);
+        }
         bar.inc(1);
         if !history.saved_any(u) {
             continue;
@@ -383,19 +453,12 @@ async fn load(args: LoadArgs) -> Result<Report, String> {
         queued += s.queued;
         recovered += s.recovered;
     }
-    if args.keep {
-        println!("kept the run's keys under prefix {prefix:?} (--keep)");
-    } else {
-        // The users and the probe user.
-        let removed = remove_own(&fresh, two.keys(), args.users + 1).await?;
-        println!("removed the run's {removed} keys under prefix {prefix:?}");
-    }
     let p50 = invalidation::quantile(&mut latencies, 0.5);
     let p99 = invalidation::quantile(&mut latencies, 0.99);
     let caller_errors = counts.caller_errors.load(Ordering::Relaxed);
     let stale_reads = counts.stale_reads.load(Ordering::Relaxed);
     let served_after_signout = counts.served_after_signout.load(Ordering::Relaxed);
-    Ok(Report {
+    Ok(Some(Report {
         line: format!(
             "ops={} caller_errors={caller_errors} l2_errors={l2_errors} queued={queued} recovered={recovered} lost={lost} \
              replicas={} stale_reads={stale_reads} lost_updates={lost_updates} served_after_signout={served_after_signout} \
@@ -404,7 +467,7 @@ async fn load(args: LoadArgs) -> Result<Report, String> {
             args.replicas,
         ),
         anomalies: caller_errors + lost + stale_reads + lost_updates + served_after_signout,
-    })
+    }))
 }
 
 /// What `partition` (L2's, at the end) holds for `home`'s scope `s`.

@@ -397,7 +397,9 @@ impl TokenCache {
                     let seq = crate::clock::record_seq();
                     let at = requested_at_ms;
                     match account {
-                        Some(a) => p.add_token_response_for_account(&req, response, at, seq, form, a),
+                        Some(a) => {
+                            p.add_token_response_for_account(&req, response, at, seq, form, a)
+                        }
                         None => p.add_token_response_written(&req, response, at, seq, form),
                     }
                     .map_err(Error::from)

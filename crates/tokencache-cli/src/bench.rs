@@ -147,7 +147,8 @@ async fn remove_run(store: &SharedStore, prefix: &str) -> Result<u64, String> {
 async fn cache_over(store: &SharedStore, prefix: &str, l1: bool) -> Result<TokenCache, String> {
     let mut b = TokenCache::builder()
         .store(store.clone())
-        .key_prefix(prefix);
+        .key_prefix(prefix)
+        .probe_l2_at_start(false);
     if !l1 {
         b = b.disable_l1();
     }

@@ -119,6 +119,8 @@ async fn purge_user(user: &str, args: &PurgeArgs) -> Result<Outcome, String> {
         .store(store.clone())
         .key_prefix(&prefix)
         .disable_l1()
+        // a one-shot command: nothing of its own written (`tokencache check` probes)
+        .probe_l2_at_start(false)
         .build()
         .await
         .map_err(|e| e.to_string())?;

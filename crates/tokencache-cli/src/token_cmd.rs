@@ -235,7 +235,10 @@ fn describe(e: &AcquireError) -> String {
 }
 
 async fn cache(store: &StoreArgs) -> Result<TokenCache, String> {
-    let mut builder = TokenCache::builder().key_prefix(&store.prefix);
+    // a one-shot command: nothing of its own written (`tokencache check` probes)
+    let mut builder = TokenCache::builder()
+        .key_prefix(&store.prefix)
+        .probe_l2_at_start(false);
     if let Some(url) = &store.store {
         crate::stores::check_url(url)?;
         builder = builder.store_url(url);

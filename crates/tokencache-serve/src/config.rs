@@ -259,24 +259,12 @@ pub(crate) fn placeholder(value: &str) -> Option<String> {
     None
 }
 
-/// What is wrong with the ports of a store URL, if anything (the URL is not repeated:
-/// it may hold a password).
+/// What is wrong with a store URL, if anything, as the library says it (host, port,
+/// scheme, options; the URL is not repeated: it may hold a password).
 fn store_problem(url: &str) -> Option<String> {
-    let parsed = match tokencache::store::StoreUrl::parse(url) {
-        Ok(p) => p,
-        Err(e) => return Some(e.message),
-    };
-    let tokencache::store::StoreUrl::Redis { hosts, .. } = parsed else {
-        return None;
-    };
-    hosts.iter().find_map(|h| {
-        let (_, port) = h.rsplit_once(':')?;
-        match port.parse::<u64>() {
-            Ok(p) if (1..=65_535).contains(&p) => None,
-            Ok(p) => Some(format!("port {p} is out of range (1 to 65535)")),
-            Err(_) => Some(format!("port {port:?} is not a number")),
-        }
-    })
+    tokencache::store::StoreUrl::parse(url)
+        .err()
+        .map(|e| e.message)
 }
 
 /// Parses and checks a configuration text (`file` names it in errors).
@@ -1168,7 +1156,7 @@ obo_form = "token_exchange"
             ("[apis.a]\nauthority='https://x/t'\nclient_id='c'\nclient_secret_env='E'\nscopes=['api://<app-id>/.default']\n", &[("E", "v")], "tc.toml: apis.a.scopes: still holds the placeholder <app-id>"),
             ("[apis.a]\nauthority='https://x/t'\nclient_id='c'\nclient_secret_env='E'\nscopes=['s']\n", &[("E", "v"), ("TOKENCACHE_APIS__A__CLIENT_ID", "\u{2026}")], "tc.toml: apis.a.client_id (from TOKENCACHE_APIS__A__CLIENT_ID): still holds the placeholder \u{2026}"),
             // A port redis-rs would only call "did not parse".
-            ("store = 'redis://:hunter2@127.0.0.1:99999'\n[apis.a]\n", &[], "tc.toml: store: port 99999 is out of range (1 to 65535)"),
+            ("store = 'redis://:hunter2@127.0.0.1:99999'\n[apis.a]\n", &[], "tc.toml: store: the port \"99999\" of host 127.0.0.1 in the Redis URL is not a number from 1 to 65535"),
             ("listen = 'no-such-host.invalid:80'\n[apis.a]\n", &[], "tc.toml: listen: \"no-such-host.invalid:80\": cannot resolve"),
         ];
         for (text, env, want) in cases {

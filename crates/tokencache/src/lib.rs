@@ -89,6 +89,49 @@
 //! # fn your_callback_handler(_url: &str) -> (&'static str, &'static str) { ("", "") }
 //! ```
 //!
+//! Credentials without secrets ([`acquire::WorkloadIdentity`], certificates,
+//! [`acquire::ManagedIdentity`]):
+//!
+//! ```rust,no_run
+//! use std::sync::Arc;
+//! use tokencache::acquire::{
+//!     Acquirer, CertificateOptions, CertificatePassword, ClientCertificate, ClientCredential,
+//!     ManagedIdentity, ManagedIdentityId, WorkloadIdentity,
+//! };
+//! use tokencache::{Secret, TokenCache};
+//!
+//! async fn credentials() -> Result<(), Box<dyn std::error::Error>> {
+//!     let cache = TokenCache::builder().store_url("redis://127.0.0.1:6379").build().await?;
+//!
+//!     // In a Kubernetes pod with Azure workload identity: everything comes from the environment.
+//!     let wi = WorkloadIdentity::from_env()?;
+//!     let daemon = Acquirer::builder(cache.clone(), &wi.authority, &wi.client_id, wi.credential()).build()?;
+//!     let _ = daemon.client_credentials(&["https://graph.microsoft.com/.default"]).await?;
+//!
+//!     // A certificate in a PKCS#12 file, its password in the environment.
+//!     let cert = ClientCertificate::from_pkcs12_file(
+//!         "/etc/app/client.pfx",
+//!         CertificatePassword::Value(Secret::new(std::env::var("PFX_PASSWORD")?)),
+//!         CertificateOptions::default(),
+//!     )?;
+//!     let _app = Acquirer::builder(
+//!         cache.clone(),
+//!         "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0",
+//!         "my-client-id",
+//!         ClientCredential::Certificate(Arc::new(cert)),
+//!     )
+//!     .build()?;
+//!
+//!     // On an Azure VM or App Service: the managed identity's own tokens, cached per resource.
+//!     let mi = ManagedIdentity::builder(cache)
+//!         .identity(ManagedIdentityId::ClientId("user-assigned-client-id".into()))
+//!         .build()?; // App Service's IDENTITY_ENDPOINT, else IMDS
+//!     let vault = mi.acquire("https://vault.azure.net").await?;
+//!     println!("{}", vault.source.as_str());
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Layout
 //!
 //! | module | role |

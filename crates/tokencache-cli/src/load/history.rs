@@ -34,6 +34,14 @@ pub(super) type Micros = u64;
 /// An end not reached yet: later than anything.
 const OPEN: Micros = Micros::MAX;
 
+/// How soon after a sign-out ended a save may begin and still be removed by it in L2:
+/// a sign-out removes the credentials requested in or before its stamp's millisecond on
+/// the store's clock (docs/design.md §7.1), and a replica gives its request times on that
+/// clock through an offset it measured, rounded to the millisecond and off by up to half
+/// a round trip. One millisecond of grain plus two of measure: a save that begins in that
+/// window is concurrent with the sign-out.
+const STAMP_MS_WINDOW: Micros = 3_000;
+
 /// The stamp's grain on reads: a replica refuses a user's tokens cached (in whole
 /// seconds) at or before the sign-out's second, so a token saved up to a second after
 /// a sign-out can legitimately read as nothing (it is kept in L2; see `lost_update`).
@@ -372,8 +380,13 @@ impl History {
             .iter()
             .chain(&u.stored_later[scope])
             // A sign-out that ended before the save began cannot remove it: the
-            // save's request came after the stamp. (Exact in ms: L2 is read directly.)
-            .filter(|y| !u.sign_outs.iter().any(|o| o.end > y.start))
+            // save's request came after the stamp, unless within the stamp's grain
+            // (see [`STAMP_MS_WINDOW`]).
+            .filter(|y| {
+                !u.sign_outs
+                    .iter()
+                    .any(|o| o.end.saturating_add(STAMP_MS_WINDOW) > y.start)
+            })
             .map(|y| y.start)
             .max();
         let Some(y) = required else {
@@ -648,6 +661,20 @@ mod tests {
         sign_out(&mut h, 0, 20 * MS, 30 * MS);
         assert!(!h.lost_update(0, 0, Got::Nothing));
         assert!(!h.resurrected(0, Got::Token(z)));
+    }
+
+    #[test]
+    fn a_save_within_the_stamp_s_millisecond_after_a_sign_out_is_concurrent_with_it() {
+        let mut h = history();
+        sign_out(&mut h, 0, 20 * MS, 30 * MS);
+        // Began 0.3 ms after the sign-out ended: the stamp's millisecond may hold both.
+        let y = save(&mut h, 0, 0, 30 * MS + 300, 31 * MS);
+        assert!(!h.lost_update(0, 0, Got::Nothing));
+        assert!(!h.lost_update(0, 0, Got::Token(y)));
+        // Past the window it must survive.
+        let z = save(&mut h, 0, 0, 30 * MS + STAMP_MS_WINDOW, 40 * MS);
+        assert!(h.lost_update(0, 0, Got::Nothing));
+        assert!(!h.lost_update(0, 0, Got::Token(z)));
     }
 
     #[test]

@@ -293,6 +293,7 @@ async fn traffic_and_checks(
         let mut builder = TokenCache::builder()
             .store(c.clone() as SharedStore)
             .key_prefix(prefix)
+            .probe_l2_at_start(false)
             .l2_timeout(Duration::from_millis(args.l2_timeout_ms));
         if args.no_backplane {
             builder = builder.backplane(BackplaneOptions {

@@ -329,6 +329,7 @@ impl TcPolicy {
                 .store(store.clone())
                 .clock(clock.clone())
                 .key_prefix(prefix)
+                .probe_l2_at_start(false)
                 // A busy machine must not turn into L2 timeouts (the run would then
                 // depend on timing); errors are still counted and reported.
                 .l2_timeout(Duration::from_secs(30))

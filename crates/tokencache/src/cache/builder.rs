@@ -280,7 +280,11 @@ impl TokenCacheBuilder {
     }
 
     /// Whether to probe L2 when the cache is built (reports a wrong host, password or
-    /// TLS setting at once, in the log; the cache works from L1 either way). Default true.
+    /// TLS setting at once, in the log; the cache works from L1 either way), and, on
+    /// Redis, check in the background what the server and its user allow, as
+    /// `tokencache check` does (it writes and removes a few keys of its own under the
+    /// prefix, `tc:check:…`, each with a 60 s TTL). Default true; off for short-lived
+    /// processes that should write nothing of their own.
     pub fn probe_l2_at_start(mut self, probe: bool) -> Self {
         self.options.probe_at_start = probe;
         self

@@ -103,6 +103,14 @@ impl<'a> Lookup<'a> {
         self
     }
 
+    /// Restricts to a tenant when one is given (`None`: as [`new`](Self::new) leaves it).
+    pub fn tenant_opt(mut self, tenant: Option<&'a str>) -> Self {
+        if tenant.is_some() {
+            self.tenant = tenant;
+        }
+        self
+    }
+
     /// Restricts to a cloud (an authority host, e.g. `login.microsoftonline.com`).
     pub fn environment(mut self, host: &'a str) -> Self {
         self.environment = Some(host);
@@ -192,6 +200,12 @@ pub struct SaveRequest<'a> {
     pub tenant: &'a str,
     /// The scopes requested (the response's `scope` echo wins when present).
     pub scopes: &'a [&'a str],
+    /// The issuer key ([`crate::issuer::issuer_key`]) of a provider that is not
+    /// Microsoft Entra, `None` for Entra (docs/design.md §4). With a key, the user is
+    /// named `{sub}.{key}` from the id token (never by `client_info` or `tid`) and every
+    /// record's realm is `tenant` (the key); without, by MSAL's rules (`uid.utid`, the id
+    /// token's `tid` as realm).
+    pub issuer_key: Option<&'a str>,
 }
 
 impl<'a> SaveRequest<'a> {
@@ -209,7 +223,15 @@ impl<'a> SaveRequest<'a> {
             environment,
             tenant,
             scopes,
+            issuer_key: None,
         }
+    }
+
+    /// For a provider that is not Microsoft Entra, of issuer key `key`
+    /// ([`issuer_key`](Self::issuer_key)).
+    pub fn of_issuer(mut self, key: &'a str) -> Self {
+        self.issuer_key = Some(key);
+        self
     }
 }
 

@@ -547,12 +547,27 @@ impl Acquirer {
         let Some(credential) = &inner.credential else {
             return Err(no_provider());
         };
+        // The assertion of the previous attempt (its hash): a provider that is not Entra
+        // refuses a replayed `jti` (Okta, Keycloak, oidc-provider), so an assertion file that
+        // still holds the one just sent is not sent again.
+        let previous: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let previous = &previous;
         let authenticate = || -> futures::future::BoxFuture<'_, _> {
             Box::pin(async move {
                 let now = inner.cache.two_level().clock().now_secs();
                 let auth = credential
                     .authenticate(&inner.client_id, endpoint.as_str(), now)
                     .await?;
+                if let Some(hash) = auth.assertion_hash() {
+                    let mut last = previous.lock().unwrap_or_else(|p| p.into_inner());
+                    if !inner.authority.is_entra && last.as_deref() == Some(hash.as_str()) {
+                        return Err(AcquireError::Credential {
+                            credential: "client assertion".into(),
+                            reason: "the retry would send the assertion the previous attempt sent, which this provider refuses as a replay (a new one is needed: the assertion file was not renewed)".into(),
+                        });
+                    }
+                    *last = Some(hash);
+                }
                 // counted per attempt sent: every one reaches (or may reach) the provider
                 inner.requests.fetch_add(1, Ordering::Relaxed);
                 Ok(auth)
@@ -627,6 +642,33 @@ impl Inner {
             }
         }
         l
+    }
+
+    /// The cache's key of a long-running OBO session: the caller's key as is for
+    /// Microsoft Entra (Microsoft.Identity.Web's), qualified by the issuer key for any
+    /// other provider (`{key}@{issuer key}`), so that two providers' sessions of one key
+    /// never share a partition (nor a refresh token).
+    pub(crate) fn session_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        match self.authority.issuer_key() {
+            Some(k) => Cow::Owned(format!("{key}@{k}")),
+            None => Cow::Borrowed(key),
+        }
+    }
+
+    /// Refuses a home account id another provider's sign-in made: for a provider that is
+    /// not Microsoft Entra, one that does not end with `.{issuer key}`
+    /// ([`crate::issuer::generic_home_account_id`]). Its refresh token is never sent to
+    /// this provider.
+    pub(crate) fn check_account_issuer(&self, home: &str) -> Result<(), AcquireError> {
+        match self.authority.issuer_key() {
+            Some(k) if home.rsplit_once('.').map(|(_, t)| t) != Some(k) => {
+                Err(AcquireError::Config(format!(
+                    "this account was not signed in at this provider ({}): its home account id does not end with the provider's issuer key .{k}",
+                    self.authority.url
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Refuses an incoming assertion (OBO, token exchange) that another issuer family

@@ -148,7 +148,8 @@ impl Acquirer {
         if inner.realm_needs_discovery() {
             inner.provider().await?;
         }
-        let subject = match request.session_key {
+        let session_key = request.session_key.map(|k| inner.session_key(k));
+        let subject = match session_key.as_deref() {
             Some(k) => Subject::OboSession { session_key: k },
             None => Subject::Obo {
                 assertion: request.assertion,
@@ -166,7 +167,7 @@ impl Acquirer {
                         OboForm::TokenExchange => Some(ACCESS_TOKEN_TYPE.to_string()),
                     },
                     user: request.user.map(str::to_owned),
-                    session_key: request.session_key.map(str::to_owned),
+                    session_key: session_key.as_deref().map(str::to_owned),
                 },
                 request.scopes,
             ))

@@ -57,6 +57,8 @@ impl Acquirer {
         crate::partition::check_key(home_account_id)
             .map_err(|e| AcquireError::Config(format!("home account id: {e}")))?;
         let inner = &self.inner;
+        // another provider's user: its refresh token is never sent here
+        inner.check_account_issuer(home_account_id)?;
         if inner.realm_needs_discovery() {
             // the realm of an Entra tenant named by domain is its id, which discovery
             // names; a provider that cannot be reached leaves the lookup to the records'
@@ -177,6 +179,7 @@ impl Acquirer {
         crate::partition::check_key(user)
             .map_err(|e| AcquireError::Config(format!("user: {e}")))?;
         let inner = &self.inner;
+        let session_key = &*inner.session_key(session_key);
         let lookup = Lookup::new(
             &inner.client_id,
             Subject::OboSession { session_key },

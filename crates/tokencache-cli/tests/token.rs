@@ -45,8 +45,9 @@ fn client_credentials_from_the_provider_then_from_the_cache_without_secrets() {
     let first = run(&args, Some("app-secret"));
     let (out, err) = text(&first);
     assert!(first.status.success(), "{out}{err}");
+    let key = tokencache::issuer::issuer_key(&issuer);
     assert!(
-        out.contains("partition: app_default_AppTokenCache"),
+        out.contains(&format!("partition: app_{key}_AppTokenCache")),
         "{out}"
     );
     assert!(out.contains("scopes: api.read"), "{out}");

@@ -465,9 +465,10 @@ impl Acquirer {
             &inner.client_id,
             job.save_for(),
             &inner.authority.environment,
-            &realm,
+            &inner.authority.tenant,
             &scopes,
-        );
+        )
+        .realm(&realm);
         if let Some(k) = inner.authority.issuer_key() {
             request = request.of_issuer(k);
         }

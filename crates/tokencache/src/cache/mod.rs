@@ -368,7 +368,7 @@ impl TokenCache {
         let req = TokenRequest {
             client_id: request.client_id,
             environment: request.environment,
-            realm: request.tenant,
+            realm: request.realm.unwrap_or(request.tenant),
             scopes: request.scopes,
             user_assertion: assertion,
         };

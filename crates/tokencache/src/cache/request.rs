@@ -206,6 +206,11 @@ pub struct SaveRequest<'a> {
     /// record's realm is `tenant` (the key); without, by MSAL's rules (`uid.utid`, the id
     /// token's `tid` as realm).
     pub issuer_key: Option<&'a str>,
+    /// The records' realm when it is not `tenant` (`None`: `tenant`): for Microsoft
+    /// Entra the tenant id of the response's tokens, while `tenant` — the authority's
+    /// tenant as written, a domain maybe — names the app partition (docs/design.md §4).
+    /// An id token's `tid` still wins, as MSAL writes it.
+    pub realm: Option<&'a str>,
 }
 
 impl<'a> SaveRequest<'a> {
@@ -224,7 +229,14 @@ impl<'a> SaveRequest<'a> {
             tenant,
             scopes,
             issuer_key: None,
+            realm: None,
         }
+    }
+
+    /// The records' realm, when it is not the tenant ([`realm`](Self::realm)).
+    pub fn realm(mut self, realm: &'a str) -> Self {
+        self.realm = Some(realm);
+        self
     }
 
     /// For a provider that is not Microsoft Entra, of issuer key `key`

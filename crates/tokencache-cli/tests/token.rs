@@ -111,6 +111,34 @@ fn provider_errors_exit_non_zero_with_the_oauth_code_in_one_line() {
 }
 
 #[test]
+fn a_provider_whose_issuer_is_not_the_authority_exits_2_named_misconfigured() {
+    // discovery at 127.0.0.1, the document's issuer localhost: not "unavailable"
+    let op = OidcProvider::start_with(&testkit::OidcOptions {
+        issuer_host: Some("localhost".into()),
+        ..testkit::OidcOptions::default()
+    });
+    let issuer = op.issuer();
+    let args = [
+        "token",
+        "client-credentials",
+        "--authority",
+        &issuer,
+        "--client-id",
+        "app",
+        "--scope",
+        "api.read",
+        "--store",
+        "memory://",
+    ];
+    let o = run(&args, Some("app-secret"));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(err.starts_with("error: provider_misconfigured: "), "{err}");
+    assert!(err.contains("localhost"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
 fn obo_with_an_assertion_file_and_a_key_file() {
     let op = OidcProvider::start();
     let issuer = op.issuer();

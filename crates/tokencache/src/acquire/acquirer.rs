@@ -151,6 +151,8 @@ pub(crate) struct Inner {
     pub(crate) refresh_lock: Option<RefreshLockOptions>,
     proactive: bool,
     backoff: ProactiveBackoff,
+    /// Failures the provider asked to be left alone after (`Retry-After`), per flight key.
+    remembered: super::retry_after::RememberedFailures,
     requests: AtomicU64,
 }
 
@@ -234,6 +236,7 @@ impl AcquirerBuilder {
                 refresh_lock: self.refresh_lock,
                 proactive: self.proactive,
                 backoff: ProactiveBackoff::default(),
+                remembered: Default::default(),
                 requests: AtomicU64::new(0),
             }),
         })
@@ -288,6 +291,7 @@ impl Acquirer {
                 refresh_lock: None,
                 proactive: true,
                 backoff: ProactiveBackoff::default(),
+                remembered: Default::default(),
                 requests: AtomicU64::new(0),
             }),
         })
@@ -374,10 +378,22 @@ impl Acquirer {
 
     async fn run(&self, job: Job) -> Result<AcquiredToken, AcquireError> {
         let key = job.flight_key();
+        // the provider asked for quiet on this key: its answer again, no request
+        if let Some(e) = self.inner.remembered.get(&key) {
+            return Err(e);
+        }
         let this = self.clone();
+        let flight_key = key.clone();
         self.inner
             .flights
-            .run(&key, move || async move { this.execute(job).await })
+            .run(&key, move || async move {
+                let out = this.execute(job).await;
+                match &out {
+                    Ok(_) => this.inner.remembered.forget(&flight_key),
+                    Err(e) => this.inner.remembered.remember(&flight_key, e),
+                }
+                out
+            })
             .await
     }
 

@@ -35,6 +35,7 @@
 //                                      request comes in, before any fault holds it)
 //   POST /__test/fault?kind=K&times=N  the next N token requests fail: K = 500 | 429 (Retry-After:
 //                                      &retry_after=S) | malformed (200 with broken JSON) | slow (served) |
+//                                      html (404 with an HTML page that echoes the request) |
 //                                      consume500 (served — a refresh token or code is used up — and the
 //                                      answer replaced by a 500) | no_id_token / no_access_token (served
 //                                      without that field);
@@ -318,6 +319,12 @@ provider.use(async (ctx, next) => {
       ctx.status = 429;
       if (f.retryAfter !== undefined) ctx.set('Retry-After', String(f.retryAfter));
       ctx.body = { error: 'temporarily_unavailable', error_description: 'slow down' };
+      return;
+    } else if (f.kind === 'html') {
+      // a gateway's or a misrouted realm's page, echoing the request as some do
+      ctx.status = 404;
+      ctx.type = 'text/html';
+      ctx.body = `<html><head><title>404 Not Found</title></head><body><h1>Realm does not exist</h1><p>request: ${ctx.get('authorization')} client_secret=app-secret</p></body></html>`;
       return;
     } else if (f.kind === 'malformed') {
       ctx.status = 200;

@@ -424,3 +424,26 @@ async fn an_assertion_file_that_was_not_renewed_is_not_sent_again_on_a_retry() {
     std::fs::write(&file, v["assertion"].as_str().unwrap()).unwrap();
     a.client_credentials(API).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_provider_error_that_is_not_oauth_json_keeps_its_status_and_a_secret_free_excerpt() {
+    let op = OidcProvider::start();
+    let a = app(cache().await, &op.issuer());
+    oidc::fault(&op, "kind=html").await;
+    let e = a.client_credentials(API).await.unwrap_err();
+    let AcquireError::Status {
+        status, excerpt, ..
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!(*status, 404);
+    let excerpt = excerpt.as_deref().unwrap();
+    assert!(excerpt.contains("Realm does not exist"), "{excerpt}");
+    assert!(e.to_string().contains("Realm does not exist"), "{e}");
+    // the echoed Basic credentials and secret are not kept
+    for secret in ["app-secret", "YXBwOmFwcC1zZWNyZXQ", "<html>"] {
+        assert!(!e.to_string().contains(secret), "{secret} in {e}");
+    }
+    assert!(!e.is_temporary());
+}

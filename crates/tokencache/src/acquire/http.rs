@@ -341,8 +341,8 @@ pub const EXCERPT_CHARS: usize = 200;
 /// HTML tags and control characters dropped, whitespace collapsed, at most
 /// [`EXCERPT_CHARS`] characters; every run of 16 or more token characters (a JWT, a
 /// secret, a code: letters, digits and `-._~+/=`) and every value that follows a word
-/// naming a secret (`secret`, `password`, `assertion`, `token`, `code`, `key`) is
-/// replaced by `[redacted]`. `None` when nothing is left.
+/// naming a secret (`secret`, `password`, `assertion`, `token`, `code`, `key`, `Basic`,
+/// `Bearer`, `Authorization`) is replaced by `[redacted]`. `None` when nothing is left.
 pub fn excerpt(body: &[u8]) -> Option<String> {
     let head = &body[..body.len().min(4096)];
     let text = String::from_utf8_lossy(head);
@@ -364,9 +364,19 @@ pub fn excerpt(body: &[u8]) -> Option<String> {
     let token_char = |c: char| c.is_ascii_alphanumeric() || "-._~+/=%".contains(c);
     let secret_word = |w: &str| {
         let w = w.to_ascii_lowercase();
-        ["secret", "password", "assertion", "token", "code", "key"]
-            .iter()
-            .any(|k| w.contains(k))
+        [
+            "secret",
+            "password",
+            "assertion",
+            "token",
+            "code",
+            "key",
+            "basic",
+            "bearer",
+            "authorization",
+        ]
+        .iter()
+        .any(|k| w.contains(k))
     };
     let mut out = String::new();
     let mut redact_next = false;
@@ -380,7 +390,7 @@ pub fn excerpt(body: &[u8]) -> Option<String> {
                 Some((n, v)) if !n.is_empty() => (n, Some(v)),
                 _ => (word, None),
             };
-            if redact_next || word.len() >= 16 && value.is_none() {
+            if redact_next || name.len() >= 16 || word.len() >= 16 && value.is_none() {
                 out.push_str("[redacted]");
                 redact_next = false;
             } else if let Some(v) = value {

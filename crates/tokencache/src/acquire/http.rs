@@ -679,7 +679,7 @@ mod tests {
         // an echoed form, a JWT, a long secret, a JSON secret field: never kept
         let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJlLXZhbHVl";
         let hostile = format!(
-            "bad request: client_secret=app-secret&grant_type=client_credentials {jwt} \"password\": \"hunter2\" code abc12 key: xyz opaque 0123456789abcdefXYZ"
+            "bad request: client_secret=app-secret&grant_type=client_credentials {jwt} \"password\": \"hunter2\" code abc12 key: xyz opaque 0123456789abcdefXYZ Authorization: Basic dTpw YXBwOmFwcC1zZWNyZXQ="
         );
         let e = excerpt(hostile.as_bytes()).unwrap();
         for secret in [
@@ -689,6 +689,8 @@ mod tests {
             "abc12",
             "xyz",
             "0123456789abcdef",
+            "dTpw",
+            "YXBwOmFwcC1zZWNyZXQ",
         ] {
             assert!(!e.contains(secret), "{secret} in {e}");
         }

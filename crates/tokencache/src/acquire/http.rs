@@ -392,7 +392,8 @@ pub fn excerpt(body: &[u8]) -> Option<String> {
             };
             if redact_next || name.len() >= 16 || word.len() >= 16 && value.is_none() {
                 out.push_str("[redacted]");
-                redact_next = false;
+                // `Authorization: Basic xyz`: the scheme, then its value
+                redact_next = secret_word(word) && value.is_none();
             } else if let Some(v) = value {
                 out.push_str(name);
                 out.push('=');

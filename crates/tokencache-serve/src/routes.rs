@@ -402,7 +402,7 @@ async fn authorization_header(
                 // the provider's own Retry-After when it sent one, else a second
                 let secs = e
                     .retry_after()
-                    .map(|d| d.as_secs().max(1).min(MAX_RETRY_AFTER_SECS))
+                    .map(|d| d.as_secs().clamp(1, MAX_RETRY_AFTER_SECS))
                     .unwrap_or(1);
                 r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
             }
@@ -634,7 +634,7 @@ async fn sign_out(State(st): State<Shared>, body: Result<Bytes, BytesRejection>)
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "the body is not {\"home_account_id\": \"<oid>.<tid>\"}",
+            "the body is not {\"home_account_id\": \"<oid>.<tid>\" (Entra) or \"<sub>.<issuer key>\"}",
         );
     };
     let id = parsed.home_account_id;

@@ -340,3 +340,49 @@ async fn a_user_partition_of_two_tenants_serves_the_domain_authoritys_own_and_ms
     let node = peer_find(false, &blob, &scopes, Some(&home));
     assert_eq!(node["app"].as_str(), Some(fp(at_home).as_str()), "{node}");
 }
+
+#[tokio::test]
+async fn an_entra_api_refuses_assertions_of_another_tenant_or_issuer_family() {
+    let fake = FakeTokenEndpoint::start("{}".into());
+    let authority = format!("https://login.microsoftonline.com/{DOMAIN}/v2.0");
+    let a = Acquirer::builder(
+        memory_cache().await,
+        &authority,
+        CLIENT,
+        ClientCredential::SecretPost(Secret::new("s")),
+    )
+    .provider(entra_provider(&authority, fake.port))
+    .build()
+    .unwrap();
+    let scopes = ["User.Read"];
+    let assertion = |iss: &str, tid: &str| {
+        jwt(&json!({"iss": iss, "tid": tid, "oid": OID, "sub": "s", "aud": CLIENT}))
+    };
+    let ok = assertion(
+        &format!("https://login.microsoftonline.com/{TID}/v2.0"),
+        TID,
+    );
+    a.obo_lookup(&ok, &scopes).unwrap();
+    let v1 = assertion(&format!("https://sts.windows.net/{TID}/"), TID);
+    a.obo_lookup(&v1, &scopes).unwrap();
+    for bad in [
+        // another tenant
+        assertion(
+            &format!("https://login.microsoftonline.com/{GUEST_TID}/v2.0"),
+            GUEST_TID,
+        ),
+        // not Entra, whatever its oid/tid claims say
+        assertion("https://kc.example/realms/a", TID),
+        assertion(&format!("http://login.microsoftonline.com/{TID}/v2.0"), TID),
+        // no issuer
+        jwt(&json!({"tid": TID, "oid": OID, "sub": "s"})),
+    ] {
+        let e = a.obo_lookup(&bad, &scopes).unwrap_err();
+        assert!(
+            matches!(e, tokencache::acquire::AcquireError::Config(_)),
+            "{e:?}"
+        );
+        assert!(a.on_behalf_of(&bad, &scopes).await.is_err());
+    }
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 0, "nothing was sent");
+}

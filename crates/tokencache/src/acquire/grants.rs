@@ -143,11 +143,13 @@ impl Acquirer {
                 .map_err(|e| AcquireError::Config(format!("user: {e}")))?;
         }
         let inner = &self.inner;
-        // another issuer's assertion never reaches the cache or the provider
-        inner.check_assertion_issuer(request.assertion)?;
         if inner.realm_needs_discovery() {
+            // an Entra tenant named by domain: its id (which the assertion must name) is
+            // what discovery says
             inner.provider().await?;
         }
+        // another issuer's assertion never reaches the cache or the provider
+        inner.check_assertion_issuer(request.assertion)?;
         let session_key = request.session_key.map(|k| inner.session_key(k));
         let subject = match session_key.as_deref() {
             Some(k) => Subject::OboSession { session_key: k },
@@ -197,7 +199,13 @@ impl Acquirer {
         inner.check_assertion_issuer(assertion)?;
         let mut l = Lookup::obo(&inner.client_id, assertion, scopes)
             .environment(&inner.authority.environment);
-        l.tenant = inner.realm_filter(None);
+        l.tenant = if inner.realm_needs_discovery() {
+            // the tenant id is not known yet, nor checked: nothing matches (the acquirer
+            // discovers it, checks the assertion, and serves)
+            Some(inner.authority.tenant.as_str())
+        } else {
+            inner.realm_filter(None)
+        };
         Ok(l)
     }
 }

@@ -72,7 +72,7 @@ impl Partition {
         now: i64,
         new_form: AppAccountForm,
     ) -> Result<Added, SchemaError> {
-        self.add_token_response_inner(req, resp, now, new_form, None, None, false)
+        self.add_token_response_inner(req, resp, now, new_form, None, Naming::Msal(None))
     }
 
     /// [`add_token_response_with_form`](Self::add_token_response_with_form) at `now_ms`
@@ -88,7 +88,7 @@ impl Partition {
     ) -> Result<Added, SchemaError> {
         let now = now_ms.div_euclid(1000);
         let written = Some((now_ms, None));
-        self.add_token_response_inner(req, resp, now, new_form, written, None, false)
+        self.add_token_response_inner(req, resp, now, new_form, written, Naming::Msal(None))
     }
 
     /// [`add_token_response_written_at`](Self::add_token_response_written_at) with the
@@ -105,7 +105,7 @@ impl Partition {
     ) -> Result<Added, SchemaError> {
         let now = now_ms.div_euclid(1000);
         let written = Some((now_ms, Some(seq)));
-        self.add_token_response_inner(req, resp, now, new_form, written, None, false)
+        self.add_token_response_inner(req, resp, now, new_form, written, Naming::Msal(None))
     }
 
     /// [`add_token_response_written`](Self::add_token_response_written) for a response to
@@ -125,7 +125,8 @@ impl Partition {
     ) -> Result<Added, SchemaError> {
         let now = now_ms.div_euclid(1000);
         let written = Some((now_ms, Some(seq)));
-        self.add_token_response_inner(req, resp, now, new_form, written, Some(account), false)
+        let naming = Naming::Msal(Some(account));
+        self.add_token_response_inner(req, resp, now, new_form, written, naming)
     }
 
     /// [`add_token_response_written`](Self::add_token_response_written) for a response of
@@ -145,7 +146,7 @@ impl Partition {
     ) -> Result<Added, SchemaError> {
         let now = now_ms.div_euclid(1000);
         let written = Some((now_ms, Some(seq)));
-        self.add_token_response_inner(req, resp, now, new_form, written, account, true)
+        self.add_token_response_inner(req, resp, now, new_form, written, Naming::Issuer(account))
     }
 
     fn add_token_response_inner(
@@ -155,9 +156,12 @@ impl Partition {
         now: i64,
         new_form: AppAccountForm,
         written: Option<(i64, Option<u64>)>,
-        account: Option<&str>,
-        of_issuer: bool,
+        naming: Naming<'_>,
     ) -> Result<Added, SchemaError> {
+        let (account, of_issuer) = match naming {
+            Naming::Msal(a) => (a, false),
+            Naming::Issuer(a) => (a, true),
+        };
         if resp.access_token.is_none() && resp.refresh_token.is_none() && resp.id_token.is_none() {
             return Err(SchemaError::MissingField {
                 path: "token_response".to_owned(),
@@ -409,6 +413,16 @@ impl Partition {
         }
         before - self.len()
     }
+}
+
+/// How a response's records name their account and realm.
+#[derive(Clone, Copy)]
+enum Naming<'a> {
+    /// MSAL's rules (`client_info`, else the id token's `sub`; realm the id token's `tid`),
+    /// with this account when the response names none.
+    Msal(Option<&'a str>),
+    /// A provider that is not Entra: exactly this account (or none), realm the request's.
+    Issuer(Option<&'a str>),
 }
 
 /// The target written for a new access token: the response's scope echo if present,

@@ -579,6 +579,17 @@ async fn provider_errors_are_typed_and_nothing_is_cached() {
         }
         other => panic!("{other:?}"),
     }
+    // remembered for its flight key until it passes (retry_after.rs; serve_provider_errors.rs
+    // proves it): another acquirer, its own flights, for what follows
+    let a2 = Acquirer::builder(
+        cache().await,
+        &op.issuer(),
+        "app",
+        ClientCredential::SecretBasic(Secret::new("app-secret")),
+    )
+    .http(quick_http())
+    .build()
+    .unwrap();
 
     // slow: every attempt times out
     fault(&op, "kind=slow&ms=2000&times=3").await;

@@ -356,10 +356,7 @@ async fn on_a_real_redis_signouts_are_stamped_by_its_clock() {
         .build()
         .await
         .unwrap();
-    let offset = fast_cache
-        .two_level()
-        .store_clock_offset_ms()
-        .expect("adopted");
+    let offset = fast_cache.two_level().store_clock_offset_ms().expect("adopted");
     assert!((-121_000..=-119_000).contains(&offset), "{offset}");
     let right = TokenCache::builder()
         .store_url(&server.url())
@@ -374,10 +371,7 @@ async fn on_a_real_redis_signouts_are_stamped_by_its_clock() {
     let stamp = tokencache::store::stamp::parse_stamp(server.cli(&["GET", &key]).as_bytes())
         .expect("a stamp");
     let now = real() as i64;
-    assert!(
-        (now - 2_000..=now).contains(&stamp),
-        "stamp {stamp}, now {now}"
-    );
+    assert!((now - 2_000..=now).contains(&stamp), "stamp {stamp}, now {now}");
     tokio::time::sleep(Duration::from_millis(20)).await;
     let saved = save(&right, &u, A, "after").await;
     assert!(!saved.write.revoked, "{:?}", saved.write);

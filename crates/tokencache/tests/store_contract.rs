@@ -63,10 +63,7 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
         let st = st.clone();
         async move { store.write_stamp(&st, at, ttl).await.unwrap() }
     };
-    assert_eq!(
-        write(StampAt::Instant(1_800_000_000_500)).await,
-        1_800_000_000_500
-    );
+    assert_eq!(write(StampAt::Instant(1_800_000_000_500)).await, 1_800_000_000_500);
     let held = store.get(&st).await.unwrap().expect("stamp");
     assert_eq!(held.bytes, b"1800000000.500");
     assert!(held.ttl.is_some_and(|t| t <= ms(60_000)), "{:?}", held.ttl);
@@ -75,16 +72,10 @@ async fn contract(store: &dyn Store, ns: &str, pttl: Option<RawPttl>) {
         1_800_000_000_500,
         "never moves back"
     );
-    assert_eq!(
-        write(StampAt::Instant(1_800_000_001_000)).await,
-        1_800_000_001_000
-    );
+    assert_eq!(write(StampAt::Instant(1_800_000_001_000)).await, 1_800_000_001_000);
     // plain seconds (written before stamps had milliseconds): the end of that second
     store.set(&st, b"1800000005", None).await.unwrap();
-    assert_eq!(
-        write(StampAt::Instant(1_800_000_005_100)).await,
-        1_800_000_005_999
-    );
+    assert_eq!(write(StampAt::Instant(1_800_000_005_100)).await, 1_800_000_005_999);
     // a value that is not a stamp is replaced
     store.set(&st, b"garbage", None).await.unwrap();
     assert_eq!(write(StampAt::Instant(7)).await, 7);

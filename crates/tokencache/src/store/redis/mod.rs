@@ -869,9 +869,7 @@ impl Store for RedisStore {
         };
         inv.arg(stamp::ttl_arg(ttl));
         let held: i64 = self
-            .on_key(key, async {
-                c.script(&inv).await.map_err(|e| self.err(&e))
-            })
+            .on_key(key, async { c.script(&inv).await.map_err(|e| self.err(&e)) })
             .await?;
         c.confirm_write(&self.endpoint).await?;
         Ok(held)

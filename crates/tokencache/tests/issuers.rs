@@ -447,3 +447,39 @@ async fn a_provider_error_that_is_not_oauth_json_keeps_its_status_and_a_secret_f
     }
     assert!(!e.is_temporary());
 }
+
+#[tokio::test]
+async fn a_long_running_session_key_of_one_realm_is_not_the_others() {
+    let op = two_realms();
+    let c = cache().await;
+    let a = app(c.clone(), &op.realm_issuer(A));
+    let b = app(c.clone(), &op.realm_issuer(B));
+    let x = plain_user_token(&op, A, "gail").await;
+    let gail_a = format!("gail.{}", a.authority().tenant);
+    let mut start = OboRequest::new(&x, API);
+    start.session_key = Some("nightly-report");
+    start.user = Some(&gail_a);
+    a.on_behalf_of_with(&start, &AcquireOptions::default())
+        .await
+        .unwrap();
+    // realm a's session goes on from its own refresh token
+    let t = a
+        .acquire_in_session_with(
+            "nightly-report",
+            &gail_a,
+            API,
+            &AcquireOptions::force_refresh(),
+        )
+        .await
+        .unwrap();
+    assert!(active_at(&op, A, t.secret.expose()).await);
+    // realm b, same session key: nothing of realm a's session, no refresh token sent
+    let before = realm_arrived(&op, B).await;
+    let gail_b = format!("gail.{}", b.authority().tenant);
+    let e = b
+        .acquire_in_session("nightly-report", &gail_b, API)
+        .await
+        .unwrap_err();
+    assert!(e.requires_interaction(), "{e:?}");
+    assert_eq!(realm_arrived(&op, B).await, before);
+}

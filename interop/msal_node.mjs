@@ -22,7 +22,9 @@
 //           assertion (OBO)          -> acquireTokenOnBehalfOf({oboAssertion, scopes})
 //           neither (app)            -> acquireTokenByClientCredential({scopes})
 //         Request: {"blob", "client_id", "authority", "scope": [...], "home_account_id": str|null,
-//                   "assertion": str|null, "now"}
+//                   "assertion": str|null, "now", "tenant_id": str|null}
+//         tenant_id: the id the authority's tenant (a domain) stands for; the fake discovery
+//         answers with it, as Entra's does.
 //         Output: {"app": FP|null, "from_cache": bool|null, "error": code|null,
 //                  "accounts": [homeAccountId...], "token_requests": n}
 //
@@ -71,8 +73,9 @@ function json(status, body) {
 }
 
 class FakeNetwork {
-    constructor(tokenResponse) {
+    constructor(tokenResponse, tenantId) {
         this.tokenResponse = tokenResponse; // null: the token endpoint fails
+        this.tenantId = tenantId; // the id a tenant named by domain stands for, as Entra answers
         this.tokenRequests = 0;
     }
     async sendGetRequestAsync(url) {
@@ -87,7 +90,7 @@ class FakeNetwork {
             });
         }
         if (u.pathname.includes("/.well-known/openid-configuration")) {
-            const tenant = u.pathname.split("/")[1];
+            const tenant = this.tenantId || u.pathname.split("/")[1];
             const base = `https://${u.host}/${tenant}`;
             return json(200, {
                 issuer: `${base}/v2.0`,
@@ -152,7 +155,7 @@ async function write(req) {
 
 async function find(req) {
     freezeTime(req.now);
-    const network = new FakeNetwork(null);
+    const network = new FakeNetwork(null, req.tenant_id);
     const app = makeApp(req.client_id, req.authority, network);
     const cache = app.getTokenCache();
     cache.deserialize(req.blob);
@@ -161,7 +164,10 @@ async function find(req) {
     let error = null;
     try {
         if (req.home_account_id) {
-            let account = accounts.find((a) => a.homeAccountId === req.home_account_id);
+            // the account's profile in the authority's tenant when it is named (a tenant
+            // named by domain: the id discovery answers with), else the first
+            let account = accounts.find((a) => a.homeAccountId === req.home_account_id && req.tenant_id && a.tenantId === req.tenant_id)
+                || accounts.find((a) => a.homeAccountId === req.home_account_id);
             if (!account) {
                 const u = new URL(req.authority);
                 const tenantId = req.home_account_id.split(".")[1] || u.pathname.split("/")[1];

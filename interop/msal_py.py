@@ -23,7 +23,9 @@ write     Build a cache through MSAL and print it (`SerializableTokenCache.seria
 
 find      Look an access token up in a blob the way MSAL does.
           Request: {"blob", "client_id", "authority", "scope": [...], "home_account_id": str|null,
-                    "assertion": str|null, "now"}
+                    "assertion": str|null, "now", "tenant_id": str|null}
+          tenant_id: the id the authority's tenant (a domain) stands for; the fake discovery
+          answers with it, as Entra's does (write events take it too).
           Runs (1) ConfidentialClientApplication.acquire_token_silent (user),
           acquire_token_on_behalf_of (assertion) or acquire_token_for_client (neither) against a
           fake token endpoint that FAILS,
@@ -95,8 +97,9 @@ class FakeHttp:
     """msal.oauth2cli.http.HttpClient: serves OIDC discovery for any authority, and answers the
     token endpoint with `token_response` (or an invalid_grant error when it is None)."""
 
-    def __init__(self, token_response=None):
+    def __init__(self, token_response=None, tenant_id=None):
         self.token_response = token_response
+        self.tenant_id = tenant_id  # the id a tenant named by domain stands for, as Entra answers
         self.token_requests = 0
         self.gets = []
 
@@ -104,7 +107,12 @@ class FakeHttp:
         self.gets.append(url)
         if "openid-configuration" in url:
             u = urlparse(url)
-            base = "{}://{}{}".format(u.scheme, u.netloc, u.path.split("/.well-known")[0])
+            path = u.path.split("/.well-known")[0]
+            if self.tenant_id:
+                # Entra's discovery of a tenant named by domain answers with its id
+                rest = path.strip("/").split("/")[1:]
+                path = "/" + "/".join([self.tenant_id] + rest)
+            base = "{}://{}{}".format(u.scheme, u.netloc, path)
             tenant_base = base[: -len("/v2.0")] if base.endswith("/v2.0") else base
             return FakeResponse(200, {
                 "issuer": base,
@@ -166,7 +174,7 @@ def write(req):
             results.append({"token_source": "cache.add", "fingerprint": fingerprint(ev["response"].get("access_token"))})
             continue
         freeze_time(now)
-        http = FakeHttp(ev["response"])
+        http = FakeHttp(ev["response"], ev.get("tenant_id"))
         app = make_app(ev["client_id"], ev["authority"], http)
         app.token_cache.deserialize(cache.serialize())
         if grant == "authorization_code":
@@ -190,6 +198,9 @@ def find(req):
     home_account_id = req.get("home_account_id")
     now = req.get("now")
     environment, realm = split_authority(authority)
+    # application.py's realm is its authority's tenant as the token endpoint names it: for a
+    # tenant named by domain, the id Entra's discovery answers with
+    realm = req.get("tenant_id") or realm
 
     # (2) the cache query application.py builds, via the public search().
     cache = msal.SerializableTokenCache()
@@ -205,7 +216,7 @@ def find(req):
 
     # (1) the public application API with a token endpoint that fails.
     freeze_time(now)
-    http = FakeHttp(None)
+    http = FakeHttp(None, req.get("tenant_id"))
     app = make_app(client_id, authority, http)
     app.token_cache.deserialize(req["blob"])
     accounts = app.get_accounts()

@@ -66,6 +66,9 @@ PORT="$op_port" node "$peers/oidc/provider.mjs" >"$work/provider.log" 2>&1 &
 provider_pid=$!
 wait_for "$work/provider.log" "oidc-provider ready on" "$provider_pid" >/dev/null
 issuer="http://127.0.0.1:$op_port"
+# A provider that is not Entra names its users {sub}.{issuer key} (docs/design.md §4.7): the
+# key is the first 22 characters of base64url(SHA-256(issuer)).
+issuer_key="$(node -e 'console.log(require("crypto").createHash("sha256").update(process.argv[1]).digest("base64url").slice(0,22))' "$issuer")"
 
 cat >"$work/tokencache.toml" <<EOF
 listen = "127.0.0.1:0"                  # a free port; serve prints the one it took
@@ -102,8 +105,8 @@ curl -s http://$addr/v1/authorization-header/app-token
 user_token=\$(curl -s '$issuer/__test/mint?sub=alice&aud=app' | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 curl -s -H "Authorization: Bearer \$user_token" http://$addr/v1/authorization-header/obo
 
-# alice signs out: her OBO tokens go too
-curl -s -X POST -H 'Content-Type: application/json' -d '{"home_account_id":"alice.tenant1"}' http://$addr/v1/sign-out
+# alice signs out (her account id: her subject qualified by the issuer): her OBO tokens go too
+curl -s -X POST -H 'Content-Type: application/json' -d '{"home_account_id":"alice.$issuer_key"}' http://$addr/v1/sign-out
 
 Press Ctrl-C to stop.
 EOF

@@ -10,6 +10,12 @@
 //   REFRESH_IN      when set, token responses carry refresh_in = this many seconds (Entra's hint)
 //   ISSUER_PATH     when set (e.g. /tenant1/v2.0), the issuer is http://127.0.0.1:$PORT$ISSUER_PATH and
 //                   every provider route is under that path, as Entra's are (test controls stay at /__test)
+//   REALMS          when set (e.g. /realms/a,/realms/b): one provider per path on the one port, each its
+//                   own issuer http://127.0.0.1:$PORT$path with its own keys, clients of the same ids and
+//                   secrets, own stats and faults (as Keycloak's realms); every route of a realm,
+//                   test controls included, is under its path (/__test without a path: the first realm's)
+//   ISSUER_HOST     the host the issuers name (default 127.0.0.1): e.g. localhost, to serve a discovery
+//                   document whose issuer is not the URL it was fetched from
 //   CLIENT_CERT_PEM a PEM certificate file: client app-cert authenticates by private_key_jwt with its key
 //
 // Clients (all confidential, scopes openid profile offline_access api.read api.write):
@@ -29,6 +35,7 @@
 //                                      request comes in, before any fault holds it)
 //   POST /__test/fault?kind=K&times=N  the next N token requests fail: K = 500 | 429 (Retry-After:
 //                                      &retry_after=S) | malformed (200 with broken JSON) | slow (served) |
+//                                      html (404 with an HTML page that echoes the request) |
 //                                      consume500 (served — a refresh token or code is used up — and the
 //                                      answer replaced by a 500) | no_id_token / no_access_token (served
 //                                      without that field);
@@ -36,7 +43,9 @@
 //                                      before answering); &path=discovery: the fault is for the next
 //                                      discovery requests instead (only slow)
 //   GET  /__test/mint?sub=S&aud=A      a user access token for S (audience A), signed by the provider,
-//                                      as a web API receives it (the incoming assertion of OBO)
+//                                      as a web API receives it (the incoming assertion of OBO); it
+//                                      carries oid=S and tid=tenant1 unless &plain=1 (iss and sub only,
+//                                      as Keycloak's, Okta's or Auth0's tokens)
 //   GET  /__test/client-key            app-jwt's private key (PKCS#8 PEM) and its kid
 //   GET  /__test/client-assertion?exp=S {"assertion"}: a client assertion for app-jwt (new jti), expiring
 //                                      in S seconds (default 600; negative: already expired)
@@ -58,7 +67,8 @@ if (!port) {
   process.exit(2);
 }
 const issuerPath = (process.env.ISSUER_PATH || '').replace(/\/+$/, '');
-const issuer = `http://127.0.0.1:${port}${issuerPath}`;
+const issuerHost = process.env.ISSUER_HOST || '127.0.0.1';
+const realms = (process.env.REALMS || '').split(',').map((r) => r.trim().replace(/\/+$/, '')).filter(Boolean);
 const accessTtl = Number(process.env.ACCESS_TTL || 3600);
 const refreshTtl = Number(process.env.REFRESH_TTL || 86400);
 const rotate = process.env.ROTATE !== '0';
@@ -70,6 +80,9 @@ const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 
+// One provider (one issuer): its keys, clients, grants and test controls.
+async function makeProvider(issuer) {
+const mountPath = new URL(issuer).pathname.replace(/\/+$/, '');
 // The provider's signing key, and the private_key_jwt client's key.
 const signing = await generateKeyPair('RS256', { extractable: true });
 const signingJwk = { ...(await exportJWK(signing.privateKey)), kid: 'sig-1', alg: 'RS256', use: 'sig' };
@@ -178,7 +191,8 @@ const provider = new Provider(issuer, {
     accountId: id,
     claims: async () => ({ sub: id, name: id, preferred_username: `${id}@example.test` }),
   }),
-  interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+  // under the provider's own path (ISSUER_PATH, a realm's), where its routes are
+  interactions: { url: (_ctx, interaction) => `${mountPath}/interaction/${interaction.uid}` },
   renderError: async (ctx, out) => {
     ctx.type = 'application/json';
     ctx.body = out;
@@ -232,7 +246,8 @@ provider.use(async (ctx, next) => {
     const aud = ctx.query.aud || 'app';
     const ttl = Number(ctx.query.ttl || 3600);
     const now = Math.floor(Date.now() / 1000);
-    const token = await new SignJWT({ scp: 'access_as_user', oid: sub, tid: 'tenant1', azp: 'spa' })
+    const extra = ctx.query.plain === '1' ? {} : { oid: sub, tid: 'tenant1' };
+    const token = await new SignJWT({ scp: 'access_as_user', ...extra, azp: 'spa' })
       .setProtectedHeader({ alg: 'RS256', kid: signingJwk.kid, typ: 'at+jwt' })
       .setIssuer(issuer).setSubject(sub).setAudience(aud)
       .setIssuedAt(now).setExpirationTime(now + ttl).setJti(`mint-${now}-${Math.random()}`)
@@ -304,6 +319,12 @@ provider.use(async (ctx, next) => {
       ctx.status = 429;
       if (f.retryAfter !== undefined) ctx.set('Retry-After', String(f.retryAfter));
       ctx.body = { error: 'temporarily_unavailable', error_description: 'slow down' };
+      return;
+    } else if (f.kind === 'html') {
+      // a gateway's or a misrouted realm's page, echoing the request as some do
+      ctx.status = 404;
+      ctx.type = 'text/html';
+      ctx.body = `<html><head><title>404 Not Found</title></head><body><h1>Realm does not exist</h1><p>request: ${ctx.get('authorization')} client_secret=app-secret</p></body></html>`;
       return;
     } else if (f.kind === 'malformed') {
       ctx.status = 200;
@@ -400,16 +421,28 @@ provider.registerGrantType(EXCHANGE, async (ctx) => {
   ctx.body = { ...body, issued_token_type: ACCESS_TOKEN_TYPE };
 }, ['subject_token', 'subject_token_type', 'scope', 'audience', 'requested_token_type', 'actor_token', 'actor_token_type']);
 
-// Served under ISSUER_PATH when set: the provider sees the path without it (and req.originalUrl
-// with it, which oidc-provider uses to build its URLs); test controls answer at /__test either way.
-const callback = provider.callback();
+return provider;
+}
+
+// Served under ISSUER_PATH (or each realm's path) when set: the provider sees the path without it
+// (and req.originalUrl with it, which oidc-provider uses to build its URLs); test controls answer
+// at /__test either way (the first realm's, without a realm path).
+const mounts = [];
+for (const path of (realms.length ? realms : [issuerPath])) {
+  const provider = await makeProvider(`http://${issuerHost}:${port}${path}`);
+  mounts.push({ path, callback: provider.callback() });
+}
 const server = http.createServer((req, res) => {
-  if (issuerPath && (req.url === issuerPath || req.url.startsWith(`${issuerPath}/`) || req.url.startsWith(`${issuerPath}?`))) {
-    req.originalUrl = req.url;
-    req.url = req.url.slice(issuerPath.length) || '/';
+  for (const { path, callback } of mounts) {
+    if (path && (req.url === path || req.url.startsWith(`${path}/`) || req.url.startsWith(`${path}?`))) {
+      req.originalUrl = req.url;
+      req.url = req.url.slice(path.length) || '/';
+      callback(req, res);
+      return;
+    }
   }
-  callback(req, res);
+  mounts[0].callback(req, res);
 });
 server.listen(port, '127.0.0.1', () => {
-  console.log(`oidc-provider ready on ${issuer}`);
+  console.log(`oidc-provider ready on http://${issuerHost}:${port}${mounts.map((m) => m.path).join(',')}`);
 });

@@ -32,6 +32,15 @@ pub struct OidcOptions {
     /// Serve the provider under this path (e.g. `/tenant1/v2.0`, as Entra's issuers
     /// are): the issuer is `http://127.0.0.1:PORT{path}`. Default none.
     pub issuer_path: Option<String>,
+    /// Mount one provider per path on the one port (e.g. `["/realms/a", "/realms/b"]`,
+    /// as Keycloak's realms): each its own issuer `http://127.0.0.1:PORT{path}`, keys,
+    /// stats and faults, with the same clients and secrets; test controls under each path
+    /// ([`OidcProvider::realm_issuer`]). Default none (one provider; `issuer_path` is
+    /// ignored when set).
+    pub realms: Vec<String>,
+    /// The host the issuer names (default `127.0.0.1`): `localhost` serves a discovery
+    /// document whose issuer is not the URL it was fetched from.
+    pub issuer_host: Option<String>,
 }
 
 impl Default for OidcOptions {
@@ -42,6 +51,8 @@ impl Default for OidcOptions {
             rotate_refresh_tokens: true,
             refresh_in: None,
             issuer_path: None,
+            realms: Vec::new(),
+            issuer_host: None,
         }
     }
 }
@@ -122,6 +133,12 @@ impl OidcProvider {
         if let Some(p) = &o.issuer_path {
             cmd.env("ISSUER_PATH", p);
         }
+        if !o.realms.is_empty() {
+            cmd.env("REALMS", o.realms.join(","));
+        }
+        if let Some(h) = &o.issuer_host {
+            cmd.env("ISSUER_HOST", h);
+        }
         // client app-cert authenticates with the key of this certificate
         cmd.env("CLIENT_CERT_PEM", client_cert_pem());
         let mut child = cmd
@@ -190,6 +207,17 @@ impl OidcProvider {
     /// discovery document is under `/.well-known/openid-configuration`).
     pub fn issuer(&self) -> String {
         format!("http://127.0.0.1:{}{}", self.port, self.issuer_path)
+    }
+
+    /// The issuer of the realm mounted at `path` (one of [`OidcOptions::realms`]),
+    /// `http://127.0.0.1:PORT{path}`; its test controls answer under the same path
+    /// (`{path}/__test/stats`).
+    pub fn realm_issuer(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}{}",
+            self.port,
+            path.trim_end_matches('/')
+        )
     }
 
     /// `http://127.0.0.1:PORT`: where the test controls (`/__test/...`) answer.

@@ -45,8 +45,9 @@ fn client_credentials_from_the_provider_then_from_the_cache_without_secrets() {
     let first = run(&args, Some("app-secret"));
     let (out, err) = text(&first);
     assert!(first.status.success(), "{out}{err}");
+    let key = tokencache::issuer::issuer_key(&issuer);
     assert!(
-        out.contains("partition: app_default_AppTokenCache"),
+        out.contains(&format!("partition: app_{key}_AppTokenCache")),
         "{out}"
     );
     assert!(out.contains("scopes: api.read"), "{out}");
@@ -107,6 +108,34 @@ fn provider_errors_exit_non_zero_with_the_oauth_code_in_one_line() {
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
     assert!(err.contains("TOKENCACHE_CLIENT_SECRET"), "{err}");
+}
+
+#[test]
+fn a_provider_whose_issuer_is_not_the_authority_exits_2_named_misconfigured() {
+    // discovery at 127.0.0.1, the document's issuer localhost: not "unavailable"
+    let op = OidcProvider::start_with(&testkit::OidcOptions {
+        issuer_host: Some("localhost".into()),
+        ..testkit::OidcOptions::default()
+    });
+    let issuer = op.issuer();
+    let args = [
+        "token",
+        "client-credentials",
+        "--authority",
+        &issuer,
+        "--client-id",
+        "app",
+        "--scope",
+        "api.read",
+        "--store",
+        "memory://",
+    ];
+    let o = run(&args, Some("app-secret"));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(err.starts_with("error: provider_misconfigured: "), "{err}");
+    assert!(err.contains("localhost"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 #[test]

@@ -105,8 +105,10 @@ fn client_credentials_with_an_assertion_file_then_from_the_cache() {
     std::fs::write(&file, assertion(&op, 600)).unwrap();
     let out = ok(&run(&args, &[]));
     assert!(out.contains("source: provider"), "{out}");
+    // keyed by the provider's issuer (docs/design.md §4)
+    let key = tokencache::issuer::issuer_key(&op.issuer());
     assert!(
-        out.contains("partition: app-jwt_default_AppTokenCache"),
+        out.contains(&format!("partition: app-jwt_{key}_AppTokenCache")),
         "{out}"
     );
     let out = ok(&run(&args, &[]));
@@ -141,8 +143,10 @@ fn workload_identity_reads_the_azure_variables() {
     ];
     let out = ok(&run(&args, &env));
     assert!(out.contains("source: provider"), "{out}");
+    // not an Entra host: keyed by the issuer the variables name
+    let key = tokencache::issuer::issuer_key(&op.issuer());
     assert!(
-        out.contains("partition: app-jwt_tenant1_AppTokenCache"),
+        out.contains(&format!("partition: app-jwt_{key}_AppTokenCache")),
         "{out}"
     );
     // without the variables: told which one is missing

@@ -38,7 +38,7 @@ use subtle::ConstantTimeEq;
 use tokencache::acquire::{
     AcquireError, AcquireOptions, Acquirer, OAuthErrorCode, OboForm, OboRequest,
 };
-use tokencache::{Lookup, Secret, TokenCache};
+use tokencache::{Secret, TokenCache};
 use tokio::sync::Semaphore;
 
 use super::metrics::{Outcome, Route, ServeMetrics};
@@ -389,11 +389,22 @@ async fn authorization_header(
         Err(e) => {
             let (status, code) = classify(&e);
             st.metrics.token(&name, Outcome::Error(code.static_str()));
-            tracing::info!(api = %name, error = %e, "token request failed");
+            if matches!(e, AcquireError::ProviderMisconfigured { .. }) {
+                // an operator's to fix, the same on every request: said once
+                if first_time_misconfigured(&name, &e) {
+                    tracing::error!(api = %name, error = %e, "the provider is misconfigured: no token can be had from it until the configuration is fixed");
+                }
+            } else {
+                tracing::info!(api = %name, error = %e, "token request failed");
+            }
             let mut r = error(status, code.as_str(), &e.to_string());
             if status == StatusCode::SERVICE_UNAVAILABLE {
-                r.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                // the provider's own Retry-After when it sent one, else a second
+                let secs = e
+                    .retry_after()
+                    .map(|d| d.as_secs().clamp(1, MAX_RETRY_AFTER_SECS))
+                    .unwrap_or(1);
+                r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
             }
             r
         }
@@ -411,11 +422,12 @@ async fn acquire(
 ) -> Result<Served, AcquireError> {
     let a = &api.acquirer;
     if !options.force_refresh && options.claims.is_none() {
+        // the acquirer's own lookups: another issuer's assertion is refused before any
+        // cache read, and records are matched by this provider's realm
         let lookup = match assertion {
-            Some(x) => Lookup::obo(a.client_id(), x, scopes),
-            None => Lookup::app(a.client_id(), &a.authority().tenant, scopes),
-        }
-        .environment(&a.authority().environment);
+            Some(x) => a.obo_lookup(x, scopes)?,
+            None => a.app_lookup(scopes),
+        };
         if let Some(t) = st.cache.find_access_token(&lookup).await? {
             // Past refresh_on, the acquirer serves it and refreshes in the background.
             if !t.needs_refresh {
@@ -447,6 +459,24 @@ async fn acquire(
         expires_on: t.expires_on,
         source: t.source.as_str(),
     })
+}
+
+/// The longest `Retry-After` passed on (a provider's larger one is capped).
+const MAX_RETRY_AFTER_SECS: u64 = 3600;
+
+/// Whether this is the first time `api` answers this misconfiguration (a changed
+/// reason is said again). At most 1,000 remembered.
+fn first_time_misconfigured(api: &str, e: &AcquireError) -> bool {
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if seen.len() >= 1000 {
+        seen.clear();
+    }
+    seen.insert(format!("{api}\n{e}"))
 }
 
 /// The code of an error answer: a fixed one, or the provider's OAuth code.
@@ -489,6 +519,10 @@ fn classify(e: &AcquireError) -> (StatusCode, Code<'_>) {
         AcquireError::Status { status, .. } if *status >= 500 || *status == 429 => (
             StatusCode::SERVICE_UNAVAILABLE,
             Code::Fixed("provider_unavailable"),
+        ),
+        AcquireError::ProviderMisconfigured { .. } => (
+            StatusCode::BAD_GATEWAY,
+            Code::Fixed("provider_misconfigured"),
         ),
         AcquireError::Status { .. }
         | AcquireError::Malformed { .. }
@@ -600,7 +634,7 @@ async fn sign_out(State(st): State<Shared>, body: Result<Bytes, BytesRejection>)
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "the body is not {\"home_account_id\": \"<oid>.<tid>\"}",
+            "the body is not {\"home_account_id\": \"<oid>.<tid>\" (Entra) or \"<sub>.<issuer key>\"}",
         );
     };
     let id = parsed.home_account_id;
@@ -740,6 +774,7 @@ mod tests {
             endpoint: "e".into(),
             status: 404,
             retry_after: None,
+            excerpt: None,
         };
         assert_eq!(classify(&e).1.as_str(), "bad_provider_response");
         assert_eq!(

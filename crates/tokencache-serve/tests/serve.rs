@@ -88,13 +88,11 @@ fn two_replicas_share_one_redis_app_obo_and_sign_out() {
     // backplane (Redis pub/sub, well under a millisecond on loopback); the test waits
     // for B to count the message rather than guessing a delay on a loaded machine.
     let heard_before = metric(&b.addr, "tokencache_backplane_invalidations_total");
-    let out = request(
-        &a.addr,
-        "POST",
-        "/v1/sign-out",
-        &[],
-        Some(r#"{"home_account_id":"user1.tenant1"}"#),
-    );
+    // a provider that is not Entra names its users by subject and issuer (its tokens'
+    // oid/tid are not read): the web app's home account id of user1
+    let user1 = format!("user1.{}", tokencache::issuer::issuer_key(&op.issuer()));
+    let body = format!(r#"{{"home_account_id":"{user1}"}}"#);
+    let out = request(&a.addr, "POST", "/v1/sign-out", &[], Some(&body));
     assert_eq!(out.status, 200, "{}", out.body);
     conforms(&spec, "post", "/v1/sign-out", &out);
     assert!(
@@ -252,8 +250,9 @@ fn bad_input_gets_its_documented_error_and_never_a_token() {
         "malformed tokens reached the provider"
     );
     // a JWT that claims to be user1 but that the provider did not sign: refused there,
-    // and user1's cached token is not handed out
-    let forged = {
+    // and user1's cached token is not handed out; one that names no issuer (or another
+    // one) is refused before any cache read or token request
+    let forged = |claims: &str| {
         let part = |v: &str| {
             use std::fmt::Write;
             // base64url without padding, by hand (no dependency for one line)
@@ -274,16 +273,37 @@ fn bad_input_gets_its_documented_error_and_never_a_token() {
         format!(
             "Bearer {}.{}.{}",
             part(r#"{"alg":"RS256","typ":"at+jwt"}"#),
-            part(r#"{"oid":"user1","tid":"tenant1","sub":"user1","aud":"app"}"#),
+            part(claims),
             part("not a signature")
         )
     };
+    let signed_by_nobody = forged(&format!(
+        r#"{{"iss":"{}","oid":"user1","tid":"tenant1","sub":"user1","aud":"app"}}"#,
+        op.issuer()
+    ));
     let a = get(
         "/v1/authorization-header/orders-obo",
-        &[("Authorization", &forged)],
+        &[("Authorization", &signed_by_nobody)],
     );
     assert_error(&spec, HEADER_ROUTE, "get", &a, 502, "invalid_grant");
     errors.push(a);
+    let obo_before = grants(&op, OBO);
+    for claims in [
+        r#"{"oid":"user1","tid":"tenant1","sub":"user1","aud":"app"}"#.to_string(),
+        r#"{"iss":"http://127.0.0.1:1/realms/other","sub":"user1","aud":"app"}"#.to_string(),
+    ] {
+        let a = get(
+            "/v1/authorization-header/orders-obo",
+            &[("Authorization", &forged(&claims))],
+        );
+        assert_error(&spec, HEADER_ROUTE, "get", &a, 400, "invalid_request");
+        errors.push(a);
+    }
+    assert_eq!(
+        grants(&op, OBO),
+        obo_before,
+        "another issuer's token was sent"
+    );
 
     // oversized header
     let big = "x".repeat(20 * 1024);
@@ -404,7 +424,7 @@ fn bad_input_gets_its_documented_error_and_never_a_token() {
     for t in tokens
         .iter()
         .map(String::as_str)
-        .chain([SECRET, &forged[7..]])
+        .chain([SECRET, &signed_by_nobody[7..]])
     {
         assert!(!logs.contains(t), "a token or secret reached the logs");
     }

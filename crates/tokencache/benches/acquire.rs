@@ -30,7 +30,7 @@ fn acquire(c: &mut Criterion) {
         .unwrap();
     let authority = format!("https://{ENVIRONMENT}/{TENANT}/v2.0");
     let doc = format!(
-        r#"{{"issuer":"{authority}","token_endpoint":"https://{ENVIRONMENT}/{TENANT}/oauth2/v2.0/token"}}"#
+        r#"{{"issuer":"{authority}","token_endpoint":"https://{ENVIRONMENT}/{TENANT}/oauth2/v2.0/token","jwks_uri":"https://{ENVIRONMENT}/{TENANT}/discovery/v2.0/keys"}}"#
     );
     let provider =
         Provider::from_document(Authority::parse(&authority).unwrap(), doc.as_bytes()).unwrap();

@@ -156,6 +156,7 @@ pub mod backplane;
 pub mod cache;
 pub mod clock;
 mod error;
+pub mod issuer;
 pub mod memory;
 pub mod partition;
 pub mod protect;

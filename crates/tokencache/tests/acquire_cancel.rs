@@ -50,7 +50,9 @@ async fn the_flight_finished(op: &OidcProvider, a: &Acquirer, chaos: &ChaosStore
         .await
         .unwrap();
     let found = other
-        .find_access_token(&Lookup::app("app", "default", API).environment(&environment(op)))
+        .find_access_token(
+            &Lookup::app("app", &a.authority().tenant, API).environment(&environment(op)),
+        )
         .await
         .unwrap()
         .expect("the token the abandoned flight acquired is cached");

@@ -152,7 +152,7 @@ async fn client_credentials_by_every_client_authentication_then_from_the_cache()
         assert_eq!(grant_count(&op, CC).await, n as u64 + 1, "{client}");
         // it is in the app partition, where MSAL looks
         let found = c
-            .find_access_token(&Lookup::app(client, "default", API))
+            .find_access_token(&Lookup::app(client, &a.authority().tenant, API))
             .await
             .unwrap()
             .expect("in the app partition");
@@ -317,54 +317,57 @@ async fn authorization_code_with_pkce_then_silent_from_cache_then_refresh_with_r
     let c = cache().await;
     let a = basic(c.clone(), &op);
     let signed = sign_in(&a, "alice").await;
-    assert_eq!(signed.home_account_id, "alice");
+    // a provider that is not Entra: the subject qualified by the issuer
+    let alice = signed.home_account_id.clone();
+    assert_eq!(alice, format!("alice.{}", a.authority().tenant));
     assert_eq!(signed.username.as_deref(), Some("alice@example.test"));
     assert!(active(&op, signed.token.secret.expose()).await);
     let partition = c
-        .partition(&tokencache::Subject::User("alice"), "app")
+        .partition(&tokencache::Subject::User(&alice), "app")
         .await
         .unwrap();
     assert_eq!(partition.accounts().count(), 1);
     assert_eq!(partition.id_tokens().count(), 1);
     assert_eq!(partition.refresh_tokens().count(), 1);
     let rt0 = c
-        .find_refresh_token("app", "alice", None)
+        .find_refresh_token("app", &alice, None)
         .await
         .unwrap()
         .unwrap();
 
     // silent: the access token from the sign-in
-    let s = a.acquire_silent("alice", API).await.unwrap();
+    let s = a.acquire_silent(&alice, API).await.unwrap();
     assert_eq!(s.source, TokenSource::Cache);
     assert_eq!(s.secret, signed.token.secret);
     assert_eq!(grant_count(&op, REFRESH).await, 0);
 
     // forced (a claims challenge would do the same): the refresh token, rotated
     let f = a
-        .acquire_silent_with("alice", API, &AcquireOptions::force_refresh())
+        .acquire_silent_with(&alice, API, &AcquireOptions::force_refresh())
         .await
         .unwrap();
     assert_eq!(f.source, TokenSource::Provider);
     assert_ne!(f.secret, signed.token.secret);
     assert_eq!(grant_count(&op, REFRESH).await, 1);
     let rt1 = c
-        .find_refresh_token("app", "alice", None)
+        .find_refresh_token("app", &alice, None)
         .await
         .unwrap()
         .unwrap();
     assert_ne!(rt1, rt0, "the rotated refresh token replaced the old one");
     let partition = c
-        .partition(&tokencache::Subject::User("alice"), "app")
+        .partition(&tokencache::Subject::User(&alice), "app")
         .await
         .unwrap();
     assert_eq!(partition.refresh_tokens().count(), 1);
     // and the new access token replaced the old one in the cache
-    let s2 = a.acquire_silent("alice", API).await.unwrap();
+    let s2 = a.acquire_silent(&alice, API).await.unwrap();
     assert_eq!(s2.source, TokenSource::Cache);
     assert_eq!(s2.secret, f.secret);
 
     // a user nobody signed in: interaction required, typed
-    let e = a.acquire_silent("bob", API).await.unwrap_err();
+    let bob = format!("bob.{}", a.authority().tenant);
+    let e = a.acquire_silent(&bob, API).await.unwrap_err();
     assert!(matches!(e, AcquireError::InteractionRequired(_)), "{e:?}");
     assert!(e.requires_interaction());
 
@@ -410,24 +413,24 @@ async fn two_replicas_refreshing_one_user_at_once_keep_the_grant() {
     };
     let (c1, a1) = replica().await;
     let (c2, a2) = replica().await;
-    sign_in(&a1, "dave").await;
+    let dave = sign_in(&a1, "dave").await.home_account_id;
     for round in 0..3 {
         // both replicas hold the same refresh token in L1
         let rt1 = c1
-            .find_refresh_token("app", "dave", None)
+            .find_refresh_token("app", &dave, None)
             .await
             .unwrap()
             .unwrap();
         let rt2 = c2
-            .find_refresh_token("app", "dave", None)
+            .find_refresh_token("app", &dave, None)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(rt1, rt2, "round {round}");
         let force = AcquireOptions::force_refresh();
         let (r1, r2) = tokio::join!(
-            a1.acquire_silent_with("dave", API, &force),
-            a2.acquire_silent_with("dave", API, &force)
+            a1.acquire_silent_with(&dave, API, &force),
+            a2.acquire_silent_with(&dave, API, &force)
         );
         let s = stats(&op).await;
         let (t1, t2) = (
@@ -442,17 +445,17 @@ async fn two_replicas_refreshing_one_user_at_once_keep_the_grant() {
         assert_eq!(grant_count(&op, REFRESH).await, 2 * (round + 1), "{s}");
     }
     // the grant is alive: yet another refresh works
-    a2.acquire_silent_with("dave", API, &AcquireOptions::force_refresh())
+    a2.acquire_silent_with(&dave, API, &AcquireOptions::force_refresh())
         .await
         .unwrap();
 
     // The control: the provider does revoke the grant when a rotated token is reused.
     let old = c1
-        .find_refresh_token("app", "dave", None)
+        .find_refresh_token("app", &dave, None)
         .await
         .unwrap()
         .unwrap();
-    a1.acquire_silent_with("dave", API, &AcquireOptions::force_refresh())
+    a1.acquire_silent_with(&dave, API, &AcquireOptions::force_refresh())
         .await
         .unwrap();
     let reuse = http()
@@ -467,7 +470,7 @@ async fn two_replicas_refreshing_one_user_at_once_keep_the_grant() {
         .unwrap();
     assert_eq!(reuse.status(), 400);
     let e = a1
-        .acquire_silent_with("dave", API, &AcquireOptions::force_refresh())
+        .acquire_silent_with(&dave, API, &AcquireOptions::force_refresh())
         .await
         .unwrap_err();
     assert_eq!(e.oauth_code(), Some(&OAuthErrorCode::InvalidGrant), "{e}");
@@ -484,9 +487,10 @@ fn quick_http() -> HttpOptions {
 }
 
 /// After a failed call, nothing is cached: the app partition has no token.
-async fn nothing_cached(c: &TokenCache, client: &str) {
+async fn nothing_cached(c: &TokenCache, op: &OidcProvider, client: &str) {
+    let tenant = tokencache::issuer::issuer_key(&op.issuer());
     assert!(c
-        .find_access_token(&Lookup::app(client, "default", API))
+        .find_access_token(&Lookup::app(client, &tenant, API))
         .await
         .unwrap()
         .is_none());
@@ -519,7 +523,7 @@ async fn provider_errors_are_typed_and_nothing_is_cached() {
     assert_eq!(e.oauth_code(), Some(&OAuthErrorCode::InvalidClient), "{e}");
     assert!(!e.to_string().contains("not-the-secret"));
     assert!(!format!("{e:?}").contains("not-the-secret"));
-    nothing_cached(&c, "app").await;
+    nothing_cached(&c, &op, "app").await;
 
     // a scope the client may not have
     let e = a.client_credentials(&["api.admin"]).await.unwrap_err();
@@ -533,7 +537,7 @@ async fn provider_errors_are_typed_and_nothing_is_cached() {
     fault(&op, "kind=malformed").await;
     let e = a.client_credentials(API).await.unwrap_err();
     assert!(matches!(e, AcquireError::Malformed { .. }), "{e:?}");
-    nothing_cached(&c, "app").await;
+    nothing_cached(&c, &op, "app").await;
 
     // 5xx on every attempt: retried, then a typed status
     let before = stats(&op).await["faults"].as_u64().unwrap();
@@ -546,7 +550,7 @@ async fn provider_errors_are_typed_and_nothing_is_cached() {
     );
     assert!(e.is_temporary());
     assert_eq!(stats(&op).await["faults"].as_u64().unwrap(), before + 3);
-    nothing_cached(&c, "app").await;
+    nothing_cached(&c, &op, "app").await;
 
     // 429 with Retry-After: waited for, then served
     fault(&op, "kind=429&retry_after=0").await;
@@ -554,7 +558,8 @@ async fn provider_errors_are_typed_and_nothing_is_cached() {
     assert_eq!(t.source, TokenSource::Provider);
     assert_eq!(stats(&op).await["faults"].as_u64().unwrap(), before + 4);
     // a Retry-After longer than the bound is not waited for
-    c.two_level().forget_local("app_default_AppTokenCache");
+    c.two_level()
+        .forget_local(&format!("app_{}_AppTokenCache", a.authority().tenant));
     let a2 = Acquirer::builder(
         cache().await,
         &op.issuer(),
@@ -574,13 +579,24 @@ async fn provider_errors_are_typed_and_nothing_is_cached() {
         }
         other => panic!("{other:?}"),
     }
+    // remembered for its flight key until it passes (retry_after.rs; serve_provider_errors.rs
+    // proves it): another acquirer, its own flights, for what follows
+    let a2 = Acquirer::builder(
+        cache().await,
+        &op.issuer(),
+        "app",
+        ClientCredential::SecretBasic(Secret::new("app-secret")),
+    )
+    .http(quick_http())
+    .build()
+    .unwrap();
 
     // slow: every attempt times out
     fault(&op, "kind=slow&ms=2000&times=3").await;
     let e = a2.client_credentials(API).await.unwrap_err();
     assert!(matches!(e, AcquireError::Timeout { .. }), "{e:?}");
     assert!(e.is_temporary());
-    nothing_cached(a2.cache(), "app").await;
+    nothing_cached(a2.cache(), &op, "app").await;
     // the provider serves the next one (a failure was not cached)
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
@@ -607,7 +623,7 @@ async fn provider_down_is_a_transport_error_and_not_cached() {
     let e = a.client_credentials(API).await.unwrap_err();
     assert!(matches!(e, AcquireError::Transport { .. }), "{e:?}");
     assert!(e.is_temporary());
-    nothing_cached(&c, "app").await;
+    nothing_cached(&c, &op, "app").await;
     // discovery of a provider that is down is a discovery error, tried again next time
     let b = basic(cache().await, &op);
     let e = b.client_credentials(API).await.unwrap_err();
@@ -623,9 +639,9 @@ async fn refresh_tokens_expired_or_revoked_are_invalid_grant_and_nothing_is_cach
     let c = cache().await;
     let a = basic(c.clone(), &op);
     // revoked
-    sign_in(&a, "erin").await;
+    let erin = sign_in(&a, "erin").await.home_account_id;
     let rt = c
-        .find_refresh_token("app", "erin", None)
+        .find_refresh_token("app", &erin, None)
         .await
         .unwrap()
         .unwrap();
@@ -638,27 +654,28 @@ async fn refresh_tokens_expired_or_revoked_are_invalid_grant_and_nothing_is_cach
         .unwrap();
     assert!(r.status().is_success());
     let e = a
-        .acquire_silent_with("erin", API, &AcquireOptions::force_refresh())
+        .acquire_silent_with(&erin, API, &AcquireOptions::force_refresh())
         .await
         .unwrap_err();
     assert_eq!(e.oauth_code(), Some(&OAuthErrorCode::InvalidGrant), "{e}");
     assert!(e.requires_interaction());
     // the cached access token from the sign-in is still the only one
     let p = c
-        .partition(&tokencache::Subject::User("erin"), "app")
+        .partition(&tokencache::Subject::User(&erin), "app")
         .await
         .unwrap();
     assert_eq!(p.access_tokens().count(), 1);
 
     // expired
     let signed = sign_in(&a, "frank").await;
+    let frank = signed.home_account_id.clone();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let e = a
-        .acquire_silent_with("frank", API, &AcquireOptions::force_refresh())
+        .acquire_silent_with(&frank, API, &AcquireOptions::force_refresh())
         .await
         .unwrap_err();
     assert_eq!(e.oauth_code(), Some(&OAuthErrorCode::InvalidGrant), "{e}");
-    let still = a.acquire_silent("frank", API).await.unwrap();
+    let still = a.acquire_silent(&frank, API).await.unwrap();
     assert_eq!(still.secret, signed.token.secret, "nothing new was cached");
 }
 
@@ -850,10 +867,11 @@ async fn no_secret_token_or_assertion_reaches_a_log_an_error_or_debug() {
     shown.push(format!("{t:?}"));
     secrets.push(t.secret.expose().to_string());
     let signed = sign_in(&a, "harry").await;
+    let harry = signed.home_account_id.clone();
     shown.push(format!("{signed:?}"));
     secrets.push(signed.token.secret.expose().to_string());
     secrets.push(
-        c.find_refresh_token("app", "harry", None)
+        c.find_refresh_token("app", &harry, None)
             .await
             .unwrap()
             .unwrap()
@@ -861,7 +879,7 @@ async fn no_secret_token_or_assertion_reaches_a_log_an_error_or_debug() {
             .to_string(),
     );
     let r = a
-        .acquire_silent_with("harry", API, &AcquireOptions::force_refresh())
+        .acquire_silent_with(&harry, API, &AcquireOptions::force_refresh())
         .await
         .unwrap();
     secrets.push(r.secret.expose().to_string());
@@ -879,7 +897,7 @@ async fn no_secret_token_or_assertion_reaches_a_log_an_error_or_debug() {
     shown.push(format!("{e:?} {e}"));
     fault(&op, "kind=malformed").await;
     let e = a
-        .acquire_silent_with("harry", API, &AcquireOptions::force_refresh())
+        .acquire_silent_with(&harry, API, &AcquireOptions::force_refresh())
         .await
         .unwrap_err();
     shown.push(format!("{e:?} {e}"));

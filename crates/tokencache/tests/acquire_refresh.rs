@@ -46,12 +46,12 @@ async fn a_500_after_the_provider_used_the_refresh_token_is_returned_not_retried
     let op = OidcProvider::start();
     let c = cache().await;
     let a = basic(c.clone(), &op);
-    sign_in(&a, "alice").await;
+    let alice = sign_in(&a, "alice").await.home_account_id;
     let sent = a.token_requests();
     // the provider redeems (rotates) the refresh token, then answers 500
     fault(&op, "kind=consume500").await;
     let e = a
-        .acquire_silent_with("alice", API, &force())
+        .acquire_silent_with(&alice, API, &force())
         .await
         .unwrap_err();
     assert!(
@@ -67,7 +67,7 @@ async fn a_500_after_the_provider_used_the_refresh_token_is_returned_not_retried
     // The rotated token never reached us: the next redemption sends the used one, which
     // the provider refuses (and revokes the grant): the user signs in again.
     let e = a
-        .acquire_silent_with("alice", API, &force())
+        .acquire_silent_with(&alice, API, &force())
         .await
         .unwrap_err();
     assert_eq!(e.oauth_code(), Some(&OAuthErrorCode::InvalidGrant), "{e}");
@@ -79,11 +79,11 @@ async fn a_429_on_a_refresh_is_returned_and_the_next_call_redeems() {
     let op = OidcProvider::start();
     let c = cache().await;
     let a = basic(c.clone(), &op);
-    sign_in(&a, "bea").await;
+    let bea = sign_in(&a, "bea").await.home_account_id;
     let sent = a.token_requests();
     fault(&op, "kind=429&retry_after=0").await;
     let e = a
-        .acquire_silent_with("bea", API, &force())
+        .acquire_silent_with(&bea, API, &force())
         .await
         .unwrap_err();
     assert_eq!(
@@ -93,7 +93,7 @@ async fn a_429_on_a_refresh_is_returned_and_the_next_call_redeems() {
     );
     assert_eq!(a.token_requests(), sent + 1, "sent once");
     // the provider refused it before using the refresh token: the next call redeems it
-    let t = a.acquire_silent_with("bea", API, &force()).await.unwrap();
+    let t = a.acquire_silent_with(&bea, API, &force()).await.unwrap();
     assert_eq!(t.source, TokenSource::Provider);
     no_provider_errors(&op).await;
 }
@@ -103,32 +103,32 @@ async fn a_refresh_response_without_id_token_keeps_the_rotated_refresh_token() {
     let op = OidcProvider::start();
     let c = cache().await;
     let a = basic(c.clone(), &op);
-    sign_in(&a, "carl").await;
-    let before = refresh_token(&c, "carl").await;
+    let carl = sign_in(&a, "carl").await.home_account_id;
+    let before = refresh_token(&c, &carl).await;
     // served as OIDC allows for a refresh: no id_token (so it names no account)
     fault(&op, "kind=no_id_token").await;
-    let t = a.acquire_silent_with("carl", API, &force()).await.unwrap();
+    let t = a.acquire_silent_with(&carl, API, &force()).await.unwrap();
     assert_eq!(t.source, TokenSource::Provider);
     assert!(active(&op, t.secret.expose()).await);
-    let rotated = refresh_token(&c, "carl").await;
+    let rotated = refresh_token(&c, &carl).await;
     assert_ne!(
         rotated, before,
         "the rotated refresh token is saved for carl"
     );
     let p = c
-        .partition(&tokencache::Subject::User("carl"), "app")
+        .partition(&tokencache::Subject::User(&carl), "app")
         .await
         .unwrap();
     assert_eq!(p.refresh_tokens().count(), 1);
     assert_eq!(p.accounts().count(), 1, "carl's account is kept");
     // the new access token is served from the cache
-    let cached = a.acquire_silent("carl", API).await.unwrap();
+    let cached = a.acquire_silent(&carl, API).await.unwrap();
     assert_eq!(
         (cached.source, &cached.secret),
         (TokenSource::Cache, &t.secret)
     );
     // and the next redemption uses the rotated token: the grant is alive
-    let next = a.acquire_silent_with("carl", API, &force()).await.unwrap();
+    let next = a.acquire_silent_with(&carl, API, &force()).await.unwrap();
     assert_eq!(next.source, TokenSource::Provider);
     no_provider_errors(&op).await;
     assert_eq!(grant_count(&op, REFRESH).await, 2);
@@ -139,22 +139,18 @@ async fn an_unusable_refresh_response_still_keeps_its_rotated_refresh_token() {
     let op = OidcProvider::start();
     let c = cache().await;
     let a = basic(c.clone(), &op);
-    sign_in(&a, "dina").await;
-    let before = refresh_token(&c, "dina").await;
+    let dina = sign_in(&a, "dina").await.home_account_id;
+    let before = refresh_token(&c, &dina).await;
     // served (the refresh token rotated) but without an access token
     fault(&op, "kind=no_access_token").await;
     let e = a
-        .acquire_silent_with("dina", API, &force())
+        .acquire_silent_with(&dina, API, &force())
         .await
         .unwrap_err();
     assert!(matches!(e, AcquireError::Malformed { .. }), "{e:?}");
-    assert_ne!(
-        refresh_token(&c, "dina").await,
-        before,
-        "rotated token kept"
-    );
+    assert_ne!(refresh_token(&c, &dina).await, before, "rotated token kept");
     // the next call redeems the rotated token (the used one would revoke the grant)
-    let t = a.acquire_silent_with("dina", API, &force()).await.unwrap();
+    let t = a.acquire_silent_with(&dina, API, &force()).await.unwrap();
     assert_eq!(t.source, TokenSource::Provider);
     no_provider_errors(&op).await;
 }
@@ -190,18 +186,18 @@ async fn a_lock_holder_paused_past_the_lock_ttl_keeps_the_lock_and_the_grant_liv
     };
     let (c1, a1) = replica().await;
     let (c2, a2) = replica().await;
-    sign_in(&a1, "erik").await;
+    let erik = sign_in(&a1, "erik").await.home_account_id;
     assert_eq!(
-        refresh_token(&c1, "erik").await,
-        refresh_token(&c2, "erik").await
+        refresh_token(&c1, &erik).await,
+        refresh_token(&c2, &erik).await
     );
 
     // The provider redeems replica 1's refresh token, then holds the answer 2.5 s:
     // four lock lifetimes.
     fault(&op, "kind=slow&ms=2500&after=1").await;
     let first = {
-        let a1 = a1.clone();
-        tokio::spawn(async move { a1.acquire_silent_with("erik", API, &force()).await })
+        let (a1, erik) = (a1.clone(), erik.clone());
+        tokio::spawn(async move { a1.acquire_silent_with(&erik, API, &force()).await })
     };
     wait_until(
         "the first redemption to be served",
@@ -211,7 +207,7 @@ async fn a_lock_holder_paused_past_the_lock_ttl_keeps_the_lock_and_the_grant_liv
     .await;
     // past the lock's TTL, replica 2 wants to refresh too
     tokio::time::sleep(Duration::from_millis(900)).await;
-    let second = a2.acquire_silent_with("erik", API, &force()).await;
+    let second = a2.acquire_silent_with(&erik, API, &force()).await;
     let first = first.await.unwrap();
     let s = stats(&op).await;
     let t1 = first.unwrap_or_else(|e| panic!("replica 1: {e:?}; {s}"));
@@ -222,7 +218,7 @@ async fn a_lock_holder_paused_past_the_lock_ttl_keeps_the_lock_and_the_grant_liv
     assert!(active(&op, t1.secret.expose()).await);
     assert!(active(&op, t2.secret.expose()).await);
     // the grant is alive
-    a1.acquire_silent_with("erik", API, &force()).await.unwrap();
+    a1.acquire_silent_with(&erik, API, &force()).await.unwrap();
     no_provider_errors(&op).await;
 }
 

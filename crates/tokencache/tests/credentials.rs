@@ -165,7 +165,12 @@ async fn workload_identity_variables_name_the_authority_client_and_token_file() 
     let t = a.client_credentials(API).await.unwrap();
     assert_eq!(t.source, TokenSource::Provider);
     assert!(active(&op, t.secret.expose()).await);
-    assert_eq!(a.authority().tenant, "tenant1");
+    // the authority the variables name, keyed by its issuer (not an Entra host)
+    assert!(a.authority().url.path().starts_with("/tenant1/"));
+    assert_eq!(
+        a.authority().tenant,
+        tokencache::issuer::issuer_key(&op.issuer())
+    );
 }
 
 #[tokio::test]

@@ -332,6 +332,7 @@ async fn no_debug_display_error_or_log_line_shows_a_password_or_token() {
                 grant_types: Vec::new(),
             },
             jwks: None,
+            tenant_id: None,
         })
         .build()
         .unwrap();

@@ -151,6 +151,8 @@ pub(crate) struct Inner {
     pub(crate) refresh_lock: Option<RefreshLockOptions>,
     proactive: bool,
     backoff: ProactiveBackoff,
+    /// Failures the provider asked to be left alone after (`Retry-After`), per flight key.
+    remembered: super::retry_after::RememberedFailures,
     requests: AtomicU64,
 }
 
@@ -234,6 +236,7 @@ impl AcquirerBuilder {
                 refresh_lock: self.refresh_lock,
                 proactive: self.proactive,
                 backoff: ProactiveBackoff::default(),
+                remembered: Default::default(),
                 requests: AtomicU64::new(0),
             }),
         })
@@ -288,6 +291,7 @@ impl Acquirer {
                 refresh_lock: None,
                 proactive: true,
                 backoff: ProactiveBackoff::default(),
+                remembered: Default::default(),
                 requests: AtomicU64::new(0),
             }),
         })
@@ -374,10 +378,22 @@ impl Acquirer {
 
     async fn run(&self, job: Job) -> Result<AcquiredToken, AcquireError> {
         let key = job.flight_key();
+        // the provider asked for quiet on this key: its answer again, no request
+        if let Some(e) = self.inner.remembered.get(&key) {
+            return Err(e);
+        }
         let this = self.clone();
+        let flight_key = key.clone();
         self.inner
             .flights
-            .run(&key, move || async move { this.execute(job).await })
+            .run(&key, move || async move {
+                let out = this.execute(job).await;
+                match &out {
+                    Ok(_) => this.inner.remembered.forget(&flight_key),
+                    Err(e) => this.inner.remembered.remember(&flight_key, e),
+                }
+                out
+            })
             .await
     }
 
@@ -448,7 +464,7 @@ impl Acquirer {
         started: i64,
     ) -> Result<(), AcquireError> {
         let inner = &self.inner;
-        if let Some(owner) = job.owner(response)? {
+        if let Some(owner) = job.owner(response, inner.authority.issuer_key())? {
             // Compared to the millisecond on the store's clock, as the sign-out was
             // stamped (docs/design.md §7.1); `started` is whole seconds, so a sign-out in
             // the request's own second refuses it (the safe side).
@@ -460,18 +476,50 @@ impl Acquirer {
             }
         }
         let scopes: Vec<&str> = job.scopes.iter().map(String::as_str).collect();
-        let request = SaveRequest::new(
+        let realm = self.realm_of(response).await;
+        let mut request = SaveRequest::new(
             &inner.client_id,
             job.save_for(),
             &inner.authority.environment,
             &inner.authority.tenant,
             &scopes,
-        );
+        )
+        .realm(&realm);
+        if let Some(k) = inner.authority.issuer_key() {
+            request = request.of_issuer(k);
+        }
         inner
             .cache
             .save_token_response_at(&request, response, started)
             .await?;
         Ok(())
+    }
+
+    /// The realm a response's records are saved under (docs/design.md §4): for a
+    /// provider that is not Microsoft Entra its issuer key, whatever the tokens say; for
+    /// Entra the tenant id (`tid`) of the response's id token, else of its access token,
+    /// else the one discovery named, else the authority's tenant — as MSAL writes it.
+    pub(crate) async fn realm_of(&self, response: &TokenResponse) -> String {
+        let a = &self.inner.authority;
+        if !a.is_entra {
+            return a.tenant.clone();
+        }
+        let tid = |t: &Secret| {
+            crate::schema::decode_jwt_claims(t.expose())
+                .ok()
+                .and_then(|c| c.tid)
+                .filter(|t| crate::issuer::is_guid(t))
+        };
+        if let Some(t) = response.id_token.as_ref().and_then(tid) {
+            return t;
+        }
+        if let Some(t) = response.access_token.as_ref().and_then(tid) {
+            return t;
+        }
+        match self.inner.provider().await {
+            Ok(p) => p.tenant_id.clone().unwrap_or_else(|| a.tenant.clone()),
+            Err(_) => a.tenant.clone(),
+        }
     }
 
     /// Sends one token request: the grant's fields, the scopes, the claims, the client
@@ -516,12 +564,27 @@ impl Acquirer {
         let Some(credential) = &inner.credential else {
             return Err(no_provider());
         };
+        // The assertion of the previous attempt (its hash): a provider that is not Entra
+        // refuses a replayed `jti` (Okta, Keycloak, oidc-provider), so an assertion file that
+        // still holds the one just sent is not sent again.
+        let previous: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let previous = &previous;
         let authenticate = || -> futures::future::BoxFuture<'_, _> {
             Box::pin(async move {
                 let now = inner.cache.two_level().clock().now_secs();
                 let auth = credential
                     .authenticate(&inner.client_id, endpoint.as_str(), now)
                     .await?;
+                if let Some(hash) = auth.assertion_hash() {
+                    let mut last = previous.lock().unwrap_or_else(|p| p.into_inner());
+                    if !inner.authority.is_entra && last.as_deref() == Some(hash.as_str()) {
+                        return Err(AcquireError::Credential {
+                            credential: "client assertion".into(),
+                            reason: "the retry would send the assertion the previous attempt sent, which this provider refuses as a replay (a new one is needed: the assertion file was not renewed)".into(),
+                        });
+                    }
+                    *last = Some(hash);
+                }
                 // counted per attempt sent: every one reaches (or may reach) the provider
                 inner.requests.fetch_add(1, Ordering::Relaxed);
                 Ok(auth)
@@ -544,6 +607,126 @@ impl Inner {
         } else {
             Vec::new()
         }
+    }
+
+    /// The realm (`tenant`) lookups of this authority's records name (docs/design.md §4):
+    /// the issuer key for a provider that is not Microsoft Entra; for Entra the tenant id
+    /// — the authority's when it is a GUID, the account's home tenant (`home`'s part after
+    /// the last `.`) for the multi-tenant aliases, the one discovery named for a tenant
+    /// named by domain (when discovery ran) — else `None` (the records' one tenant).
+    pub(crate) fn realm_filter<'a>(&'a self, home: Option<&'a str>) -> Option<&'a str> {
+        let a = &self.authority;
+        if !a.is_entra || crate::issuer::is_guid(&a.tenant) {
+            return Some(&a.tenant);
+        }
+        if ["common", "organizations", "consumers"]
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&a.tenant))
+        {
+            return home
+                .and_then(|h| h.rsplit_once('.'))
+                .map(|(_, t)| t)
+                .filter(|t| crate::issuer::is_guid(t));
+        }
+        self.provider.get().and_then(|p| p.tenant_id.as_deref())
+    }
+
+    /// Whether the realm of this authority's records is only known after discovery (an
+    /// Entra tenant named by its domain).
+    pub(crate) fn realm_needs_discovery(&self) -> bool {
+        let a = &self.authority;
+        a.is_entra
+            && self.managed.is_none()
+            && !crate::issuer::is_guid(&a.tenant)
+            && !["common", "organizations", "consumers"]
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(&a.tenant))
+            && self.provider.get().is_none()
+    }
+
+    /// The app partition lookup of `scopes` (client credentials): the partition of the
+    /// authority's tenant; records of its realm ([`realm_filter`](Self::realm_filter)),
+    /// or, when that is not known yet, of any realm in the partition (they are all of
+    /// that tenant: the partition is named by it).
+    pub(crate) fn app_lookup<'a>(&'a self, scopes: &'a [&'a str]) -> Lookup<'a> {
+        let mut l = Lookup::app(&self.client_id, &self.authority.tenant, scopes)
+            .environment(&self.authority.environment);
+        match self.realm_filter(None) {
+            Some(r) => l.tenant = Some(r),
+            None => {
+                l.tenant = None;
+                l.any_tenant = true;
+            }
+        }
+        l
+    }
+
+    /// The cache's key of a long-running OBO session: the caller's key as is for
+    /// Microsoft Entra (Microsoft.Identity.Web's), qualified by the issuer key for any
+    /// other provider (`{key}@{issuer key}`), so that two providers' sessions of one key
+    /// never share a partition (nor a refresh token).
+    pub(crate) fn session_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        match self.authority.issuer_key() {
+            Some(k) => Cow::Owned(format!("{key}@{k}")),
+            None => Cow::Borrowed(key),
+        }
+    }
+
+    /// Refuses a home account id another provider's sign-in made: for a provider that is
+    /// not Microsoft Entra, one that does not end with `.{issuer key}`
+    /// ([`crate::issuer::generic_home_account_id`]). Its refresh token is never sent to
+    /// this provider.
+    pub(crate) fn check_account_issuer(&self, home: &str) -> Result<(), AcquireError> {
+        match self.authority.issuer_key() {
+            Some(k) if home.rsplit_once('.').map(|(_, t)| t) != Some(k) => {
+                Err(AcquireError::Config(format!(
+                    "this account was not signed in at this provider ({}): its home account id does not end with the provider's issuer key .{k}",
+                    self.authority.url
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses an incoming assertion (OBO, token exchange) that another issuer family
+    /// issued, before any cache lookup or token request: for a provider that is not
+    /// Microsoft Entra, a JWT whose `iss` is not this authority's issuer; for Entra, one
+    /// whose `iss` is not an Entra issuer, or (for an authority of one tenant id) names
+    /// another tenant. An opaque assertion (not a JWT) names no issuer: it is sent as
+    /// is, and its tokens are kept under this authority's realm only.
+    pub(crate) fn check_assertion_issuer(&self, assertion: &str) -> Result<(), AcquireError> {
+        let Ok(claims) = crate::schema::decode_jwt_claims(assertion) else {
+            return Ok(());
+        };
+        let refuse = |why: &str| {
+            Err(AcquireError::Config(format!(
+                "the incoming assertion {why}: it is not for this API's provider ({})",
+                self.authority.url
+            )))
+        };
+        let Some(iss) = claims.iss.as_deref() else {
+            return refuse("names no issuer (iss)");
+        };
+        let a = &self.authority;
+        if !a.is_entra {
+            return match (
+                crate::issuer::normalize(iss),
+                crate::issuer::normalize(a.url.as_str()),
+            ) {
+                (Some(got), Some(want)) if got == want => Ok(()),
+                _ => refuse("was issued by another issuer"),
+            };
+        }
+        if !crate::issuer::is_entra_issuer(iss) {
+            return refuse("was not issued by Microsoft Entra");
+        }
+        if let Some(want) = self.realm_filter(None) {
+            let named = claims.tid.as_deref().map(str::to_lowercase);
+            if named.as_deref() != Some(&want.to_lowercase()) {
+                return refuse("was issued by another tenant");
+            }
+        }
+        Ok(())
     }
 
     pub(crate) async fn provider(&self) -> Result<Arc<Provider>, AcquireError> {
@@ -679,9 +862,7 @@ impl Job {
     /// The cache lookup this job answers.
     pub(crate) fn lookup<'a>(&'a self, inner: &'a Inner, scopes: &'a [&'a str]) -> Lookup<'a> {
         let l = match &self.grant {
-            Grant::ClientCredentials => {
-                Lookup::app(&inner.client_id, &inner.authority.tenant, scopes)
-            }
+            Grant::ClientCredentials => return inner.app_lookup(scopes),
             Grant::Obo {
                 session_key: Some(k),
                 ..
@@ -698,7 +879,15 @@ impl Job {
                 Lookup::user(&inner.client_id, home_account_id, scopes)
             }
         };
-        l.environment(&inner.authority.environment)
+        let home = match &self.grant {
+            Grant::Refresh { home_account_id } => Some(home_account_id.as_str()),
+            _ => None,
+        };
+        let l = l.environment(&inner.authority.environment);
+        match inner.realm_filter(home) {
+            Some(r) => l.tenant(r),
+            None => l,
+        }
     }
 
     fn save_for(&self) -> crate::cache::SaveFor<'_> {
@@ -729,21 +918,26 @@ impl Job {
         }
     }
 
-    /// The user whose sign-out must refuse what this job brings.
-    fn owner(&self, response: &TokenResponse) -> Result<Option<String>, AcquireError> {
+    /// The user whose sign-out must refuse what this job brings (`issuer_key`: the
+    /// provider's, when it is not Microsoft Entra).
+    fn owner(
+        &self,
+        response: &TokenResponse,
+        issuer_key: Option<&str>,
+    ) -> Result<Option<String>, AcquireError> {
         Ok(match &self.grant {
             Grant::ClientCredentials => None,
             Grant::Obo { user: Some(u), .. } | Grant::Session { user: u, .. } => Some(u.clone()),
             Grant::Obo { assertion, .. } => crate::schema::decode_jwt_claims(assertion.expose())
                 .ok()
-                .and_then(|c| c.home_account_id()),
+                .and_then(|c| crate::issuer::account_of(&c)),
             Grant::Refresh { home_account_id } => {
-                let named = response
-                    .home_account_id()
-                    .map_err(|e| AcquireError::Malformed {
+                let named = response.home_account_id_at(issuer_key).map_err(|e| {
+                    AcquireError::Malformed {
                         endpoint: "token endpoint".into(),
                         reason: e.to_string(),
-                    })?;
+                    }
+                })?;
                 Some(named.unwrap_or_else(|| home_account_id.clone()))
             }
         })

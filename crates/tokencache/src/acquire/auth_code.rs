@@ -198,7 +198,7 @@ impl Acquirer {
         )
         .await?;
         let home = response
-            .home_account_id()
+            .home_account_id_at(inner.authority.issuer_key())
             .map_err(|e| AcquireError::IdToken(e.to_string()))?
             .ok_or_else(|| AcquireError::IdToken("no account in the response".into()))?;
         let scopes: Vec<&str> = request.scopes.iter().map(String::as_str).collect();

@@ -363,6 +363,19 @@ pub(crate) struct Authentication {
     pub(crate) client_id: String,
 }
 
+impl Authentication {
+    /// The hash ([`crate::partition::assertion_hash`]) of its client assertion, when it
+    /// authenticates with one.
+    pub(crate) fn assertion_hash(&self) -> Option<String> {
+        self.form.iter().find_map(|(k, v)| match (k, v) {
+            (&"client_assertion", FormValue::Secret(s)) => {
+                Some(crate::partition::assertion_hash(s.expose()))
+            }
+            _ => None,
+        })
+    }
+}
+
 impl ClientCredential {
     /// The authentication of one attempt of a token request: made anew each time (a new
     /// assertion, a file read again), never reused.

@@ -162,7 +162,7 @@ pub enum AcquireError {
         after: Duration,
     },
     /// The provider answered with an HTTP error that is not an OAuth error response.
-    #[error("{endpoint} answered HTTP {status}{}", retry_after.map(|d| format!(" (retry after {d:?})")).unwrap_or_default())]
+    #[error("{endpoint} answered HTTP {status}{}{}", retry_after.map(|d| format!(" (retry after {d:?})")).unwrap_or_default(), excerpt.as_deref().map(|e| format!(": {e}")).unwrap_or_default())]
     Status {
         /// The endpoint.
         endpoint: String,
@@ -170,6 +170,9 @@ pub enum AcquireError {
         status: u16,
         /// The `Retry-After` the provider sent.
         retry_after: Option<Duration>,
+        /// The start of the body, bounded and with anything that may be a secret
+        /// replaced ([`crate::acquire::http::excerpt`]); `None` when it was empty.
+        excerpt: Option<String>,
     },
     /// The provider's answer could not be understood (not JSON, no access token...).
     #[error("the answer of {endpoint} is malformed: {reason}")]
@@ -185,6 +188,19 @@ pub enum AcquireError {
         /// The authority.
         authority: String,
         /// Why.
+        reason: String,
+    },
+    /// The provider is configured so that no token can be had from it, and trying again
+    /// will not change that: its discovery document names another issuer than the
+    /// authority, has no `token_endpoint` or `jwks_uri` (or a non-HTTPS one), or the
+    /// authority itself is not HTTPS (and not on a loopback host). An operator must fix
+    /// the configuration (`tokencache` exits 2; `serve` answers 502
+    /// `provider_misconfigured`, without `Retry-After`).
+    #[error("the provider of {authority} is misconfigured: {reason}")]
+    ProviderMisconfigured {
+        /// The authority (no query, no credentials).
+        authority: String,
+        /// What is wrong.
         reason: String,
     },
     /// The id token did not validate (signature, issuer, audience, expiry, nonce).
@@ -259,6 +275,15 @@ impl AcquireError {
         }
     }
 
+    /// The `Retry-After` the provider sent with this error (a 429 or 503), if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AcquireError::OAuth(e) => e.retry_after,
+            AcquireError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// A short machine-readable name: the OAuth code, or the kind of failure.
     pub fn code(&self) -> &str {
         match self {
@@ -270,6 +295,7 @@ impl AcquireError {
             AcquireError::Status { .. } => "http_status",
             AcquireError::Malformed { .. } => "malformed_response",
             AcquireError::Discovery { .. } => "discovery",
+            AcquireError::ProviderMisconfigured { .. } => "provider_misconfigured",
             AcquireError::IdToken(_) => "invalid_id_token",
             AcquireError::AuthorizationResponse(_) => "invalid_authorization_response",
             AcquireError::Config(_) => "config",
@@ -338,6 +364,7 @@ mod tests {
             endpoint: "e".into(),
             status: 503,
             retry_after: None,
+            excerpt: None,
         };
         assert!(status.is_temporary());
         assert_eq!(oauth("invalid_scope").code(), "invalid_scope");

@@ -83,8 +83,11 @@ impl Acquirer {
             };
             return mi.acquire_with(scope, options).await;
         }
-        let lookup = Lookup::app(&inner.client_id, &inner.authority.tenant, scopes)
-            .environment(&inner.authority.environment);
+        if inner.realm_needs_discovery() {
+            // the realm of an Entra tenant named by domain is its id, which discovery names
+            inner.provider().await?;
+        }
+        let lookup = inner.app_lookup(scopes);
         self.serve(
             &lookup,
             || Ok(Job::new(Grant::ClientCredentials, scopes)),
@@ -140,14 +143,23 @@ impl Acquirer {
                 .map_err(|e| AcquireError::Config(format!("user: {e}")))?;
         }
         let inner = &self.inner;
-        let subject = match request.session_key {
+        if inner.realm_needs_discovery() {
+            // an Entra tenant named by domain: its id (which the assertion must name) is
+            // what discovery says
+            inner.provider().await?;
+        }
+        // another issuer's assertion never reaches the cache or the provider
+        inner.check_assertion_issuer(request.assertion)?;
+        let session_key = request.session_key.map(|k| inner.session_key(k));
+        let subject = match session_key.as_deref() {
             Some(k) => Subject::OboSession { session_key: k },
             None => Subject::Obo {
                 assertion: request.assertion,
             },
         };
-        let lookup = Lookup::new(&inner.client_id, subject, request.scopes)
+        let mut lookup = Lookup::new(&inner.client_id, subject, request.scopes)
             .environment(&inner.authority.environment);
+        lookup.tenant = inner.realm_filter(None);
         let job = || {
             Ok(Job::new(
                 Grant::Obo {
@@ -157,12 +169,44 @@ impl Acquirer {
                         OboForm::TokenExchange => Some(ACCESS_TOKEN_TYPE.to_string()),
                     },
                     user: request.user.map(str::to_owned),
-                    session_key: request.session_key.map(str::to_owned),
+                    session_key: session_key.as_deref().map(str::to_owned),
                 },
                 request.scopes,
             ))
         };
         self.serve(&lookup, job, options).await
+    }
+}
+
+impl Acquirer {
+    /// The cache lookup [`client_credentials`](Self::client_credentials) serves from: the
+    /// app partition of this authority, records of its realm (docs/design.md §4). For
+    /// a service that reads the cache itself before calling the acquirer.
+    pub fn app_lookup<'a>(&'a self, scopes: &'a [&'a str]) -> Lookup<'a> {
+        self.inner.app_lookup(scopes)
+    }
+
+    /// The cache lookup [`on_behalf_of`](Self::on_behalf_of) serves `assertion` from,
+    /// after the check it makes first: an assertion another issuer family issued (its
+    /// `iss` not this provider's) is refused with [`AcquireError::Config`] before any
+    /// cache read. For a service that reads the cache itself before calling the acquirer.
+    pub fn obo_lookup<'a>(
+        &'a self,
+        assertion: &'a str,
+        scopes: &'a [&'a str],
+    ) -> Result<Lookup<'a>, AcquireError> {
+        let inner = &self.inner;
+        inner.check_assertion_issuer(assertion)?;
+        let mut l = Lookup::obo(&inner.client_id, assertion, scopes)
+            .environment(&inner.authority.environment);
+        l.tenant = if inner.realm_needs_discovery() {
+            // the tenant id is not known yet, nor checked: nothing matches (the acquirer
+            // discovers it, checks the assertion, and serves)
+            Some(inner.authority.tenant.as_str())
+        } else {
+            inner.realm_filter(None)
+        };
+        Ok(l)
     }
 }
 

@@ -139,6 +139,7 @@ impl Http {
                 endpoint: shown,
                 status: answer.status,
                 retry_after: answer.retry_after,
+                excerpt: excerpt(&answer.body),
             });
         }
         Ok(answer.body)
@@ -332,6 +333,102 @@ fn finish(shown: &str, outcome: Attempt) -> Result<Answer, AcquireError> {
 /// A token endpoint answer: a token response (2xx), an OAuth error (a JSON body with
 /// `error`), or a bare HTTP status. A 2xx body that is a JSON object is returned
 /// whatever it holds: [`check_usable`] says whether it can be used.
+/// Characters of a body [`excerpt`] keeps at most.
+pub const EXCERPT_CHARS: usize = 200;
+
+/// A bounded, secret-free excerpt of an error body that is not an OAuth error (a
+/// proxy's or gateway's page, a provider's plain-text complaint), for the error message:
+/// HTML tags and control characters dropped, whitespace collapsed, at most
+/// [`EXCERPT_CHARS`] characters; every run of 16 or more token characters (a JWT, a
+/// secret, a code: letters, digits and `-._~+/=`) and every value that follows a word
+/// naming a secret (`secret`, `password`, `assertion`, `token`, `code`, `key`, `Basic`,
+/// `Bearer`, `Authorization`) is replaced by `[redacted]`. `None` when nothing is left.
+pub fn excerpt(body: &[u8]) -> Option<String> {
+    let head = &body[..body.len().min(4096)];
+    let text = String::from_utf8_lossy(head);
+    // no tags, no control characters, one space between words
+    let mut plain = String::with_capacity(text.len());
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                plain.push(' ');
+            }
+            _ if in_tag => {}
+            c if c.is_control() || c.is_whitespace() => plain.push(' '),
+            c => plain.push(c),
+        }
+    }
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "-._~+/=%".contains(c);
+    let secret_word = |w: &str| {
+        let w = w.to_ascii_lowercase();
+        [
+            "secret",
+            "password",
+            "assertion",
+            "token",
+            "code",
+            "key",
+            "basic",
+            "bearer",
+            "authorization",
+        ]
+        .iter()
+        .any(|k| w.contains(k))
+    };
+    let mut out = String::new();
+    let mut redact_next = false;
+    let mut rest = plain.as_str();
+    while let Some(c) = rest.chars().next() {
+        if token_char(c) {
+            let end = rest.find(|c: char| !token_char(c)).unwrap_or(rest.len());
+            let word = &rest[..end];
+            // `name=value`: judge the name and the value apart
+            let (name, value) = match word.split_once('=') {
+                Some((n, v)) if !n.is_empty() => (n, Some(v)),
+                _ => (word, None),
+            };
+            if redact_next || name.len() >= 16 || word.len() >= 16 && value.is_none() {
+                out.push_str("[redacted]");
+                // `Authorization: Basic xyz`: the scheme, then its value
+                redact_next = secret_word(word) && value.is_none();
+            } else if let Some(v) = value {
+                out.push_str(name);
+                out.push('=');
+                if secret_word(name) || v.len() >= 16 {
+                    out.push_str("[redacted]");
+                } else {
+                    out.push_str(v);
+                }
+            } else {
+                out.push_str(word);
+                redact_next = secret_word(word);
+            }
+            rest = &rest[end..];
+        } else {
+            // a separator: `"`, `:`, spaces keep the pending redaction for the value
+            if !matches!(c, '"' | ':' | ' ' | '\'' | '=') {
+                redact_next = false;
+            }
+            if !(c == ' ' && out.ends_with(' ')) {
+                out.push(c);
+            }
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    let out = out.trim();
+    if out.is_empty() {
+        return None;
+    }
+    let mut cut: String = out.chars().take(EXCERPT_CHARS).collect();
+    if cut.len() < out.len() {
+        cut.push('…');
+    }
+    Some(cut)
+}
+
 fn parse_token_answer(shown: &str, answer: Answer) -> Result<TokenResponse, AcquireError> {
     if let Some(e) = oauth_error(&answer) {
         return Err(AcquireError::OAuth(Box::new(e)));
@@ -341,6 +438,7 @@ fn parse_token_answer(shown: &str, answer: Answer) -> Result<TokenResponse, Acqu
             endpoint: shown.to_string(),
             status: answer.status,
             retry_after: answer.retry_after,
+            excerpt: excerpt(&answer.body),
         });
     }
     // The schema error names the field, never its value.
@@ -572,5 +670,39 @@ mod tests {
         assert!(!format!("{body:?}").contains("s&=+"));
         let u = url::Url::parse("https://user:pw@h.example/t/token?code=abc#x").unwrap();
         assert_eq!(shown(&u), "https://h.example/t/token");
+    }
+
+    #[test]
+    fn error_bodies_are_excerpted_bounded_and_without_secrets() {
+        let page = b"<html><head><title>502 Bad Gateway</title></head>\n<body>Realm does not exist</body></html>";
+        let e = excerpt(page).unwrap();
+        assert_eq!(e, "502 Bad Gateway Realm does not exist");
+        // an echoed form, a JWT, a long secret, a JSON secret field: never kept
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJlLXZhbHVl";
+        let hostile = format!(
+            "bad request: client_secret=app-secret&grant_type=client_credentials {jwt} \"password\": \"hunter2\" code abc12 key: xyz opaque 0123456789abcdefXYZ Authorization: Basic dTpw YXBwOmFwcC1zZWNyZXQ="
+        );
+        let e = excerpt(hostile.as_bytes()).unwrap();
+        for secret in [
+            "app-secret",
+            "eyJhbGci",
+            "hunter2",
+            "abc12",
+            "xyz",
+            "0123456789abcdef",
+            "dTpw",
+            "YXBwOmFwcC1zZWNyZXQ",
+        ] {
+            assert!(!e.contains(secret), "{secret} in {e}");
+        }
+        assert!(e.contains("bad request"), "{e}");
+        assert!(e.contains("grant_type="), "{e}");
+        // bounded, whatever comes
+        let huge = "word ".repeat(100_000);
+        let e = excerpt(huge.as_bytes()).unwrap();
+        assert!(e.chars().count() <= EXCERPT_CHARS + 1, "{}", e.len());
+        assert_eq!(excerpt(b"   \n\t "), None);
+        assert_eq!(excerpt(b""), None);
+        assert!(excerpt(&[0xff, 0xfe, b'o', b'k']).unwrap().ends_with("ok"));
     }
 }

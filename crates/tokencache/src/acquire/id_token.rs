@@ -155,7 +155,7 @@ mod tests {
         let a = Authority::parse("https://op.example/t").unwrap();
         Provider::from_document(
             a,
-            br#"{"issuer":"https://op.example/t","token_endpoint":"https://op.example/t/token"}"#,
+            br#"{"issuer":"https://op.example/t","token_endpoint":"https://op.example/t/token","jwks_uri":"https://op.example/t/keys"}"#,
         )
         .unwrap()
     }

@@ -536,6 +536,7 @@ fn parse_answer(
                 endpoint: endpoint.to_string(),
                 status: answer.status,
                 retry_after: answer.retry_after,
+                excerpt: super::http::excerpt(&answer.body),
             },
         });
     }

@@ -55,6 +55,7 @@ pub mod lock;
 pub mod managed_identity;
 mod random;
 mod refresh;
+mod retry_after;
 mod single_flight;
 pub mod workload_identity;
 

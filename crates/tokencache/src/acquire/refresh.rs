@@ -57,8 +57,17 @@ impl Acquirer {
         crate::partition::check_key(home_account_id)
             .map_err(|e| AcquireError::Config(format!("home account id: {e}")))?;
         let inner = &self.inner;
-        let lookup = Lookup::user(&inner.client_id, home_account_id, scopes)
+        // another provider's user: its refresh token is never sent here
+        inner.check_account_issuer(home_account_id)?;
+        if inner.realm_needs_discovery() {
+            // the realm of an Entra tenant named by domain is its id, which discovery
+            // names; a provider that cannot be reached leaves the lookup to the records'
+            // one tenant
+            let _ = inner.provider().await;
+        }
+        let mut lookup = Lookup::user(&inner.client_id, home_account_id, scopes)
             .environment(&inner.authority.environment);
+        lookup.tenant = inner.realm_filter(Some(home_account_id));
         let job = || {
             Ok(Job::new(
                 Grant::Refresh {
@@ -170,12 +179,14 @@ impl Acquirer {
         crate::partition::check_key(user)
             .map_err(|e| AcquireError::Config(format!("user: {e}")))?;
         let inner = &self.inner;
+        let session_key = &*inner.session_key(session_key);
         let lookup = Lookup::new(
             &inner.client_id,
             Subject::OboSession { session_key },
             scopes,
         )
-        .environment(&inner.authority.environment);
+        .environment(&inner.authority.environment)
+        .tenant_opt(inner.realm_filter(None));
         let job = || {
             Ok(Job::new(
                 Grant::Session {
@@ -394,7 +405,7 @@ async fn check_account(
         endpoint: super::http::shown(&provider.metadata.token_endpoint),
         reason,
     };
-    match response.home_account_id() {
+    match response.home_account_id_at(provider.authority.issuer_key()) {
         Ok(Some(named)) if named != *home => Account::Other(malformed(
             "the refresh response names another account".into(),
         )),

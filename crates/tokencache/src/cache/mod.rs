@@ -293,12 +293,18 @@ impl TokenCache {
                 "a save needs a client id, an authority host and a tenant".into(),
             ));
         }
-        // A known user's response that names nobody is stored under that user.
+        // A known user's response that names nobody is stored under that user; a
+        // non-Entra provider's user is always named by the cache (`{sub}.{issuer key}`).
+        let generic = request.issuer_key;
         let mut account = None;
+        let mut named: Option<String> = None;
         let (target, assertion) = match request.subject {
             SaveFor::KnownUser { home_account_id } => {
                 check_key(home_account_id).map_err(|e| bad_key("home account id", e))?;
-                match response.home_account_id()? {
+                if generic.is_some() {
+                    account = Some(home_account_id);
+                }
+                match response.home_account_id_at(generic)? {
                     Some(named) if named != home_account_id => {
                         return Err(Error::InvalidRequest(
                             "the token response names another account than the one it was requested for".into(),
@@ -313,14 +319,18 @@ impl TokenCache {
                 )
             }
             SaveFor::User => {
-                let Some(home) = response.home_account_id()? else {
+                let Some(home) = response.home_account_id_at(generic)? else {
                     return Err(Error::InvalidRequest(
                         "a user token response needs client_info or an id_token to name its account".into(),
                     ));
                 };
                 check_key(&home).map_err(|e| bad_key("home account id", e))?;
+                named = Some(home);
                 (
-                    self.lookup_target(&Subject::User(&home), request.client_id),
+                    self.lookup_target(
+                        &Subject::User(named.as_deref().unwrap_or_default()),
+                        request.client_id,
+                    ),
                     None,
                 )
             }
@@ -358,7 +368,7 @@ impl TokenCache {
         let req = TokenRequest {
             client_id: request.client_id,
             environment: request.environment,
-            realm: request.tenant,
+            realm: request.realm.unwrap_or(request.tenant),
             scopes: request.scopes,
             user_assertion: assertion,
         };
@@ -380,7 +390,7 @@ impl TokenCache {
             (Some(owner), true) => self.link(owner, &target.key, link_ttl).await,
             (None, true) => tracing::warn!(
                 partition = %target.key,
-                "OBO partition saved without a user to link it to (the assertion names no oid/tid): sign-out cannot remove it; it ends with its deadline"
+                "OBO partition saved without a user to link it to (the assertion names no user: no oid/tid from Entra, no iss and sub from another issuer): sign-out cannot remove it; it ends with its deadline"
             ),
             _ => {}
         }
@@ -396,11 +406,14 @@ impl TokenCache {
                     // one token in one millisecond are ordered too (docs/design.md §8).
                     let seq = crate::clock::record_seq();
                     let at = requested_at_ms;
-                    match account {
-                        Some(a) => {
+                    match (generic, account.or(named.as_deref())) {
+                        (Some(_), a) => {
+                            p.add_token_response_of_issuer(&req, response, at, seq, form, a)
+                        }
+                        (None, Some(a)) => {
                             p.add_token_response_for_account(&req, response, at, seq, form, a)
                         }
-                        None => p.add_token_response_written(&req, response, at, seq, form),
+                        (None, None) => p.add_token_response_written(&req, response, at, seq, form),
                     }
                     .map_err(Error::from)
                 },
@@ -617,13 +630,12 @@ impl TokenCache {
 // The API validated the assertion before using it; here its claims only name the user
 // (for the link and revocation checks) and its end (for the deadline).
 
-/// The user an OBO assertion was issued to, by [`JwtClaims::home_account_id`]'s rule
-/// (a guest's `home_oid` and home tenant when the assertion names them, else `oid.tid`);
+/// The user an OBO assertion was issued to, by its issuer's rule
+/// ([`crate::issuer::account_of`]: for Entra a guest's `home_oid` and home tenant when the
+/// assertion names them, else `oid.tid`; for any other issuer `{sub}.{issuer key}`);
 /// `None` for opaque assertions.
-///
-/// [`JwtClaims::home_account_id`]: crate::schema::JwtClaims::home_account_id
 fn obo_owner(assertion: &str) -> Option<String> {
-    decode_jwt_claims(assertion).ok()?.home_account_id()
+    crate::issuer::account_of(&decode_jwt_claims(assertion).ok()?)
 }
 
 /// A caller-given key that cannot be a partition key.
@@ -637,6 +649,9 @@ fn obo_context(assertion: &str) -> EntryContext {
     let claims = decode_jwt_claims(assertion).ok();
     EntryContext {
         assertion_exp: claims.as_ref().and_then(|c| c.exp),
-        owner: claims.and_then(|c| c.home_account_id()).map(Arc::from),
+        owner: claims
+            .as_ref()
+            .and_then(crate::issuer::account_of)
+            .map(Arc::from),
     }
 }

@@ -103,6 +103,14 @@ impl<'a> Lookup<'a> {
         self
     }
 
+    /// Restricts to a tenant when one is given (`None`: as [`new`](Self::new) leaves it).
+    pub fn tenant_opt(mut self, tenant: Option<&'a str>) -> Self {
+        if tenant.is_some() {
+            self.tenant = tenant;
+        }
+        self
+    }
+
     /// Restricts to a cloud (an authority host, e.g. `login.microsoftonline.com`).
     pub fn environment(mut self, host: &'a str) -> Self {
         self.environment = Some(host);
@@ -192,6 +200,17 @@ pub struct SaveRequest<'a> {
     pub tenant: &'a str,
     /// The scopes requested (the response's `scope` echo wins when present).
     pub scopes: &'a [&'a str],
+    /// The issuer key ([`crate::issuer::issuer_key`]) of a provider that is not
+    /// Microsoft Entra, `None` for Entra (docs/design.md §4). With a key, the user is
+    /// named `{sub}.{key}` from the id token (never by `client_info` or `tid`) and every
+    /// record's realm is `tenant` (the key); without, by MSAL's rules (`uid.utid`, the id
+    /// token's `tid` as realm).
+    pub issuer_key: Option<&'a str>,
+    /// The records' realm when it is not `tenant` (`None`: `tenant`): for Microsoft
+    /// Entra the tenant id of the response's tokens, while `tenant` — the authority's
+    /// tenant as written, a domain maybe — names the app partition (docs/design.md §4).
+    /// An id token's `tid` still wins, as MSAL writes it.
+    pub realm: Option<&'a str>,
 }
 
 impl<'a> SaveRequest<'a> {
@@ -209,7 +228,22 @@ impl<'a> SaveRequest<'a> {
             environment,
             tenant,
             scopes,
+            issuer_key: None,
+            realm: None,
         }
+    }
+
+    /// The records' realm, when it is not the tenant ([`realm`](Self::realm)).
+    pub fn realm(mut self, realm: &'a str) -> Self {
+        self.realm = Some(realm);
+        self
+    }
+
+    /// For a provider that is not Microsoft Entra, of issuer key `key`
+    /// ([`issuer_key`](Self::issuer_key)).
+    pub fn of_issuer(mut self, key: &'a str) -> Self {
+        self.issuer_key = Some(key);
+        self
     }
 }
 

@@ -72,7 +72,7 @@ impl Partition {
         now: i64,
         new_form: AppAccountForm,
     ) -> Result<Added, SchemaError> {
-        self.add_token_response_inner(req, resp, now, new_form, None, None)
+        self.add_token_response_inner(req, resp, now, new_form, None, Naming::Msal(None))
     }
 
     /// [`add_token_response_with_form`](Self::add_token_response_with_form) at `now_ms`
@@ -87,7 +87,8 @@ impl Partition {
         new_form: AppAccountForm,
     ) -> Result<Added, SchemaError> {
         let now = now_ms.div_euclid(1000);
-        self.add_token_response_inner(req, resp, now, new_form, Some((now_ms, None)), None)
+        let written = Some((now_ms, None));
+        self.add_token_response_inner(req, resp, now, new_form, written, Naming::Msal(None))
     }
 
     /// [`add_token_response_written_at`](Self::add_token_response_written_at) with the
@@ -104,7 +105,7 @@ impl Partition {
     ) -> Result<Added, SchemaError> {
         let now = now_ms.div_euclid(1000);
         let written = Some((now_ms, Some(seq)));
-        self.add_token_response_inner(req, resp, now, new_form, written, None)
+        self.add_token_response_inner(req, resp, now, new_form, written, Naming::Msal(None))
     }
 
     /// [`add_token_response_written`](Self::add_token_response_written) for a response to
@@ -124,7 +125,28 @@ impl Partition {
     ) -> Result<Added, SchemaError> {
         let now = now_ms.div_euclid(1000);
         let written = Some((now_ms, Some(seq)));
-        self.add_token_response_inner(req, resp, now, new_form, written, Some(account))
+        let naming = Naming::Msal(Some(account));
+        self.add_token_response_inner(req, resp, now, new_form, written, naming)
+    }
+
+    /// [`add_token_response_written`](Self::add_token_response_written) for a response of
+    /// a provider that is not Microsoft Entra (docs/design.md §4): the records' home
+    /// account id is `account` exactly (the issuer-qualified `{sub}.{issuer key}` the
+    /// caller derived, or `None` for app and OBO tokens), their realm `req.realm` (the
+    /// issuer key). `client_info` and `tid`, which such a provider may send with any value,
+    /// name nothing.
+    pub fn add_token_response_of_issuer(
+        &mut self,
+        req: &TokenRequest<'_>,
+        resp: &TokenResponse,
+        now_ms: i64,
+        seq: u64,
+        new_form: AppAccountForm,
+        account: Option<&str>,
+    ) -> Result<Added, SchemaError> {
+        let now = now_ms.div_euclid(1000);
+        let written = Some((now_ms, Some(seq)));
+        self.add_token_response_inner(req, resp, now, new_form, written, Naming::Issuer(account))
     }
 
     fn add_token_response_inner(
@@ -134,8 +156,12 @@ impl Partition {
         now: i64,
         new_form: AppAccountForm,
         written: Option<(i64, Option<u64>)>,
-        account: Option<&str>,
+        naming: Naming<'_>,
     ) -> Result<Added, SchemaError> {
+        let (account, of_issuer) = match naming {
+            Naming::Msal(a) => (a, false),
+            Naming::Issuer(a) => (a, true),
+        };
         if resp.access_token.is_none() && resp.refresh_token.is_none() && resp.id_token.is_none() {
             return Err(SchemaError::MissingField {
                 path: "token_response".to_owned(),
@@ -147,20 +173,24 @@ impl Partition {
             None => None,
         };
         let client_info = match resp.client_info.as_deref().map(str::trim) {
-            Some(raw) if !raw.is_empty() => Some(ClientInfo::decode(raw)?),
+            Some(raw) if !raw.is_empty() && !of_issuer => Some(ClientInfo::decode(raw)?),
             _ => None,
         };
-        let hid: Option<String> = client_info
-            .as_ref()
-            .and_then(ClientInfo::home_account_id)
-            .or_else(|| claims.as_ref().and_then(|c| c.sub.clone()))
-            .or_else(|| account.map(str::to_owned));
+        let hid: Option<String> = if of_issuer {
+            account.map(str::to_owned)
+        } else {
+            client_info
+                .as_ref()
+                .and_then(ClientInfo::home_account_id)
+                .or_else(|| claims.as_ref().and_then(|c| c.sub.clone()))
+                .or_else(|| account.map(str::to_owned))
+        };
         let hid_str = hid.clone().unwrap_or_default();
         let env = req.environment.to_lowercase();
-        let realm = claims
-            .as_ref()
-            .and_then(|c| c.tid.clone())
-            .unwrap_or_else(|| req.realm.to_owned());
+        let realm = match claims.as_ref().and_then(|c| c.tid.clone()) {
+            Some(tid) if !of_issuer => tid,
+            _ => req.realm.to_owned(),
+        };
         let uah = req.user_assertion.map(assertion_hash);
         let target = normalize_target(resp.scope.as_deref(), req.scopes);
         // Only an empty id has a form; a non-empty one has the default, as when parsed.
@@ -383,6 +413,16 @@ impl Partition {
         }
         before - self.len()
     }
+}
+
+/// How a response's records name their account and realm.
+#[derive(Clone, Copy)]
+enum Naming<'a> {
+    /// MSAL's rules (`client_info`, else the id token's `sub`; realm the id token's `tid`),
+    /// with this account when the response names none.
+    Msal(Option<&'a str>),
+    /// A provider that is not Entra: exactly this account (or none), realm the request's.
+    Issuer(Option<&'a str>),
 }
 
 /// The target written for a new access token: the response's scope echo if present,

@@ -79,6 +79,27 @@ impl TokenResponse {
         }
     }
 
+    /// The home account id the response names for a provider of issuer key
+    /// `issuer_key` ([`crate::issuer::issuer_key`]): `None` (Microsoft Entra) as
+    /// [`home_account_id`](Self::home_account_id); `Some(k)` (any other provider) the id
+    /// token's `sub` qualified by the issuer, `{sub}.{k}` — `client_info`, which only
+    /// Entra sends, is not read. `None` when the response has no id token.
+    pub fn home_account_id_at(
+        &self,
+        issuer_key: Option<&str>,
+    ) -> Result<Option<String>, SchemaError> {
+        let Some(k) = issuer_key else {
+            return self.home_account_id();
+        };
+        match &self.id_token {
+            Some(t) => Ok(decode_jwt_claims(t.expose())?
+                .sub
+                .filter(|s| !s.is_empty())
+                .map(|s| format!("{s}.{k}"))),
+            None => Ok(None),
+        }
+    }
+
     /// Parses a token endpoint JSON body. Input over 16 MiB is rejected before parsing.
     pub fn from_json(bytes: &[u8]) -> Result<TokenResponse, SchemaError> {
         if bytes.len() > MAX_BLOB_BYTES {
@@ -217,6 +238,8 @@ pub struct JwtClaims {
     /// `idp`: who authenticated the user; for Entra guests the home tenant's issuer
     /// (`https://sts.windows.net/{home tenant id}/`).
     pub idp: Option<String>,
+    /// `iss`: the issuer (decides how the user is named: [`crate::issuer::account_of`]).
+    pub iss: Option<String>,
 }
 
 impl JwtClaims {
@@ -287,6 +310,7 @@ pub fn decode_jwt_claims(jwt: &str) -> Result<JwtClaims, SchemaError> {
         name: s("name"),
         home_oid: s("home_oid"),
         idp: s("idp"),
+        iss: s("iss"),
         exp: map.get("exp").and_then(|v| {
             v.as_i64()
                 .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))

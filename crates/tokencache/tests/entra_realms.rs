@@ -1,0 +1,388 @@
+//! Microsoft Entra realms (docs/design.md §4): an authority that names its tenant by
+//! domain (`https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0`) keeps
+//! Microsoft.Identity.Web's partition keys, but its records' `realm` is the tenant id
+//! (`tid`), as MSAL writes it — and the real MSAL Python and msal-node, configured with
+//! that domain authority (their discovery answering with the tenant id, as Entra's
+//! does), find tokencache's records. A user partition holding two tenants' tokens serves
+//! the authority's own, not an "ambiguous tenants" error.
+//!
+//! The token endpoint is a fake on loopback (an Entra host cannot be served here); the
+//! discovery document is Entra's shape with the tenant id in its issuer. The MSAL peers
+//! are driven as in `interop_msal.rs` (`interop/msal_py.py`, `interop/msal_node.mjs`,
+//! installed by `interop/setup.sh`; they fail, never skip, when python3 or node is
+//! missing).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokencache::acquire::{Acquirer, Authority, ClientCredential, Provider, TokenSource};
+use tokencache::partition::PartitionKey;
+use tokencache::schema::AppAccountForm;
+use tokencache::{SaveFor, SaveRequest, Secret, Subject, TokenCache, TokenResponse};
+
+const TID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const GUEST_TID: &str = "11111111-2222-3333-4444-555555555555";
+const DOMAIN: &str = "contoso.onmicrosoft.com";
+const CLIENT: &str = "3b8f2c1d-4e5a-4b6c-9d7e-8f9a0b1c2d3e";
+const OID: &str = "6f0c3d2a-9b1e-4c5d-8e7f-0a1b2c3d4e5f";
+
+/// Now, Unix seconds (the peers' frozen clock is set to it).
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+/// An unsigned JWT with these claims (tokens are read, not verified, by the cache).
+fn jwt(claims: &Value) -> String {
+    format!(
+        "{}.{}.c2ln",
+        b64(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(&claims.to_string())
+    )
+}
+
+fn fp(secret: &str) -> String {
+    let d = Sha256::digest(secret.as_bytes());
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A token endpoint on loopback that answers every POST with `body`; counts them.
+struct FakeTokenEndpoint {
+    port: u16,
+    requests: Arc<AtomicUsize>,
+}
+
+impl FakeTokenEndpoint {
+    fn start(body: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut form = vec![0; len];
+                let _ = r.read_exact(&mut form);
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Self { port, requests }
+    }
+}
+
+/// Entra's discovery document for the tenant `TID`, its token endpoint at `port`.
+fn entra_provider(authority: &str, port: u16) -> Provider {
+    let doc = json!({
+        "issuer": format!("https://login.microsoftonline.com/{TID}/v2.0"),
+        "token_endpoint": format!("http://127.0.0.1:{port}/{TID}/oauth2/v2.0/token"),
+        "jwks_uri": format!("https://login.microsoftonline.com/{TID}/discovery/v2.0/keys"),
+        "authorization_endpoint": format!("https://login.microsoftonline.com/{TID}/oauth2/v2.0/authorize"),
+    });
+    Provider::from_document(
+        Authority::parse(authority).unwrap(),
+        doc.to_string().as_bytes(),
+    )
+    .unwrap()
+}
+
+async fn memory_cache() -> TokenCache {
+    TokenCache::builder()
+        .store_url("memory://")
+        .build()
+        .await
+        .unwrap()
+}
+
+// ---- the MSAL peers (as interop_msal.rs drives them) ---------------------------------------
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn peers_dir() -> PathBuf {
+    std::env::var_os("TOKENCACHE_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".peers"))
+}
+
+fn ensure_peers() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo_root().join("interop/setup.sh"))
+            .env("TOKENCACHE_PEERS_DIR", peers_dir())
+            .output()
+            .expect("run interop/setup.sh (python3, node and npm are needed)");
+        assert!(
+            out.status.success(),
+            "interop/setup.sh failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// `find` of a peer driver: the token its public API serves from `blob` (its token
+/// endpoint fails, so a token is a cache hit), by fingerprint.
+fn peer_find(python: bool, blob: &str, scopes: &[&str], home: Option<&str>) -> Value {
+    ensure_peers();
+    let mut c = if python {
+        let mut c = Command::new(peers_dir().join("venv/bin/python"));
+        c.arg(repo_root().join("interop/msal_py.py"));
+        c
+    } else {
+        let mut c = Command::new("node");
+        c.arg(repo_root().join("interop/msal_node.mjs"));
+        c
+    };
+    let req = json!({
+        "blob": blob, "client_id": CLIENT,
+        "authority": format!("https://login.microsoftonline.com/{DOMAIN}"),
+        "tenant_id": TID, "scope": scopes, "home_account_id": home, "now": now() + 60,
+    });
+    let mut child = c
+        .arg("find")
+        .env("TOKENCACHE_PEERS_DIR", peers_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the peer driver");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(req.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "driver failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["token_requests"], json!(0), "a hit is a cache read: {v}");
+    v
+}
+
+// ---- tests ------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_app_token_of_a_tenant_named_by_domain_is_saved_under_its_tenant_id() {
+    let at = jwt(
+        &json!({"aud": "https://graph.microsoft.com", "tid": TID, "oid": "sp", "exp": 4_000_000_000_i64}),
+    );
+    let body = json!({"access_token": at, "token_type": "Bearer", "expires_in": 3600}).to_string();
+    let fake = FakeTokenEndpoint::start(body);
+    let authority = format!("https://login.microsoftonline.com/{DOMAIN}/v2.0");
+    // app tokens with `home_account_id: null`, the form MSAL Python reads
+    // (interop_msal.rs live_app_account_forms_each_client_accepts)
+    let c = TokenCache::builder()
+        .store_url("memory://")
+        .app_account_form(AppAccountForm::Null)
+        .build()
+        .await
+        .unwrap();
+    let a = Acquirer::builder(
+        c.clone(),
+        &authority,
+        CLIENT,
+        ClientCredential::SecretPost(Secret::new("s")),
+    )
+    .provider(entra_provider(&authority, fake.port))
+    .build()
+    .unwrap();
+    let scopes = ["https://graph.microsoft.com/.default"];
+    let t = a.client_credentials(&scopes).await.unwrap();
+    assert_eq!(t.source, TokenSource::Provider);
+    assert_eq!(
+        a.client_credentials(&scopes).await.unwrap().source,
+        TokenSource::Cache
+    );
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
+    // Microsoft.Identity.Web's key (the authority's tenant as written), MSAL's realm
+    assert_eq!(a.authority().tenant, DOMAIN);
+    assert_eq!(
+        PartitionKey::app(CLIENT, DOMAIN).as_str(),
+        format!("{CLIENT}_{DOMAIN}_AppTokenCache")
+    );
+    let p = c
+        .partition(&Subject::App { tenant: DOMAIN }, CLIENT)
+        .await
+        .expect("the app partition of the domain");
+    let realms: Vec<&str> = p.access_tokens().map(|t| t.realm.as_str()).collect();
+    assert_eq!(realms, [TID]);
+    let envs: Vec<&str> = p.access_tokens().map(|t| t.environment.as_str()).collect();
+    assert_eq!(envs, ["login.microsoftonline.com"]);
+    // MSAL Python, configured with the domain authority, serves it from the cache
+    let blob = String::from_utf8(p.to_vec()).unwrap();
+    let py = peer_find(true, &blob, &scopes, None);
+    assert_eq!(py["app"].as_str(), Some(fp(&at).as_str()), "{py}");
+    assert_eq!(py["search"].as_str(), Some(fp(&at).as_str()), "{py}");
+}
+
+/// A user response of tenant `tid` for `OID` (home tenant `TID`).
+fn user_response(tid: &str, at: &str, rt: &str) -> TokenResponse {
+    let client_info = b64(&json!({"uid": OID, "utid": TID}).to_string());
+    TokenResponse {
+        access_token: Some(Secret::new(at)),
+        refresh_token: Some(Secret::new(rt)),
+        id_token: Some(Secret::new(jwt(&json!({
+            "iss": format!("https://login.microsoftonline.com/{tid}/v2.0"),
+            "aud": CLIENT, "sub": "pairwise", "oid": OID, "tid": tid,
+            "preferred_username": "ada@contoso.example", "exp": 4_000_000_000_i64,
+        })))),
+        client_info: Some(client_info),
+        scope: Some("User.Read".into()),
+        expires_in: Some(3600),
+        ..TokenResponse::default()
+    }
+}
+
+#[tokio::test]
+async fn a_user_partition_of_two_tenants_serves_the_domain_authoritys_own_and_msal_finds_it() {
+    let c = memory_cache().await;
+    let home = format!("{OID}.{TID}");
+    let scopes = ["User.Read"];
+    let at_home = "at-of-the-home-tenant";
+    let at_guest = "at-of-the-guest-tenant";
+    // saved as the acquirer saves them: realm = the id token's tid
+    for (tid, at, rt) in [(TID, at_home, "rt-1"), (GUEST_TID, at_guest, "rt-2")] {
+        let req = SaveRequest::new(
+            CLIENT,
+            SaveFor::User,
+            "login.microsoftonline.com",
+            tid,
+            &scopes,
+        );
+        c.save_token_response(&req, &user_response(tid, at, rt))
+            .await
+            .unwrap();
+    }
+    let p = c.partition(&Subject::User(&home), CLIENT).await.unwrap();
+    let mut realms: Vec<&str> = p.access_tokens().map(|t| t.realm.as_str()).collect();
+    realms.sort();
+    assert_eq!(realms, [GUEST_TID, TID]);
+
+    // the domain authority's acquirer: its realm is the tenant id discovery named
+    let fake = FakeTokenEndpoint::start("{}".into());
+    let authority = format!("https://login.microsoftonline.com/{DOMAIN}/v2.0");
+    let a = Acquirer::builder(
+        c.clone(),
+        &authority,
+        CLIENT,
+        ClientCredential::SecretPost(Secret::new("s")),
+    )
+    .provider(entra_provider(&authority, fake.port))
+    .build()
+    .unwrap();
+    let t = a.acquire_silent(&home, &scopes).await.unwrap();
+    assert_eq!(t.source, TokenSource::Cache);
+    assert_eq!(t.secret.expose(), at_home, "the authority's tenant's token");
+    // the guest tenant's authority gets the guest tenant's
+    let guest = format!("https://login.microsoftonline.com/{GUEST_TID}/v2.0");
+    let g = Acquirer::builder(
+        c.clone(),
+        &guest,
+        CLIENT,
+        ClientCredential::SecretPost(Secret::new("s")),
+    )
+    .build()
+    .unwrap();
+    assert_eq!(
+        g.acquire_silent(&home, &scopes)
+            .await
+            .unwrap()
+            .secret
+            .expose(),
+        at_guest
+    );
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 0);
+
+    // MSAL Python and msal-node, configured with the domain authority, find the home
+    // tenant's token in tokencache's blob
+    let blob = String::from_utf8(p.to_vec()).unwrap();
+    let py = peer_find(true, &blob, &scopes, Some(&home));
+    assert_eq!(py["app"].as_str(), Some(fp(at_home).as_str()), "{py}");
+    assert_eq!(py["search"].as_str(), Some(fp(at_home).as_str()), "{py}");
+    let node = peer_find(false, &blob, &scopes, Some(&home));
+    assert_eq!(node["app"].as_str(), Some(fp(at_home).as_str()), "{node}");
+}
+
+#[tokio::test]
+async fn an_entra_api_refuses_assertions_of_another_tenant_or_issuer_family() {
+    let fake = FakeTokenEndpoint::start("{}".into());
+    let authority = format!("https://login.microsoftonline.com/{DOMAIN}/v2.0");
+    let a = Acquirer::builder(
+        memory_cache().await,
+        &authority,
+        CLIENT,
+        ClientCredential::SecretPost(Secret::new("s")),
+    )
+    .provider(entra_provider(&authority, fake.port))
+    .build()
+    .unwrap();
+    let scopes = ["User.Read"];
+    let assertion = |iss: &str, tid: &str| {
+        jwt(&json!({"iss": iss, "tid": tid, "oid": OID, "sub": "s", "aud": CLIENT}))
+    };
+    let ok = assertion(
+        &format!("https://login.microsoftonline.com/{TID}/v2.0"),
+        TID,
+    );
+    a.obo_lookup(&ok, &scopes).unwrap();
+    let v1 = assertion(&format!("https://sts.windows.net/{TID}/"), TID);
+    a.obo_lookup(&v1, &scopes).unwrap();
+    for bad in [
+        // another tenant
+        assertion(
+            &format!("https://login.microsoftonline.com/{GUEST_TID}/v2.0"),
+            GUEST_TID,
+        ),
+        // not Entra, whatever its oid/tid claims say
+        assertion("https://kc.example/realms/a", TID),
+        assertion(&format!("http://login.microsoftonline.com/{TID}/v2.0"), TID),
+        // no issuer
+        jwt(&json!({"tid": TID, "oid": OID, "sub": "s"})),
+    ] {
+        let e = a.obo_lookup(&bad, &scopes).unwrap_err();
+        assert!(
+            matches!(e, tokencache::acquire::AcquireError::Config(_)),
+            "{e:?}"
+        );
+        assert!(a.on_behalf_of(&bad, &scopes).await.is_err());
+    }
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 0, "nothing was sent");
+}

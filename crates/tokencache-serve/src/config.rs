@@ -112,6 +112,14 @@ pub(crate) struct ApiConfig {
     pub(crate) on_behalf_of: bool,
     /// The OBO form (Entra's jwt-bearer, or RFC 8693 token exchange).
     pub(crate) obo_form: OboForm,
+    // ---- issue 23 (compatible routes, downstream calls): src/downstream.rs ----
+    /// Scopes a caller may ask for besides `scopes` (`allowed_scopes`; none by default).
+    pub(crate) allowed_scopes: Vec<String>,
+    /// An on-behalf-of API may also serve app tokens (`allow_app_token`: Microsoft's
+    /// `optionsOverride.RequestAppToken`, the `...Unauthenticated` routes).
+    pub(crate) allow_app_token: bool,
+    /// Where calls through serve go (`base_url`, `relative_path`, ...), when configured.
+    pub(crate) downstream: Option<crate::downstream::DownstreamConfig>,
 }
 
 /// OpenID Connect Back-Channel Logout at `/v1/backchannel-logout`.
@@ -185,7 +193,7 @@ pub(crate) fn load(file: &Path, listen: Option<&str>, env: Env<'_>) -> Result<Co
 }
 
 /// The keys of an `[apis.NAME]` table.
-const API_KEYS: [&str; 11] = [
+const API_KEYS: [&str; 22] = [
     "authority",
     "client_id",
     "client_secret",
@@ -197,6 +205,18 @@ const API_KEYS: [&str; 11] = [
     "scopes",
     "on_behalf_of",
     "obo_form",
+    // issue 23: src/downstream.rs
+    "allowed_scopes",
+    "allow_app_token",
+    "base_url",
+    "relative_path",
+    "http_method",
+    "accept_header",
+    "content_type",
+    "downstream_timeout_ms",
+    "max_request_bytes",
+    "max_response_bytes",
+    "max_connections",
 ];
 
 /// Fails on a `TOKENCACHE_APIS__NAME__KEY` variable (of `names`, the environment's)
@@ -615,6 +635,8 @@ fn api_config(r: &mut Reader<'_>) -> Result<ApiConfig, ConfigError> {
         Some((f, _)) if f == "token_exchange" => OboForm::TokenExchange,
         Some((_, at)) => return Err(r.error_at(&at, "must be \"entra\" or \"token_exchange\"")),
     };
+    let (allowed_scopes, allow_app_token) = crate::downstream::read_allow_lists(r, on_behalf_of)?;
+    let downstream = crate::downstream::read_config(r)?;
     Ok(ApiConfig {
         authority,
         client_id,
@@ -622,6 +644,9 @@ fn api_config(r: &mut Reader<'_>) -> Result<ApiConfig, ConfigError> {
         scopes,
         on_behalf_of,
         obo_form,
+        allowed_scopes,
+        allow_app_token,
+        downstream,
     })
 }
 
@@ -763,14 +788,14 @@ fn one_line(text: &str) -> String {
 }
 
 /// Where a value came from, for its error.
-struct At {
+pub(crate) struct At {
     key: String,
     env: Option<String>,
 }
 
 /// Reads the keys of one table, each overridable by its environment variable, and
 /// remembers which it read (the others are unknown keys).
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     file: &'a str,
     table: &'a toml::Table,
     path: String,
@@ -801,14 +826,14 @@ impl<'a> Reader<'a> {
         format!("{}{}", self.env_prefix, key.to_ascii_uppercase())
     }
 
-    fn here(&self, key: &str) -> At {
+    pub(crate) fn here(&self, key: &str) -> At {
         At {
             key: format!("{}{key}", self.path),
             env: None,
         }
     }
 
-    fn error_at(&self, at: &At, problem: &str) -> ConfigError {
+    pub(crate) fn error_at(&self, at: &At, problem: &str) -> ConfigError {
         let key = match &at.env {
             Some(v) => format!("{} (from {v})", at.key),
             None => at.key.clone(),
@@ -836,7 +861,7 @@ impl<'a> Reader<'a> {
         self.table.get(key).map(|v| (Raw::File(v), self.here(key)))
     }
 
-    fn string(&mut self, key: &str) -> Result<Option<(String, At)>, ConfigError> {
+    pub(crate) fn string(&mut self, key: &str) -> Result<Option<(String, At)>, ConfigError> {
         let found = match self.raw(key) {
             None => return Ok(None),
             Some((Raw::Env(v), at)) => (v, at),
@@ -873,7 +898,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn int(&mut self, key: &str, lo: u64, hi: u64) -> Result<Option<u64>, ConfigError> {
+    pub(crate) fn int(&mut self, key: &str, lo: u64, hi: u64) -> Result<Option<u64>, ConfigError> {
         let (v, at) = match self.raw(key) {
             None => return Ok(None),
             Some((Raw::Env(v), at)) => match v.trim().parse::<i64>() {
@@ -894,7 +919,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn bool(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
+    pub(crate) fn bool(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
         match self.raw(key) {
             None => Ok(None),
             Some((Raw::Env(v), at)) => match v.trim() {
@@ -910,7 +935,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn strings(&mut self, key: &str) -> Result<Option<(Vec<String>, At)>, ConfigError> {
+    pub(crate) fn strings(&mut self, key: &str) -> Result<Option<(Vec<String>, At)>, ConfigError> {
         match self.raw(key) {
             None => Ok(None),
             Some((Raw::Env(v), at)) => {
@@ -944,7 +969,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn table(&mut self, key: &str) -> Result<Option<&'a toml::Table>, ConfigError> {
+    pub(crate) fn table(&mut self, key: &str) -> Result<Option<&'a toml::Table>, ConfigError> {
         self.seen.insert(key.to_string());
         match self.table.get(key) {
             None => Ok(None),

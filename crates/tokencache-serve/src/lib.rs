@@ -22,7 +22,11 @@ use tokencache::signout::{Jwks, LogoutTokenValidator};
 use tokencache::TokenCache;
 use tokio::sync::Semaphore;
 
+mod appsettings;
+mod compat;
 mod config;
+mod downstream;
+mod inbound;
 pub mod logs;
 mod metrics;
 mod routes;
@@ -122,6 +126,12 @@ async fn serve(config: Config) -> Result<(), String> {
     for (name, api) in config.apis {
         let acquirer = build_acquirer(&cache, api.authority, api.client_id, api.credential, http)
             .map_err(|e| format!("{file}: apis.{name}: {e}"))?;
+        let downstream = match api.downstream {
+            Some(d) => Some(Arc::new(
+                downstream::Downstream::new(d).map_err(|e| format!("{file}: apis.{name}: {e}"))?,
+            )),
+            None => None,
+        };
         apis.insert(
             name,
             Api {
@@ -129,6 +139,9 @@ async fn serve(config: Config) -> Result<(), String> {
                 scopes: api.scopes,
                 on_behalf_of: api.on_behalf_of,
                 obo_form: api.obo_form,
+                allowed_scopes: api.allowed_scopes,
+                allow_app_token: api.allow_app_token,
+                downstream,
             },
         );
     }

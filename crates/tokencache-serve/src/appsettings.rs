@@ -1,0 +1,1 @@
+//! appsettings.json (Microsoft.Identity.Web) as serve configuration.

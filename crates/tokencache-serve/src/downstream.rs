@@ -982,7 +982,10 @@ mod tests {
         );
         assert_eq!(auth_param("Bearer xerror=\"a\"", "error"), None);
         // multi-byte characters anywhere: no panic
-        assert_eq!(auth_param("Bearer é=1, error=\"é\", €rror=x", "error").as_deref(), Some("é"));
+        assert_eq!(
+            auth_param("Bearer é=1, error=\"é\", €rror=x", "error").as_deref(),
+            Some("é")
+        );
         assert_eq!(auth_param("€€€", "error"), None);
         assert_eq!(auth_param("Bearer error=\"unterminated", "error"), None);
         assert_eq!(decode_claims("bm90IGpzb24="), None); // "not json"

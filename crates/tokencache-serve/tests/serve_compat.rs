@@ -366,6 +366,16 @@ fn v1_app(addr: &str) -> Option<String> {
     a.json()["authorization_header"].as_str().map(str::to_owned)
 }
 
+/// method, documented route, path, headers, status, problem code.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    String,
+    &'a [(&'a str, &'a str)],
+    u16,
+    &'a str,
+);
+
 #[test]
 fn refused_input_is_a_problem_and_never_reaches_the_provider() {
     let ms = microsoft_spec();
@@ -378,7 +388,7 @@ fn refused_input_is_a_problem_and_never_reaches_the_provider() {
     let user = user_token(&op, "user1");
     let bearer = format!("Bearer {user}");
     let auth = [("Authorization", bearer.as_str())];
-    let cases: Vec<(&str, &str, String, &[(&str, &str)], u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         // Microsoft's sidecar answers an unknown API 400 ("Not able to resolve")
         ("get", HU, "/AuthorizationHeaderUnauthenticated/nope".into(), &[], 400, "unknown_api"),
         ("post", D, "/DownstreamApi/nope".into(), &auth, 400, "unknown_api"),

@@ -161,6 +161,8 @@ pub(crate) struct Config {
     pub(crate) apis: BTreeMap<String, ApiConfig>,
     /// The encryption key ring (`TOKENCACHE_KEYS`), when configured.
     pub(crate) keys: Option<KeyRing>,
+    /// issue 23: `AzureAd`'s incoming-token settings, when the file is an appsettings.json.
+    pub(crate) appsettings_inbound: Option<crate::appsettings::Inbound>,
 }
 
 /// A configuration error: one line, naming the file, the key and the problem.
@@ -183,12 +185,24 @@ pub(crate) fn load(file: &Path, listen: Option<&str>, env: Env<'_>) -> Result<Co
         .map_err(|e| ConfigError(format!("{shown}: cannot read the file: {e}")))?;
     let keys =
         KeyRing::from_env().map_err(|e| ConfigError(format!("{shown}: TOKENCACHE_KEYS: {e}")))?;
-    let mut config = parse(file, &text, listen, env)?;
     let names: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
         .collect();
+    // issue 23: Microsoft's appsettings.json, mapped onto this configuration
+    let is_json = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let (mut config, inbound) = if is_json {
+        let m = crate::appsettings::map(&text, &names, env)
+            .map_err(|e| ConfigError(format!("{shown}: {}", one_line(&e))))?;
+        let c = parse(file, &m.toml, listen, env).map_err(|e| ConfigError(m.rename(&e.0)))?;
+        (c, Some(m.inbound))
+    } else {
+        (parse(file, &text, listen, env)?, None)
+    };
     check_variables(&shown, &config, &names)?;
     config.keys = keys;
+    config.appsettings_inbound = inbound;
     Ok(config)
 }
 
@@ -418,6 +432,7 @@ pub(crate) fn parse(
         backchannel_logout,
         apis,
         keys: None,
+        appsettings_inbound: None,
     })
 }
 

@@ -48,7 +48,8 @@ pub enum LogFormat {
 /// Arguments of `serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The configuration file (TOML; see the README's "tokencache serve" section).
+    /// The configuration file: TOML (see the README's "tokencache serve" section), or
+    /// Microsoft's token sidecar appsettings.json (detected by the `.json` extension).
     #[arg(long)]
     config: PathBuf,
     /// Listen here instead of the file's `listen` / TOKENCACHE_LISTEN: IP:PORT (port 0
@@ -104,6 +105,15 @@ fn one_line(text: &str) -> String {
 /// Builds everything the configuration names, then serves until a signal.
 async fn serve(config: Config) -> Result<(), String> {
     let file = config.file.display().to_string();
+    if let Some(i) = &config.appsettings_inbound {
+        // LEAD: hand these to wt-serve's inbound validator (issue 22).
+        tracing::warn!(
+            issuer = %i.issuer,
+            audiences = ?i.audiences,
+            scopes = ?i.scopes,
+            "AzureAd's incoming-token settings are read, but this build does not validate incoming tokens: GET /Validate answers 401"
+        );
+    }
     let mut builder = TokenCache::builder().key_prefix(&config.key_prefix);
     if let Some(url) = &config.store {
         builder = builder.store_url(url.expose());

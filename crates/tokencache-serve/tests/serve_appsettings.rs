@@ -188,6 +188,9 @@ fn fails(file: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String) 
     )
 }
 
+/// Environment variables of a case.
+type Env<'a> = Vec<(&'a str, &'a str)>;
+
 #[test]
 fn settings_that_do_not_map_stop_serve_with_one_line_naming_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,7 +198,7 @@ fn settings_that_do_not_map_stop_serve_with_one_line_naming_them() {
     let shown = file.display().to_string();
     let ok_ad =
         r#""TenantId":"t1","ClientId":"app","ClientCredentials":[{"SourceType":"ClientSecret"}]"#;
-    let cases: Vec<(String, Vec<(&str, &str)>, String)> = vec![
+    let cases: Vec<(String, Env, String)> = vec![
         (
             r#"{"AzureAd":{"TenantId":"t1","ClientId":"app","ClientCredentials":[{"SourceType":"ClientSecret","ClientSecret":"hunter2-in-file"}]},"DownstreamApis":{"g":{"Scopes":["s"]}}}"#.into(),
             vec![],

@@ -1,8 +1,9 @@
 //! Downstream calls: serve acquires the API's token (app, or on behalf of the caller's
 //! user) and calls the API's configured `base_url` itself.
 //!
-//! * `ANY /v1/downstream/{api}[/{path…}]`: a transparent pass-through (the downstream's
-//!   status, headers minus hop-by-hop ones and `Set-Cookie`, its body streamed and capped);
+//! * `ANY /v1/downstream/{api}[/{path…}]` (src/passthrough.rs): a transparent pass-through
+//!   (the downstream's status, headers minus hop-by-hop ones and `Set-Cookie`, its body
+//!   streamed and capped);
 //! * `POST /DownstreamApi…/{apiName}` (src/compat.rs): Microsoft's JSON envelope, built
 //!   from [`send`]'s answer.
 //!
@@ -19,12 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use futures_util::StreamExt;
 use tokencache::acquire::AcquireOptions;
@@ -33,7 +31,7 @@ use url::Url;
 
 use crate::config::{check_scopes, ConfigError, Reader};
 use crate::metrics::Outcome;
-use crate::routes::{self, Api, AppState, Shared};
+use crate::routes::{self, Api, AppState};
 
 /// The request headers a caller's request passes on to the downstream (pass-through);
 /// every other one (its `Authorization`, cookies, `X-Tokencache-Key`, forwarding headers)
@@ -738,123 +736,6 @@ pub(crate) async fn read_body(body: Body, max: usize) -> Result<Bytes, Failure> 
             )
         }
     })
-}
-
-/// `ANY /v1/downstream/{api}[/{path…}]`: the pass-through.
-pub(crate) async fn pass_through(State(st): State<Shared>, request: Request) -> Response {
-    match pass(&st, request).await {
-        Ok(r) => r,
-        Err(f) => f.v1(),
-    }
-}
-
-async fn pass(st: &AppState, request: Request) -> Result<Response, Failure> {
-    let (parts, body) = request.into_parts();
-    // the raw path: a percent-encoded `..` or `/` stays visible to target()
-    let rest = parts
-        .uri
-        .path()
-        .strip_prefix("/v1/downstream/")
-        .unwrap_or_default();
-    let (name, sub) = match rest.split_once('/') {
-        Some((n, s)) => (n, Some(s)),
-        None => (rest, None),
-    };
-    let Some(api) = st.apis.get(name) else {
-        return Err(Failure::new(
-            StatusCode::NOT_FOUND,
-            "unknown_api",
-            unknown_api(name),
-        ));
-    };
-    let Some(d) = api.downstream.as_deref() else {
-        return Err(Failure::new(
-            StatusCode::NOT_FOUND,
-            "no_downstream",
-            "this API has no base_url: serve does not call it",
-        ));
-    };
-    let relative = sub.unwrap_or(&d.config.relative_path);
-    let url = target(&d.config.base_url, relative, parts.uri.query()).map_err(|p| {
-        Failure::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("path: {p}"),
-        )
-    })?;
-    let assertion = if api.on_behalf_of {
-        Some(crate::inbound::caller_token(&parts.headers, api.obo_form)?)
-    } else {
-        None
-    };
-    let body = read_body(body, d.config.max_request_bytes).await?;
-    let mut headers = HeaderMap::new();
-    for name in &FORWARDED {
-        for v in parts.headers.get_all(name) {
-            headers.append(name.clone(), v.clone());
-        }
-    }
-    if !headers.contains_key(ACCEPT) {
-        if let Some(a) = &d.config.accept_header {
-            headers.insert(ACCEPT, a.clone());
-        }
-    }
-    if !body.is_empty() && !headers.contains_key(CONTENT_TYPE) {
-        if let Some(c) = &d.config.content_type {
-            headers.insert(CONTENT_TYPE, c.clone());
-        }
-    }
-    let answered = send(Call {
-        st,
-        name,
-        api,
-        downstream: d,
-        assertion: assertion.as_deref(),
-        scopes: api.scopes.clone(),
-        options: AcquireOptions::default(),
-        method: parts.method.clone(),
-        url,
-        headers,
-        body,
-    })
-    .await?;
-    let cap = d.config.max_response_bytes;
-    let resp = answered.response;
-    if resp.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(too_large(cap));
-    }
-    let status = resp.status();
-    let named = connection_named(resp.headers());
-    let mut out_headers = HeaderMap::new();
-    for (n, v) in resp.headers() {
-        if passes_back(n, &named) {
-            out_headers.append(n.clone(), v.clone());
-        }
-    }
-    let permit = answered.permit;
-    let mut seen = 0usize;
-    let stream = resp.bytes_stream().map(move |chunk| {
-        let _slot = &permit;
-        match chunk {
-            Ok(b) => {
-                seen += b.len();
-                if seen > cap {
-                    Err(std::io::Error::other(
-                        "the downstream answer is over max_response_bytes",
-                    ))
-                } else {
-                    Ok(b)
-                }
-            }
-            Err(e) => Err(std::io::Error::other(e.without_url())),
-        }
-    });
-    let mut r = (status, Body::from_stream(stream)).into_response();
-    *r.headers_mut() = out_headers;
-    if parts.method == Method::HEAD {
-        r.headers_mut().remove(CONTENT_LENGTH);
-    }
-    Ok(r)
 }
 
 /// The answer is larger than `max_response_bytes`.

@@ -7,6 +7,10 @@
 //! * [`metrics`]: `/metrics` in the Prometheus text format;
 //! * [`shutdown`]: SIGTERM / Ctrl-C, in-flight requests, the recovery queue;
 //! * [`logs`]: the log lines on stderr (shared with the `tokencache` binary).
+//! * `downstream`, `passthrough`: calls to an API's `base_url` with its token
+//!   (`/v1/downstream`, and Microsoft's `/DownstreamApi…`);
+//! * `compat`: the routes of Microsoft's token sidecar; `appsettings`: its
+//!   appsettings.json as configuration; `inbound`: the caller's incoming token, one seam.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -29,6 +33,7 @@ mod downstream;
 mod inbound;
 pub mod logs;
 mod metrics;
+mod passthrough;
 mod routes;
 mod shutdown;
 

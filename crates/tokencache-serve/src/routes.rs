@@ -6,6 +6,8 @@
 //! | `POST /v1/sign-out` | `{"home_account_id"}`: the user and every linked OBO partition go |
 //! | `POST /v1/backchannel-logout` | OpenID Connect Back-Channel Logout (when configured) |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness, readiness (L2 state), Prometheus |
+//! | `ANY /v1/downstream/{api}[/{path…}]` | the API's downstream, passed through (src/passthrough.rs) |
+//! | Microsoft's sidecar routes, `GET /openapi/v1.json` | src/compat.rs (problem details) |
 //!
 //! Every error is `{"error", "error_description"}` with `Cache-Control: no-store`:
 //! 400 bad request, 401 missing or malformed incoming token or wrong caller key, 404
@@ -135,10 +137,13 @@ pub(crate) fn router(
     let mut router = Router::new()
         .route("/v1/authorization-header/{api}", get(authorization_header))
         // issue 23: downstream pass-through and Microsoft's sidecar routes
-        .route("/v1/downstream/{api}", any(super::downstream::pass_through))
+        .route(
+            "/v1/downstream/{api}",
+            any(super::passthrough::pass_through),
+        )
         .route(
             "/v1/downstream/{api}/{*path}",
-            any(super::downstream::pass_through),
+            any(super::passthrough::pass_through),
         )
         .merge(super::compat::router())
         .route("/v1/sign-out", post(sign_out))

@@ -531,3 +531,53 @@ fn the_caller_key_guards_the_compatible_routes() {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(down.count(), 1);
 }
+
+#[test]
+fn a_client_written_for_microsofts_sidecar_works_unchanged() {
+    let op = OidcProvider::start();
+    let down = Recorder::json(200, r#"{"displayName":"user9"}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = compat_config(dir.path(), &op, "memory://", &down.base(), "");
+    let s = Serve::start(&cfg, &[]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/python/microsoft_sidecar.py"
+    );
+    let incoming = user_token(&op, "user9");
+    let run = |api: &str, token: Option<&str>| {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(script)
+            .arg(api)
+            .env("SIDECAR_URL", format!("http://{}", s.addr))
+            .env_remove("INCOMING_TOKEN");
+        if let Some(t) = token {
+            cmd.env("INCOMING_TOKEN", t);
+        }
+        let out = cmd.output().expect("python3");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // the app's own token (the Unauthenticated routes)
+    let (ok, out, err) = run("orders", None);
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("authorizationHeader: Bearer <"), "{out}");
+    assert!(out.contains("statusCode: 200"), "{out}");
+    assert!(out.contains(r#"content: {"displayName":"user9"}"#), "{out}");
+    // on behalf of the caller
+    let (ok, out, err) = run("orders-obo", Some(&incoming));
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("statusCode: 200"), "{out}");
+    assert!(!out.contains(&incoming));
+    // a problem answer becomes the client's typed error
+    let (ok, _, err) = run("nope", None);
+    assert!(!ok);
+    assert!(
+        err.contains("error: 400 Bad Request: Not able to resolve 'nope'"),
+        "{err}"
+    );
+    assert_eq!(grants(&op, OBO), 1);
+    assert_eq!(down.count(), 2);
+}

@@ -462,3 +462,67 @@ fn caps_and_timeouts_answer_their_errors() {
         "downstream_unavailable",
     );
 }
+
+#[test]
+fn python_and_node_examples_call_an_api_through_serve() {
+    let op = OidcProvider::start();
+    let down = Recorder::start(|_, r| {
+        let body = format!(
+            "{{\"method\":\"{}\",\"target\":\"{}\",\"body\":{}}}",
+            r.method,
+            r.target,
+            if r.body.is_empty() {
+                "null".to_string()
+            } else {
+                String::from_utf8_lossy(&r.body).into_owned()
+            }
+        );
+        response(200, &[("Content-Type", "application/json")], &body)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = downstream_config(dir.path(), &op, "memory://", &down.base(), "");
+    let s = Serve::start(&cfg, &[]);
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let url = format!("http://{}", s.addr);
+    let incoming = user_token(&op, "user7");
+    let run = |program: &str, script: &str, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .arg(format!("{examples}/{script}"))
+            .args(args)
+            .env("TOKENCACHE_URL", &url)
+            .env("INCOMING_TOKEN", &incoming)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{script} {args:?}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!stdout.contains(&incoming));
+        stdout
+    };
+    let out = run("python3", "python/downstream.py", &["orders", "items/7"]);
+    assert!(out.contains("status: 200"), "{out}");
+    assert!(out.contains(r#""target":"/base/items/7""#), "{out}");
+    let out = run(
+        "node",
+        "node/downstream.mjs",
+        &["orders", "items", r#"{"item":"book"}"#],
+    );
+    assert!(out.contains(r#""method":"POST""#), "{out}");
+    assert!(out.contains(r#""body":{"item":"book"}"#), "{out}");
+    let out = run("node", "node/downstream.mjs", &["orders-obo", "me"]);
+    assert!(out.contains(r#""target":"/base/me""#), "{out}");
+    let out = run("python3", "python/downstream.py", &["orders-obo"]);
+    assert!(out.contains(r#""target":"/base/me""#), "{out}");
+    // every call carried a token, never the caller's own
+    let got = down.requests();
+    assert_eq!(got.len(), 4);
+    for r in &got {
+        let sent = r.header("authorization").unwrap();
+        assert!(sent.starts_with("Bearer ey") && !sent.contains(&incoming));
+    }
+    assert_eq!(grants(&op, CC), 1);
+    assert_eq!(grants(&op, OBO), 1);
+}

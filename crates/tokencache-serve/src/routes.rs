@@ -191,17 +191,20 @@ async fn guard(State(st): State<Shared>, request: Request, next: Next) -> Respon
         match tokio::time::timeout(st.request_timeout, next.run(request)).await {
             Ok(r) => r,
             Err(_) => {
-                let mut r = error(
+                let f = super::downstream::Failure::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "timeout",
-                    &format!(
+                    format!(
                         "no answer within the request timeout ({:?})",
                         st.request_timeout
                     ),
                 );
-                r.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                r
+                // Retry-After is set by both shapes
+                if route.is_compat() {
+                    super::compat::problem(f)
+                } else {
+                    f.v1()
+                }
             }
         }
     };

@@ -900,6 +900,68 @@ mod tests {
     }
 
     #[test]
+    fn downstream_keys_are_checked_at_start() {
+        let api = |extra: &str| {
+            format!("[apis.a]\nauthority='https://op.example/t'\nclient_id='c'\nclient_secret_env='E'\nscopes=['s']\n{extra}\n")
+        };
+        let env = |k: &str| (k == "E").then(|| "v".to_string());
+        let parse =
+            |text: &str| crate::config::parse(std::path::Path::new("tc.toml"), text, None, &env);
+        let c = parse(&api("base_url='https://api.example/v1/'\nrelative_path='me?x=1'\nhttp_method='post'\nmax_connections=3\nallowed_scopes=['t']\n[apis.a.headers]\nx-api-key='k3y-value'")).unwrap();
+        let a = &c.apis["a"];
+        let d = a.downstream.as_ref().unwrap();
+        assert_eq!(d.http_method, Method::POST);
+        assert_eq!(d.max_connections, 3);
+        assert_eq!(a.allowed_scopes, ["t"]);
+        assert!(
+            !format!("{c:?}").contains("k3y-value"),
+            "a header value in Debug"
+        );
+        assert!(parse(&api("")).unwrap().apis["a"].downstream.is_none());
+        for (extra, want) in [
+            (
+                "relative_path='me'",
+                "tc.toml: apis.a.relative_path: needs base_url",
+            ),
+            (
+                "base_url='http://api.example/'",
+                "tc.toml: apis.a.base_url: must be https",
+            ),
+            (
+                "base_url='https://api.example/'\nrelative_path='../x'",
+                "tc.toml: apis.a.relative_path: holds a . or .. segment",
+            ),
+            (
+                "base_url='https://api.example/'\nmax_connections=0",
+                "tc.toml: apis.a.max_connections: must be from 1 to 10000",
+            ),
+            (
+                "base_url='https://api.example/'\nmax_response_bytes=99999999999",
+                "tc.toml: apis.a.max_response_bytes: must be from 1 to",
+            ),
+            (
+                "base_url='https://api.example/'\nhttp_method='TRACE'",
+                "tc.toml: apis.a.http_method: must be GET",
+            ),
+            (
+                "base_url='https://api.example/'\n[apis.a.headers]\nAuthorization='Bearer x'",
+                "tc.toml: apis.a.headers.Authorization: is set by serve itself",
+            ),
+            (
+                "allow_app_token=true",
+                "tc.toml: apis.a.allow_app_token: is for an on_behalf_of API",
+            ),
+            (
+                "allowed_scopes=['a b']",
+                "tc.toml: apis.a.allowed_scopes: a scope is",
+            ),
+        ] {
+            let e = parse(&api(extra)).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{e:?} should start with {want:?}");
+        }
+    }
+
+    #[test]
     fn methods_are_named_in_any_case() {
         assert_eq!(parse_method("post").unwrap(), Method::POST);
         assert_eq!(parse_method("Patch").unwrap(), Method::PATCH);

@@ -526,3 +526,56 @@ fn python_and_node_examples_call_an_api_through_serve() {
     assert_eq!(grants(&op, CC), 1);
     assert_eq!(grants(&op, OBO), 1);
 }
+
+#[test]
+fn a_caller_that_goes_away_mid_answer_frees_its_connection_slot() {
+    use std::io::{Read, Write};
+    let op = OidcProvider::start();
+    // /stream: a 13 MB chunked answer (far more than the socket buffers hold: the
+    // recorder's write blocks until serve reads it); anything else: 200 at once
+    let down = Recorder::start(|_, r| {
+        if r.target.ends_with("/stream") {
+            let chunk = format!("{:x}\r\n{}\r\n", 65536, "z".repeat(65536));
+            let mut r = String::from(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            );
+            for _ in 0..200 {
+                r.push_str(&chunk);
+            }
+            r.push_str("0\r\n\r\n");
+            r
+        } else {
+            response(200, &[], "ok")
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = downstream_config(
+        dir.path(),
+        &op,
+        "memory://",
+        &down.base(),
+        "max_connections = 1\ndownstream_timeout_ms = 20000\nmax_response_bytes = 104857600",
+    );
+    let serve = Serve::start(&cfg, &[]);
+    // the first caller reads the head and a little of the body, then goes away
+    let mut s = std::net::TcpStream::connect(&serve.addr).unwrap();
+    write!(
+        s,
+        "GET /v1/downstream/orders/stream HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        serve.addr
+    )
+    .unwrap();
+    let mut first = [0u8; 4096];
+    let n = s.read(&mut first).unwrap();
+    assert!(
+        String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    drop(s);
+    // its slot comes back: the only connection slot serves the next caller (a leaked
+    // slot would answer 503 downstream_busy after the 20 s timeout)
+    let a = request(&serve.addr, "GET", "/v1/downstream/orders/next", &[], None);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body, "ok");
+}

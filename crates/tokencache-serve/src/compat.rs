@@ -397,6 +397,21 @@ async fn downstream_app(State(st): State<Shared>, request: Request) -> Response 
     call(&st, &name, false, request).await
 }
 
+/// A header name as .NET shows it (`content-type` → `Content-Type`), as clients of
+/// Microsoft's sidecar read the envelope's headers.
+fn title_case(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// Microsoft's envelope of a downstream answer.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -471,15 +486,10 @@ async fn call(st: &AppState, name: &str, user_route: bool, request: Request) -> 
                 Default::default()
             }
         };
-        if sent_type.is_some() {
+        if let Some(sent) = sent_type {
             let ctype = match &o.content_type {
                 Some(c) => value("optionsOverride.ContentType", c)?,
-                None => sent_type.clone().unwrap_or_else(|| {
-                    d.config
-                        .content_type
-                        .clone()
-                        .unwrap_or(HeaderValue::from_static("application/json"))
-                }),
+                None => sent,
             };
             headers.insert(CONTENT_TYPE, ctype);
         }
@@ -506,7 +516,7 @@ async fn call(st: &AppState, name: &str, user_route: bool, request: Request) -> 
             }
             let v = serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned());
             match out
-                .entry(n.as_str().to_string())
+                .entry(title_case(n.as_str()))
                 .or_insert_with(|| serde_json::Value::Array(Vec::new()))
             {
                 serde_json::Value::Array(a) => a.push(v),
@@ -609,6 +619,14 @@ mod tests {
         // a hostile parameter name is not repeated
         let f = overrides(Some("%3Cscript%3E=1")).unwrap_err();
         assert!(!f.detail.contains("<script>"), "{}", f.detail);
+    }
+
+    #[test]
+    fn envelope_header_names_are_title_case() {
+        assert_eq!(title_case("content-type"), "Content-Type");
+        assert_eq!(title_case("x-request-id"), "X-Request-Id");
+        assert_eq!(title_case("etag"), "Etag");
+        assert_eq!(title_case("www-authenticate"), "Www-Authenticate");
     }
 
     #[test]

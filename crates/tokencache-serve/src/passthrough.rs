@@ -6,8 +6,8 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tokencache::acquire::AcquireOptions;
@@ -129,8 +129,5 @@ async fn pass(st: &AppState, request: Request) -> Result<Response, Failure> {
     });
     let mut r = (status, Body::from_stream(stream)).into_response();
     *r.headers_mut() = out_headers;
-    if parts.method == Method::HEAD {
-        r.headers_mut().remove(CONTENT_LENGTH);
-    }
     Ok(r)
 }

@@ -224,9 +224,9 @@ fn every_compatible_route_answers_as_microsofts_document_says() {
     let env = a.json();
     assert_eq!(env["statusCode"], 201);
     assert_eq!(env["content"], r#"{"ok":true}"#);
-    assert_eq!(env["headers"]["x-request-id"], serde_json::json!(["r1"]));
+    assert_eq!(env["headers"]["X-Request-Id"], serde_json::json!(["r1"]));
     assert!(
-        env["headers"].get("set-cookie").is_none(),
+        env["headers"].get("Set-Cookie").is_none(),
         "Set-Cookie passed back"
     );
     let r = down.requests().last().unwrap().clone();
@@ -295,7 +295,7 @@ fn every_compatible_route_answers_as_microsofts_document_says() {
     both(&ms, &ours, "post", DU, DU, &a);
     assert_eq!(a.json()["statusCode"], 302);
     assert_eq!(
-        a.json()["headers"]["location"],
+        a.json()["headers"]["Location"],
         serde_json::json!([location])
     );
     assert_eq!(elsewhere.count(), 0, "the redirect was followed");

@@ -311,10 +311,12 @@ fn resolve<'a>(
     };
     let options = match &o.claims {
         Some(c) => {
-            if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(c).is_err() {
+            if c.len() > 8192
+                || serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(c).is_err()
+            {
                 return Err(bad(
                     "invalid_request",
-                    "optionsOverride.AcquireTokenOptions.Claims is not a JSON object",
+                    "optionsOverride.AcquireTokenOptions.Claims is not a JSON object of at most 8 KiB",
                 ));
             }
             AcquireOptions::claims(c)

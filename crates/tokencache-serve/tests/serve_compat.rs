@@ -417,6 +417,8 @@ fn refused_input_is_a_problem_and_never_reaches_the_provider() {
         ("post", DU, "/DownstreamApiUnauthenticated/users-only".into(), &[], 401, "user_required"),
         // bad values, unknown parameters
         ("get", HU, "/AuthorizationHeaderUnauthenticated/orders?optionsOverride.AcquireTokenOptions.Claims=not-json".into(), &[], 400, "invalid_request"),
+        ("get", HU, format!("/AuthorizationHeaderUnauthenticated/orders?optionsOverride.AcquireTokenOptions.Claims=%7B%22a%22%3A%22{}%22%7D", "x".repeat(9000)), &[], 400, "invalid_request"),
+        ("post", DU, format!("/DownstreamApiUnauthenticated/orders?optionsOverride.RelativePath={}", "a".repeat(5000)), &[], 400, "invalid_request"),
         ("get", HU, "/AuthorizationHeaderUnauthenticated/orders?optionsOverride.RequestAppToken=maybe".into(), &[], 400, "invalid_request"),
         ("get", HU, "/AuthorizationHeaderUnauthenticated/orders?optionsOverride.Nope=1".into(), &[], 400, "invalid_request"),
         ("post", DU, "/DownstreamApiUnauthenticated/orders?optionsOverride.HttpMethod=TRACE".into(), &[], 400, "invalid_request"),

@@ -229,3 +229,71 @@ fn settings_that_do_not_map_stop_serve_with_one_line_naming_them() {
         assert!(!err.contains("hunter2"), "{err}");
     }
 }
+
+#[test]
+fn certificate_and_assertion_file_credentials_of_an_appsettings_file_authenticate() {
+    let op = provider();
+    let dir = tempfile::tempdir().unwrap();
+    let instance = format!("http://127.0.0.1:{}/", op.port());
+    // a PKCS#12 certificate (client app-cert), its password from the environment
+    let p12 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tokencache/tests/fixtures/acquire/client.p12"
+    );
+    let file = dir.path().join("cert.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"AzureAd": {{"Instance": "{instance}", "TenantId": "tenant1", "ClientId": "app-cert",
+                "ClientCredentials": [{{"SourceType": "Path", "CertificateDiskPath": "{p12}"}}]}},
+              "DownstreamApis": {{"api": {{"Scopes": ["api.read"], "RequestAppToken": true}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(
+        &file,
+        &[
+            ("TOKENCACHE_STORE", "memory://"),
+            (
+                "AzureAd__ClientCredentials__0__CertificatePassword",
+                "p12-test-password",
+            ),
+        ],
+    );
+    let a = request(
+        &serve.addr,
+        "GET",
+        "/AuthorizationHeaderUnauthenticated/api",
+        &[],
+        None,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(!serve.logs().contains("p12-test-password"));
+    drop(serve);
+
+    // a signed assertion file (client app-jwt), as workload identity writes it
+    let v: serde_json::Value = serde_json::from_str(&op.get("/__test/client-assertion")).unwrap();
+    let assertion = dir.path().join("token");
+    std::fs::write(&assertion, v["assertion"].as_str().unwrap()).unwrap();
+    let file = dir.path().join("wi.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"AzureAd": {{"Instance": "{instance}", "TenantId": "tenant1", "ClientId": "app-jwt",
+                "ClientCredentials": [{{"SourceType": "SignedAssertionFilePath", "SignedAssertionFileDiskPath": "{}"}}]}},
+              "DownstreamApis": {{"api": {{"Scopes": ["api.read"], "RequestAppToken": true}}}}}}"#,
+            assertion.display()
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&file, &[("TOKENCACHE_STORE", "memory://")]);
+    let a = request(
+        &serve.addr,
+        "GET",
+        "/AuthorizationHeaderUnauthenticated/api",
+        &[],
+        None,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(grants(&op, CC), 2);
+}

@@ -10,6 +10,13 @@
 # Real peers, on loopback, started and stopped here: a redis-server (the shared L2), the
 # oidc-provider of the tests (interop/oidc, one client-credentials token fills the cache).
 # The server runs the release build. Target: cache hits reach at least 70 % of /healthz.
+#
+# Downstream calls (issue 23): a second tokencache serve stands for a local HTTP API (its
+# /healthz, in memory); wrk calls it directly, then through the first server's pass-through
+# GET /v1/downstream/orders (token from the cache, the call, the answer streamed back), in
+# the same run. Reported: the latency serve adds at p50 and p99 (measured with one
+# connection, so that queueing does not hide it), and the pass-through's requests per second
+# relative to calling the API directly (target >= 60 %).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
@@ -56,6 +63,21 @@ PORT="$op_port" node "${TOKENCACHE_PEERS_DIR:-$repo/.peers}/oidc/provider.mjs" >
 pids+=($!)
 wait_line "$work/op.log" "oidc-provider ready"
 
+# the downstream API: another serve's /healthz
+cat >"$work/api.toml" <<TOML
+store = "memory://"
+
+[apis.unused]
+authority = "http://127.0.0.1:$op_port"
+client_id = "app"
+client_secret_env = "APP_SECRET"
+scopes = ["api.read"]
+TOML
+APP_SECRET=app-secret "$bin" serve --config "$work/api.toml" --listen 127.0.0.1:0 >"$work/api.out" 2>"$work/api.log" &
+pids+=($!)
+wait_line "$work/api.out" "listening on"
+api_addr="$(sed -n 's/^tokencache serve: listening on //p' "$work/api.out")"
+
 cat >"$work/serve.toml" <<TOML
 store = "redis://127.0.0.1:$redis_port"
 
@@ -64,6 +86,8 @@ authority = "http://127.0.0.1:$op_port"
 client_id = "app"
 client_secret_env = "APP_SECRET"
 scopes = ["api.read"]
+base_url = "http://$api_addr"
+relative_path = "healthz"
 TOML
 APP_SECRET=app-secret "$bin" serve --config "$work/serve.toml" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
 pids+=($!)
@@ -76,9 +100,9 @@ a = json.load(urllib.request.urlopen(f"http://{sys.argv[1]}/v1/authorization-hea
 assert a["source"] == "provider", a["source"]
 PY
 
-run() { # name path
+run() { # name path [host:port]
   local out
-  out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://$addr$2")"
+  out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://${3:-$addr}$2")"
   if grep -q "Non-2xx" <<<"$out"; then echo "bench-serve.sh: $1 had error answers:" >&2; echo "$out" >&2; exit 1; fi
   local rps p99
   rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
@@ -88,6 +112,21 @@ run() { # name path
 wrk -t1 -c"$CONNECTIONS" -d2s "http://$addr/healthz" >/dev/null # warm-up
 health="$(run healthz /healthz)"
 hit="$(run header /v1/authorization-header/orders)"
+direct="$(run direct /healthz "$api_addr")"
+through="$(run through /v1/downstream/orders)"
+# latency: one connection, no queueing (p50 and p99 of each)
+lat() { # path host:port -> "p50 p99" in microseconds
+  wrk -t1 -c1 -d"$DURATION" --latency "http://$2$1" | python3 -c '
+import re, sys
+v = {}
+for line in sys.stdin:
+    m = re.match(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", line)
+    if m:
+        v[m.group(1)] = float(m.group(2)) * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(3)]
+print(round(v["50"]), round(v["99"]))'
+}
+read -r d_p50 d_p99 <<<"$(lat /healthz "$api_addr")"
+read -r t_p50 t_p99 <<<"$(lat /v1/downstream/orders "$addr")"
 requests="$(python3 - "$addr" <<'PY'
 import sys, urllib.request
 m = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics").read().decode()
@@ -96,6 +135,9 @@ PY
 )"
 read -r _ h_rps h_p99 <<<"$health"
 read -r _ c_rps c_p99 <<<"$hit"
+read -r _ d_rps d_rps_p99 <<<"$direct"
+read -r _ t_rps t_rps_p99 <<<"$through"
+ratio="$(python3 -c "print(f'{100 * $t_rps / $d_rps:.0f}')")"
 share="$(python3 -c "print(f'{100 * $c_rps / $h_rps:.0f}')")"
 echo
 echo "tokencache serve, wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $(nproc) cores shared by client and server"
@@ -104,6 +146,11 @@ echo "| endpoint | requests/s | p99 |"
 echo "|---|---|---|"
 echo "| GET /healthz | $h_rps | $h_p99 |"
 echo "| GET /v1/authorization-header/orders (cache hit) | $c_rps | $c_p99 |"
+echo "| a local HTTP API, called directly (GET /healthz of a second serve) | $d_rps | $d_rps_p99 |"
+echo "| the same API through GET /v1/downstream/orders (token from the cache) | $t_rps | $t_rps_p99 |"
+echo
+echo "downstream pass-through: $ratio % of the direct calls' requests/s (target >= 60 %);"
+echo "latency added by serve (one connection): p50 $((t_p50 - d_p50)) us (direct $d_p50 us, through $t_p50 us), p99 $((t_p99 - d_p99)) us (direct $d_p99 us, through $t_p99 us)"
 echo
 echo "cache hits: $share % of /healthz's throughput (target >= 70 %); provider token requests: $requests"
 [ "$requests" = 1 ] || { echo "bench-serve.sh: the hits were not all from the cache" >&2; exit 1; }

@@ -31,8 +31,9 @@
 //
 // Test controls (never part of a real provider):
 //   GET  /__test/stats                 {"token_requests": n, "by_grant": {...}, "errors": {...},
-//                                      "arrived": {"token": n, "discovery": n}} (arrived: counted when a
-//                                      request comes in, before any fault holds it)
+//                                      "arrived": {"token": n, "discovery": n}, "claims": [...]} (arrived:
+//                                      counted when a request comes in, before any fault holds it; claims:
+//                                      the claims parameter of each served token request that had one)
 //   POST /__test/fault?kind=K&times=N  the next N token requests fail: K = 500 | 429 (Retry-After:
 //                                      &retry_after=S) | malformed (200 with broken JSON) | slow (served) |
 //                                      html (404 with an HTML page that echoes the request) |
@@ -200,11 +201,12 @@ const provider = new Provider(issuer, {
 });
 
 // ---- counting -----------------------------------------------------------------------------
-const stats = { token_requests: 0, by_grant: {}, errors: {}, faults: 0, arrived: { token: 0, discovery: 0 } };
+const stats = { token_requests: 0, by_grant: {}, errors: {}, faults: 0, arrived: { token: 0, discovery: 0 }, claims: [] };
 const bump = (map, k) => { map[k] = (map[k] || 0) + 1; };
 provider.on('grant.success', (ctx) => {
   stats.token_requests += 1;
   bump(stats.by_grant, ctx.oidc.params.grant_type);
+  if (ctx.oidc.body && ctx.oidc.body.claims) stats.claims.push(String(ctx.oidc.body.claims));
 });
 provider.on('grant.error', (ctx, err) => {
   stats.token_requests += 1;

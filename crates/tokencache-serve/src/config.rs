@@ -112,6 +112,14 @@ pub(crate) struct ApiConfig {
     pub(crate) on_behalf_of: bool,
     /// The OBO form (Entra's jwt-bearer, or RFC 8693 token exchange).
     pub(crate) obo_form: OboForm,
+    // ---- issue 23 (compatible routes, downstream calls): src/downstream.rs ----
+    /// Scopes a caller may ask for besides `scopes` (`allowed_scopes`; none by default).
+    pub(crate) allowed_scopes: Vec<String>,
+    /// An on-behalf-of API may also serve app tokens (`allow_app_token`: Microsoft's
+    /// `optionsOverride.RequestAppToken`, the `...Unauthenticated` routes).
+    pub(crate) allow_app_token: bool,
+    /// Where calls through serve go (`base_url`, `relative_path`, ...), when configured.
+    pub(crate) downstream: Option<crate::downstream::DownstreamConfig>,
 }
 
 /// OpenID Connect Back-Channel Logout at `/v1/backchannel-logout`.
@@ -153,6 +161,8 @@ pub(crate) struct Config {
     pub(crate) apis: BTreeMap<String, ApiConfig>,
     /// The encryption key ring (`TOKENCACHE_KEYS`), when configured.
     pub(crate) keys: Option<KeyRing>,
+    /// issue 23: `AzureAd`'s incoming-token settings, when the file is an appsettings.json.
+    pub(crate) appsettings_inbound: Option<crate::appsettings::Inbound>,
 }
 
 /// A configuration error: one line, naming the file, the key and the problem.
@@ -175,17 +185,29 @@ pub(crate) fn load(file: &Path, listen: Option<&str>, env: Env<'_>) -> Result<Co
         .map_err(|e| ConfigError(format!("{shown}: cannot read the file: {e}")))?;
     let keys =
         KeyRing::from_env().map_err(|e| ConfigError(format!("{shown}: TOKENCACHE_KEYS: {e}")))?;
-    let mut config = parse(file, &text, listen, env)?;
     let names: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
         .collect();
+    // issue 23: Microsoft's appsettings.json, mapped onto this configuration
+    let is_json = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let (mut config, inbound) = if is_json {
+        let m = crate::appsettings::map(&text, &names, env)
+            .map_err(|e| ConfigError(format!("{shown}: {}", one_line(&e))))?;
+        let c = parse(file, &m.toml, listen, env).map_err(|e| ConfigError(m.rename(&e.0)))?;
+        (c, Some(m.inbound))
+    } else {
+        (parse(file, &text, listen, env)?, None)
+    };
     check_variables(&shown, &config, &names)?;
     config.keys = keys;
+    config.appsettings_inbound = inbound;
     Ok(config)
 }
 
 /// The keys of an `[apis.NAME]` table.
-const API_KEYS: [&str; 11] = [
+const API_KEYS: [&str; 22] = [
     "authority",
     "client_id",
     "client_secret",
@@ -197,6 +219,18 @@ const API_KEYS: [&str; 11] = [
     "scopes",
     "on_behalf_of",
     "obo_form",
+    // issue 23: src/downstream.rs
+    "allowed_scopes",
+    "allow_app_token",
+    "base_url",
+    "relative_path",
+    "http_method",
+    "accept_header",
+    "content_type",
+    "downstream_timeout_ms",
+    "max_request_bytes",
+    "max_response_bytes",
+    "max_connections",
 ];
 
 /// Fails on a `TOKENCACHE_APIS__NAME__KEY` variable (of `names`, the environment's)
@@ -386,6 +420,7 @@ pub(crate) fn parse(
         backchannel_logout,
         apis,
         keys: None,
+        appsettings_inbound: None,
     })
 }
 
@@ -603,6 +638,8 @@ fn api_config(r: &mut Reader<'_>) -> Result<ApiConfig, ConfigError> {
         Some((f, _)) if f == "token_exchange" => OboForm::TokenExchange,
         Some((_, at)) => return Err(r.error_at(&at, "must be \"entra\" or \"token_exchange\"")),
     };
+    let (allowed_scopes, allow_app_token) = crate::downstream::read_allow_lists(r, on_behalf_of)?;
+    let downstream = crate::downstream::read_config(r)?;
     Ok(ApiConfig {
         authority,
         client_id,
@@ -610,6 +647,9 @@ fn api_config(r: &mut Reader<'_>) -> Result<ApiConfig, ConfigError> {
         scopes,
         on_behalf_of,
         obo_form,
+        allowed_scopes,
+        allow_app_token,
+        downstream,
     })
 }
 
@@ -751,14 +791,14 @@ fn one_line(text: &str) -> String {
 }
 
 /// Where a value came from, for its error.
-struct At {
+pub(crate) struct At {
     key: String,
     env: Option<String>,
 }
 
 /// Reads the keys of one table, each overridable by its environment variable, and
 /// remembers which it read (the others are unknown keys).
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     file: &'a str,
     table: &'a toml::Table,
     path: String,
@@ -789,14 +829,14 @@ impl<'a> Reader<'a> {
         format!("{}{}", self.env_prefix, key.to_ascii_uppercase())
     }
 
-    fn here(&self, key: &str) -> At {
+    pub(crate) fn here(&self, key: &str) -> At {
         At {
             key: format!("{}{key}", self.path),
             env: None,
         }
     }
 
-    fn error_at(&self, at: &At, problem: &str) -> ConfigError {
+    pub(crate) fn error_at(&self, at: &At, problem: &str) -> ConfigError {
         let key = match &at.env {
             Some(v) => format!("{} (from {v})", at.key),
             None => at.key.clone(),
@@ -824,7 +864,7 @@ impl<'a> Reader<'a> {
         self.table.get(key).map(|v| (Raw::File(v), self.here(key)))
     }
 
-    fn string(&mut self, key: &str) -> Result<Option<(String, At)>, ConfigError> {
+    pub(crate) fn string(&mut self, key: &str) -> Result<Option<(String, At)>, ConfigError> {
         let found = match self.raw(key) {
             None => return Ok(None),
             Some((Raw::Env(v), at)) => (v, at),
@@ -861,7 +901,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn int(&mut self, key: &str, lo: u64, hi: u64) -> Result<Option<u64>, ConfigError> {
+    pub(crate) fn int(&mut self, key: &str, lo: u64, hi: u64) -> Result<Option<u64>, ConfigError> {
         let (v, at) = match self.raw(key) {
             None => return Ok(None),
             Some((Raw::Env(v), at)) => match v.trim().parse::<i64>() {
@@ -882,7 +922,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn bool(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
+    pub(crate) fn bool(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
         match self.raw(key) {
             None => Ok(None),
             Some((Raw::Env(v), at)) => match v.trim() {
@@ -898,7 +938,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn strings(&mut self, key: &str) -> Result<Option<(Vec<String>, At)>, ConfigError> {
+    pub(crate) fn strings(&mut self, key: &str) -> Result<Option<(Vec<String>, At)>, ConfigError> {
         match self.raw(key) {
             None => Ok(None),
             Some((Raw::Env(v), at)) => {
@@ -932,7 +972,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn table(&mut self, key: &str) -> Result<Option<&'a toml::Table>, ConfigError> {
+    pub(crate) fn table(&mut self, key: &str) -> Result<Option<&'a toml::Table>, ConfigError> {
         self.seen.insert(key.to_string());
         match self.table.get(key) {
             None => Ok(None),

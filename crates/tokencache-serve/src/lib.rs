@@ -7,6 +7,10 @@
 //! * [`metrics`]: `/metrics` in the Prometheus text format;
 //! * [`shutdown`]: SIGTERM / Ctrl-C, in-flight requests, the recovery queue;
 //! * [`logs`]: the log lines on stderr (shared with the `tokencache` binary).
+//! * `downstream`, `passthrough`: calls to an API's `base_url` with its token
+//!   (`/v1/downstream`, and Microsoft's `/DownstreamApi…`);
+//! * `compat`: the routes of Microsoft's token sidecar; `appsettings`: its
+//!   appsettings.json as configuration; `inbound`: the caller's incoming token, one seam.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,9 +26,14 @@ use tokencache::signout::{Jwks, LogoutTokenValidator};
 use tokencache::TokenCache;
 use tokio::sync::Semaphore;
 
+mod appsettings;
+mod compat;
 mod config;
+mod downstream;
+mod inbound;
 pub mod logs;
 mod metrics;
+mod passthrough;
 mod routes;
 mod shutdown;
 
@@ -44,7 +53,8 @@ pub enum LogFormat {
 /// Arguments of `serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The configuration file (TOML; see the README's "tokencache serve" section).
+    /// The configuration file: TOML (see the README's "tokencache serve" section), or
+    /// Microsoft's token sidecar appsettings.json (detected by the `.json` extension).
     #[arg(long)]
     config: PathBuf,
     /// Listen here instead of the file's `listen` / TOKENCACHE_LISTEN: IP:PORT (port 0
@@ -100,6 +110,15 @@ fn one_line(text: &str) -> String {
 /// Builds everything the configuration names, then serves until a signal.
 async fn serve(config: Config) -> Result<(), String> {
     let file = config.file.display().to_string();
+    if let Some(i) = &config.appsettings_inbound {
+        // LEAD: hand these to wt-serve's inbound validator (issue 22).
+        tracing::warn!(
+            issuer = %i.issuer,
+            audiences = ?i.audiences,
+            scopes = ?i.scopes,
+            "AzureAd's incoming-token settings are read, but this build does not validate incoming tokens: GET /Validate answers 401"
+        );
+    }
     let mut builder = TokenCache::builder().key_prefix(&config.key_prefix);
     if let Some(url) = &config.store {
         builder = builder.store_url(url.expose());
@@ -122,6 +141,12 @@ async fn serve(config: Config) -> Result<(), String> {
     for (name, api) in config.apis {
         let acquirer = build_acquirer(&cache, api.authority, api.client_id, api.credential, http)
             .map_err(|e| format!("{file}: apis.{name}: {e}"))?;
+        let downstream = match api.downstream {
+            Some(d) => Some(Arc::new(
+                downstream::Downstream::new(d).map_err(|e| format!("{file}: apis.{name}: {e}"))?,
+            )),
+            None => None,
+        };
         apis.insert(
             name,
             Api {
@@ -129,6 +154,9 @@ async fn serve(config: Config) -> Result<(), String> {
                 scopes: api.scopes,
                 on_behalf_of: api.on_behalf_of,
                 obo_form: api.obo_form,
+                allowed_scopes: api.allowed_scopes,
+                allow_app_token: api.allow_app_token,
+                downstream,
             },
         );
     }

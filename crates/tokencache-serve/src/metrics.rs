@@ -41,17 +41,32 @@ pub(crate) enum Route {
     Readyz,
     /// `GET /metrics`.
     Metrics,
+    /// `ANY /v1/downstream/{api}[/{path…}]` (issue 23).
+    Downstream,
+    /// `GET /Validate` (Microsoft's sidecar).
+    Validate,
+    /// `GET /AuthorizationHeader[Unauthenticated]/{apiName}` (Microsoft's sidecar).
+    CompatHeader,
+    /// `POST /DownstreamApi[Unauthenticated]/{apiName}` (Microsoft's sidecar).
+    CompatDownstream,
+    /// `GET /openapi/v1.json`.
+    OpenApi,
     /// Anything else (404, 405).
     Other,
 }
 
-const ROUTES: [Route; 7] = [
+const ROUTES: [Route; 12] = [
     Route::AuthorizationHeader,
     Route::SignOut,
     Route::BackchannelLogout,
     Route::Healthz,
     Route::Readyz,
     Route::Metrics,
+    Route::Downstream,
+    Route::Validate,
+    Route::CompatHeader,
+    Route::CompatDownstream,
+    Route::OpenApi,
     Route::Other,
 ];
 
@@ -60,6 +75,16 @@ impl Route {
     pub(crate) fn of(path: &str) -> Route {
         if path.starts_with("/v1/authorization-header/") {
             Route::AuthorizationHeader
+        } else if path.starts_with("/v1/downstream/") {
+            Route::Downstream
+        } else if path.starts_with("/AuthorizationHeader/")
+            || path.starts_with("/AuthorizationHeaderUnauthenticated/")
+        {
+            Route::CompatHeader
+        } else if path.starts_with("/DownstreamApi/")
+            || path.starts_with("/DownstreamApiUnauthenticated/")
+        {
+            Route::CompatDownstream
         } else {
             match path {
                 "/v1/sign-out" => Route::SignOut,
@@ -67,6 +92,8 @@ impl Route {
                 "/healthz" => Route::Healthz,
                 "/readyz" => Route::Readyz,
                 "/metrics" => Route::Metrics,
+                "/Validate" => Route::Validate,
+                "/openapi/v1.json" => Route::OpenApi,
                 _ => Route::Other,
             }
         }
@@ -80,8 +107,34 @@ impl Route {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
+            Route::Downstream => "/v1/downstream/{api}",
+            Route::Validate => "/Validate",
+            Route::CompatHeader => "/AuthorizationHeader/{apiName}",
+            Route::CompatDownstream => "/DownstreamApi/{apiName}",
+            Route::OpenApi => "/openapi/v1.json",
             Route::Other => "other",
         }
+    }
+
+    /// Routes that hand out tokens or act with them: the caller key is checked.
+    pub(crate) fn needs_caller_key(self) -> bool {
+        matches!(
+            self,
+            Route::AuthorizationHeader
+                | Route::SignOut
+                | Route::Downstream
+                | Route::Validate
+                | Route::CompatHeader
+                | Route::CompatDownstream
+        )
+    }
+
+    /// Microsoft's routes: errors are problem details.
+    pub(crate) fn is_compat(self) -> bool {
+        matches!(
+            self,
+            Route::Validate | Route::CompatHeader | Route::CompatDownstream
+        )
     }
 
     fn index(self) -> usize {

@@ -6,6 +6,8 @@
 //! | `POST /v1/sign-out` | `{"home_account_id"}`: the user and every linked OBO partition go |
 //! | `POST /v1/backchannel-logout` | OpenID Connect Back-Channel Logout (when configured) |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness, readiness (L2 state), Prometheus |
+//! | `ANY /v1/downstream/{api}[/{path…}]` | the API's downstream, passed through (src/passthrough.rs) |
+//! | Microsoft's sidecar routes, `GET /openapi/v1.json` | src/compat.rs (problem details) |
 //!
 //! Every error is `{"error", "error_description"}` with `Cache-Control: no-store`:
 //! 400 bad request, 401 missing or malformed incoming token or wrong caller key, 404
@@ -30,7 +32,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -63,6 +65,13 @@ pub(crate) struct Api {
     pub(crate) on_behalf_of: bool,
     /// Entra's OBO form or RFC 8693.
     pub(crate) obo_form: OboForm,
+    // ---- issue 23: src/compat.rs, src/downstream.rs ----
+    /// Scopes callers may ask for besides `scopes`.
+    pub(crate) allowed_scopes: Vec<String>,
+    /// An on-behalf-of API that may also serve app tokens.
+    pub(crate) allow_app_token: bool,
+    /// Its downstream (`base_url`, ...), when configured.
+    pub(crate) downstream: Option<Arc<super::downstream::Downstream>>,
 }
 
 /// What the handlers share.
@@ -127,6 +136,16 @@ pub(crate) fn router(
 ) -> Router {
     let mut router = Router::new()
         .route("/v1/authorization-header/{api}", get(authorization_header))
+        // issue 23: downstream pass-through and Microsoft's sidecar routes
+        .route(
+            "/v1/downstream/{api}",
+            any(super::passthrough::pass_through),
+        )
+        .route(
+            "/v1/downstream/{api}/{*path}",
+            any(super::passthrough::pass_through),
+        )
+        .merge(super::compat::router())
         .route("/v1/sign-out", post(sign_out))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -157,29 +176,35 @@ async fn guard(State(st): State<Shared>, request: Request, next: Next) -> Respon
             "request_header_too_large",
             &format!("a header is over {MAX_HEADER_BYTES} bytes, or all of them over {MAX_HEADERS_BYTES}"),
         )
-    } else if matches!(route, Route::AuthorizationHeader | Route::SignOut)
-        && !st.caller_key_ok(request.headers())
-    {
-        error(
+    } else if route.needs_caller_key() && !st.caller_key_ok(request.headers()) {
+        let f = super::downstream::Failure::new(
             StatusCode::UNAUTHORIZED,
             "invalid_caller_key",
             "send the configured caller key in X-Tokencache-Key",
-        )
+        );
+        if route.is_compat() {
+            super::compat::problem(f)
+        } else {
+            f.v1()
+        }
     } else {
         match tokio::time::timeout(st.request_timeout, next.run(request)).await {
             Ok(r) => r,
             Err(_) => {
-                let mut r = error(
+                let f = super::downstream::Failure::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "timeout",
-                    &format!(
+                    format!(
                         "no answer within the request timeout ({:?})",
                         st.request_timeout
                     ),
                 );
-                r.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                r
+                // Retry-After is set by both shapes
+                if route.is_compat() {
+                    super::compat::problem(f)
+                } else {
+                    f.v1()
+                }
             }
         }
     };
@@ -217,7 +242,7 @@ pub(crate) fn error(status: StatusCode, code: &str, description: &str) -> Respon
     )
 }
 
-fn json(status: StatusCode, body: &impl Serialize) -> Response {
+pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (
             status,
@@ -264,11 +289,11 @@ struct HeaderAnswer<'a> {
 }
 
 /// A token served: from the cache, or just acquired.
-struct Served {
-    secret: Secret,
-    token_type: Cow<'static, str>,
-    expires_on: i64,
-    source: &'static str,
+pub(crate) struct Served {
+    pub(crate) secret: Secret,
+    pub(crate) token_type: Cow<'static, str>,
+    pub(crate) expires_on: i64,
+    pub(crate) source: &'static str,
 }
 
 async fn authorization_header(
@@ -413,7 +438,7 @@ async fn authorization_header(
 
 /// The cache, else the acquirer (one of `max_provider_requests` permits held while it
 /// goes to the provider).
-async fn acquire(
+pub(crate) async fn acquire(
     st: &AppState,
     api: &Api,
     assertion: Option<&str>,
@@ -480,13 +505,13 @@ fn first_time_misconfigured(api: &str, e: &AcquireError) -> bool {
 }
 
 /// The code of an error answer: a fixed one, or the provider's OAuth code.
-enum Code<'a> {
+pub(crate) enum Code<'a> {
     Fixed(&'static str),
     OAuth(&'a OAuthErrorCode),
 }
 
 impl Code<'_> {
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Code::Fixed(s) => s,
             Code::OAuth(c) => c.as_str(),
@@ -494,7 +519,7 @@ impl Code<'_> {
     }
 
     /// A bounded label for the metrics (unknown provider codes count as `oauth_other`).
-    fn static_str(&self) -> &'static str {
+    pub(crate) fn static_str(&self) -> &'static str {
         match self {
             Code::Fixed(s) => s,
             Code::OAuth(c) => c.known_str().unwrap_or("oauth_other"),
@@ -503,7 +528,7 @@ impl Code<'_> {
 }
 
 /// The status and code of an acquisition error.
-fn classify(e: &AcquireError) -> (StatusCode, Code<'_>) {
+pub(crate) fn classify(e: &AcquireError) -> (StatusCode, Code<'_>) {
     match e {
         // temporarily_unavailable, server_error: the provider is there but cannot serve
         AcquireError::OAuth(o) if e.is_temporary() => {
@@ -546,7 +571,7 @@ fn classify(e: &AcquireError) -> (StatusCode, Code<'_>) {
 
 /// The caller's incoming token from `Authorization: Bearer …`, checked for shape
 /// (RFC 6750 `b64token`; a JWT for Entra's OBO form). Errors are 401 answers.
-fn incoming_token(headers: &HeaderMap, form: OboForm) -> Result<&str, Box<Response>> {
+pub(crate) fn incoming_token(headers: &HeaderMap, form: OboForm) -> Result<&str, Box<Response>> {
     let unauthorized = |code: &str, description: &str| {
         let mut r = error(StatusCode::UNAUTHORIZED, code, description);
         let challenge = if code == "missing_token" {
@@ -591,7 +616,7 @@ fn incoming_token(headers: &HeaderMap, form: OboForm) -> Result<&str, Box<Respon
 }
 
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn is_b64token(t: &str) -> bool {
+pub(crate) fn is_b64token(t: &str) -> bool {
     let body = t.trim_end_matches('=');
     !body.is_empty()
         && body.bytes().all(|b| {
@@ -600,7 +625,7 @@ fn is_b64token(t: &str) -> bool {
 }
 
 /// Three base64url segments whose payload is a JSON object.
-fn looks_like_jwt(t: &str) -> bool {
+pub(crate) fn looks_like_jwt(t: &str) -> bool {
     t.split('.').count() == 3
         && t.split('.').all(|s| !s.is_empty())
         && tokencache::schema::decode_jwt_claims(t).is_ok()

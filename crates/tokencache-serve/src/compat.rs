@@ -37,8 +37,8 @@ use axum::Router;
 use serde::Serialize;
 use tokencache::acquire::{AcquireOptions, OboForm};
 
+use crate::caller;
 use crate::downstream::{self, allowed_scopes, Call, Failure};
-use crate::inbound;
 use crate::routes::{json, Api, AppState, Shared};
 
 /// Our OpenAPI document, served at `GET /openapi/v1.json`.
@@ -304,7 +304,7 @@ fn resolve<'a>(
         } else {
             api.obo_form
         };
-        let token = inbound::caller_token(headers, form)?;
+        let token = caller::caller_token(headers, form)?;
         (!app).then_some(token)
     } else {
         None
@@ -542,14 +542,14 @@ async fn call(st: &AppState, name: &str, user_route: bool, request: Request) -> 
 }
 
 async fn validate(request: Request) -> Response {
-    match inbound::validated(request.headers()) {
+    match caller::validated(request.headers()) {
         Ok(v) => validate_answer(&v),
         Err(f) => problem(f),
     }
 }
 
 /// `{"protocol": "Bearer", "token", "claims"}`.
-pub(crate) fn validate_answer(v: &inbound::Validated) -> Response {
+pub(crate) fn validate_answer(v: &caller::Validated) -> Response {
     #[derive(Serialize)]
     struct Answer<'a> {
         protocol: &'static str,

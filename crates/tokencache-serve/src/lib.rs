@@ -10,7 +10,7 @@
 //! * `downstream`, `passthrough`: calls to an API's `base_url` with its token
 //!   (`/v1/downstream`, and Microsoft's `/DownstreamApi…`);
 //! * `compat`: the routes of Microsoft's token sidecar; `appsettings`: its
-//!   appsettings.json as configuration; `inbound`: the caller's incoming token, one seam.
+//!   appsettings.json as configuration; `caller`: the caller's incoming token, one seam.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -27,10 +27,10 @@ use tokencache::TokenCache;
 use tokio::sync::Semaphore;
 
 mod appsettings;
+mod caller;
 mod compat;
 mod config;
 mod downstream;
-mod inbound;
 pub mod logs;
 mod metrics;
 mod passthrough;

@@ -61,7 +61,7 @@ async fn pass(st: &AppState, request: Request) -> Result<Response, Failure> {
         )
     })?;
     let assertion = if api.on_behalf_of {
-        Some(crate::inbound::caller_token(&parts.headers, api.obo_form)?)
+        Some(crate::caller::caller_token(&parts.headers, api.obo_form)?)
     } else {
         None
     };

@@ -35,6 +35,8 @@ pub(crate) enum Route {
     SignOut,
     /// `POST /v1/backchannel-logout`.
     BackchannelLogout,
+    /// `GET /v1/validate`.
+    Validate,
     /// `GET /healthz`.
     Healthz,
     /// `GET /readyz`.
@@ -45,10 +47,11 @@ pub(crate) enum Route {
     Other,
 }
 
-const ROUTES: [Route; 7] = [
+const ROUTES: [Route; 8] = [
     Route::AuthorizationHeader,
     Route::SignOut,
     Route::BackchannelLogout,
+    Route::Validate,
     Route::Healthz,
     Route::Readyz,
     Route::Metrics,
@@ -64,6 +67,7 @@ impl Route {
             match path {
                 "/v1/sign-out" => Route::SignOut,
                 "/v1/backchannel-logout" => Route::BackchannelLogout,
+                "/v1/validate" => Route::Validate,
                 "/healthz" => Route::Healthz,
                 "/readyz" => Route::Readyz,
                 "/metrics" => Route::Metrics,
@@ -77,6 +81,7 @@ impl Route {
             Route::AuthorizationHeader => "/v1/authorization-header/{api}",
             Route::SignOut => "/v1/sign-out",
             Route::BackchannelLogout => "/v1/backchannel-logout",
+            Route::Validate => "/v1/validate",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
@@ -117,8 +122,8 @@ impl Histogram {
 }
 
 /// Statuses counted one by one; any other is counted as its class (`2xx`, ...).
-const STATUSES: [u16; 13] = [
-    200, 202, 400, 401, 404, 405, 413, 431, 500, 502, 503, 504, 429,
+const STATUSES: [u16; 16] = [
+    200, 202, 400, 401, 403, 404, 405, 413, 415, 421, 431, 500, 502, 503, 504, 429,
 ];
 
 /// The counters of one API: tokens by outcome.

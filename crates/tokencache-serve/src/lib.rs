@@ -111,9 +111,10 @@ async fn serve(config: Config) -> Result<(), String> {
     match &config.store {
         Some(url) => builder = builder.store_url(url.expose()),
         None => {
-            // The embedded store holds tokens: never in a folder other users share.
+            // The embedded store holds tokens: never in a folder other users share (the
+            // library falls back to the temporary folder when the user has no cache folder).
             let dir = tokencache::store::default_embedded_dir();
-            if dir.starts_with(std::env::temp_dir()) {
+            if dir == std::env::temp_dir().join("tokencache") {
                 return Err(format!(
                     "{file}: store: no private cache folder for the embedded store (is HOME set?): set store = \"redb:///a/private/path.redb\" or a Redis URL"
                 ));

@@ -313,7 +313,14 @@ async fn authorization_header(
         None => AcquireOptions::default(),
     };
     let assertion = if api.on_behalf_of {
-        let token = match account::incoming_token(&headers, api.obo_form) {
+        // With [inbound], the validator checks the whole JWT: the shape check is only
+        // RFC 6750's (no second decoding of the claims on every cache hit).
+        let form = if st.inbound.is_some() {
+            OboForm::TokenExchange
+        } else {
+            api.obo_form
+        };
+        let token = match account::incoming_token(&headers, form) {
             Ok(t) => t,
             Err(r) => {
                 st.metrics.token(&name, Outcome::Error("invalid_token"));

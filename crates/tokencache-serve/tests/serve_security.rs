@@ -545,3 +545,86 @@ fn the_default_embedded_store_is_private() {
     assert_eq!(mode(&folder), 0o700, "{:o}", mode(&folder));
     assert_eq!(mode(&home.join(".cache")), 0o700);
 }
+
+#[test]
+fn max_connections_bounds_the_connections_served_at_once() {
+    let op = OidcProvider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &op,
+        "memory://",
+        "max_connections = 1\nheader_read_timeout_ms = 60000",
+    );
+    let s = Serve::start(&cfg, &[]);
+    // one connection, idle: it holds the only permit
+    let holder = TcpStream::connect(&s.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut waiting = TcpStream::connect(&s.addr).unwrap(); // the listen queue takes it
+    waiting
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut first = [0u8; 1];
+    let early = waiting.read(&mut first);
+    assert!(
+        early.is_err(),
+        "a second connection was served while max_connections = 1 was taken: {early:?}"
+    );
+    // the first one goes: the waiting one is served
+    drop(holder);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut out = String::new();
+    waiting.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+#[test]
+fn forwarding_unvalidated_tokens_is_the_operator_s_explicit_choice_and_warned_at_start() {
+    let op = OidcProvider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with(
+        dir.path(),
+        &op,
+        "memory://",
+        "",
+        "[inbound]\nvalidate = false\n",
+    );
+    let s = Serve::start(&cfg, &[]);
+    assert!(
+        s.logs().contains("validate = false"),
+        "no warning at start: {}",
+        s.logs()
+    );
+    // without validation, the provider is the only check (it refuses the forged token)
+    let good = format!("Bearer {}", user_token(&op, "user1"));
+    let a = request(
+        &s.addr,
+        "GET",
+        "/v1/authorization-header/orders-obo",
+        &[("Authorization", &good)],
+        None,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    // and nothing can be validated nor signed out by token
+    let v = request(
+        &s.addr,
+        "GET",
+        "/v1/validate",
+        &[("Authorization", &good)],
+        None,
+    );
+    assert_eq!(v.status, 404, "{}", v.body);
+    let o = request(
+        &s.addr,
+        "POST",
+        "/v1/sign-out",
+        &[("Authorization", &good)],
+        Some("{}"),
+    );
+    assert_eq!(o.status, 403, "{}", o.body);
+}

@@ -74,6 +74,12 @@ cat >"$work/tokencache.toml" <<EOF
 listen = "127.0.0.1:0"                  # a free port; serve prints the one it took
 store = "redb://$work/serve.redb"      # embedded; leave it out for the default file
 
+# The tokens callers forward (for the OBO API) are validated: the provider's keys, its
+# issuer, and the audience the provider mints them for.
+[inbound]
+issuer = "$issuer"
+audiences = ["app"]
+
 # The provider's test client "app" (secret "app-secret") and its API scope.
 [apis.app-token]
 authority = "$issuer"
@@ -105,8 +111,11 @@ curl -s http://$addr/v1/authorization-header/app-token
 user_token=\$(curl -s '$issuer/__test/mint?sub=alice&aud=app' | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 curl -s -H "Authorization: Bearer \$user_token" http://$addr/v1/authorization-header/obo
 
-# alice signs out (her account id: her subject qualified by the issuer): her OBO tokens go too
-curl -s -X POST -H 'Content-Type: application/json' -d '{"home_account_id":"alice.$issuer_key"}' http://$addr/v1/sign-out
+# what serve makes of alice's token (a forged or expired one gets 401 invalid_token)
+curl -s -H "Authorization: Bearer \$user_token" http://$addr/v1/validate
+
+# alice signs out with her own token: her OBO tokens go too
+curl -s -X POST -H "Authorization: Bearer \$user_token" -H 'Content-Type: application/json' -d '{}' http://$addr/v1/sign-out
 
 Press Ctrl-C to stop.
 EOF

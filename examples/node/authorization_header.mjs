@@ -4,7 +4,9 @@
 //   INCOMING_TOKEN=eyJ... node authorization_header.mjs orders-obo   # on-behalf-of API
 //
 // Prints what it got (source, expiry, the header's length), never the token itself.
-// Set TOKENCACHE_KEY when the server is configured with a caller key.
+// Set TOKENCACHE_KEY when the server is configured with a caller key. INCOMING_TOKEN is the
+// bearer token your service received; serve validates it ([inbound]) before anything else:
+// a forged, expired or foreign one is `401 invalid_token`.
 
 const BASE = process.env.TOKENCACHE_URL ?? 'http://127.0.0.1:8707';
 

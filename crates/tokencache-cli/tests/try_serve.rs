@@ -69,7 +69,7 @@ fn the_try_it_locally_script_serves_what_it_prints() {
         .map(String::as_str)
         .filter(|l| l.starts_with("curl ") || l.starts_with("user_token="))
         .collect();
-    assert_eq!(commands.len(), 4, "{text}");
+    assert_eq!(commands.len(), 5, "{text}");
     let shell = |script: &str| {
         let out = Command::new("sh").args(["-c", script]).output().unwrap();
         assert!(out.status.success(), "{script}");
@@ -84,7 +84,11 @@ fn the_try_it_locally_script_serves_what_it_prints() {
     );
     let obo = shell(&format!("{}\n{}", commands[1], commands[2]));
     assert!(obo.contains("\"authorization_header\":\"Bearer "), "{obo}");
-    let signed_out = shell(commands[3]);
+    let validated = shell(&format!("{}\n{}", commands[1], commands[3]));
+    assert!(validated.contains("\"protocol\":\"Bearer\""), "{validated}");
+    assert!(validated.contains("\"sub\":\"alice\""), "{validated}");
+    // alice signs out with her own token
+    let signed_out = shell(&format!("{}\n{}", commands[1], commands[4]));
     assert_eq!(
         signed_out.trim(),
         r#"{"signed_out":true,"obo_partitions":1,"complete":true}"#,

@@ -402,6 +402,29 @@ pub(crate) fn map(text: &str, vars: &[String], env: Env<'_>) -> Result<Mapped, S
             left.name
         ));
     }
+    // AzureAd's incoming-token settings: serve's [inbound] (validated before any lookup)
+    let tenant = inbound
+        .issuer
+        .trim_end_matches("/v2.0")
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if matches!(tenant.as_str(), "common" | "organizations" | "consumers") {
+        return Err(format!(
+            "{authority_name}: names no single tenant ({tenant}), so incoming tokens have no one issuer to be validated against: use the tenant id, or a TOML configuration with [inbound] issuers = [the accepted tenants' issuers]"
+        ));
+    }
+    let list = |v: &[String]| v.iter().map(|x| q(x)).collect::<Vec<_>>().join(", ");
+    toml.push_str(&format!(
+        "[inbound]\nissuer = {}\naudiences = [{}]\n",
+        q(&inbound.issuer),
+        list(&inbound.audiences)
+    ));
+    if !inbound.scopes.is_empty() {
+        toml.push_str(&format!("required_scopes = [{}]\n", list(&inbound.scopes)));
+    }
+    names.push(("inbound.issuer".to_string(), authority_name.clone()));
     Ok(Mapped {
         toml,
         names,

@@ -1,22 +1,22 @@
 //! The caller's incoming token on the routes of issue 23 (Microsoft's compatible routes,
 //! `/v1/downstream`): the one seam through which they read it.
 //!
-//! Today this is the `/v1` on-behalf-of path's own handling: `Authorization: Bearer
-//! <token>`, one header, an RFC 6750 `b64token` (a JWT for Entra's OBO form); the
-//! provider checks the token itself when it is exchanged on behalf of the user. It does
-//! not verify signatures, issuer or audience, so [`validated`] (`GET /Validate`, which
-//! tells the caller the token is good) refuses until a validator is configured.
-//!
-//! LEAD (after merging wt-serve, issue 22): make [`caller_token`] and [`validated`] call
-//! wt-serve's inbound validator (`[inbound]`, JWKS) — [`validated`] then answers with the
-//! validated claims instead of refusing.
+//! The token is checked for shape here (`Authorization: Bearer <token>`, one header, an
+//! RFC 6750 `b64token`; a JWT for Entra's OBO form), then by `[inbound]`'s validator
+//! ([`validate`]: signature, issuer, audience, lifetime, algorithms; src/inbound.rs)
+//! before any cache lookup or token request. Without a validator (`[inbound] validate =
+//! false`, or none configured for an app-only server) [`validated`] (`GET /Validate`,
+//! which tells the caller the token is good) refuses: a token is never reported valid
+//! on its shape alone.
 
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use tokencache::acquire::OboForm;
 
+use crate::account::{is_b64token, looks_like_jwt};
 use crate::downstream::Failure;
-use crate::routes::{is_b64token, looks_like_jwt};
+use crate::inbound::{self, Refused};
+use crate::routes::AppState;
 
 /// An incoming token whose signature, issuer, audience and lifetime were checked.
 #[derive(Debug)]
@@ -71,17 +71,54 @@ pub(crate) fn caller_token(headers: &HeaderMap, form: OboForm) -> Result<String,
     Ok(token.to_string())
 }
 
-/// `GET /Validate`: the caller's token, validated, with its claims. Without an inbound
-/// validator (none is configured in this build: see the module notes) a 401 that says so:
-/// a token is never reported valid on its shape alone.
-pub(crate) fn validated(headers: &HeaderMap) -> Result<Validated, Failure> {
-    caller_token(headers, OboForm::Entra)?;
-    Err(Failure {
-        challenge: Some("Bearer error=\"invalid_token\""),
-        ..Failure::new(
-            StatusCode::UNAUTHORIZED,
-            "validation_not_configured",
-            "this server does not validate incoming tokens (no inbound validator is configured), so it cannot vouch for this one",
-        )
-    })
+/// Validates `token` with `[inbound]` when configured (else nothing: the operator
+/// wrote `validate = false`, which serve warns about at every start). A refusal is a
+/// 401 with the reason, or a 503 when the issuer's keys cannot be had.
+pub(crate) async fn validate(
+    st: &AppState,
+    token: &str,
+) -> Result<Option<std::sync::Arc<inbound::Validated>>, Failure> {
+    let Some(inbound) = &st.inbound else {
+        return Ok(None);
+    };
+    inbound.validate(token).await.map(Some).map_err(refused)
+}
+
+/// A refusal of `[inbound]` as a failure of these routes.
+fn refused(r: Refused) -> Failure {
+    match r {
+        Refused::Invalid(reason) => Failure {
+            challenge: Some("Bearer error=\"invalid_token\""),
+            ..Failure::new(StatusCode::UNAUTHORIZED, "invalid_token", reason)
+        },
+        Refused::Unavailable(e) => {
+            tracing::warn!(error = %e, "[inbound]: the issuer's keys are not available");
+            Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the issuer's signing keys cannot be fetched now; try again",
+            )
+        }
+    }
+}
+
+/// `GET /Validate`: the caller's token, validated by `[inbound]`, with its claims.
+/// Without a validator, a 401 that says so: a token is never reported valid on its
+/// shape alone.
+pub(crate) async fn validated(st: &AppState, headers: &HeaderMap) -> Result<Validated, Failure> {
+    let token = caller_token(headers, OboForm::TokenExchange)?;
+    match validate(st, &token).await? {
+        Some(v) => Ok(Validated {
+            claims: serde_json::Value::Object(v.claims.clone()),
+            token,
+        }),
+        None => Err(Failure {
+            challenge: Some("Bearer error=\"invalid_token\""),
+            ..Failure::new(
+                StatusCode::UNAUTHORIZED,
+                "validation_not_configured",
+                "this server does not validate incoming tokens ([inbound] is not configured, or validate = false), so it cannot vouch for this one",
+            )
+        }),
+    }
 }

@@ -63,6 +63,35 @@ pub(crate) fn router() -> Router<Shared> {
 
 /// An RFC 9457 problem: `type` (`urn:tokencache:problem:<code>`), `title` (the status's
 /// reason), `status`, `detail`, and `error` (the code, as `/v1`'s answers carry it).
+/// A `/v1`-shaped error answer (`{"error", "error_description"}`, as the guard answers)
+/// as problem details, with its status, challenge and `Retry-After`.
+pub(crate) async fn problem_of(response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    #[derive(serde::Deserialize)]
+    struct V1 {
+        error: String,
+        #[serde(default)]
+        error_description: String,
+    }
+    let (code, detail) = match serde_json::from_slice::<V1>(&bytes) {
+        Ok(v) => (v.error, v.error_description),
+        Err(_) => ("error".to_string(), String::new()),
+    };
+    let mut r = problem(Failure::new(parts.status, &code, detail));
+    for name in [
+        axum::http::header::WWW_AUTHENTICATE,
+        axum::http::header::RETRY_AFTER,
+    ] {
+        if let Some(v) = parts.headers.get(&name) {
+            r.headers_mut().insert(name, v.clone());
+        }
+    }
+    r
+}
+
 pub(crate) fn problem(f: Failure) -> Response {
     #[derive(Serialize)]
     struct Problem<'a> {
@@ -247,7 +276,7 @@ struct Resolved<'a> {
 }
 
 /// The API by name, the overrides checked, the caller's token when the flow is OBO.
-fn resolve<'a>(
+async fn resolve<'a>(
     st: &'a AppState,
     name: &'a str,
     user_route: bool,
@@ -305,6 +334,8 @@ fn resolve<'a>(
             api.obo_form
         };
         let token = caller::caller_token(headers, form)?;
+        // [inbound] validates it before any cache lookup or token request
+        caller::validate(st, &token).await?;
         (!app).then_some(token)
     } else {
         None
@@ -356,7 +387,7 @@ async fn header_app(State(st): State<Shared>, request: Request) -> Response {
 
 async fn header(st: &AppState, name: &str, user_route: bool, parts: Parts) -> Response {
     let result = async {
-        let r = resolve(st, name, user_route, &parts.headers, parts.uri.query())?;
+        let r = resolve(st, name, user_route, &parts.headers, parts.uri.query()).await?;
         let value = downstream::token(
             st,
             r.name,
@@ -426,7 +457,7 @@ struct Envelope {
 async fn call(st: &AppState, name: &str, user_route: bool, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let result = async {
-        let r = resolve(st, name, user_route, &parts.headers, parts.uri.query())?;
+        let r = resolve(st, name, user_route, &parts.headers, parts.uri.query()).await?;
         let Some(d) = r.api.downstream.as_deref() else {
             return Err(bad(
                 "no_downstream",
@@ -541,8 +572,8 @@ async fn call(st: &AppState, name: &str, user_route: bool, request: Request) -> 
     result.unwrap_or_else(|f| problem(f.compat()))
 }
 
-async fn validate(request: Request) -> Response {
-    match caller::validated(request.headers()) {
+async fn validate(State(st): State<Shared>, request: Request) -> Response {
+    match caller::validated(&st, request.headers()).await {
         Ok(v) => validate_answer(&v),
         Err(f) => problem(f),
     }

@@ -120,18 +120,12 @@ impl std::fmt::Debug for DownstreamConfig {
     }
 }
 
-/// `allowed_scopes` and `allow_app_token` of an `[apis.NAME]` table.
-pub(crate) fn read_allow_lists(
+/// `allow_app_token` of an `[apis.NAME]` table (`allowed_scopes` is read with the
+/// API's scopes, in config/apis.rs).
+pub(crate) fn read_allow_app_token(
     r: &mut Reader<'_>,
     on_behalf_of: bool,
-) -> Result<(Vec<String>, bool), ConfigError> {
-    let allowed = match r.strings("allowed_scopes")? {
-        Some((v, at)) => {
-            check_scopes(&v).map_err(|p| r.error_at(&at, &p))?;
-            v
-        }
-        None => Vec::new(),
-    };
+) -> Result<bool, ConfigError> {
     let allow_app_token = r.bool("allow_app_token")?.unwrap_or(false);
     if allow_app_token && !on_behalf_of {
         return Err(r.error_at(
@@ -139,7 +133,7 @@ pub(crate) fn read_allow_lists(
             "is for an on_behalf_of API (this API serves app tokens already)",
         ));
     }
-    Ok((allowed, allow_app_token))
+    Ok(allow_app_token)
 }
 
 /// The downstream keys of an `[apis.NAME]` table (`None` without `base_url`).

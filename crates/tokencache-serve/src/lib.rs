@@ -3,7 +3,10 @@
 //! replicas share one Redis (docs/design.md §14).
 //!
 //! * [`config`]: the TOML file and its environment overrides, checked at start;
-//! * [`routes`]: the HTTP API (`docs/openapi.json`), the guard around it;
+//! * [`routes`]: the HTTP API (`docs/openapi.json`); [`guard`]: who may call each route;
+//! * [`account`]: the caller's user (its validated token), `/v1/validate`, sign-out;
+//! * [`inbound`]: validation of the tokens callers forward (`[inbound]`);
+//! * [`server`]: the connection loop (timeouts, `max_connections`, shutdown);
 //! * [`metrics`]: `/metrics` in the Prometheus text format;
 //! * [`shutdown`]: SIGTERM / Ctrl-C, in-flight requests, the recovery queue;
 //! * [`logs`]: the log lines on stderr (shared with the `tokencache` binary).
@@ -26,19 +29,23 @@ use tokencache::signout::{Jwks, LogoutTokenValidator};
 use tokencache::TokenCache;
 use tokio::sync::Semaphore;
 
+mod account;
 mod appsettings;
 mod caller;
 mod compat;
 mod config;
 mod downstream;
+mod guard;
+mod inbound;
 pub mod logs;
 mod metrics;
 mod passthrough;
 mod routes;
+mod server;
 mod shutdown;
 
 use config::{Config, Listen};
-use routes::{Api, AppState, Shared};
+use routes::{Access, Api, AppState, Shared};
 
 /// The log line format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -111,17 +118,27 @@ fn one_line(text: &str) -> String {
 async fn serve(config: Config) -> Result<(), String> {
     let file = config.file.display().to_string();
     if let Some(i) = &config.appsettings_inbound {
-        // LEAD: hand these to wt-serve's inbound validator (issue 22).
-        tracing::warn!(
+        // appsettings.json: AzureAd's settings are serve's [inbound] (src/appsettings.rs)
+        tracing::info!(
             issuer = %i.issuer,
             audiences = ?i.audiences,
             scopes = ?i.scopes,
-            "AzureAd's incoming-token settings are read, but this build does not validate incoming tokens: GET /Validate answers 401"
+            "incoming tokens are validated as AzureAd says (issuer, audiences, scopes)"
         );
     }
     let mut builder = TokenCache::builder().key_prefix(&config.key_prefix);
-    if let Some(url) = &config.store {
-        builder = builder.store_url(url.expose());
+    match &config.store {
+        Some(url) => builder = builder.store_url(url.expose()),
+        None => {
+            // The embedded store holds tokens: never in a folder other users share (the
+            // library falls back to the temporary folder when the user has no cache folder).
+            let dir = tokencache::store::default_embedded_dir();
+            if dir == std::env::temp_dir().join("tokencache") {
+                return Err(format!(
+                    "{file}: store: no private cache folder for the embedded store (is HOME set?): set store = \"redb:///a/private/path.redb\" or a Redis URL"
+                ));
+            }
+        }
     }
     if let Some(ring) = config.keys.clone() {
         builder = builder.keys(ring);
@@ -152,9 +169,9 @@ async fn serve(config: Config) -> Result<(), String> {
             Api {
                 acquirer,
                 scopes: api.scopes,
+                allowed_scopes: api.allowed_scopes,
                 on_behalf_of: api.on_behalf_of,
                 obo_form: api.obo_form,
-                allowed_scopes: api.allowed_scopes,
                 allow_app_token: api.allow_app_token,
                 downstream,
             },
@@ -177,10 +194,38 @@ async fn serve(config: Config) -> Result<(), String> {
         .collect();
     names.sort();
     let metrics = metrics::ServeMetrics::new(names.into_iter());
+    let inbound = match &config.inbound {
+        Some(i) if i.validate => Some(Arc::new(
+            inbound::Inbound::new(i, http).map_err(|e| format!("{file}: {e}"))?,
+        )),
+        Some(_) => {
+            tracing::warn!("[inbound] validate = false: the tokens callers forward are sent to the provider unvalidated (anyone who reaches this service can have the app's credentials used with any token); configure [inbound] issuer and audiences");
+            None
+        }
+        None => None,
+    };
+    if let Some(i) = &inbound {
+        let i = i.clone();
+        tokio::spawn(async move { i.warm_up().await });
+    }
+    let sec = &config.security;
+    let access = Access {
+        caller_key: config.caller_key.as_ref().map(AppState::digest),
+        admin_key: sec.admin_key.as_ref().map(AppState::digest),
+        allow_remote_callers: sec.allow_remote_callers,
+        allowed_hosts: sec.allowed_hosts.clone(),
+        allowed_origins: sec.allowed_origins.clone(),
+    };
+    let limits = server::Limits {
+        header_read_timeout: sec.header_read_timeout,
+        max_connections: sec.max_connections,
+        request_timeout: config.request_timeout,
+    };
     let state: Shared = Arc::new(AppState {
         apis,
         cache: cache.clone(),
-        caller_key: config.caller_key.as_ref().map(AppState::digest),
+        access,
+        inbound,
         permits: Arc::new(Semaphore::new(config.max_provider_requests)),
         max_permits: config.max_provider_requests,
         metrics,
@@ -198,23 +243,23 @@ async fn serve(config: Config) -> Result<(), String> {
                 .local_addr()
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             announce(&bound.to_string(), state.apis.len());
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-                .map_err(|e| format!("the server failed: {e}"))?;
+            server::serve(server::Listener::Tcp(listener), app, stop, limits).await;
         }
         Listen::Unix(path) => {
             #[cfg(unix)]
             {
+                use std::os::unix::fs::PermissionsExt;
                 remove_stale_socket(path)?;
                 let listener = tokio::net::UnixListener::bind(path)
                     .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+                // Who may connect: the socket file's permissions (default 0600: this user).
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(sec.socket_mode))
+                    .map_err(|e| {
+                        format!("cannot set the permissions of {}: {e}", path.display())
+                    })?;
                 announce(&format!("unix:{}", path.display()), state.apis.len());
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .await;
+                server::serve(server::Listener::Unix(listener), app, stop, limits).await;
                 let _ = std::fs::remove_file(path);
-                served.map_err(|e| format!("the server failed: {e}"))?;
             }
             #[cfg(not(unix))]
             return Err(format!(

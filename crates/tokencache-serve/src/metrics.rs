@@ -35,6 +35,8 @@ pub(crate) enum Route {
     SignOut,
     /// `POST /v1/backchannel-logout`.
     BackchannelLogout,
+    /// `GET /v1/validate`.
+    Validate,
     /// `GET /healthz`.
     Healthz,
     /// `GET /readyz`.
@@ -44,7 +46,7 @@ pub(crate) enum Route {
     /// `ANY /v1/downstream/{api}[/{path…}]` (issue 23).
     Downstream,
     /// `GET /Validate` (Microsoft's sidecar).
-    Validate,
+    CompatValidate,
     /// `GET /AuthorizationHeader[Unauthenticated]/{apiName}` (Microsoft's sidecar).
     CompatHeader,
     /// `POST /DownstreamApi[Unauthenticated]/{apiName}` (Microsoft's sidecar).
@@ -55,15 +57,16 @@ pub(crate) enum Route {
     Other,
 }
 
-const ROUTES: [Route; 12] = [
+const ROUTES: [Route; 13] = [
     Route::AuthorizationHeader,
     Route::SignOut,
     Route::BackchannelLogout,
+    Route::Validate,
     Route::Healthz,
     Route::Readyz,
     Route::Metrics,
     Route::Downstream,
-    Route::Validate,
+    Route::CompatValidate,
     Route::CompatHeader,
     Route::CompatDownstream,
     Route::OpenApi,
@@ -89,10 +92,11 @@ impl Route {
             match path {
                 "/v1/sign-out" => Route::SignOut,
                 "/v1/backchannel-logout" => Route::BackchannelLogout,
+                "/v1/validate" => Route::Validate,
                 "/healthz" => Route::Healthz,
                 "/readyz" => Route::Readyz,
                 "/metrics" => Route::Metrics,
-                "/Validate" => Route::Validate,
+                "/Validate" => Route::CompatValidate,
                 "/openapi/v1.json" => Route::OpenApi,
                 _ => Route::Other,
             }
@@ -104,11 +108,12 @@ impl Route {
             Route::AuthorizationHeader => "/v1/authorization-header/{api}",
             Route::SignOut => "/v1/sign-out",
             Route::BackchannelLogout => "/v1/backchannel-logout",
+            Route::Validate => "/v1/validate",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
             Route::Downstream => "/v1/downstream/{api}",
-            Route::Validate => "/Validate",
+            Route::CompatValidate => "/Validate",
             Route::CompatHeader => "/AuthorizationHeader/{apiName}",
             Route::CompatDownstream => "/DownstreamApi/{apiName}",
             Route::OpenApi => "/openapi/v1.json",
@@ -116,24 +121,11 @@ impl Route {
         }
     }
 
-    /// Routes that hand out tokens or act with them: the caller key is checked.
-    pub(crate) fn needs_caller_key(self) -> bool {
-        matches!(
-            self,
-            Route::AuthorizationHeader
-                | Route::SignOut
-                | Route::Downstream
-                | Route::Validate
-                | Route::CompatHeader
-                | Route::CompatDownstream
-        )
-    }
-
     /// Microsoft's routes: errors are problem details.
     pub(crate) fn is_compat(self) -> bool {
         matches!(
             self,
-            Route::Validate | Route::CompatHeader | Route::CompatDownstream
+            Route::CompatValidate | Route::CompatHeader | Route::CompatDownstream
         )
     }
 
@@ -170,8 +162,8 @@ impl Histogram {
 }
 
 /// Statuses counted one by one; any other is counted as its class (`2xx`, ...).
-const STATUSES: [u16; 13] = [
-    200, 202, 400, 401, 404, 405, 413, 431, 500, 502, 503, 504, 429,
+const STATUSES: [u16; 16] = [
+    200, 202, 400, 401, 403, 404, 405, 413, 415, 421, 431, 500, 502, 503, 504, 429,
 ];
 
 /// The counters of one API: tokens by outcome.

@@ -61,7 +61,10 @@ async fn pass(st: &AppState, request: Request) -> Result<Response, Failure> {
         )
     })?;
     let assertion = if api.on_behalf_of {
-        Some(crate::caller::caller_token(&parts.headers, api.obo_form)?)
+        let token = crate::caller::caller_token(&parts.headers, api.obo_form)?;
+        // [inbound] validates it before any cache lookup or token request
+        crate::caller::validate(st, &token).await?;
+        Some(token)
     } else {
         None
     };

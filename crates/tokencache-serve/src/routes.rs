@@ -21,32 +21,28 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokencache::acquire::{
     AcquireError, AcquireOptions, Acquirer, OAuthErrorCode, OboForm, OboRequest,
 };
 use tokencache::{Secret, TokenCache};
 use tokio::sync::Semaphore;
 
-use super::metrics::{Outcome, Route, ServeMetrics};
+use super::account;
+use super::guard;
+use super::inbound::Inbound;
+use super::metrics::{Outcome, ServeMetrics};
 
-/// The header callers authenticate with, when a caller key is configured.
-pub(crate) const CALLER_KEY_HEADER: &str = "x-tokencache-key";
 /// Largest single header value accepted (an incoming token is far smaller).
 pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Largest sum of header names and values accepted.
@@ -61,13 +57,13 @@ pub(crate) struct Api {
     pub(crate) acquirer: Acquirer,
     /// The scopes asked for unless the query names others.
     pub(crate) scopes: Vec<String>,
+    /// The scopes the query may name (`allowed_scopes`; default: `scopes`).
+    pub(crate) allowed_scopes: Vec<String>,
     /// On behalf of the caller's user (the forwarded bearer token).
     pub(crate) on_behalf_of: bool,
     /// Entra's OBO form or RFC 8693.
     pub(crate) obo_form: OboForm,
     // ---- issue 23: src/compat.rs, src/downstream.rs ----
-    /// Scopes callers may ask for besides `scopes`.
-    pub(crate) allowed_scopes: Vec<String>,
     /// An on-behalf-of API that may also serve app tokens.
     pub(crate) allow_app_token: bool,
     /// Its downstream (`base_url`, ...), when configured.
@@ -80,8 +76,10 @@ pub(crate) struct AppState {
     pub(crate) apis: HashMap<String, Api>,
     /// The cache every API's acquirer saves into.
     pub(crate) cache: TokenCache,
-    /// SHA-256 of the caller key (compared in constant time, whatever its length).
-    pub(crate) caller_key: Option<[u8; 32]>,
+    /// Who may call: keys, hosts, origins.
+    pub(crate) access: Access,
+    /// `[inbound]` (with `validate = true`): validates the tokens callers forward.
+    pub(crate) inbound: Option<Arc<Inbound>>,
     /// Permits for provider token requests (`max_provider_requests`).
     pub(crate) permits: Arc<Semaphore>,
     /// How many permits there are.
@@ -97,24 +95,25 @@ pub(crate) struct AppState {
 /// The shared state.
 pub(crate) type Shared = Arc<AppState>;
 
+/// Who may call (see [`guard`](super::guard)).
+#[derive(Debug, Default)]
+pub(crate) struct Access {
+    /// SHA-256 of the caller key (compared in constant time, whatever its length).
+    pub(crate) caller_key: Option<[u8; 32]>,
+    /// SHA-256 of the admin key (signs out any user).
+    pub(crate) admin_key: Option<[u8; 32]>,
+    /// Callers that are not on loopback or the unix socket are served.
+    pub(crate) allow_remote_callers: bool,
+    /// `Host` values accepted besides loopback ones (lower case).
+    pub(crate) allowed_hosts: Vec<String>,
+    /// `Origin` values accepted (lower case).
+    pub(crate) allowed_origins: Vec<String>,
+}
+
 impl AppState {
     /// The SHA-256 digest a caller key is kept as.
     pub(crate) fn digest(key: &Secret) -> [u8; 32] {
         Sha256::digest(key.expose().as_bytes()).into()
-    }
-
-    fn caller_key_ok(&self, headers: &HeaderMap) -> bool {
-        let Some(want) = &self.caller_key else {
-            return true;
-        };
-        let mut sent = headers.get_all(CALLER_KEY_HEADER).iter();
-        match (sent.next(), sent.next()) {
-            (Some(v), None) => {
-                let got: [u8; 32] = Sha256::digest(v.as_bytes()).into();
-                bool::from(got.ct_eq(want))
-            }
-            _ => false,
-        }
     }
 
     /// Provider token requests per API, for `/metrics`.
@@ -129,7 +128,10 @@ impl AppState {
     }
 }
 
-/// The routes, with the guard (header bounds, caller key, timeout, metrics) around them.
+/// The routes, with the guard (the route's policy: Host, Origin, local callers, JSON
+/// bodies, caller key; then the timeout, the metrics) around every one of them. A route
+/// added here gets [`Policy::CALLER`](super::guard::Policy::CALLER) unless
+/// [`guard::policy`] names it.
 pub(crate) fn router(
     state: Shared,
     backchannel: Option<tokencache::signout::axum::SignOutState>,
@@ -146,7 +148,8 @@ pub(crate) fn router(
             any(super::passthrough::pass_through),
         )
         .merge(super::compat::router())
-        .route("/v1/sign-out", post(sign_out))
+        .route("/v1/sign-out", post(account::sign_out))
+        .route("/v1/validate", get(account::validate))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
@@ -160,70 +163,13 @@ pub(crate) fn router(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        // Every route, every unknown path and every route added above gets the guard:
+        // its policy is looked up by path (guard::policy), the strictest by default.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
-}
-
-/// Around every request: header bounds, the caller key, the request timeout, the
-/// metrics and the access log (debug level: method, route, status, time; never a header).
-async fn guard(State(st): State<Shared>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = Route::of(request.uri().path());
-    let method = request.method().clone();
-    let response = if headers_too_large(request.headers()) {
-        error(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request_header_too_large",
-            &format!("a header is over {MAX_HEADER_BYTES} bytes, or all of them over {MAX_HEADERS_BYTES}"),
-        )
-    } else if route.needs_caller_key() && !st.caller_key_ok(request.headers()) {
-        let f = super::downstream::Failure::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_caller_key",
-            "send the configured caller key in X-Tokencache-Key",
-        );
-        if route.is_compat() {
-            super::compat::problem(f)
-        } else {
-            f.v1()
-        }
-    } else {
-        match tokio::time::timeout(st.request_timeout, next.run(request)).await {
-            Ok(r) => r,
-            Err(_) => {
-                let f = super::downstream::Failure::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "timeout",
-                    format!(
-                        "no answer within the request timeout ({:?})",
-                        st.request_timeout
-                    ),
-                );
-                // Retry-After is set by both shapes
-                if route.is_compat() {
-                    super::compat::problem(f)
-                } else {
-                    f.v1()
-                }
-            }
-        }
-    };
-    let took = started.elapsed();
-    st.metrics.request(route, response.status().as_u16(), took);
-    tracing::debug!(%method, route = ?route, status = response.status().as_u16(), micros = took.as_micros() as u64, "request");
-    response
-}
-
-fn headers_too_large(headers: &HeaderMap) -> bool {
-    let mut total = 0;
-    for (name, value) in headers {
-        let len = value.len();
-        if len > MAX_HEADER_BYTES {
-            return true;
-        }
-        total += name.as_str().len() + len;
-    }
-    total > MAX_HEADERS_BYTES
 }
 
 /// `{"error", "error_description"}`, no-store.
@@ -346,6 +292,14 @@ async fn authorization_header(
                     &format!("scopes: {p}"),
                 );
             }
+            if asked.iter().any(|s| !api.allowed_scopes.contains(s)) {
+                st.metrics.token(&name, Outcome::Error("invalid_scope"));
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    "a scope asked for is not in the API's allowed_scopes",
+                );
+            }
             asked.iter().map(String::as_str).collect()
         }
         None => api.scopes.iter().map(String::as_str).collect(),
@@ -376,13 +330,29 @@ async fn authorization_header(
         None => AcquireOptions::default(),
     };
     let assertion = if api.on_behalf_of {
-        match incoming_token(&headers, api.obo_form) {
-            Ok(t) => Some(t),
+        // With [inbound], the validator checks the whole JWT: the shape check is only
+        // RFC 6750's (no second decoding of the claims on every cache hit).
+        let form = if st.inbound.is_some() {
+            OboForm::TokenExchange
+        } else {
+            api.obo_form
+        };
+        let token = match account::incoming_token(&headers, form) {
+            Ok(t) => t,
             Err(r) => {
                 st.metrics.token(&name, Outcome::Error("invalid_token"));
                 return *r;
             }
+        };
+        // Validated before any cache lookup or provider request ([inbound]; the
+        // configuration requires it unless the operator wrote validate = false).
+        if let Some(inbound) = &st.inbound {
+            if let Err(r) = inbound.validate(token).await {
+                st.metrics.token(&name, Outcome::Error("invalid_token"));
+                return account::refused(r);
+            }
         }
+        Some(token)
     } else {
         None
     };
@@ -569,110 +539,6 @@ pub(crate) fn classify(e: &AcquireError) -> (StatusCode, Code<'_>) {
     }
 }
 
-/// The caller's incoming token from `Authorization: Bearer …`, checked for shape
-/// (RFC 6750 `b64token`; a JWT for Entra's OBO form). Errors are 401 answers.
-pub(crate) fn incoming_token(headers: &HeaderMap, form: OboForm) -> Result<&str, Box<Response>> {
-    let unauthorized = |code: &str, description: &str| {
-        let mut r = error(StatusCode::UNAUTHORIZED, code, description);
-        let challenge = if code == "missing_token" {
-            "Bearer"
-        } else {
-            "Bearer error=\"invalid_token\""
-        };
-        r.headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-        Box::new(r)
-    };
-    let mut all = headers.get_all(AUTHORIZATION).iter();
-    let value = match (all.next(), all.next()) {
-        (None, _) => {
-            return Err(unauthorized(
-                "missing_token",
-                "this API acts on behalf of the caller's user: forward the incoming token as Authorization: Bearer <token>",
-            ))
-        }
-        (Some(v), None) => v,
-        (Some(_), Some(_)) => return Err(unauthorized("invalid_token", "more than one Authorization header")),
-    };
-    let malformed = || {
-        unauthorized(
-            "invalid_token",
-            "the Authorization header is not `Bearer <token>`",
-        )
-    };
-    let text = value.to_str().map_err(|_| malformed())?;
-    let (scheme, token) = text.split_once(' ').ok_or_else(malformed)?;
-    let token = token.trim_start_matches(' ');
-    if !scheme.eq_ignore_ascii_case("bearer") || !is_b64token(token) {
-        return Err(malformed());
-    }
-    if form == OboForm::Entra && !looks_like_jwt(token) {
-        return Err(unauthorized(
-            "invalid_token",
-            "the incoming token is not a JWT (Entra's on-behalf-of takes a JWT access token)",
-        ));
-    }
-    Ok(token)
-}
-
-/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-pub(crate) fn is_b64token(t: &str) -> bool {
-    let body = t.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
-}
-
-/// Three base64url segments whose payload is a JSON object.
-pub(crate) fn looks_like_jwt(t: &str) -> bool {
-    t.split('.').count() == 3
-        && t.split('.').all(|s| !s.is_empty())
-        && tokencache::schema::decode_jwt_claims(t).is_ok()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignOutBody {
-    home_account_id: String,
-}
-
-async fn sign_out(State(st): State<Shared>, body: Result<Bytes, BytesRejection>) -> Response {
-    let bytes = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                &format!("the body is over {MAX_BODY_BYTES} bytes"),
-            )
-        }
-        Err(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "the body could not be read",
-            )
-        }
-    };
-    let Ok(parsed) = serde_json::from_slice::<SignOutBody>(&bytes) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the body is not {\"home_account_id\": \"<oid>.<tid>\" (Entra) or \"<sub>.<issuer key>\"}",
-        );
-    };
-    let id = parsed.home_account_id;
-    if id.is_empty() || tokencache::partition::check_key(&id).is_err() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "home_account_id is not a valid account id",
-        );
-    }
-    tokencache::signout::axum::sign_out_route(&st.cache, &id).await
-}
-
 async fn healthz() -> Response {
     (
         [
@@ -747,43 +613,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn incoming_tokens_are_checked_for_shape() {
-        let jwt = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1In0.c2ln";
-        let mut h = HeaderMap::new();
-        assert_eq!(
-            incoming_token(&h, OboForm::Entra).unwrap_err().status(),
-            StatusCode::UNAUTHORIZED
-        );
-        h.insert(
-            AUTHORIZATION,
-            HeaderValue::from_str(&format!("Bearer {jwt}")).unwrap(),
-        );
-        assert_eq!(incoming_token(&h, OboForm::Entra).unwrap(), jwt);
-        for bad in [
-            "Basic abc",
-            "Bearer",
-            "Bearer a b",
-            "Bearer !!",
-            "Bearer =",
-            "Bearer not-a-jwt",
-            "Bearer a.b.c",
-        ] {
-            h.insert(AUTHORIZATION, HeaderValue::from_static(bad));
-            assert!(incoming_token(&h, OboForm::Entra).is_err(), "{bad}");
-        }
-        h.insert(
-            AUTHORIZATION,
-            HeaderValue::from_static("bearer opaque-token_1~+/=="),
-        );
-        assert_eq!(
-            incoming_token(&h, OboForm::TokenExchange).unwrap(),
-            "opaque-token_1~+/=="
-        );
-        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer other"));
-        assert!(incoming_token(&h, OboForm::TokenExchange).is_err());
-    }
-
-    #[test]
     fn every_acquisition_error_has_a_documented_status() {
         let e = AcquireError::Transport {
             endpoint: "e".into(),
@@ -806,20 +635,5 @@ mod tests {
             classify(&AcquireError::Config("x".into())).0,
             StatusCode::BAD_REQUEST
         );
-    }
-
-    #[test]
-    fn oversized_headers_are_caught() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-a",
-            HeaderValue::from_str(&"a".repeat(MAX_HEADER_BYTES)).unwrap(),
-        );
-        assert!(!headers_too_large(&h));
-        h.insert(
-            "x-b",
-            HeaderValue::from_str(&"a".repeat(MAX_HEADER_BYTES + 1)).unwrap(),
-        );
-        assert!(headers_too_large(&h));
     }
 }

@@ -231,6 +231,18 @@ impl Provider {
         Self::from_document(authority, &body)
     }
 
+    /// Fetches the discovery document of `authority` (any OpenID issuer URL: `https`,
+    /// or `http` on a loopback host) over a client with these options, and checks it
+    /// (its `issuer` must be the authority). Its [`jwks`](Self::jwks) fetches the keys
+    /// on first use.
+    pub async fn fetch(
+        authority: &str,
+        options: super::http::HttpOptions,
+    ) -> Result<Self, AcquireError> {
+        let http = Http::new(options)?;
+        Self::discover(&http, authority).await
+    }
+
     /// Builds a provider from a discovery document already fetched. A document that is
     /// not a JSON object is [`AcquireError::Discovery`] (a proxy's error page: it may
     /// pass); one that names another issuer, has no `token_endpoint` or `jwks_uri`, or

@@ -230,6 +230,18 @@ fn key_algorithm(a: KeyAlgorithm) -> Option<Algorithm> {
     })
 }
 
+/// What [`Jwks::verify_signature`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// A key of the set with this `kid` and algorithm verifies the signature.
+    Verified,
+    /// Keys with this `kid` and algorithm exist; none verifies the signature.
+    BadSignature,
+    /// No key of the set has this `kid` and fits the algorithm (even after fetching the
+    /// set again, when that was allowed).
+    UnknownKey,
+}
+
 /// Where the provider's keys come from.
 #[derive(Debug, Clone)]
 pub struct Jwks {
@@ -265,6 +277,36 @@ impl Jwks {
     pub fn remote_with(jwks_uri: &str, options: RemoteOptions) -> Result<Self, JwksError> {
         Ok(Self {
             source: Arc::new(Source::Remote(Box::new(Remote::new(jwks_uri, options)?))),
+        })
+    }
+
+    /// Checks the signature of a compact JWS: `signing_input` is `header.payload` as
+    /// sent, `signature` its third part (base64url). The keys are looked up by `kid` and
+    /// `alg` as for logout tokens: an unknown `kid` makes a fetched set be fetched again,
+    /// at most once per `min_refetch_interval`. `alg` must be one of
+    /// [`SUPPORTED_ALGORITHMS`] (others never verify: HMAC and `none` are refused).
+    /// An error is the key set that could not be had (a temporary failure).
+    pub async fn verify_signature(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        signing_input: &[u8],
+        signature: &str,
+    ) -> Result<SignatureCheck, JwksError> {
+        if !SUPPORTED_ALGORITHMS.contains(&alg) {
+            return Ok(SignatureCheck::UnknownKey);
+        }
+        let keys = self.lookup(kid, alg).await?;
+        if keys.is_empty() {
+            return Ok(SignatureCheck::UnknownKey);
+        }
+        let verified = keys.iter().any(|k| {
+            jsonwebtoken::crypto::verify(signature, signing_input, &k.key, alg).unwrap_or(false)
+        });
+        Ok(if verified {
+            SignatureCheck::Verified
+        } else {
+            SignatureCheck::BadSignature
         })
     }
 

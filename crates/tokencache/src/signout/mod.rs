@@ -47,7 +47,7 @@ pub mod logout_token;
 
 #[cfg(feature = "jwks-fetch")]
 pub use self::jwks::RemoteOptions;
-pub use self::jwks::{Jwks, JwksError, KeySet, SUPPORTED_ALGORITHMS};
+pub use self::jwks::{Jwks, JwksError, KeySet, SignatureCheck, SUPPORTED_ALGORITHMS};
 pub use self::logout_token::{
     LogoutClaims, LogoutError, LogoutTokenValidator, LogoutTokenValidatorBuilder,
     BACKCHANNEL_LOGOUT_EVENT, MAX_NUMERIC_DATE,

@@ -33,7 +33,7 @@ use super::memory::MemoryStore;
 use super::redis::{RedisOptions, RedisStore, TlsClientCert};
 use super::{SharedStore, StoreError, StoreErrorKind, StoreResult};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -629,19 +629,49 @@ impl StoreUrl {
         match self {
             StoreUrl::Memory => Ok(Arc::new(MemoryStore::new())),
             StoreUrl::Embedded { path } => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        StoreError::new(
-                            StoreErrorKind::Config,
-                            path.display().to_string(),
-                            format!("cannot create the folder of the store file: {e}"),
-                        )
-                    })?;
-                }
+                private_file(path).map_err(|e| {
+                    StoreError::new(StoreErrorKind::Config, path.display().to_string(), e)
+                })?;
                 Ok(open_embedded_shared(path).await?)
             }
             StoreUrl::Redis { .. } => Ok(Arc::new(self.open_redis()?)),
         }
+    }
+}
+
+/// Makes the store file private before it is first opened: missing folders are created
+/// `0700`, a missing file `0600` (it holds tokens; on unix). Existing folders and files
+/// keep their permissions (the operator's choice).
+fn private_file(path: &Path) -> Result<(), String> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if let Some(dir) = dir {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create the folder of the store file: {e}"))?;
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(format!("cannot create the store file: {e}")),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if let Some(dir) = dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create the folder of the store file: {e}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -1285,5 +1315,24 @@ mod tests {
         assert!(open_existing("memory://").await.is_err());
         drop(open(&url).await.unwrap());
         assert!(open_existing(&url).await.is_ok());
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_store_file_is_private_in_a_private_folder() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("new").join("tokencache");
+        let file = folder.join("app.redb");
+        let store = open(&format!("redb://{}", file.display())).await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600, "{:o}", mode(&file));
+        assert_eq!(mode(&folder), 0o700, "{:o}", mode(&folder));
+        assert_eq!(mode(folder.parent().unwrap()), 0o700);
+        drop(store);
+        // an existing file keeps the permissions its operator gave it
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        drop(open(&format!("redb://{}", file.display())).await.unwrap());
+        assert_eq!(mode(&file), 0o640);
     }
 }

@@ -906,7 +906,7 @@ mod tests {
         let d = a.downstream.as_ref().unwrap();
         assert_eq!(d.http_method, Method::POST);
         assert_eq!(d.max_connections, 3);
-        assert_eq!(a.allowed_scopes, ["t"]);
+        assert_eq!(a.allowed_scopes, ["s", "t"]);
         assert!(
             !format!("{c:?}").contains("k3y-value"),
             "a header value in Debug"

@@ -57,7 +57,7 @@ pub(crate) struct Api {
     pub(crate) acquirer: Acquirer,
     /// The scopes asked for unless the query names others.
     pub(crate) scopes: Vec<String>,
-    /// The scopes the query may name (`allowed_scopes`; default: `scopes`).
+    /// The scopes the query may name: `scopes` and what `allowed_scopes` adds.
     pub(crate) allowed_scopes: Vec<String>,
     /// On behalf of the caller's user (the forwarded bearer token).
     pub(crate) on_behalf_of: bool,

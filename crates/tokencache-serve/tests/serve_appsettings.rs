@@ -128,7 +128,10 @@ fn an_appsettings_file_of_microsofts_sidecar_configures_serve() {
     assert_eq!(a.status, 401, "{}", a.body);
 
     let logs = serve.logs();
-    assert!(logs.contains("does not validate incoming tokens"), "{logs}");
+    assert!(
+        logs.contains("incoming tokens are validated as AzureAd says"),
+        "{logs}"
+    );
     assert!(!logs.contains(SECRET));
 }
 

@@ -24,6 +24,11 @@ fn compat_config(dir: &Path, op: &OidcProvider, store: &str, down: &str, top: &s
             r#"store = "{store}"
 {top}
 
+# the tokens callers forward are validated against the test provider (as user_token mints them)
+[inbound]
+issuer = "{issuer}"
+audiences = ["app"]
+
 [apis.orders]
 authority = "{issuer}"
 client_id = "app"
@@ -338,16 +343,34 @@ fn every_compatible_route_answers_as_microsofts_document_says() {
     assert_eq!(down.count(), before.0 + 2);
     assert_eq!(elsewhere.count(), before.1);
 
-    // /Validate: no validator is configured, so it vouches for nothing (401)
+    // /Validate: [inbound] validated the caller's token; the answer carries its claims
     let a = request(&serve.addr, "GET", "/Validate", &auth, None);
+    assert_eq!(a.status, 200, "{}", safe(&a));
+    both(&ms, &ours, "get", "/Validate", "/Validate", &a);
+    let v = a.json();
+    assert_eq!(v["protocol"], "Bearer");
+    assert_eq!(v["claims"]["sub"], "user1");
+    assert_eq!(v["claims"]["aud"], "app");
+    // a forged token (its signature altered) is refused, as a problem
+    let forged = {
+        let (rest, sig) = user.rsplit_once('.').unwrap();
+        let flipped = if sig.starts_with('A') { "B" } else { "A" };
+        format!("Bearer {rest}.{flipped}{}", &sig[1..])
+    };
+    let a = request(
+        &serve.addr,
+        "GET",
+        "/Validate",
+        &[("Authorization", &forged)],
+        None,
+    );
     assert_eq!(
         (a.status, problem_code(&a).as_str()),
-        (401, "validation_not_configured"),
+        (401, "invalid_token"),
         "{}",
         safe(&a)
     );
     both(&ms, &ours, "get", "/Validate", "/Validate", &a);
-    assert!(!a.body.contains(&user));
     let a = request(&serve.addr, "GET", "/Validate", &[], None);
     assert_eq!(
         (a.status, problem_code(&a).as_str()),
@@ -478,8 +501,9 @@ fn refused_input_is_a_problem_and_never_reaches_the_provider() {
         a.json()["authorizationHeader"]
     );
     assert_eq!(grants(&op, CC), 1);
-    // the provider refuses (a user token for another audience): 401, as Microsoft's
-    // answers its MSAL errors, the provider's OAuth code in `error`
+    // a user token for another audience: refused by [inbound] before any provider
+    // request (401 invalid_token, a problem)
+    let obo_before_other = grants(&op, OBO);
     let v: Value =
         serde_json::from_str(&op.get("/__test/mint?sub=user2&aud=someone-else")).unwrap();
     let other = format!("Bearer {}", v["access_token"].as_str().unwrap());
@@ -492,11 +516,16 @@ fn refused_input_is_a_problem_and_never_reaches_the_provider() {
     );
     assert_eq!(
         (a.status, problem_code(&a).as_str()),
-        (401, "invalid_grant"),
+        (401, "invalid_token"),
         "{}",
         safe(&a)
     );
     both(&ms, &ours, "get", H, H, &a);
+    assert_eq!(
+        grants(&op, OBO),
+        obo_before_other,
+        "the foreign token reached the provider"
+    );
     // a forced refresh goes to the provider again
     let a = request(&serve.addr, "GET", "/AuthorizationHeaderUnauthenticated/orders?optionsOverride.AcquireTokenOptions.ForceRefresh=true", &[], None);
     assert_eq!(a.status, 200, "{}", a.body);

@@ -36,6 +36,11 @@ fn downstream_config(
         format!(
             r#"store = "{store}"
 
+# the tokens callers forward are validated against the test provider (as user_token mints them)
+[inbound]
+issuer = "{issuer}"
+audiences = ["app"]
+
 [apis.orders]
 authority = "{issuer}"
 client_id = "app"

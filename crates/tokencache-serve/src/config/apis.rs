@@ -45,7 +45,8 @@ pub(crate) struct ApiConfig {
     pub(crate) credential: CredentialConfig,
     /// The default scopes.
     pub(crate) scopes: Vec<String>,
-    /// The scopes a caller may ask for with `?scopes=` (default: `scopes`).
+    /// The scopes a caller may ask for with `?scopes=`: `scopes` and those `allowed_scopes`
+    /// adds.
     pub(crate) allowed_scopes: Vec<String>,
     /// On behalf of the caller's user (the incoming bearer token) instead of the app.
     pub(crate) on_behalf_of: bool,
@@ -249,17 +250,19 @@ pub(crate) fn api_config(r: &mut Reader<'_>) -> Result<ApiConfig, ConfigError> {
     if let Err(p) = check_scopes(&scopes) {
         return Err(r.error_at(&at, &p));
     }
+    // What `?scopes=` (or `optionsOverride.Scopes`) may name: the API's scopes and
+    // those `allowed_scopes` adds.
     let allowed_scopes = match r.strings("allowed_scopes")? {
         None => scopes.clone(),
-        Some((allowed, aat)) => {
-            check_scopes(&allowed).map_err(|p| r.error_at(&aat, &p))?;
-            if let Some(s) = scopes.iter().find(|s| !allowed.contains(s)) {
-                return Err(r.error_at(
-                    &aat,
-                    &format!("does not hold {s:?}, one of the API's scopes (the allow-list holds the default scopes)"),
-                ));
+        Some((extra, aat)) => {
+            check_scopes(&extra).map_err(|p| r.error_at(&aat, &p))?;
+            let mut all = scopes.clone();
+            for s in extra {
+                if !all.contains(&s) {
+                    all.push(s);
+                }
             }
-            allowed
+            all
         }
     };
     let on_behalf_of = r.bool("on_behalf_of")?.unwrap_or(false);

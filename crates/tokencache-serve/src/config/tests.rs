@@ -364,7 +364,6 @@ fn the_security_model_is_checked_at_start() {
         (format!("[inbound]\nissuer = 'http://op.example/t'\naudiences = ['x']\n{api}"), &[("E", "v")], "tc.toml: inbound.issuer: an issuer is an https URL"),
         (format!("{inbound}clock_skew_s = 99999\n{api}"), &[("E", "v")], "tc.toml: inbound.clock_skew_s: must be from 0 to 600"),
         (format!("{inbound}surprise = 1\n{api}"), &[("E", "v")], "tc.toml: inbound.surprise: unknown key"),
-        (format!("{api}allowed_scopes = ['t']\n"), &[("E", "v")], "tc.toml: apis.a.allowed_scopes: does not hold \"s\""),
         (format!("caller_key_env = 'K'\nadmin_key_env = 'A'\n{api}"), &[("E", "v"), ("K", "same-key-0123456789"), ("A", "same-key-0123456789")], "tc.toml: admin_key_env: the admin key must differ from the caller key"),
         (format!("admin_key_env = 'A'\n{api}"), &[("E", "v"), ("A", "short")], "tc.toml: admin_key_env: the admin key is too short"),
         (format!("socket_mode = '0066'\n{api}"), &[("E", "v")], "tc.toml: socket_mode: an octal mode"),

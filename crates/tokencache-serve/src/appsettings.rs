@@ -28,10 +28,8 @@ use std::collections::BTreeMap;
 
 use crate::config::Env;
 
-/// What `AzureAd` says about incoming tokens (for the inbound validator).
-///
-/// LEAD: wt-serve's inbound validation (issue 22) takes these when the configuration came
-/// from an appsettings.json (the issuer, the accepted audiences, the required scopes).
+/// What `AzureAd` says about incoming tokens: written into the mapped configuration as
+/// `[inbound]` (issuer, audiences, required scopes), so they are validated like any.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Inbound {
     /// The issuer of incoming tokens (the authority).

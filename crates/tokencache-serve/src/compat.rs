@@ -303,7 +303,7 @@ async fn resolve<'a>(
     let scopes = if o.scopes.is_empty() {
         api.scopes.clone()
     } else {
-        allowed_scopes(api, &o.scopes).map_err(|p| bad("scope_not_allowed", p))?;
+        allowed_scopes(api, &o.scopes).map_err(|p| bad("invalid_scope", p))?;
         o.scopes.clone()
     };
     // The flow: on behalf of the caller on the user routes of an OBO API, unless the app's

@@ -258,15 +258,12 @@ pub(crate) fn parse_method(v: &str) -> Result<Method, String> {
     }
 }
 
-/// The allow-list check of caller-chosen scopes: each one is the API's `scopes` or its
-/// `allowed_scopes`. The only place the compatible and downstream routes check them
-/// (LEAD: unify with wt-serve's `allowed_scopes` check of `/v1/authorization-header`).
+/// The allow-list check of caller-chosen scopes: each one is the API's `scopes` or one
+/// its `allowed_scopes` adds (`Api::allowed_scopes` holds both). The one place every
+/// route checks them (`/v1/authorization-header`, Microsoft's routes, `/v1/downstream`).
 pub(crate) fn allowed_scopes(api: &Api, asked: &[String]) -> Result<(), String> {
     check_scopes(asked)?;
-    match asked
-        .iter()
-        .find(|s| !api.scopes.contains(s) && !api.allowed_scopes.contains(s))
-    {
+    match asked.iter().find(|s| !api.allowed_scopes.contains(s)) {
         Some(s) => Err(format!(
             "scope {s:?} is not allowed for this API (its scopes and allowed_scopes)"
         )),

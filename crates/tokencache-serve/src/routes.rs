@@ -292,13 +292,10 @@ async fn authorization_header(
                     &format!("scopes: {p}"),
                 );
             }
-            if asked.iter().any(|s| !api.allowed_scopes.contains(s)) {
+            // the one allow-list check, shared with Microsoft's routes and /v1/downstream
+            if let Err(p) = super::downstream::allowed_scopes(api, &asked) {
                 st.metrics.token(&name, Outcome::Error("invalid_scope"));
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_scope",
-                    "a scope asked for is not in the API's allowed_scopes",
-                );
+                return error(StatusCode::BAD_REQUEST, "invalid_scope", &p);
             }
             asked.iter().map(String::as_str).collect()
         }

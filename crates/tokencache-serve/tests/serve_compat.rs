@@ -431,9 +431,9 @@ fn refused_input_is_a_problem_and_never_reaches_the_provider() {
         ("get", HU, "/AuthorizationHeaderUnauthenticated/orders?optionsOverride.AcquireTokenOptions.PopPublicKey=k".into(), &[], 400, "not_supported"),
         ("get", HU, "/AuthorizationHeaderUnauthenticated/orders?optionsOverride.AcquireTokenOptions.Tenant=another-tenant".into(), &[], 400, "not_supported"),
         // scopes outside the allow-list, and a scope of another API
-        ("get", HU, "/AuthorizationHeaderUnauthenticated/orders?optionsOverride.Scopes=api.write".into(), &[], 400, "scope_not_allowed"),
-        ("get", H, "/AuthorizationHeader/orders-obo?optionsOverride.Scopes=api.read&optionsOverride.Scopes=https%3A%2F%2Fgraph.microsoft.com%2F.default".into(), &auth, 400, "scope_not_allowed"),
-        ("get", H, "/AuthorizationHeader/orders-obo?optionsOverride.Scopes=a%22b".into(), &auth, 400, "scope_not_allowed"),
+        ("get", HU, "/AuthorizationHeaderUnauthenticated/orders?optionsOverride.Scopes=api.write".into(), &[], 400, "invalid_scope"),
+        ("get", H, "/AuthorizationHeader/orders-obo?optionsOverride.Scopes=api.read&optionsOverride.Scopes=https%3A%2F%2Fgraph.microsoft.com%2F.default".into(), &auth, 400, "invalid_scope"),
+        ("get", H, "/AuthorizationHeader/orders-obo?optionsOverride.Scopes=a%22b".into(), &auth, 400, "invalid_scope"),
         // an app token of a user-only API
         ("get", H, "/AuthorizationHeader/users-only?optionsOverride.RequestAppToken=true".into(), &auth, 400, "app_token_not_allowed"),
         ("get", HU, "/AuthorizationHeaderUnauthenticated/users-only".into(), &[], 401, "user_required"),

@@ -326,6 +326,7 @@ async fn authorization_header(
         None if force => AcquireOptions::force_refresh(),
         None => AcquireOptions::default(),
     };
+    let mut validated = None;
     let assertion = if api.on_behalf_of {
         // With [inbound], the validator checks the whole JWT: the shape check is only
         // RFC 6750's (no second decoding of the claims on every cache hit).
@@ -344,16 +345,20 @@ async fn authorization_header(
         // Validated before any cache lookup or provider request ([inbound]; the
         // configuration requires it unless the operator wrote validate = false).
         if let Some(inbound) = &st.inbound {
-            if let Err(r) = inbound.validate(token).await {
-                st.metrics.token(&name, Outcome::Error("invalid_token"));
-                return account::refused(r);
+            match inbound.validate(token).await {
+                Ok(v) => validated = Some(v),
+                Err(r) => {
+                    st.metrics.token(&name, Outcome::Error("invalid_token"));
+                    return account::refused(r);
+                }
             }
         }
         Some(token)
     } else {
         None
     };
-    match acquire(&st, api, assertion, &scopes, &options).await {
+    let checked = validated.as_deref().map(|v| &v.claims);
+    match acquire_checked(&st, api, assertion, checked, &scopes, &options).await {
         Ok(t) => {
             st.metrics.token(
                 &name,
@@ -412,13 +417,30 @@ pub(crate) async fn acquire(
     scopes: &[&str],
     options: &AcquireOptions,
 ) -> Result<Served, AcquireError> {
+    acquire_checked(st, api, assertion, None, scopes, options).await
+}
+
+/// [`acquire`], with the claims `[inbound]` validated of the assertion, when it did: the
+/// acquirer's issuer check then reads them instead of decoding the assertion again.
+pub(crate) async fn acquire_checked(
+    st: &AppState,
+    api: &Api,
+    assertion: Option<&str>,
+    validated: Option<&serde_json::Map<String, serde_json::Value>>,
+    scopes: &[&str],
+    options: &AcquireOptions,
+) -> Result<Served, AcquireError> {
     let a = &api.acquirer;
     if !options.force_refresh && options.claims.is_none() {
         // the acquirer's own lookups: another issuer's assertion is refused before any
         // cache read, and records are matched by this provider's realm
-        let lookup = match assertion {
-            Some(x) => a.obo_lookup(x, scopes)?,
-            None => a.app_lookup(scopes),
+        let lookup = match (assertion, validated) {
+            (Some(x), Some(v)) => {
+                let claim = |c: &str| v.get(c).and_then(serde_json::Value::as_str);
+                a.obo_lookup_with_claims(x, claim("iss"), claim("tid"), scopes)?
+            }
+            (Some(x), None) => a.obo_lookup(x, scopes)?,
+            (None, _) => a.app_lookup(scopes),
         };
         if let Some(t) = st.cache.find_access_token(&lookup).await? {
             // Past refresh_on, the acquirer serves it and refreshes in the background.

@@ -363,6 +363,9 @@ async fn an_entra_api_refuses_assertions_of_another_tenant_or_issuer_family() {
         TID,
     );
     a.obo_lookup(&ok, &scopes).unwrap();
+    let iss_ok = format!("https://login.microsoftonline.com/{TID}/v2.0");
+    a.obo_lookup_with_claims(&ok, Some(&iss_ok), Some(TID), &scopes)
+        .unwrap();
     let v1 = assertion(&format!("https://sts.windows.net/{TID}/"), TID);
     a.obo_lookup(&v1, &scopes).unwrap();
     for bad in [
@@ -378,6 +381,11 @@ async fn an_entra_api_refuses_assertions_of_another_tenant_or_issuer_family() {
         jwt(&json!({"tid": TID, "oid": OID, "sub": "s"})),
     ] {
         let e = a.obo_lookup(&bad, &scopes).unwrap_err();
+        // the same answer from the claims a caller decoded
+        let c = tokencache::schema::decode_jwt_claims(&bad).unwrap();
+        assert!(a
+            .obo_lookup_with_claims(&bad, c.iss.as_deref(), c.tid.as_deref(), &scopes)
+            .is_err());
         assert!(
             matches!(e, tokencache::acquire::AcquireError::Config(_)),
             "{e:?}"

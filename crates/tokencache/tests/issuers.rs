@@ -163,6 +163,19 @@ async fn an_obo_assertion_of_one_realm_is_refused_by_the_other_before_any_lookup
         "the assertion is never in an error"
     );
     assert!(b.obo_lookup(&x, API).is_err());
+    // the same check from claims a caller decoded (serve's validated bearer)
+    let a_iss = op.realm_issuer(A);
+    assert!(b
+        .obo_lookup_with_claims(&x, Some(&a_iss), None, API)
+        .is_err());
+    assert!(b.obo_lookup_with_claims(&x, None, None, API).is_err());
+    let b_iss = op.realm_issuer(B);
+    assert!(b
+        .obo_lookup_with_claims(&x, Some(&b_iss), None, API)
+        .is_ok());
+    assert!(b
+        .obo_lookup_with_claims(&x, Some(&format!("{b_iss}/")), None, API)
+        .is_ok());
     let mut exchange = OboRequest::new(&x, API);
     exchange.form = tokencache::acquire::OboForm::TokenExchange;
     assert!(b

@@ -698,17 +698,35 @@ impl Inner {
         let Ok(claims) = crate::schema::decode_jwt_claims(assertion) else {
             return Ok(());
         };
+        self.check_assertion_claims(claims.iss.as_deref(), claims.tid.as_deref())
+    }
+
+    /// [`check_assertion_issuer`](Self::check_assertion_issuer) of an assertion whose
+    /// `iss` and `tid` claims are these (read by a caller that decoded it already).
+    pub(crate) fn check_assertion_claims(
+        &self,
+        iss: Option<&str>,
+        tid: Option<&str>,
+    ) -> Result<(), AcquireError> {
         let refuse = |why: &str| {
             Err(AcquireError::Config(format!(
                 "the incoming assertion {why}: it is not for this API's provider ({})",
                 self.authority.url
             )))
         };
-        let Some(iss) = claims.iss.as_deref() else {
+        let Some(iss) = iss else {
             return refuse("names no issuer (iss)");
         };
         let a = &self.authority;
         if !a.is_entra {
+            // The usual case first, without parsing: the issuer as discovery checked it
+            // (the authority's own URL, which is already in normal form).
+            let plain = a.url.query().is_none()
+                && a.url.fragment().is_none()
+                && a.url.username().is_empty();
+            if plain && iss.trim_end_matches('/') == a.url.as_str().trim_end_matches('/') {
+                return Ok(());
+            }
             return match (
                 crate::issuer::normalize(iss),
                 crate::issuer::normalize(a.url.as_str()),
@@ -721,7 +739,7 @@ impl Inner {
             return refuse("was not issued by Microsoft Entra");
         }
         if let Some(want) = self.realm_filter(None) {
-            let named = claims.tid.as_deref().map(str::to_lowercase);
+            let named = tid.map(str::to_lowercase);
             if named.as_deref() != Some(&want.to_lowercase()) {
                 return refuse("was issued by another tenant");
             }

@@ -195,8 +195,29 @@ impl Acquirer {
         assertion: &'a str,
         scopes: &'a [&'a str],
     ) -> Result<Lookup<'a>, AcquireError> {
+        self.inner.check_assertion_issuer(assertion)?;
+        Ok(self.obo_lookup_unchecked(assertion, scopes))
+    }
+
+    /// [`obo_lookup`](Self::obo_lookup) for a caller that has decoded (and validated) the
+    /// assertion already: `iss` and `tid` must be that assertion's own claims. The same
+    /// check, without decoding the assertion again (a service's cache hit).
+    ///
+    /// # Errors
+    /// As [`obo_lookup`](Self::obo_lookup).
+    pub fn obo_lookup_with_claims<'a>(
+        &'a self,
+        assertion: &'a str,
+        iss: Option<&str>,
+        tid: Option<&str>,
+        scopes: &'a [&'a str],
+    ) -> Result<Lookup<'a>, AcquireError> {
+        self.inner.check_assertion_claims(iss, tid)?;
+        Ok(self.obo_lookup_unchecked(assertion, scopes))
+    }
+
+    fn obo_lookup_unchecked<'a>(&'a self, assertion: &'a str, scopes: &'a [&'a str]) -> Lookup<'a> {
         let inner = &self.inner;
-        inner.check_assertion_issuer(assertion)?;
         let mut l = Lookup::obo(&inner.client_id, assertion, scopes)
             .environment(&inner.authority.environment);
         l.tenant = if inner.realm_needs_discovery() {
@@ -206,7 +227,7 @@ impl Acquirer {
         } else {
             inner.realm_filter(None)
         };
-        Ok(l)
+        l
     }
 }
 

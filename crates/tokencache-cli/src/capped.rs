@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokencache::backplane::SharedBackplane;
 use tokencache::clock::{SharedClock, SystemClock};
 use tokencache::store::{
-    EntryExpiry, SharedStore, Store, StoreResult, StoreValue, ValueDigest, ValueLayout,
+    EntryExpiry, SharedStore, StampAt, Store, StoreResult, StoreValue, ValueDigest, ValueLayout,
 };
 
 /// The margin added to a run's length for the TTL of what it writes.
@@ -157,6 +157,14 @@ impl Store for CappedStore {
     }
     async fn health(&self) -> StoreResult<()> {
         self.inner.health().await
+    }
+    // The store's clock and its atomic stamp (Redis TIME inside the script), as the
+    // replicas of a real deployment have them.
+    async fn time_ms(&self) -> StoreResult<Option<u64>> {
+        self.inner.time_ms().await
+    }
+    async fn write_stamp(&self, key: &str, at: StampAt, ttl: Option<Duration>) -> StoreResult<i64> {
+        self.inner.write_stamp(key, at, Some(self.cap(ttl))).await
     }
     async fn scan(
         &self,

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use std::fmt;
 use std::time::{Duration, Instant};
 use tokencache::clock::Clock;
-use tokencache::store::{SharedStore, Store, StoreResult, StoreValue};
+use tokencache::store::{SharedStore, StampAt, Store, StoreResult, StoreValue};
 
 /// A clock whose time runs `factor` times faster than real time from `start_ms`.
 #[derive(Debug)]
@@ -199,6 +199,13 @@ impl Store for PacedStore {
     }
     async fn health(&self) -> StoreResult<()> {
         self.inner.health().await
+    }
+    // No store clock (`time_ms` stays the default `None`): the simulation's times are its
+    // virtual clock's. Stamps are still written atomically by the store.
+    async fn write_stamp(&self, key: &str, at: StampAt, ttl: Option<Duration>) -> StoreResult<i64> {
+        self.inner
+            .write_stamp(key, at, ttl.map(|t| self.down(t)))
+            .await
     }
     async fn scan(
         &self,

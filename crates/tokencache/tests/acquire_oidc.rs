@@ -4,6 +4,9 @@
 //! controls count token requests per grant and inject faults). The rotation race also
 //! runs a real `redis-server`. A missing peer fails the test, with the reason.
 
+#[path = "common/oidc.rs"]
+mod oidc;
+use oidc::sign_in;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -248,67 +251,6 @@ async fn on_behalf_of_both_forms_then_from_the_cache_and_gone_at_sign_out() {
     // an assertion the provider did not issue
     let e = a.on_behalf_of("not.a.token", API).await.unwrap_err();
     assert_eq!(e.oauth_code(), Some(&OAuthErrorCode::InvalidGrant), "{e}");
-}
-
-/// Drives the provider's authorization endpoint like a browser that logs in at once:
-/// follows the redirects (keeping the cookies) up to the redirect URI; returns its query.
-async fn sign_in_redirect(url: &url::Url) -> Vec<(String, String)> {
-    let client = http();
-    let mut cookies: Vec<String> = Vec::new();
-    let mut next = url.to_string();
-    for _ in 0..10 {
-        if next.starts_with("http://127.0.0.1/callback") {
-            let u = url::Url::parse(&next).unwrap();
-            return u.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
-        }
-        let mut req = client.get(&next);
-        if !cookies.is_empty() {
-            req = req.header("cookie", cookies.join("; "));
-        }
-        let resp = req.send().await.unwrap();
-        for v in resp.headers().get_all("set-cookie") {
-            let pair = v.to_str().unwrap().split(';').next().unwrap().to_string();
-            let name = pair.split('=').next().unwrap().to_string();
-            cookies.retain(|c| !c.starts_with(&format!("{name}=")));
-            cookies.push(pair);
-        }
-        assert!(
-            resp.status().is_redirection(),
-            "{} at {next}: {}",
-            resp.status(),
-            resp.text().await.unwrap_or_default()
-        );
-        let loc = resp.headers()["location"].to_str().unwrap().to_string();
-        next = url::Url::parse(&next)
-            .unwrap()
-            .join(&loc)
-            .unwrap()
-            .to_string();
-    }
-    panic!("too many redirects");
-}
-
-async fn sign_in(a: &Acquirer, user: &str) -> tokencache::acquire::SignIn {
-    let req = a
-        .authorization_url(&AuthorizationParams {
-            redirect_uri: "http://127.0.0.1/callback",
-            scopes: API,
-            login_hint: Some(user),
-            // OIDC Core §11: offline_access (a refresh token) needs consent
-            prompt: Some("consent"),
-        })
-        .await
-        .unwrap();
-    let q = sign_in_redirect(&req.url).await;
-    let get = |k: &str| {
-        q.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("no {k} in {q:?}"))
-    };
-    a.redeem_code(&req, &get("code"), &get("state"))
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

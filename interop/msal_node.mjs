@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// msal-node driver for tokencache's interop tests (crates/tokencache/tests/interop_msal.rs).
+// msal-node driver for tokencache's interop tests (crates/tokencache/tests/interop_{python,node,fixtures}.rs).
 //
 // Runs the real @azure/msal-node (pinned in interop/package.json + package-lock.json, installed by
 // interop/setup.sh into $TOKENCACHE_PEERS_DIR, default <repo>/.peers) with a fake in-process
@@ -12,7 +12,8 @@
 //           EVENT = {"client_id", "authority": "https://host/TENANT", "scope": [...],
 //                    "response": {token endpoint JSON}, "now": unix seconds,
 //                    "grant": "authorization_code" | "client_credentials" | "on_behalf_of",
-//                    "assertion": "<incoming token>" (on_behalf_of only)}
+//                    "assertion": "<incoming token>" (on_behalf_of only),
+//                    "tenant_id": the id a tenant named by domain stands for (optional, as in find)}
 //         The fake token endpoint answers with `response`; msal-node's own code caches it.
 //         Output: {"blob": "<serialized cache>", "results": [{"from_cache", "fingerprint"}...]}
 //
@@ -133,7 +134,7 @@ async function write(req) {
     const results = [];
     for (const ev of events) {
         freezeTime(ev.now);
-        const network = new FakeNetwork(ev.response);
+        const network = new FakeNetwork(ev.response, ev.tenant_id);
         const app = makeApp(ev.client_id, ev.authority, network);
         if (blob) app.getTokenCache().deserialize(blob);
         const grant = ev.grant || "authorization_code";

@@ -3,12 +3,15 @@
 //! Microsoft.Identity.Web's partition keys, but its records' `realm` is the tenant id
 //! (`tid`), as MSAL writes it — and the real MSAL Python and msal-node, configured with
 //! that domain authority (their discovery answering with the tenant id, as Entra's
-//! does), find tokencache's records. A user partition holding two tenants' tokens serves
-//! the authority's own, not an "ambiguous tenants" error.
+//! does), find tokencache's records. Each access token of such an authority is also
+//! written under the domain — the realm MSAL.NET uses for every record and msal-node for
+//! app tokens — and what msal-node and MSAL.NET wrote under the domain is served. A user
+//! partition holding two tenants' tokens serves the authority's own, not an "ambiguous
+//! tenants" error.
 //!
 //! The token endpoint is a fake on loopback (an Entra host cannot be served here); the
 //! discovery document is Entra's shape with the tenant id in its issuer. The MSAL peers
-//! are driven as in `interop_msal.rs` (`interop/msal_py.py`, `interop/msal_node.mjs`,
+//! are driven as in `interop_python.rs` and `interop_node.rs` (`interop/msal_py.py`, `interop/msal_node.mjs`,
 //! installed by `interop/setup.sh`; they fail, never skip, when python3 or node is
 //! missing).
 
@@ -22,7 +25,9 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokencache::acquire::{Acquirer, Authority, ClientCredential, Provider, TokenSource};
+use tokencache::acquire::{
+    AcquireOptions, Acquirer, Authority, ClientCredential, Provider, TokenSource,
+};
 use tokencache::partition::PartitionKey;
 use tokencache::schema::AppAccountForm;
 use tokencache::{SaveFor, SaveRequest, Secret, Subject, TokenCache, TokenResponse};
@@ -122,7 +127,7 @@ async fn memory_cache() -> TokenCache {
         .unwrap()
 }
 
-// ---- the MSAL peers (as interop_msal.rs drives them) ---------------------------------------
+// ---- the MSAL peers (as interop_python.rs and interop_node.rs drive them) ---------------------------------------
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -154,9 +159,8 @@ fn ensure_peers() {
     });
 }
 
-/// `find` of a peer driver: the token its public API serves from `blob` (its token
-/// endpoint fails, so a token is a cache hit), by fingerprint.
-fn peer_find(python: bool, blob: &str, scopes: &[&str], home: Option<&str>) -> Value {
+/// Runs a peer driver's subcommand `cmd` on `req`; its JSON answer.
+fn drive(python: bool, cmd: &str, req: &Value) -> Value {
     ensure_peers();
     let mut c = if python {
         let mut c = Command::new(peers_dir().join("venv/bin/python"));
@@ -167,13 +171,8 @@ fn peer_find(python: bool, blob: &str, scopes: &[&str], home: Option<&str>) -> V
         c.arg(repo_root().join("interop/msal_node.mjs"));
         c
     };
-    let req = json!({
-        "blob": blob, "client_id": CLIENT,
-        "authority": format!("https://login.microsoftonline.com/{DOMAIN}"),
-        "tenant_id": TID, "scope": scopes, "home_account_id": home, "now": now() + 60,
-    });
     let mut child = c
-        .arg("find")
+        .arg(cmd)
         .env("TOKENCACHE_PEERS_DIR", peers_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -192,7 +191,18 @@ fn peer_find(python: bool, blob: &str, scopes: &[&str], home: Option<&str>) -> V
         "driver failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `find` of a peer driver: the token its public API serves from `blob` (its token
+/// endpoint fails, so a token is a cache hit), by fingerprint.
+fn peer_find(python: bool, blob: &str, scopes: &[&str], home: Option<&str>) -> Value {
+    let req = json!({
+        "blob": blob, "client_id": CLIENT,
+        "authority": format!("https://login.microsoftonline.com/{DOMAIN}"),
+        "tenant_id": TID, "scope": scopes, "home_account_id": home, "now": now() + 60,
+    });
+    let v = drive(python, "find", &req);
     assert_eq!(v["token_requests"], json!(0), "a hit is a cache read: {v}");
     v
 }
@@ -208,7 +218,7 @@ async fn an_app_token_of_a_tenant_named_by_domain_is_saved_under_its_tenant_id()
     let fake = FakeTokenEndpoint::start(body);
     let authority = format!("https://login.microsoftonline.com/{DOMAIN}/v2.0");
     // app tokens with `home_account_id: null`, the form MSAL Python reads
-    // (interop_msal.rs live_app_account_forms_each_client_accepts)
+    // (interop_python.rs live_app_account_forms_each_client_accepts)
     let c = TokenCache::builder()
         .store_url("memory://")
         .app_account_form(AppAccountForm::Null)
@@ -242,15 +252,149 @@ async fn an_app_token_of_a_tenant_named_by_domain_is_saved_under_its_tenant_id()
         .partition(&Subject::App { tenant: DOMAIN }, CLIENT)
         .await
         .expect("the app partition of the domain");
-    let realms: Vec<&str> = p.access_tokens().map(|t| t.realm.as_str()).collect();
-    assert_eq!(realms, [TID]);
+    // under the tenant id (MSAL Python's realm) and the domain (MSAL.NET's and
+    // msal-node's for app tokens of this authority): one token, two records
+    let mut realms: Vec<&str> = p.access_tokens().map(|t| t.realm.as_str()).collect();
+    realms.sort();
+    assert_eq!(realms, [TID, DOMAIN]);
+    assert!(p.access_tokens().all(|t| t.secret.expose() == at));
     let envs: Vec<&str> = p.access_tokens().map(|t| t.environment.as_str()).collect();
-    assert_eq!(envs, ["login.microsoftonline.com"]);
+    assert_eq!(envs, ["login.microsoftonline.com"; 2]);
     // MSAL Python, configured with the domain authority, serves it from the cache
     let blob = String::from_utf8(p.to_vec()).unwrap();
     let py = peer_find(true, &blob, &scopes, None);
     assert_eq!(py["app"].as_str(), Some(fp(&at).as_str()), "{py}");
     assert_eq!(py["search"].as_str(), Some(fp(&at).as_str()), "{py}");
+    // and msal-node, from a partition in the form it reads (`""`, the default), finds
+    // exactly one (it refuses several matches)
+    let c2 = memory_cache().await;
+    let a2 = Acquirer::builder(
+        c2.clone(),
+        &authority,
+        CLIENT,
+        ClientCredential::SecretPost(Secret::new("s")),
+    )
+    .provider(entra_provider(&authority, fake.port))
+    .build()
+    .unwrap();
+    a2.client_credentials(&scopes).await.unwrap();
+    let p2 = c2
+        .partition(&Subject::App { tenant: DOMAIN }, CLIENT)
+        .await
+        .unwrap();
+    let blob2 = String::from_utf8(p2.to_vec()).unwrap();
+    let node = peer_find(false, &blob2, &scopes, None);
+    assert_eq!(node["app"].as_str(), Some(fp(&at).as_str()), "{node}");
+
+    // a new token replaces both records, never adds to them
+    let forced = AcquireOptions {
+        force_refresh: true,
+        ..AcquireOptions::default()
+    };
+    let t2 = a.client_credentials_with(&scopes, &forced).await.unwrap();
+    assert_eq!(t2.source, TokenSource::Provider);
+    let p = c
+        .partition(&Subject::App { tenant: DOMAIN }, CLIENT)
+        .await
+        .unwrap();
+    assert_eq!(p.access_tokens().count(), 2);
+}
+
+/// What MSAL.NET (and Microsoft.Identity.Web) and msal-node write for an authority that
+/// names its tenant by domain is served too: MSAL.NET writes every record under the
+/// tenant as the authority names it (`TokenResponseHelper.GetTenantId`: a tenanted
+/// authority's tenant wins over the id token's), msal-node its app tokens.
+#[tokio::test]
+async fn tokens_msal_dotnet_and_msal_node_wrote_under_the_domain_are_served() {
+    let authority = format!("https://login.microsoftonline.com/{DOMAIN}/v2.0");
+    let scopes = ["https://graph.microsoft.com/.default"];
+    // msal-node's own client-credentials write, discovery naming the tenant id
+    let node_at =
+        jwt(&json!({"aud": "https://graph.microsoft.com", "tid": TID, "exp": 4_000_000_000_i64}));
+    let written = drive(
+        false,
+        "write",
+        &json!({
+            "client_id": CLIENT, "authority": format!("https://login.microsoftonline.com/{DOMAIN}"),
+            "tenant_id": TID, "scope": scopes, "now": now(), "grant": "client_credentials",
+            "response": {"access_token": node_at, "token_type": "Bearer", "expires_in": 3600},
+        }),
+    );
+    let blob = written["blob"].as_str().expect("blob");
+    let parsed = tokencache::Partition::parse(blob.as_bytes()).unwrap();
+    let realms: Vec<&str> = parsed.access_tokens().map(|t| t.realm.as_str()).collect();
+    assert_eq!(realms, [DOMAIN], "msal-node's realm for this authority");
+
+    let c = memory_cache().await;
+    let two = c.two_level();
+    let app_key = two
+        .keys()
+        .partition_str(PartitionKey::app(CLIENT, DOMAIN).as_str());
+    two.store()
+        .set(&app_key, blob.as_bytes(), None)
+        .await
+        .unwrap();
+
+    // MSAL.NET's user records: realm = the domain for the access token, id token and
+    // account (written by hand in its format; .NET does not run on these machines)
+    let home = format!("{OID}.{TID}");
+    let net_at = "at-msal-dotnet-wrote";
+    let (now, exp) = (now(), now() + 3600);
+    let at_key =
+        format!("{home}-login.microsoftonline.com-accesstoken-{CLIENT}-{DOMAIN}-user.read");
+    let net_blob = json!({
+        "AccessToken": {at_key: {
+            "home_account_id": home, "environment": "login.microsoftonline.com",
+            "client_id": CLIENT, "credential_type": "AccessToken", "realm": DOMAIN,
+            "target": "User.Read", "secret": net_at, "cached_at": now.to_string(),
+            "expires_on": exp.to_string(), "extended_expires_on": exp.to_string(),
+        }},
+        "RefreshToken": {}, "IdToken": {}, "Account": {}, "AppMetadata": {},
+    });
+    let user_key = two.keys().partition_str(&home);
+    two.store()
+        .set(&user_key, net_blob.to_string().as_bytes(), None)
+        .await
+        .unwrap();
+
+    let fake = FakeTokenEndpoint::start("{}".into());
+    let a = Acquirer::builder(
+        c.clone(),
+        &authority,
+        CLIENT,
+        ClientCredential::SecretPost(Secret::new("s")),
+    )
+    .provider(entra_provider(&authority, fake.port))
+    .build()
+    .unwrap();
+    let t = a.client_credentials(&scopes).await.unwrap();
+    assert_eq!(t.source, TokenSource::Cache);
+    assert_eq!(fp(t.secret.expose()), fp(&node_at), "msal-node's app token");
+    let u = a.acquire_silent(&home, &["User.Read"]).await.unwrap();
+    assert_eq!(u.source, TokenSource::Cache);
+    assert_eq!(u.secret.expose(), net_at, "MSAL.NET's user token");
+    assert_eq!(
+        fake.requests.load(Ordering::SeqCst),
+        0,
+        "both served from the cache"
+    );
+
+    // another tenant's authority (by id) is not served the domain's records
+    let other = format!("https://login.microsoftonline.com/{GUEST_TID}/v2.0");
+    let g = Acquirer::builder(
+        c.clone(),
+        &other,
+        CLIENT,
+        ClientCredential::SecretPost(Secret::new("s")),
+    )
+    .build()
+    .unwrap();
+    let miss = c.find_access_token(&g.app_lookup(&scopes)).await.unwrap();
+    assert!(miss.is_none(), "another tenant's app partition");
+    let l = tokencache::Lookup::user(CLIENT, &home, &["User.Read"])
+        .environment("login.microsoftonline.com")
+        .tenant(GUEST_TID);
+    assert!(c.find_access_token(&l).await.unwrap().is_none());
 }
 
 /// A user response of tenant `tid` for `OID` (home tenant `TID`).
@@ -339,6 +483,78 @@ async fn a_user_partition_of_two_tenants_serves_the_domain_authoritys_own_and_ms
     assert_eq!(py["search"].as_str(), Some(fp(at_home).as_str()), "{py}");
     let node = peer_find(false, &blob, &scopes, Some(&home));
     assert_eq!(node["app"].as_str(), Some(fp(at_home).as_str()), "{node}");
+}
+
+/// A user token the acquirer saves for the domain authority is written under the tenant
+/// id and the domain; MSAL Python and msal-node (their user lookups name the tenant id)
+/// each find exactly one, and tokencache serves it.
+#[tokio::test]
+async fn a_user_token_of_the_domain_authority_is_found_by_every_msal() {
+    let c = memory_cache().await;
+    let home = format!("{OID}.{TID}");
+    let scopes = ["User.Read"];
+    let seed = SaveRequest::new(
+        CLIENT,
+        SaveFor::User,
+        "login.microsoftonline.com",
+        TID,
+        &scopes,
+    );
+    c.save_token_response(&seed, &user_response(TID, "at-old", "rt-old"))
+        .await
+        .unwrap();
+    let fresh = "at-refreshed-by-the-acquirer";
+    let body = serde_json::to_string(&json!({
+        "access_token": fresh, "refresh_token": "rt-new", "token_type": "Bearer",
+        "expires_in": 3600, "scope": "User.Read",
+        "client_info": b64(&json!({"uid": OID, "utid": TID}).to_string()),
+    }))
+    .unwrap();
+    let fake = FakeTokenEndpoint::start(body);
+    let authority = format!("https://login.microsoftonline.com/{DOMAIN}/v2.0");
+    let a = Acquirer::builder(
+        c.clone(),
+        &authority,
+        CLIENT,
+        ClientCredential::SecretPost(Secret::new("s")),
+    )
+    .provider(entra_provider(&authority, fake.port))
+    .build()
+    .unwrap();
+    let forced = AcquireOptions {
+        force_refresh: true,
+        ..AcquireOptions::default()
+    };
+    let t = a
+        .acquire_silent_with(&home, &scopes, &forced)
+        .await
+        .unwrap();
+    assert_eq!(t.source, TokenSource::Provider);
+    let p = c.partition(&Subject::User(&home), CLIENT).await.unwrap();
+    let mut ats: Vec<(&str, &str)> = p
+        .access_tokens()
+        .map(|t| (t.realm.as_str(), t.secret.expose()))
+        .collect();
+    ats.sort();
+    assert_eq!(
+        ats,
+        [(TID, fresh), (DOMAIN, fresh)],
+        "the old token replaced"
+    );
+    // the id token and account stay one record each, of the tenant id
+    let id_realms: Vec<&str> = p.id_tokens().map(|t| t.realm.as_str()).collect();
+    assert_eq!(id_realms, [TID]);
+    assert_eq!(p.accounts().count(), 1);
+    let again = a.acquire_silent(&home, &scopes).await.unwrap();
+    assert_eq!(again.source, TokenSource::Cache);
+    assert_eq!(again.secret.expose(), fresh);
+
+    let blob = String::from_utf8(p.to_vec()).unwrap();
+    let py = peer_find(true, &blob, &scopes, Some(&home));
+    assert_eq!(py["app"].as_str(), Some(fp(fresh).as_str()), "{py}");
+    let node = peer_find(false, &blob, &scopes, Some(&home));
+    assert_eq!(node["app"].as_str(), Some(fp(fresh).as_str()), "{node}");
+    assert_eq!(node["accounts"], json!([home]), "{node}");
 }
 
 #[tokio::test]

@@ -485,6 +485,9 @@ impl Acquirer {
             &scopes,
         )
         .realm(&realm);
+        if let Some(alias) = inner.realm_alias() {
+            request = request.realm_alias(alias);
+        }
         if let Some(k) = inner.authority.issuer_key() {
             request = request.of_issuer(k);
         }
@@ -631,9 +634,9 @@ impl Inner {
         self.provider.get().and_then(|p| p.tenant_id.as_deref())
     }
 
-    /// Whether the realm of this authority's records is only known after discovery (an
-    /// Entra tenant named by its domain).
-    pub(crate) fn realm_needs_discovery(&self) -> bool {
+    /// Whether the authority is a Microsoft Entra tenant named by its domain (not by its
+    /// id, nor a multi-tenant alias): its records' realm is the tenant id discovery names.
+    fn named_by_domain(&self) -> bool {
         let a = &self.authority;
         a.is_entra
             && self.managed.is_none()
@@ -641,7 +644,22 @@ impl Inner {
             && !["common", "organizations", "consumers"]
                 .iter()
                 .any(|m| m.eq_ignore_ascii_case(&a.tenant))
-            && self.provider.get().is_none()
+    }
+
+    /// Whether the realm of this authority's records is only known after discovery (an
+    /// Entra tenant named by its domain).
+    pub(crate) fn realm_needs_discovery(&self) -> bool {
+        self.named_by_domain() && self.provider.get().is_none()
+    }
+
+    /// The other name of the realm [`realm_filter`](Self::realm_filter) names, for an
+    /// Entra tenant named by its domain: the domain, as the authority writes it
+    /// (docs/design.md §4.7). MSAL.NET writes and looks up every record under it, and
+    /// msal-node its app tokens, where MSAL Python uses the tenant id: lookups match
+    /// records of either, and each access token is written under both. `None` otherwise.
+    pub(crate) fn realm_alias(&self) -> Option<&str> {
+        self.named_by_domain()
+            .then_some(self.authority.tenant.as_str())
     }
 
     /// The app partition lookup of `scopes` (client credentials): the partition of the
@@ -652,7 +670,10 @@ impl Inner {
         let mut l = Lookup::app(&self.client_id, &self.authority.tenant, scopes)
             .environment(&self.authority.environment);
         match self.realm_filter(None) {
-            Some(r) => l.tenant = Some(r),
+            Some(r) => {
+                l.tenant = Some(r);
+                l.tenant_alias = self.realm_alias();
+            }
             None => {
                 l.tenant = None;
                 l.any_tenant = true;
@@ -903,7 +924,7 @@ impl Job {
         };
         let l = l.environment(&inner.authority.environment);
         match inner.realm_filter(home) {
-            Some(r) => l.tenant(r),
+            Some(r) => l.tenant(r).tenant_alias(inner.realm_alias()),
             None => l,
         }
     }

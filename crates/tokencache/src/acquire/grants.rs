@@ -158,7 +158,8 @@ impl Acquirer {
             },
         };
         let mut lookup = Lookup::new(&inner.client_id, subject, request.scopes)
-            .environment(&inner.authority.environment);
+            .environment(&inner.authority.environment)
+            .tenant_alias(inner.realm_alias());
         lookup.tenant = inner.realm_filter(None);
         let job = || {
             Ok(Job::new(
@@ -221,10 +222,13 @@ impl Acquirer {
         let mut l = Lookup::obo(&inner.client_id, assertion, scopes)
             .environment(&inner.authority.environment);
         l.tenant = if inner.realm_needs_discovery() {
-            // the tenant id is not known yet, nor checked: nothing matches (the acquirer
-            // discovers it, checks the assertion, and serves)
+            // The tenant id is not known yet, nor checked against the assertion's: only
+            // records under the domain match, which an acquirer of this tenant wrote for
+            // this very assertion (the partition is its hash) after checking it; else the
+            // acquirer discovers the id, checks the assertion, and serves.
             Some(inner.authority.tenant.as_str())
         } else {
+            l.tenant_alias = inner.realm_alias();
             inner.realm_filter(None)
         };
         l

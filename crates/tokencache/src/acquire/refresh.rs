@@ -68,6 +68,7 @@ impl Acquirer {
         let mut lookup = Lookup::user(&inner.client_id, home_account_id, scopes)
             .environment(&inner.authority.environment);
         lookup.tenant = inner.realm_filter(Some(home_account_id));
+        lookup.tenant_alias = inner.realm_alias();
         let job = || {
             Ok(Job::new(
                 Grant::Refresh {
@@ -186,7 +187,8 @@ impl Acquirer {
             scopes,
         )
         .environment(&inner.authority.environment)
-        .tenant_opt(inner.realm_filter(None));
+        .tenant_opt(inner.realm_filter(None))
+        .tenant_alias(inner.realm_alias());
         let job = || {
             Ok(Job::new(
                 Grant::Session {

@@ -190,13 +190,28 @@ impl TokenCache {
         let any_account = kind == PartitionKind::OboSession;
         let one_tenant = lookup.tenant.is_none() && !lookup.any_tenant;
         let one_cloud = lookup.environment.is_none() && !lookup.any_cloud;
-        let found = match partition.find_access_token_in_one_authority(
+        let mut found = partition.find_access_token_in_one_authority(
             &query,
             now,
             any_account,
             one_tenant,
             one_cloud,
-        ) {
+        );
+        // the tenant's other name (an Entra tenant named by domain): what MSAL.NET wrote
+        if let (Ok(None), Some(alias)) = (&found, lookup.tenant.and(lookup.tenant_alias)) {
+            let q = AccessTokenQuery {
+                realm: Some(alias),
+                ..query
+            };
+            found = partition.find_access_token_in_one_authority(
+                &q,
+                now,
+                any_account,
+                false,
+                one_cloud,
+            );
+        }
+        let found = match found {
             Ok(found) => found,
             Err(a) => {
                 let what = match a {
@@ -372,6 +387,7 @@ impl TokenCache {
             scopes: request.scopes,
             user_assertion: assertion,
         };
+        let alias = request.realm_alias;
         let now = requested_at_ms.div_euclid(1000);
         let obo = matches!(target.kind, PartitionKind::Obo | PartitionKind::OboSession);
         let form = self.app_account_form;
@@ -416,6 +432,11 @@ impl TokenCache {
                         (None, None) => p.add_token_response_written(&req, response, at, seq, form),
                     }
                     .map_err(Error::from)
+                    .inspect(|added| {
+                        if let (Some(k), Some(alias)) = (&added.access_token_key, alias) {
+                            p.mirror_access_token(k, alias);
+                        }
+                    })
                 },
             )
             .await?;

@@ -52,6 +52,11 @@ pub struct Lookup<'a> {
     /// [`Error::InvalidRequest`](crate::Error::InvalidRequest) asking to name one (or to set
     /// [`any_tenant`](Self::any_tenant)). For [`Subject::App`] the subject's tenant.
     pub tenant: Option<&'a str>,
+    /// Another name of `tenant` (ignored without one): records of either realm match,
+    /// `tenant`'s first. For a Microsoft Entra tenant named by its domain, the domain,
+    /// which MSAL.NET writes as every record's realm and msal-node as its app tokens'
+    /// (docs/design.md §4.7).
+    pub tenant_alias: Option<&'a str>,
     /// The authority host (compared as clouds: `login.windows.net` is
     /// `login.microsoftonline.com`). `None`: the cloud the matching tokens were saved
     /// for, when they are all of one cloud; else, as for `tenant`, an error.
@@ -90,6 +95,7 @@ impl<'a> Lookup<'a> {
             subject,
             scopes,
             tenant: None,
+            tenant_alias: None,
             environment: None,
             any_tenant: false,
             any_cloud: false,
@@ -108,6 +114,13 @@ impl<'a> Lookup<'a> {
         if tenant.is_some() {
             self.tenant = tenant;
         }
+        self
+    }
+
+    /// Also matches records of realm `alias`, another name of the tenant
+    /// ([`tenant_alias`](Self::tenant_alias)).
+    pub fn tenant_alias(mut self, alias: Option<&'a str>) -> Self {
+        self.tenant_alias = alias;
         self
     }
 
@@ -211,6 +224,11 @@ pub struct SaveRequest<'a> {
     /// tenant as written, a domain maybe — names the app partition (docs/design.md §4).
     /// An id token's `tid` still wins, as MSAL writes it.
     pub realm: Option<&'a str>,
+    /// Another name of the records' realm (`None`: none): each access token is written
+    /// under it too ([`Partition::mirror_access_token`](crate::Partition::mirror_access_token)).
+    /// For a Microsoft Entra tenant named by its domain, the domain: MSAL.NET finds
+    /// tokens under it, MSAL Python under the tenant id (docs/design.md §4.7).
+    pub realm_alias: Option<&'a str>,
 }
 
 impl<'a> SaveRequest<'a> {
@@ -230,7 +248,14 @@ impl<'a> SaveRequest<'a> {
             scopes,
             issuer_key: None,
             realm: None,
+            realm_alias: None,
         }
+    }
+
+    /// Writes each access token under realm `alias` too ([`realm_alias`](Self::realm_alias)).
+    pub fn realm_alias(mut self, alias: &'a str) -> Self {
+        self.realm_alias = Some(alias);
+        self
     }
 
     /// The records' realm, when it is not the tenant ([`realm`](Self::realm)).

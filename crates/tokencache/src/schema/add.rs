@@ -383,6 +383,29 @@ impl Partition {
         self.insert_account(acc);
     }
 
+    /// Writes the access token stored under `key` (an [`Added::access_token_key`]) a
+    /// second time, under realm `alias` — another name of the same tenant — replacing the
+    /// tokens of that realm whose target intersects it, as a new token replaces them in
+    /// its own realm. Returns the copy's key; `None` (nothing written) when `key` names no
+    /// access token or its realm is `alias` already.
+    ///
+    /// For a Microsoft Entra tenant named by its domain (docs/design.md §4.7): MSAL.NET
+    /// writes and looks every token up under the tenant as the authority writes it (the
+    /// domain), and msal-node its app tokens; MSAL Python, and msal-node's user lookups,
+    /// use the tenant id. A token under both realms is found by each of them.
+    pub fn mirror_access_token(&mut self, key: &str, alias: &str) -> Option<String> {
+        let at = self.access_tokens.get(key)?;
+        if eq_ci(&at.realm, alias) {
+            return None;
+        }
+        let mut copy = at.clone();
+        copy.realm = alias.to_owned();
+        self.access_tokens.retain(|_, old| {
+            !(same_at_slot(old, &copy) && targets_intersect(&old.target, &copy.target))
+        });
+        Some(self.insert_access_token(copy))
+    }
+
     /// Signs a user out of one client: removes the user's access, refresh and id tokens
     /// of `client_id`, and the user's account records when no credential of any client
     /// refers to the user anymore. Returns the number of records removed.

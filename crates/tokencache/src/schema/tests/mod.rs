@@ -5,6 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 mod forms;
+mod mirror;
 mod reading;
 
 const CID: &str = "11111111-aaaa-4bbb-8ccc-000000000001";

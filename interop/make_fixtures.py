@@ -10,7 +10,7 @@ Writes
   msal_node_user.json msal_node_app.json msal_node_obo.json   TokenCache.serialize() output
 
 All tokens are fake: JWTs with a fake signature, made up ids, fixed timestamps.
-The crates/tokencache/tests/interop_msal.rs live tests read interop_cases.json for their inputs.
+The crates/tokencache/tests/interop_{python,node,fixtures}.rs live tests read interop_cases.json for their inputs.
 """
 import base64
 import json

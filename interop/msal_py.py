@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""MSAL Python driver for tokencache's interop tests (crates/tokencache/tests/interop_msal.rs).
+"""MSAL Python driver for tokencache's interop tests (crates/tokencache/tests/interop_{python,node,fixtures}.rs).
 
 Runs the real `msal` package (pinned in interop/requirements.txt, installed by interop/setup.sh)
 with a fake, in-process HTTP client: nothing leaves the process.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real MSAL peers used by crates/tokencache/tests/interop_msal.rs:
+# Installs the real MSAL peers used by crates/tokencache/tests/interop_{python,node,fixtures}.rs:
 #   - MSAL Python (pinned in interop/requirements.txt) into $PEERS/venv
 #   - msal-node   (pinned in interop/package.json + package-lock.json) into $PEERS/node_modules
 # PEERS is $TOKENCACHE_PEERS_DIR, or <repo>/.peers when unset.

@@ -50,7 +50,7 @@ impl DerefMut for Extra {
 
 /// How an **empty** `home_account_id` (app-only tokens; OBO tokens whose response names no
 /// user) appears in a blob. The MSAL SDKs disagree, and each one's lookup of app tokens
-/// accepts only some forms (checked against the real clients by `tests/interop_msal.rs`):
+/// accepts only some forms (checked against the real clients by `tests/interop_python.rs`, `tests/interop_node.rs`):
 ///
 /// | form | written by | `acquire_token_for_client` finds it in |
 /// |---|---|---|

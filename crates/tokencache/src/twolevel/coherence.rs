@@ -166,6 +166,12 @@ impl Core {
                 drop(this);
                 tokio::time::sleep(*pause).await;
             };
+            if is_no_permission(&error) {
+                // the channel's refusal: one line per replica, whichever of the
+                // subscription and a publish meets it first
+                this.say_refused("publish on", &error);
+                return;
+            }
             match this.quiet.occurred("backplane_publish") {
                 Say::First => tracing::warn!(endpoint = %bp.endpoint(), cause = %error, "backplane publish at {} failed ({error}), also when retried {} times; other replicas may keep an old L1 entry until its L1 deadline; more of these are summed up once a minute", bp.endpoint(), PUBLISH_RETRIES.len()),
                 Say::Summary(n) => tracing::warn!(endpoint = %bp.endpoint(), count = n, "{n} more backplane publishes failed in the last minute (the latest: {error})"),
@@ -254,15 +260,7 @@ impl Core {
         if refused && !said_refused {
             bump(&self.counters.backplane_losses);
             self.metrics.backplane_losses.increment(1);
-            tracing::error!(
-                endpoint = %self.backplane_endpoint(),
-                channel = %self.channel,
-                cause = why,
-                "backplane at {}: the Redis user may not subscribe to the channel {} ({why}); L1 is bypassed and every read goes to L2 until it may (grant it with ACL SETUSER <user> &{}*)",
-                self.backplane_endpoint(),
-                self.channel,
-                self.keys.prefix(),
-            );
+            self.say_refused("subscribe to", why);
         } else if !was {
             bump(&self.counters.backplane_losses);
             self.metrics.backplane_losses.increment(1);
@@ -275,7 +273,26 @@ impl Core {
         }
     }
 
+    /// Logs, once until the channel is granted, that the Redis user may not use the
+    /// backplane channel (`what`: `subscribe to` or `publish on`, whichever met the
+    /// refusal first; the other is the same ACL rule and says nothing).
+    fn say_refused(&self, what: &str, why: &str) {
+        if self.refusal_said.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::error!(
+            endpoint = %self.backplane_endpoint(),
+            channel = %self.channel,
+            cause = why,
+            "backplane at {}: the Redis user may not use the channel {} (refused to {what} it: {why}); L1 is bypassed and every read goes to L2, and other replicas are not told of this one's writes, until it may (grant it with ACL SETUSER <user> &{}*)",
+            self.backplane_endpoint(),
+            self.channel,
+            self.keys.prefix(),
+        );
+    }
+
     fn backplane_back(&self) {
+        self.refusal_said.store(false, Ordering::Release);
         self.invalidations.fetch_add(1, Ordering::AcqRel);
         if let Some(l1) = &self.l1 {
             l1.clear(); // filled while messages could be missed

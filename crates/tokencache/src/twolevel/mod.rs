@@ -260,6 +260,9 @@ struct Core {
     /// The subscription's state and why (std Mutex: set by the listener, read by
     /// `backplane_status`; never held across an await).
     backplane_status: Mutex<BackplaneStatus>,
+    /// The channel's refusal (`NOPERM`) was logged: once, whether the subscription or a
+    /// publish met it first; again only after a grant (see `coherence`).
+    refusal_said: AtomicBool,
     /// Bumped by every invalidation; a load keeps its value in L1 only if unchanged.
     invalidations: std::sync::atomic::AtomicU64,
     /// An L2 outage is going on (set on the first failure, cleared when it ends).
@@ -337,6 +340,7 @@ impl TwoLevel {
             } else {
                 BackplaneStatus::None
             }),
+            refusal_said: AtomicBool::new(false),
             invalidations: std::sync::atomic::AtomicU64::new(0),
             l2_failing: AtomicBool::new(false),
             revocations: revocations::Revocations::default(),

@@ -54,6 +54,7 @@ mod id_token;
 pub mod lock;
 pub mod managed_identity;
 mod random;
+mod realms;
 mod refresh;
 mod retry_after;
 mod single_flight;

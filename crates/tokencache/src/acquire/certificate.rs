@@ -1,7 +1,7 @@
 //! Certificate credentials (`private_key_jwt` with a certificate, as Entra's certificate
 //! credentials are): a private key and its certificate chain from PEM files or a PKCS#12
 //! file, checked when loaded — the certificate must be valid now and its public key must
-//! be the private key's — and re-read when the files change ([`super::files::Watched`]).
+//! be the private key's — and re-read when the files change (`files::Watched`).
 //!
 //! The assertion names the certificate by thumbprint: `x5t#S256` (SHA-256 of the DER) and
 //! `x5t` (SHA-1, which Entra's v1 endpoints read), and carries the chain in `x5c` when

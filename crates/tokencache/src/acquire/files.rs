@@ -1,6 +1,6 @@
 //! Credentials read from files: a secret or a certificate re-read when its file changes
-//! ([`Watched`], [`SecretFile`]), and a client assertion read for every request
-//! ([`read_assertion_file`]).
+//! (`Watched`, [`SecretFile`]), and a client assertion read for every request
+//! (`read_assertion_file`).
 //!
 //! Rotation without restart: a mounted Kubernetes secret is replaced by the kubelet
 //! (a symbolic link swapped to a new folder), a certificate file by the operator. A

@@ -330,9 +330,6 @@ fn finish(shown: &str, outcome: Attempt) -> Result<Answer, AcquireError> {
     }
 }
 
-/// A token endpoint answer: a token response (2xx), an OAuth error (a JSON body with
-/// `error`), or a bare HTTP status. A 2xx body that is a JSON object is returned
-/// whatever it holds: [`check_usable`] says whether it can be used.
 /// Characters of a body [`excerpt`] keeps at most.
 pub const EXCERPT_CHARS: usize = 200;
 
@@ -429,6 +426,9 @@ pub fn excerpt(body: &[u8]) -> Option<String> {
     Some(cut)
 }
 
+/// A token endpoint answer: a token response (2xx), an OAuth error (a JSON body with
+/// `error`), or a bare HTTP status. A 2xx body that is a JSON object is returned
+/// whatever it holds: [`check_usable`] says whether it can be used.
 fn parse_token_answer(shown: &str, answer: Answer) -> Result<TokenResponse, AcquireError> {
     if let Some(e) = oauth_error(&answer) {
         return Err(AcquireError::OAuth(Box::new(e)));

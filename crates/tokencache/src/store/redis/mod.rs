@@ -3,10 +3,10 @@
 //! * Standalone: one multiplexed connection, replaced when it breaks.
 //! * Sentinel (`redis+sentinel://`): the same, to the master the Sentinels name; a
 //!   connection that breaks, times out or answers `READONLY` is replaced by one to the
-//!   master the Sentinels name then ([`sentinel`]), so a failover is followed.
+//!   master the Sentinels name then (`sentinel.rs`), so a failover is followed.
 //! * Cluster uses redis-rs's [`ClusterConnection`] built from the seed nodes (it follows
 //!   `MOVED`/`ASK` and refreshes its slot map); each master has its own health and
-//!   timeout, so one sick shard degrades only its own keys ([`cluster`]).
+//!   timeout, so one sick shard degrades only its own keys (`cluster.rs`).
 //!
 //! **Lazy connection.** Constructors never touch the network: they parse the
 //! configuration and return at once. The first call connects; concurrent first calls
@@ -21,8 +21,8 @@
 //! Valkey 6.2 or later is required (`GETEX`, `ZADD … GT`), in the mode the URL names
 //! (a `redis://` URL at a Cluster node or a Sentinel is refused, saying which URL to
 //! use). A refusal is a one-line `Config` error, remembered for a few seconds so that
-//! a misconfigured server is not connected to on every call ([`server`]). TLS: see
-//! [`tls`]. What a deployment must allow (ACL rules and the rest) is checked, one
+//! a misconfigured server is not connected to on every call (`server.rs`). TLS: see
+//! `tls.rs`. What a deployment must allow (ACL rules and the rest) is checked, one
 //! requirement a line, by [`RedisStore::check`] (`tokencache check`).
 //!
 //! Commands: `get`, `get_and_touch`, `set` and `touch` are each one Lua script on the

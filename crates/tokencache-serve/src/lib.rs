@@ -2,13 +2,13 @@
 //! HTTP, from the two-level cache, acquired from the provider when missing; several
 //! replicas share one Redis (docs/design.md §14).
 //!
-//! * [`config`]: the TOML file and its environment overrides, checked at start;
-//! * [`routes`]: the HTTP API (`docs/openapi.json`); [`guard`]: who may call each route;
-//! * [`account`]: the caller's user (its validated token), `/v1/validate`, sign-out;
-//! * [`inbound`]: validation of the tokens callers forward (`[inbound]`);
-//! * [`server`]: the connection loop (timeouts, `max_connections`, shutdown);
-//! * [`metrics`]: `/metrics` in the Prometheus text format;
-//! * [`shutdown`]: SIGTERM / Ctrl-C, in-flight requests, the recovery queue;
+//! * `config`: the TOML file and its environment overrides, checked at start;
+//! * `routes`: the HTTP API (`docs/openapi.json`); `guard`: who may call each route;
+//! * `account`: the caller's user (its validated token), `/v1/validate`, sign-out;
+//! * `inbound`: validation of the tokens callers forward (`[inbound]`);
+//! * `server`: the connection loop (timeouts, `max_connections`, shutdown);
+//! * `metrics`: `/metrics` in the Prometheus text format;
+//! * `shutdown`: SIGTERM / Ctrl-C, in-flight requests, the recovery queue;
 //! * [`logs`]: the log lines on stderr (shared with the `tokencache` binary).
 //! * `downstream`, `passthrough`: calls to an API's `base_url` with its token
 //!   (`/v1/downstream`, and Microsoft's `/DownstreamApi…`);

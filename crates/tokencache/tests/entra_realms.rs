@@ -127,6 +127,35 @@ async fn memory_cache() -> TokenCache {
         .unwrap()
 }
 
+/// The acquirer of the authority that names the tenant by its domain, over `cache`: its
+/// discovery names `TID`, its token endpoint is the fake on `port`.
+fn domain_acquirer(cache: TokenCache, port: u16) -> Acquirer {
+    let authority = format!("https://login.microsoftonline.com/{DOMAIN}/v2.0");
+    Acquirer::builder(
+        cache,
+        &authority,
+        CLIENT,
+        ClientCredential::SecretPost(Secret::new("s")),
+    )
+    .provider(entra_provider(&authority, port))
+    .build()
+    .unwrap()
+}
+
+/// The acquirer of the authority that names tenant `tid` by its id (it reads the cache
+/// only: no provider is reached here).
+fn tenant_acquirer(cache: TokenCache, tid: &str) -> Acquirer {
+    let authority = format!("https://login.microsoftonline.com/{tid}/v2.0");
+    Acquirer::builder(
+        cache,
+        &authority,
+        CLIENT,
+        ClientCredential::SecretPost(Secret::new("s")),
+    )
+    .build()
+    .unwrap()
+}
+
 // ---- the MSAL peers (as interop_python.rs and interop_node.rs drive them) ---------------------------------------
 
 fn repo_root() -> PathBuf {
@@ -216,7 +245,6 @@ async fn an_app_token_of_a_tenant_named_by_domain_is_saved_under_its_tenant_id()
     );
     let body = json!({"access_token": at, "token_type": "Bearer", "expires_in": 3600}).to_string();
     let fake = FakeTokenEndpoint::start(body);
-    let authority = format!("https://login.microsoftonline.com/{DOMAIN}/v2.0");
     // app tokens with `home_account_id: null`, the form MSAL Python reads
     // (interop_python.rs live_app_account_forms_each_client_accepts)
     let c = TokenCache::builder()
@@ -225,15 +253,7 @@ async fn an_app_token_of_a_tenant_named_by_domain_is_saved_under_its_tenant_id()
         .build()
         .await
         .unwrap();
-    let a = Acquirer::builder(
-        c.clone(),
-        &authority,
-        CLIENT,
-        ClientCredential::SecretPost(Secret::new("s")),
-    )
-    .provider(entra_provider(&authority, fake.port))
-    .build()
-    .unwrap();
+    let a = domain_acquirer(c.clone(), fake.port);
     let scopes = ["https://graph.microsoft.com/.default"];
     let t = a.client_credentials(&scopes).await.unwrap();
     assert_eq!(t.source, TokenSource::Provider);
@@ -268,15 +288,7 @@ async fn an_app_token_of_a_tenant_named_by_domain_is_saved_under_its_tenant_id()
     // and msal-node, from a partition in the form it reads (`""`, the default), finds
     // exactly one (it refuses several matches)
     let c2 = memory_cache().await;
-    let a2 = Acquirer::builder(
-        c2.clone(),
-        &authority,
-        CLIENT,
-        ClientCredential::SecretPost(Secret::new("s")),
-    )
-    .provider(entra_provider(&authority, fake.port))
-    .build()
-    .unwrap();
+    let a2 = domain_acquirer(c2.clone(), fake.port);
     a2.client_credentials(&scopes).await.unwrap();
     let p2 = c2
         .partition(&Subject::App { tenant: DOMAIN }, CLIENT)
@@ -306,7 +318,6 @@ async fn an_app_token_of_a_tenant_named_by_domain_is_saved_under_its_tenant_id()
 /// authority's tenant wins over the id token's), msal-node its app tokens.
 #[tokio::test]
 async fn tokens_msal_dotnet_and_msal_node_wrote_under_the_domain_are_served() {
-    let authority = format!("https://login.microsoftonline.com/{DOMAIN}/v2.0");
     let scopes = ["https://graph.microsoft.com/.default"];
     // msal-node's own client-credentials write, discovery naming the tenant id
     let node_at =
@@ -358,15 +369,7 @@ async fn tokens_msal_dotnet_and_msal_node_wrote_under_the_domain_are_served() {
         .unwrap();
 
     let fake = FakeTokenEndpoint::start("{}".into());
-    let a = Acquirer::builder(
-        c.clone(),
-        &authority,
-        CLIENT,
-        ClientCredential::SecretPost(Secret::new("s")),
-    )
-    .provider(entra_provider(&authority, fake.port))
-    .build()
-    .unwrap();
+    let a = domain_acquirer(c.clone(), fake.port);
     let t = a.client_credentials(&scopes).await.unwrap();
     assert_eq!(t.source, TokenSource::Cache);
     assert_eq!(fp(t.secret.expose()), fp(&node_at), "msal-node's app token");
@@ -380,15 +383,7 @@ async fn tokens_msal_dotnet_and_msal_node_wrote_under_the_domain_are_served() {
     );
 
     // another tenant's authority (by id) is not served the domain's records
-    let other = format!("https://login.microsoftonline.com/{GUEST_TID}/v2.0");
-    let g = Acquirer::builder(
-        c.clone(),
-        &other,
-        CLIENT,
-        ClientCredential::SecretPost(Secret::new("s")),
-    )
-    .build()
-    .unwrap();
+    let g = tenant_acquirer(c.clone(), GUEST_TID);
     let miss = c.find_access_token(&g.app_lookup(&scopes)).await.unwrap();
     assert!(miss.is_none(), "another tenant's app partition");
     let l = tokencache::Lookup::user(CLIENT, &home, &["User.Read"])
@@ -442,29 +437,12 @@ async fn a_user_partition_of_two_tenants_serves_the_domain_authoritys_own_and_ms
 
     // the domain authority's acquirer: its realm is the tenant id discovery named
     let fake = FakeTokenEndpoint::start("{}".into());
-    let authority = format!("https://login.microsoftonline.com/{DOMAIN}/v2.0");
-    let a = Acquirer::builder(
-        c.clone(),
-        &authority,
-        CLIENT,
-        ClientCredential::SecretPost(Secret::new("s")),
-    )
-    .provider(entra_provider(&authority, fake.port))
-    .build()
-    .unwrap();
+    let a = domain_acquirer(c.clone(), fake.port);
     let t = a.acquire_silent(&home, &scopes).await.unwrap();
     assert_eq!(t.source, TokenSource::Cache);
     assert_eq!(t.secret.expose(), at_home, "the authority's tenant's token");
     // the guest tenant's authority gets the guest tenant's
-    let guest = format!("https://login.microsoftonline.com/{GUEST_TID}/v2.0");
-    let g = Acquirer::builder(
-        c.clone(),
-        &guest,
-        CLIENT,
-        ClientCredential::SecretPost(Secret::new("s")),
-    )
-    .build()
-    .unwrap();
+    let g = tenant_acquirer(c.clone(), GUEST_TID);
     assert_eq!(
         g.acquire_silent(&home, &scopes)
             .await
@@ -511,16 +489,7 @@ async fn a_user_token_of_the_domain_authority_is_found_by_every_msal() {
     }))
     .unwrap();
     let fake = FakeTokenEndpoint::start(body);
-    let authority = format!("https://login.microsoftonline.com/{DOMAIN}/v2.0");
-    let a = Acquirer::builder(
-        c.clone(),
-        &authority,
-        CLIENT,
-        ClientCredential::SecretPost(Secret::new("s")),
-    )
-    .provider(entra_provider(&authority, fake.port))
-    .build()
-    .unwrap();
+    let a = domain_acquirer(c.clone(), fake.port);
     let forced = AcquireOptions {
         force_refresh: true,
         ..AcquireOptions::default()
@@ -560,16 +529,7 @@ async fn a_user_token_of_the_domain_authority_is_found_by_every_msal() {
 #[tokio::test]
 async fn an_entra_api_refuses_assertions_of_another_tenant_or_issuer_family() {
     let fake = FakeTokenEndpoint::start("{}".into());
-    let authority = format!("https://login.microsoftonline.com/{DOMAIN}/v2.0");
-    let a = Acquirer::builder(
-        memory_cache().await,
-        &authority,
-        CLIENT,
-        ClientCredential::SecretPost(Secret::new("s")),
-    )
-    .provider(entra_provider(&authority, fake.port))
-    .build()
-    .unwrap();
+    let a = domain_acquirer(memory_cache().await, fake.port);
     let scopes = ["User.Read"];
     let assertion = |iss: &str, tid: &str| {
         jwt(&json!({"iss": iss, "tid": tid, "oid": OID, "sub": "s", "aud": CLIENT}))

@@ -17,12 +17,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+
+#[path = "common/msal.rs"]
+mod msal;
 
 use base64::Engine as _;
+use msal::{drive, Peer};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokencache::acquire::{
@@ -156,71 +158,14 @@ fn tenant_acquirer(cache: TokenCache, tid: &str) -> Acquirer {
     .unwrap()
 }
 
-// ---- the MSAL peers (as interop_python.rs and interop_node.rs drive them) ---------------------------------------
+// ---- the MSAL peers (driven as interop_python.rs and interop_node.rs drive them) -------------
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn peers_dir() -> PathBuf {
-    std::env::var_os("TOKENCACHE_PEERS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".peers"))
-}
-
-fn ensure_peers() {
-    static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo_root().join("interop/setup.sh"))
-            .env("TOKENCACHE_PEERS_DIR", peers_dir())
-            .output()
-            .expect("run interop/setup.sh (python3, node and npm are needed)");
-        assert!(
-            out.status.success(),
-            "interop/setup.sh failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-}
-
-/// Runs a peer driver's subcommand `cmd` on `req`; its JSON answer.
-fn drive(python: bool, cmd: &str, req: &Value) -> Value {
-    ensure_peers();
-    let mut c = if python {
-        let mut c = Command::new(peers_dir().join("venv/bin/python"));
-        c.arg(repo_root().join("interop/msal_py.py"));
-        c
+fn peer(python: bool) -> Peer {
+    if python {
+        Peer::Python
     } else {
-        let mut c = Command::new("node");
-        c.arg(repo_root().join("interop/msal_node.mjs"));
-        c
-    };
-    let mut child = c
-        .arg(cmd)
-        .env("TOKENCACHE_PEERS_DIR", peers_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the peer driver");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(req.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "driver failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+        Peer::Node
+    }
 }
 
 /// `find` of a peer driver: the token its public API serves from `blob` (its token
@@ -231,7 +176,7 @@ fn peer_find(python: bool, blob: &str, scopes: &[&str], home: Option<&str>) -> V
         "authority": format!("https://login.microsoftonline.com/{DOMAIN}"),
         "tenant_id": TID, "scope": scopes, "home_account_id": home, "now": now() + 60,
     });
-    let v = drive(python, "find", &req);
+    let v = drive(peer(python), "find", &req);
     assert_eq!(v["token_requests"], json!(0), "a hit is a cache read: {v}");
     v
 }
@@ -323,7 +268,7 @@ async fn tokens_msal_dotnet_and_msal_node_wrote_under_the_domain_are_served() {
     let node_at =
         jwt(&json!({"aud": "https://graph.microsoft.com", "tid": TID, "exp": 4_000_000_000_i64}));
     let written = drive(
-        false,
+        Peer::Node,
         "write",
         &json!({
             "client_id": CLIENT, "authority": format!("https://login.microsoftonline.com/{DOMAIN}"),

@@ -2,7 +2,7 @@
 //! `interop_node.rs`): the fixtures, the drivers of the real MSAL Python and msal-node
 //! (`interop/msal_py.py`, `interop/msal_node.mjs`, installed by `interop/setup.sh`), and
 //! tokencache's own writes and lookups of the same cases.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub use serde_json::{json, Value};
 pub use sha2::{Digest, Sha256};

@@ -11,9 +11,9 @@
 //!
 //! The token endpoint is a fake on loopback (an Entra host cannot be served here); the
 //! discovery document is Entra's shape with the tenant id in its issuer. The MSAL peers
-//! are driven as in `interop_python.rs` and `interop_node.rs` (`interop/msal_py.py`, `interop/msal_node.mjs`,
-//! installed by `interop/setup.sh`; they fail, never skip, when python3 or node is
-//! missing).
+//! are driven through `common/msal.rs`, as the interop tests drive them
+//! (`interop/msal_py.py`, `interop/msal_node.mjs`, installed by `interop/setup.sh`; they
+//! fail, never skip, when python3 or node is missing).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -434,15 +434,21 @@ pub(crate) async fn acquire_checked(
     if !options.force_refresh && options.claims.is_none() {
         // the acquirer's own lookups: another issuer's assertion is refused before any
         // cache read, and records are matched by this provider's realm
+        // (no lookup: the assertion's tenant cannot be checked before discovery, which
+        // the acquirer runs below)
         let lookup = match (assertion, validated) {
             (Some(x), Some(v)) => {
                 let claim = |c: &str| v.get(c).and_then(serde_json::Value::as_str);
                 a.obo_lookup_with_claims(x, claim("iss"), claim("tid"), scopes)?
             }
             (Some(x), None) => a.obo_lookup(x, scopes)?,
-            (None, _) => a.app_lookup(scopes),
+            (None, _) => Some(a.app_lookup(scopes)),
         };
-        if let Some(t) = st.cache.find_access_token(&lookup).await? {
+        let hit = match &lookup {
+            Some(l) => st.cache.find_access_token(l).await?,
+            None => None,
+        };
+        if let Some(t) = hit {
             // Past refresh_on, the acquirer serves it and refreshes in the background.
             if !t.needs_refresh {
                 return Ok(Served {

@@ -19,6 +19,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[path = "common/msal.rs"]
 mod msal;
@@ -28,7 +29,8 @@ use msal::{drive, Peer};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokencache::acquire::{
-    AcquireOptions, Acquirer, Authority, ClientCredential, Provider, TokenSource,
+    AcquireOptions, Acquirer, Authority, ClientCredential, HttpOptions, OboRequest, Provider,
+    TokenSource,
 };
 use tokencache::partition::PartitionKey;
 use tokencache::schema::AppAccountForm;
@@ -244,17 +246,28 @@ async fn an_app_token_of_a_tenant_named_by_domain_is_saved_under_its_tenant_id()
     assert_eq!(node["app"].as_str(), Some(fp(&at).as_str()), "{node}");
 
     // a new token replaces both records, never adds to them
+    let at2 = jwt(
+        &json!({"aud": "https://graph.microsoft.com", "tid": TID, "oid": "sp", "n": 2, "exp": 4_000_000_000_i64}),
+    );
+    let body2 = json!({"access_token": at2, "token_type": "Bearer", "expires_in": 3600});
+    let fake2 = FakeTokenEndpoint::start(body2.to_string());
     let forced = AcquireOptions {
         force_refresh: true,
         ..AcquireOptions::default()
     };
-    let t2 = a.client_credentials_with(&scopes, &forced).await.unwrap();
+    let a3 = domain_acquirer(c.clone(), fake2.port);
+    let t2 = a3.client_credentials_with(&scopes, &forced).await.unwrap();
     assert_eq!(t2.source, TokenSource::Provider);
     let p = c
         .partition(&Subject::App { tenant: DOMAIN }, CLIENT)
         .await
         .unwrap();
-    assert_eq!(p.access_tokens().count(), 2);
+    let mut ats: Vec<(&str, String)> = p
+        .access_tokens()
+        .map(|t| (t.realm.as_str(), fp(t.secret.expose())))
+        .collect();
+    ats.sort();
+    assert_eq!(ats, [(TID, fp(&at2)), (DOMAIN, fp(&at2))]);
 }
 
 /// What MSAL.NET (and Microsoft.Identity.Web) and msal-node write for an authority that
@@ -298,12 +311,21 @@ async fn tokens_msal_dotnet_and_msal_node_wrote_under_the_domain_are_served() {
     let (now, exp) = (now(), now() + 3600);
     let at_key =
         format!("{home}-login.microsoftonline.com-accesstoken-{CLIENT}-{DOMAIN}-user.read");
+    // beside an older token of the tenant id (what tokencache wrote before MSAL.NET
+    // refreshed): the one expiring last is served
+    let older_key =
+        format!("{home}-login.microsoftonline.com-accesstoken-{CLIENT}-{TID}-user.read");
     let net_blob = json!({
         "AccessToken": {at_key: {
             "home_account_id": home, "environment": "login.microsoftonline.com",
             "client_id": CLIENT, "credential_type": "AccessToken", "realm": DOMAIN,
             "target": "User.Read", "secret": net_at, "cached_at": now.to_string(),
             "expires_on": exp.to_string(), "extended_expires_on": exp.to_string(),
+        }, older_key: {
+            "home_account_id": home, "environment": "login.microsoftonline.com",
+            "client_id": CLIENT, "credential_type": "AccessToken", "realm": TID,
+            "target": "User.Read", "secret": "at-older-of-the-tenant-id",
+            "cached_at": (now - 1800).to_string(), "expires_on": (exp - 1800).to_string(),
         }},
         "RefreshToken": {}, "IdToken": {}, "Account": {}, "AppMetadata": {},
     });
@@ -331,10 +353,95 @@ async fn tokens_msal_dotnet_and_msal_node_wrote_under_the_domain_are_served() {
     let g = tenant_acquirer(c.clone(), GUEST_TID);
     let miss = c.find_access_token(&g.app_lookup(&scopes)).await.unwrap();
     assert!(miss.is_none(), "another tenant's app partition");
+    // nor is another domain's authority (another tenant id, another domain)
     let l = tokencache::Lookup::user(CLIENT, &home, &["User.Read"])
         .environment("login.microsoftonline.com")
-        .tenant(GUEST_TID);
+        .tenant(GUEST_TID)
+        .tenant_alias(Some("fabrikam.onmicrosoft.com"));
     assert!(c.find_access_token(&l).await.unwrap().is_none());
+    let l = l.tenant_alias(None).tenant(TID);
+    let tid_only = c.find_access_token(&l).await.unwrap().unwrap();
+    assert_eq!(tid_only.secret.expose(), "at-older-of-the-tenant-id");
+}
+
+/// Before discovery, and when it cannot run, the domain authority's acquirer still serves
+/// what the cache holds — a token and its copy under the domain are one tenant's token,
+/// not an "ambiguous tenants" error — while a service's OBO lookup reads nothing until
+/// the assertion's tenant can be checked against the tenant id.
+#[tokio::test]
+async fn before_discovery_a_token_and_its_copy_are_served_and_obo_lookups_wait() {
+    let c = memory_cache().await;
+    let home = format!("{OID}.{TID}");
+    let scopes = ["User.Read"];
+    let fresh_at = "at-written-twice";
+    let body = json!({
+        "access_token": fresh_at, "refresh_token": "rt-1", "token_type": "Bearer",
+        "expires_in": 3600, "scope": "User.Read",
+        "client_info": b64(&json!({"uid": OID, "utid": TID}).to_string()),
+    });
+    let fake = FakeTokenEndpoint::start(body.to_string());
+    let discovered = domain_acquirer(c.clone(), fake.port);
+    // a user token and a long-running OBO session, each written twice
+    let seed = SaveRequest::new(
+        CLIENT,
+        SaveFor::User,
+        "login.microsoftonline.com",
+        TID,
+        &scopes,
+    );
+    c.save_token_response(&seed, &user_response(TID, "at-seed", "rt-seed"))
+        .await
+        .unwrap();
+    let forced = AcquireOptions {
+        force_refresh: true,
+        ..AcquireOptions::default()
+    };
+    discovered
+        .acquire_silent_with(&home, &scopes, &forced)
+        .await
+        .unwrap();
+    let assertion = jwt(&json!({
+        "iss": format!("https://login.microsoftonline.com/{TID}/v2.0"), "tid": TID,
+        "oid": OID, "sub": "s", "aud": CLIENT, "exp": 4_000_000_000_i64,
+    }));
+    let mut session = OboRequest::new(&assertion, &scopes);
+    session.session_key = Some("session-1");
+    session.user = Some(&home);
+    discovered
+        .on_behalf_of_with(&session, &forced)
+        .await
+        .unwrap();
+    let requests = fake.requests.load(Ordering::SeqCst);
+
+    // a replica that has not discovered (here: cannot: its provider is unreachable)
+    let fresh = Acquirer::builder(
+        c.clone(),
+        &format!("https://login.microsoftonline.com/{DOMAIN}/v2.0"),
+        CLIENT,
+        ClientCredential::SecretPost(Secret::new("s")),
+    )
+    .http(HttpOptions {
+        max_retries: 0,
+        timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+        ..HttpOptions::default()
+    })
+    .build()
+    .unwrap();
+    assert!(
+        fresh.obo_lookup(&assertion, &scopes).unwrap().is_none(),
+        "the assertion's tenant cannot be checked yet: nothing is read"
+    );
+    let t = fresh.acquire_silent(&home, &scopes).await.unwrap();
+    assert_eq!(t.source, TokenSource::Cache);
+    assert_eq!(t.secret.expose(), fresh_at);
+    let s = fresh
+        .acquire_in_session("session-1", &home, &scopes)
+        .await
+        .unwrap();
+    assert_eq!(s.source, TokenSource::Cache);
+    assert_eq!(s.secret.expose(), fresh_at);
+    assert_eq!(fake.requests.load(Ordering::SeqCst), requests);
 }
 
 /// A user response of tenant `tid` for `OID` (home tenant `TID`).
@@ -483,12 +590,12 @@ async fn an_entra_api_refuses_assertions_of_another_tenant_or_issuer_family() {
         &format!("https://login.microsoftonline.com/{TID}/v2.0"),
         TID,
     );
-    a.obo_lookup(&ok, &scopes).unwrap();
+    assert!(a.obo_lookup(&ok, &scopes).unwrap().is_some(), "discovered");
     let iss_ok = format!("https://login.microsoftonline.com/{TID}/v2.0");
     a.obo_lookup_with_claims(&ok, Some(&iss_ok), Some(TID), &scopes)
         .unwrap();
     let v1 = assertion(&format!("https://sts.windows.net/{TID}/"), TID);
-    a.obo_lookup(&v1, &scopes).unwrap();
+    assert!(a.obo_lookup(&v1, &scopes).unwrap().is_some());
     for bad in [
         // another tenant
         assertion(

@@ -202,7 +202,7 @@ async fn an_obo_assertion_of_one_realm_is_refused_by_the_other_before_any_lookup
         ))
     );
     assert!(c
-        .find_access_token(&b.obo_lookup(&forged, API).unwrap())
+        .find_access_token(&b.obo_lookup(&forged, API).unwrap().expect("a lookup"))
         .await
         .unwrap()
         .is_none());

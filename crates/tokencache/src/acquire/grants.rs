@@ -189,13 +189,22 @@ impl Acquirer {
 
     /// The cache lookup [`on_behalf_of`](Self::on_behalf_of) serves `assertion` from,
     /// after the check it makes first: an assertion another issuer family issued (its
-    /// `iss` not this provider's) is refused with [`AcquireError::Config`] before any
-    /// cache read. For a service that reads the cache itself before calling the acquirer.
+    /// `iss` not this provider's), or another tenant, is refused with
+    /// [`AcquireError::Config`] before any cache read. For a service that reads the cache
+    /// itself before calling the acquirer.
+    ///
+    /// `Ok(None)`: the cache may not be read for it yet — the authority names an Entra
+    /// tenant by its domain and discovery has not run, so the assertion's tenant cannot
+    /// be checked; call [`on_behalf_of`](Self::on_behalf_of), which discovers, checks
+    /// and serves (from the cache when it can).
+    ///
+    /// # Errors
+    /// [`AcquireError::Config`] for an assertion of another issuer or tenant.
     pub fn obo_lookup<'a>(
         &'a self,
         assertion: &'a str,
         scopes: &'a [&'a str],
-    ) -> Result<Lookup<'a>, AcquireError> {
+    ) -> Result<Option<Lookup<'a>>, AcquireError> {
         self.inner.check_assertion_issuer(assertion)?;
         Ok(self.obo_lookup_unchecked(assertion, scopes))
     }
@@ -212,26 +221,27 @@ impl Acquirer {
         iss: Option<&str>,
         tid: Option<&str>,
         scopes: &'a [&'a str],
-    ) -> Result<Lookup<'a>, AcquireError> {
+    ) -> Result<Option<Lookup<'a>>, AcquireError> {
         self.inner.check_assertion_claims(iss, tid)?;
         Ok(self.obo_lookup_unchecked(assertion, scopes))
     }
 
-    fn obo_lookup_unchecked<'a>(&'a self, assertion: &'a str, scopes: &'a [&'a str]) -> Lookup<'a> {
+    fn obo_lookup_unchecked<'a>(
+        &'a self,
+        assertion: &'a str,
+        scopes: &'a [&'a str],
+    ) -> Option<Lookup<'a>> {
         let inner = &self.inner;
+        if inner.realm_needs_discovery() {
+            // the tenant id is not known yet, so the assertion's was not checked against
+            // it: nothing is read (the acquirer discovers it, checks, and serves)
+            return None;
+        }
         let mut l = Lookup::obo(&inner.client_id, assertion, scopes)
-            .environment(&inner.authority.environment);
-        l.tenant = if inner.realm_needs_discovery() {
-            // The tenant id is not known yet, nor checked against the assertion's: only
-            // records under the domain match, which an acquirer of this tenant wrote for
-            // this very assertion (the partition is its hash) after checking it; else the
-            // acquirer discovers the id, checks the assertion, and serves.
-            Some(inner.authority.tenant.as_str())
-        } else {
-            l.tenant_alias = inner.realm_alias();
-            inner.realm_filter(None)
-        };
-        l
+            .environment(&inner.authority.environment)
+            .tenant_alias(inner.realm_alias());
+        l.tenant = inner.realm_filter(None);
+        Some(l)
     }
 }
 

@@ -62,7 +62,7 @@ impl Acquirer {
         if inner.realm_needs_discovery() {
             // the realm of an Entra tenant named by domain is its id, which discovery
             // names; a provider that cannot be reached leaves the lookup to the records'
-            // one tenant
+            // one tenant (a token and its copy under the domain are one)
             let _ = inner.provider().await;
         }
         let mut lookup = Lookup::user(&inner.client_id, home_account_id, scopes)
@@ -181,6 +181,12 @@ impl Acquirer {
             .map_err(|e| AcquireError::Config(format!("user: {e}")))?;
         let inner = &self.inner;
         let session_key = &*inner.session_key(session_key);
+        if inner.realm_needs_discovery() {
+            // the realm of an Entra tenant named by domain is its id, which discovery
+            // names; a provider that cannot be reached leaves the lookup to the records'
+            // one tenant (a token and its copy under the domain are one)
+            let _ = inner.provider().await;
+        }
         let lookup = Lookup::new(
             &inner.client_id,
             Subject::OboSession { session_key },

@@ -177,6 +177,7 @@ impl TokenCache {
             client_id: lookup.client_id,
             scopes: lookup.scopes,
             realm: lookup.tenant,
+            realm_alias: lookup.tenant_alias,
             home_account_id: match lookup.subject {
                 Subject::User(id) => Some(id),
                 _ => None,
@@ -190,28 +191,13 @@ impl TokenCache {
         let any_account = kind == PartitionKind::OboSession;
         let one_tenant = lookup.tenant.is_none() && !lookup.any_tenant;
         let one_cloud = lookup.environment.is_none() && !lookup.any_cloud;
-        let mut found = partition.find_access_token_in_one_authority(
+        let found = match partition.find_access_token_in_one_authority(
             &query,
             now,
             any_account,
             one_tenant,
             one_cloud,
-        );
-        // the tenant's other name (an Entra tenant named by domain): what MSAL.NET wrote
-        if let (Ok(None), Some(alias)) = (&found, lookup.tenant.and(lookup.tenant_alias)) {
-            let q = AccessTokenQuery {
-                realm: Some(alias),
-                ..query
-            };
-            found = partition.find_access_token_in_one_authority(
-                &q,
-                now,
-                any_account,
-                false,
-                one_cloud,
-            );
-        }
-        let found = match found {
+        ) {
             Ok(found) => found,
             Err(a) => {
                 let what = match a {

@@ -48,12 +48,13 @@ pub struct Lookup<'a> {
     /// Scopes wanted; all must be in the token's target (case-insensitive).
     pub scopes: &'a [&'a str],
     /// The tenant (realm). `None`: the tenant the matching tokens were saved for, when
-    /// they are all of one tenant; when they span several, the lookup fails with
+    /// they are all of one tenant (one token written under two names of its tenant, as
+    /// [`SaveRequest::realm_alias`] writes it, is one); when they span several, the lookup fails with
     /// [`Error::InvalidRequest`](crate::Error::InvalidRequest) asking to name one (or to set
     /// [`any_tenant`](Self::any_tenant)). For [`Subject::App`] the subject's tenant.
     pub tenant: Option<&'a str>,
-    /// Another name of `tenant` (ignored without one): records of either realm match,
-    /// `tenant`'s first. For a Microsoft Entra tenant named by its domain, the domain,
+    /// Another name of `tenant` (ignored without one): records of either realm match
+    /// (among them, the token expiring last). For a Microsoft Entra tenant named by its domain, the domain,
     /// which MSAL.NET writes as every record's realm and msal-node as its app tokens'
     /// (docs/design.md §4.7).
     pub tenant_alias: Option<&'a str>,

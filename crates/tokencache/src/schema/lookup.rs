@@ -15,6 +15,10 @@ pub struct AccessTokenQuery<'a> {
     pub scopes: &'a [&'a str],
     /// Tenant; `None` = any.
     pub realm: Option<&'a str>,
+    /// Another name of `realm` (ignored without one): tokens of either match, and among
+    /// them the one expiring last is found. For a Microsoft Entra tenant named by its
+    /// domain, the domain (docs/design.md §4.7).
+    pub realm_alias: Option<&'a str>,
     /// The user; `None` = an app token (stored `home_account_id` empty or null).
     pub home_account_id: Option<&'a str>,
     /// Authority host; `None` = any.
@@ -37,6 +41,7 @@ impl<'a> AccessTokenQuery<'a> {
             client_id,
             scopes,
             realm: None,
+            realm_alias: None,
             home_account_id: None,
             environment: None,
             token_type: None,
@@ -168,7 +173,10 @@ pub(super) fn opt_eq(stored: Option<&str>, wanted: Option<&str>) -> bool {
 /// Same (user, environment, client, realm, token type, key id, OBO hash): the slot in
 /// which a new access token replaces overlapping ones.
 pub(super) fn same_at_slot(a: &AccessToken, b: &AccessToken) -> bool {
-    eq_ci(&a.home_account_id, &b.home_account_id)
+    // a token with an extended cache key (MSAL.NET's additional key components) is a
+    // slot of its own, as MSAL.NET keeps it
+    has_extended_key(a) == has_extended_key(b)
+        && eq_ci(&a.home_account_id, &b.home_account_id)
         && same_cloud(&a.environment, &b.environment)
         && eq_ci(&a.client_id, &b.client_id)
         && eq_ci(&a.realm, &b.realm)
@@ -208,7 +216,9 @@ impl AccessTokenQuery<'_> {
                 // (MSAL.NET and msal-node ignore it there); otherwise: app tokens only.
                 None => self.user_assertion_hash.is_some() || at.home_account_id.is_empty(),
             }
-            && self.realm.is_none_or(|r| eq_ci(&at.realm, r))
+            && self.realm.is_none_or(|r| {
+                eq_ci(&at.realm, r) || self.realm_alias.is_some_and(|a| eq_ci(&at.realm, a))
+            })
             && self
                 .environment
                 .is_none_or(|e| same_cloud(&at.environment, e))
@@ -291,7 +301,13 @@ impl Partition {
             match first {
                 None => first = Some(at),
                 Some(f) => {
-                    if one_tenant && q.realm.is_none() && !eq_ci(&f.realm, &at.realm) {
+                    // one token written under two names of its tenant (the tenant id
+                    // and its domain, docs/design.md §4.7) is one tenant's
+                    if one_tenant
+                        && q.realm.is_none()
+                        && !eq_ci(&f.realm, &at.realm)
+                        && f.secret != at.secret
+                    {
                         return Err(Ambiguous::Tenant);
                     }
                     if one_cloud

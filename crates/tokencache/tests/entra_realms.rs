@@ -578,6 +578,34 @@ async fn a_user_token_of_the_domain_authority_is_found_by_every_msal() {
     assert_eq!(node["accounts"], json!([home]), "{node}");
 }
 
+/// An authority that names its tenant by id has one realm: each token is written once.
+#[tokio::test]
+async fn an_authority_named_by_tenant_id_writes_each_token_once() {
+    let at =
+        jwt(&json!({"aud": "https://graph.microsoft.com", "tid": TID, "exp": 4_000_000_000_i64}));
+    let body = json!({"access_token": at, "token_type": "Bearer", "expires_in": 3600});
+    let fake = FakeTokenEndpoint::start(body.to_string());
+    let authority = format!("https://login.microsoftonline.com/{TID}/v2.0");
+    let c = memory_cache().await;
+    let a = Acquirer::builder(
+        c.clone(),
+        &authority,
+        CLIENT,
+        ClientCredential::SecretPost(Secret::new("s")),
+    )
+    .provider(entra_provider(&authority, fake.port))
+    .build()
+    .unwrap();
+    let scopes = ["https://graph.microsoft.com/.default"];
+    a.client_credentials(&scopes).await.unwrap();
+    let p = c
+        .partition(&Subject::App { tenant: TID }, CLIENT)
+        .await
+        .unwrap();
+    let realms: Vec<&str> = p.access_tokens().map(|t| t.realm.as_str()).collect();
+    assert_eq!(realms, [TID]);
+}
+
 #[tokio::test]
 async fn an_entra_api_refuses_assertions_of_another_tenant_or_issuer_family() {
     let fake = FakeTokenEndpoint::start("{}".into());

@@ -408,7 +408,7 @@ pub(crate) fn map(text: &str, vars: &[String], env: Env<'_>) -> Result<Mapped, S
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    if matches!(tenant.as_str(), "common" | "organizations" | "consumers") {
+    if tokencache::issuer::is_multi_tenant(&tenant) {
         return Err(format!(
             "{authority_name}: names no single tenant ({tenant}), so incoming tokens have no one issuer to be validated against: use the tenant id, or a TOML configuration with [inbound] issuers = [the accepted tenants' issuers]"
         ));

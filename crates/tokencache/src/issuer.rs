@@ -96,13 +96,22 @@ pub fn account_of(claims: &JwtClaims) -> Option<String> {
 }
 
 /// Whether `s` is a GUID (`8-4-4-4-12` hex digits), the form of an Entra tenant id.
+/// Allocation-free: it is asked on every acquirer lookup.
 pub fn is_guid(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5
-        && parts
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    let mut parts = s.split('-');
+    [8, 4, 4, 4, 12].iter().all(|&n| {
+        parts
+            .next()
+            .is_some_and(|p| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    }) && parts.next().is_none()
+}
+
+/// Whether an Entra tenant is one of the multi-tenant aliases (`common`,
+/// `organizations`, `consumers`, any case): it names no single tenant.
+pub fn is_multi_tenant(tenant: &str) -> bool {
+    ["common", "organizations", "consumers"]
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(tenant))
 }
 
 #[cfg(test)]

@@ -53,10 +53,6 @@ pub struct Authority {
     pub is_entra: bool,
 }
 
-/// Entra's multi-tenant aliases, whose discovery document has the issuer template
-/// `https://login.microsoftonline.com/{tenantid}/v2.0`.
-const MULTI_TENANT: &[&str] = &["common", "organizations", "consumers"];
-
 impl Authority {
     /// Parses an authority URL. It must be `https`, or `http` on a loopback host; a
     /// remote `http` authority is [`AcquireError::ProviderMisconfigured`].
@@ -155,7 +151,8 @@ impl Authority {
         let tenant = self.tenant.to_lowercase();
         let (got_tenant, got_rest) = got_segs.split_first()?;
         // the multi-tenant aliases publish a template
-        if MULTI_TENANT.contains(&tenant.as_str()) {
+        // (`https://login.microsoftonline.com/{tenantid}/v2.0`)
+        if crate::issuer::is_multi_tenant(&tenant) {
             let rest_ok = want_segs.get(1..).unwrap_or_default() == got_rest;
             let template = got_tenant.eq_ignore_ascii_case("%7Btenantid%7D");
             return (template && got_host == want_host && rest_ok).then_some(None);

@@ -62,10 +62,7 @@ impl Inner {
         if !a.is_entra || crate::issuer::is_guid(&a.tenant) {
             return Some(&a.tenant);
         }
-        if ["common", "organizations", "consumers"]
-            .iter()
-            .any(|m| m.eq_ignore_ascii_case(&a.tenant))
-        {
+        if crate::issuer::is_multi_tenant(&a.tenant) {
             return home
                 .and_then(|h| h.rsplit_once('.'))
                 .map(|(_, t)| t)
@@ -81,9 +78,7 @@ impl Inner {
         a.is_entra
             && self.managed.is_none()
             && !crate::issuer::is_guid(&a.tenant)
-            && !["common", "organizations", "consumers"]
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case(&a.tenant))
+            && !crate::issuer::is_multi_tenant(&a.tenant)
     }
 
     /// Whether the realm of this authority's records is only known after discovery (an
@@ -200,8 +195,7 @@ impl Inner {
             return refuse("was not issued by Microsoft Entra");
         }
         if let Some(want) = self.realm_filter(None) {
-            let named = tid.map(str::to_lowercase);
-            if named.as_deref() != Some(&want.to_lowercase()) {
+            if !tid.is_some_and(|t| t.eq_ignore_ascii_case(want)) {
                 return refuse("was issued by another tenant");
             }
         }

@@ -58,50 +58,78 @@ pub(crate) fn refused(r: Refused) -> Response {
     }
 }
 
-/// The caller's token from `Authorization: Bearer …`, checked for shape (RFC 6750
-/// `b64token`). Errors are 401 answers.
-pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, Box<Response>> {
+/// Why the `Authorization` header holds no usable bearer token ([`bearer_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoBearer {
+    /// No `Authorization` header.
+    Missing,
+    /// More than one.
+    Several,
+    /// Not `Bearer <b64token>`.
+    Malformed,
+    /// Not a JWT, where Entra's on-behalf-of needs one.
+    NotJwt,
+}
+
+impl NoBearer {
+    /// The OAuth error code (RFC 6750): `missing_token` when none was sent, else
+    /// `invalid_token`.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            NoBearer::Missing => "missing_token",
+            _ => "invalid_token",
+        }
+    }
+}
+
+/// The caller's token from `Authorization: Bearer …`, checked for shape (one header,
+/// RFC 6750 `b64token`; a JWT when `form` is Entra's on-behalf-of form). Every route
+/// that reads the caller's token reads it here; each says why in its own answer format.
+pub(crate) fn bearer_of(headers: &HeaderMap, form: Option<OboForm>) -> Result<&str, NoBearer> {
     let mut all = headers.get_all(AUTHORIZATION).iter();
     let value = match (all.next(), all.next()) {
-        (None, _) => {
-            return Err(unauthorized(
-                "missing_token",
-                "forward the caller's token as Authorization: Bearer <token>",
-            ))
-        }
+        (None, _) => return Err(NoBearer::Missing),
         (Some(v), None) => v,
-        (Some(_), Some(_)) => {
-            return Err(unauthorized(
-                "invalid_token",
-                "more than one Authorization header",
-            ))
-        }
+        (Some(_), Some(_)) => return Err(NoBearer::Several),
     };
-    let malformed = || {
-        unauthorized(
-            "invalid_token",
-            "the Authorization header is not Bearer <token>",
-        )
-    };
-    let text = value.to_str().map_err(|_| malformed())?;
-    let (scheme, token) = text.split_once(' ').ok_or_else(malformed)?;
+    let text = value.to_str().map_err(|_| NoBearer::Malformed)?;
+    let (scheme, token) = text.split_once(' ').ok_or(NoBearer::Malformed)?;
     let token = token.trim_start_matches(' ');
     if !scheme.eq_ignore_ascii_case("bearer") || !is_b64token(token) {
-        return Err(malformed());
+        return Err(NoBearer::Malformed);
+    }
+    if form == Some(OboForm::Entra) && !looks_like_jwt(token) {
+        return Err(NoBearer::NotJwt);
     }
     Ok(token)
 }
 
+/// [`bearer_of`] for tokencache's own routes: errors are 401 answers.
+fn bearer_answer(headers: &HeaderMap, form: Option<OboForm>) -> Result<&str, Box<Response>> {
+    bearer_of(headers, form).map_err(|e| {
+        unauthorized(
+            e.code(),
+            match e {
+                NoBearer::Missing => "forward the caller's token as Authorization: Bearer <token>",
+                NoBearer::Several => "more than one Authorization header",
+                NoBearer::Malformed => "the Authorization header is not Bearer <token>",
+                NoBearer::NotJwt => {
+                    "the incoming token is not a JWT (Entra on-behalf-of takes a JWT access token)"
+                }
+            },
+        )
+    })
+}
+
+/// The caller's token from `Authorization: Bearer …`, checked for shape (RFC 6750
+/// `b64token`). Errors are 401 answers.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, Box<Response>> {
+    bearer_answer(headers, None)
+}
+
 /// The incoming token of an on-behalf-of API: [`bearer`], a JWT for Entra's OBO form.
 pub(crate) fn incoming_token(headers: &HeaderMap, form: OboForm) -> Result<&str, Box<Response>> {
-    let token = bearer(headers)?;
-    if form == OboForm::Entra && !looks_like_jwt(token) {
-        return Err(unauthorized(
-            "invalid_token",
-            "the incoming token is not a JWT (Entra on-behalf-of takes a JWT access token)",
-        ));
-    }
-    Ok(token)
+    bearer_answer(headers, Some(form))
 }
 
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.

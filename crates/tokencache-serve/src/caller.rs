@@ -9,11 +9,10 @@
 //! which tells the caller the token is good) refuses: a token is never reported valid
 //! on its shape alone.
 
-use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use tokencache::acquire::OboForm;
 
-use crate::account::{is_b64token, looks_like_jwt};
+use crate::account::{bearer_of, NoBearer};
 use crate::downstream::Failure;
 use crate::inbound::{self, Refused};
 use crate::routes::AppState;
@@ -27,48 +26,25 @@ pub(crate) struct Validated {
     pub(crate) claims: serde_json::Value,
 }
 
-/// The caller's bearer token (checked for shape), or a 401 failure with a challenge.
+/// The caller's bearer token (checked for shape: [`bearer_of`]), or a 401 failure with
+/// a challenge.
 pub(crate) fn caller_token(headers: &HeaderMap, form: OboForm) -> Result<String, Failure> {
-    let unauthorized = |code: &str, detail: &str| Failure {
-        challenge: Some(if code == "missing_token" {
-            "Bearer"
-        } else {
-            "Bearer error=\"invalid_token\""
-        }),
-        ..Failure::new(StatusCode::UNAUTHORIZED, code, detail)
-    };
-    let mut all = headers.get_all(AUTHORIZATION).iter();
-    let value = match (all.next(), all.next()) {
-        (None, _) => {
-            return Err(unauthorized(
-                "missing_token",
-                "this route acts for the caller's user: send the incoming token as Authorization: Bearer <token>",
-            ))
+    bearer_of(headers, Some(form)).map(str::to_string).map_err(|e| {
+        let detail = match e {
+            NoBearer::Missing => "this route acts for the caller's user: send the incoming token as Authorization: Bearer <token>",
+            NoBearer::Several => "more than one Authorization header",
+            NoBearer::Malformed => "the Authorization header is not `Bearer <token>`",
+            NoBearer::NotJwt => "the incoming token is not a JWT (Entra's on-behalf-of takes a JWT access token)",
+        };
+        Failure {
+            challenge: Some(if e == NoBearer::Missing {
+                "Bearer"
+            } else {
+                "Bearer error=\"invalid_token\""
+            }),
+            ..Failure::new(StatusCode::UNAUTHORIZED, e.code(), detail)
         }
-        (Some(v), None) => v,
-        (Some(_), Some(_)) => {
-            return Err(unauthorized("invalid_token", "more than one Authorization header"))
-        }
-    };
-    let malformed = || {
-        unauthorized(
-            "invalid_token",
-            "the Authorization header is not `Bearer <token>`",
-        )
-    };
-    let text = value.to_str().map_err(|_| malformed())?;
-    let (scheme, token) = text.split_once(' ').ok_or_else(malformed)?;
-    let token = token.trim_start_matches(' ');
-    if !scheme.eq_ignore_ascii_case("bearer") || !is_b64token(token) {
-        return Err(malformed());
-    }
-    if form == OboForm::Entra && !looks_like_jwt(token) {
-        return Err(unauthorized(
-            "invalid_token",
-            "the incoming token is not a JWT (Entra's on-behalf-of takes a JWT access token)",
-        ));
-    }
-    Ok(token.to_string())
+    })
 }
 
 /// Validates `token` with `[inbound]` when configured (else nothing: the operator

@@ -439,28 +439,14 @@ pub(crate) async fn token(
     let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
     match routes::acquire(st, api, assertion, &scopes, options).await {
         Ok(t) => {
-            st.metrics.token(
-                name,
-                if t.source == "cache" {
-                    Outcome::Cache
-                } else {
-                    Outcome::Provider
-                },
-            );
-            let scheme = if t.token_type.eq_ignore_ascii_case("bearer") {
-                "Bearer"
-            } else {
-                &t.token_type
-            };
-            let mut v = HeaderValue::from_str(&format!("{scheme} {}", t.secret.expose())).map_err(
-                |_| {
-                    Failure::new(
-                        StatusCode::BAD_GATEWAY,
-                        "bad_provider_response",
-                        "the provider's token is not a valid header value",
-                    )
-                },
-            )?;
+            st.metrics.token(name, t.outcome());
+            let mut v = HeaderValue::from_str(&t.authorization()).map_err(|_| {
+                Failure::new(
+                    StatusCode::BAD_GATEWAY,
+                    "bad_provider_response",
+                    "the provider's token is not a valid header value",
+                )
+            })?;
             v.set_sensitive(true);
             Ok(v)
         }

@@ -242,6 +242,28 @@ pub(crate) struct Served {
     pub(crate) source: &'static str,
 }
 
+impl Served {
+    /// What the token metrics count it as.
+    pub(crate) fn outcome(&self) -> Outcome {
+        if self.source == "cache" {
+            Outcome::Cache
+        } else {
+            Outcome::Provider
+        }
+    }
+
+    /// The `Authorization` header value that carries it: `Bearer <token>` (the scheme
+    /// spelled so whatever case the provider used), else `<token_type> <token>`.
+    pub(crate) fn authorization(&self) -> String {
+        let scheme = if self.token_type.eq_ignore_ascii_case("bearer") {
+            "Bearer"
+        } else {
+            &self.token_type
+        };
+        format!("{scheme} {}", self.secret.expose())
+    }
+}
+
 async fn authorization_header(
     State(st): State<Shared>,
     path: Result<Path<String>, PathRejection>,
@@ -360,20 +382,8 @@ async fn authorization_header(
     let checked = validated.as_deref().map(|v| &v.claims);
     match acquire_checked(&st, api, assertion, checked, &scopes, &options).await {
         Ok(t) => {
-            st.metrics.token(
-                &name,
-                if t.source == "cache" {
-                    Outcome::Cache
-                } else {
-                    Outcome::Provider
-                },
-            );
-            let scheme = if t.token_type.eq_ignore_ascii_case("bearer") {
-                "Bearer"
-            } else {
-                &t.token_type
-            };
-            let header = format!("{scheme} {}", t.secret.expose());
+            st.metrics.token(&name, t.outcome());
+            let header = t.authorization();
             json(
                 StatusCode::OK,
                 &HeaderAnswer {

@@ -251,10 +251,7 @@ async fn an_app_token_of_a_tenant_named_by_domain_is_saved_under_its_tenant_id()
     );
     let body2 = json!({"access_token": at2, "token_type": "Bearer", "expires_in": 3600});
     let fake2 = FakeTokenEndpoint::start(body2.to_string());
-    let forced = AcquireOptions {
-        force_refresh: true,
-        ..AcquireOptions::default()
-    };
+    let forced = forced();
     let a3 = domain_acquirer(c.clone(), fake2.port);
     let t2 = a3.client_credentials_with(&scopes, &forced).await.unwrap();
     assert_eq!(t2.source, TokenSource::Provider);
@@ -374,28 +371,11 @@ async fn before_discovery_a_token_and_its_copy_are_served_and_obo_lookups_wait()
     let home = format!("{OID}.{TID}");
     let scopes = ["User.Read"];
     let fresh_at = "at-written-twice";
-    let body = json!({
-        "access_token": fresh_at, "refresh_token": "rt-1", "token_type": "Bearer",
-        "expires_in": 3600, "scope": "User.Read",
-        "client_info": b64(&json!({"uid": OID, "utid": TID}).to_string()),
-    });
-    let fake = FakeTokenEndpoint::start(body.to_string());
+    let fake = FakeTokenEndpoint::start(refresh_body(fresh_at, "rt-1"));
     let discovered = domain_acquirer(c.clone(), fake.port);
     // a user token and a long-running OBO session, each written twice
-    let seed = SaveRequest::new(
-        CLIENT,
-        SaveFor::User,
-        "login.microsoftonline.com",
-        TID,
-        &scopes,
-    );
-    c.save_token_response(&seed, &user_response(TID, "at-seed", "rt-seed"))
-        .await
-        .unwrap();
-    let forced = AcquireOptions {
-        force_refresh: true,
-        ..AcquireOptions::default()
-    };
+    seed_user(&c, TID, "at-seed", "rt-seed").await;
+    let forced = forced();
     discovered
         .acquire_silent_with(&home, &scopes, &forced)
         .await
@@ -444,6 +424,41 @@ async fn before_discovery_a_token_and_its_copy_are_served_and_obo_lookups_wait()
     assert_eq!(fake.requests.load(Ordering::SeqCst), requests);
 }
 
+/// Saves `user_response(tid, at, rt)` for `OID` as the acquirer saves it (realm = the id
+/// token's tid), without a copy under a domain.
+async fn seed_user(c: &TokenCache, tid: &str, at: &str, rt: &str) {
+    let scopes = ["User.Read"];
+    let req = SaveRequest::new(
+        CLIENT,
+        SaveFor::User,
+        "login.microsoftonline.com",
+        tid,
+        &scopes,
+    );
+    c.save_token_response(&req, &user_response(tid, at, rt))
+        .await
+        .unwrap();
+}
+
+/// A refresh response for `OID` (no id token, as OIDC allows): access token `at`,
+/// refresh token `rt`, `User.Read`.
+fn refresh_body(at: &str, rt: &str) -> String {
+    json!({
+        "access_token": at, "refresh_token": rt, "token_type": "Bearer",
+        "expires_in": 3600, "scope": "User.Read",
+        "client_info": b64(&json!({"uid": OID, "utid": TID}).to_string()),
+    })
+    .to_string()
+}
+
+/// Options that skip the cache.
+fn forced() -> AcquireOptions {
+    AcquireOptions {
+        force_refresh: true,
+        ..AcquireOptions::default()
+    }
+}
+
 /// A user response of tenant `tid` for `OID` (home tenant `TID`).
 fn user_response(tid: &str, at: &str, rt: &str) -> TokenResponse {
     let client_info = b64(&json!({"uid": OID, "utid": TID}).to_string());
@@ -471,16 +486,7 @@ async fn a_user_partition_of_two_tenants_serves_the_domain_authoritys_own_and_ms
     let at_guest = "at-of-the-guest-tenant";
     // saved as the acquirer saves them: realm = the id token's tid
     for (tid, at, rt) in [(TID, at_home, "rt-1"), (GUEST_TID, at_guest, "rt-2")] {
-        let req = SaveRequest::new(
-            CLIENT,
-            SaveFor::User,
-            "login.microsoftonline.com",
-            tid,
-            &scopes,
-        );
-        c.save_token_response(&req, &user_response(tid, at, rt))
-            .await
-            .unwrap();
+        seed_user(&c, tid, at, rt).await;
     }
     let p = c.partition(&Subject::User(&home), CLIENT).await.unwrap();
     let mut realms: Vec<&str> = p.access_tokens().map(|t| t.realm.as_str()).collect();
@@ -523,29 +529,11 @@ async fn a_user_token_of_the_domain_authority_is_found_by_every_msal() {
     let c = memory_cache().await;
     let home = format!("{OID}.{TID}");
     let scopes = ["User.Read"];
-    let seed = SaveRequest::new(
-        CLIENT,
-        SaveFor::User,
-        "login.microsoftonline.com",
-        TID,
-        &scopes,
-    );
-    c.save_token_response(&seed, &user_response(TID, "at-old", "rt-old"))
-        .await
-        .unwrap();
+    seed_user(&c, TID, "at-old", "rt-old").await;
     let fresh = "at-refreshed-by-the-acquirer";
-    let body = serde_json::to_string(&json!({
-        "access_token": fresh, "refresh_token": "rt-new", "token_type": "Bearer",
-        "expires_in": 3600, "scope": "User.Read",
-        "client_info": b64(&json!({"uid": OID, "utid": TID}).to_string()),
-    }))
-    .unwrap();
-    let fake = FakeTokenEndpoint::start(body);
+    let fake = FakeTokenEndpoint::start(refresh_body(fresh, "rt-new"));
     let a = domain_acquirer(c.clone(), fake.port);
-    let forced = AcquireOptions {
-        force_refresh: true,
-        ..AcquireOptions::default()
-    };
+    let forced = forced();
     let t = a
         .acquire_silent_with(&home, &scopes, &forced)
         .await
